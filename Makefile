@@ -1,0 +1,56 @@
+# Herald: `make run` and `make test` work on a fresh clone. Targets skip work
+# already done (stamps), and a missing tool prints what to install.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SRC := $(shell find src -name '*.ts')
+TESTS := $(shell find test -name '*.ts')
+TSC := node_modules/.bin/tsc
+TAP := node_modules/.bin/tap
+
+.PHONY: help install redis build run test check clean
+
+help:
+	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
+	@echo "make test   install (npm packages, redis-server), build, run every test"
+	@echo "make build  compile src/ to dist/"
+	@echo "make clean  remove build output"
+
+node_modules/.install-stamp: package.json package-lock.json
+	@command -v node >/dev/null || { echo "node is required: install Node.js 20 (https://nodejs.org or your package manager)"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node.js 20 or newer is required (found $$(node -v))"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: node_modules/.install-stamp
+
+# The tests start their own redis-server processes on free ports.
+redis:
+	@if ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is required for the tests: sudo apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 1; \
+	  fi; \
+	fi
+
+dist/.build-stamp: node_modules/.install-stamp tsconfig.json $(SRC)
+	$(TSC) -p tsconfig.json
+	@chmod +x dist/main.js dist/cli.js
+	@touch $@
+
+dist-test/.build-stamp: dist/.build-stamp tsconfig.test.json $(TESTS)
+	$(TSC) -p tsconfig.test.json
+	@touch $@
+
+build: dist/.build-stamp
+
+run: build
+	node dist/main.js --dev
+
+test: install redis dist-test/.build-stamp
+	$(TAP) dist-test/unit dist-test/integration
+
+clean:
+	rm -rf dist dist-test .tap

@@ -1,0 +1,142 @@
+// The Redis side: a pattern subscriber that turns `<prefix>:<topic>` messages into
+// deliveries, and a publisher for POST /publish and client events. `up` drives
+// readiness: true only while the pattern subscription is confirmed.
+import { performance } from 'node:perf_hooks';
+import { Redis } from 'ioredis';
+import type { Deliverer } from './deliver.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { channelToTopic, topicToChannel } from './topics.js';
+
+export interface ClientEvent {
+  type: 'ack' | 'mark_read';
+  userId: string;
+  notificationId: string;
+  connectionId: string;
+}
+
+export interface Bridge {
+  /** True while the subscriber holds its pattern subscription. */
+  readonly up: boolean;
+  /** PUBLISH each item (one pipeline); rejects when Redis is unreachable. */
+  publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
+  /** XADD to the events stream, capped with MAXLEN ~. */
+  recordEvent(event: ClientEvent): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface BridgeOptions {
+  url: string;
+  prefix: string;
+  events: { stream: string; maxLen: number };
+  deliverer: Deliverer;
+  log: Logger;
+  metrics: Metrics;
+}
+
+/** Reconnect quickly (delivery should resume within ~1 s of Redis returning), with jitter. */
+function retryDelay(attempt: number): number {
+  const base = Math.min(1000, 50 * 2 ** Math.min(attempt, 5));
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+export function createBridge(opts: BridgeOptions): Bridge {
+  const { url, prefix, events, deliverer, log, metrics } = opts;
+  const pattern = `${prefix}:*`;
+  const blog = log.child({ component: 'bridge' });
+
+  const subscriber = new Redis(url, {
+    lazyConnect: true,
+    // We re-subscribe ourselves on every 'ready' so that `up` means "subscription confirmed".
+    autoResubscribe: false,
+    maxRetriesPerRequest: null,
+    retryStrategy: retryDelay,
+    connectionName: 'herald-subscriber',
+  });
+  const publisher = new Redis(url, {
+    lazyConnect: true,
+    // Fail fast while Redis is away: callers answer 503 rather than queue unboundedly.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: retryDelay,
+    connectionName: 'herald-publisher',
+  });
+
+  let up = false;
+  let closing = false;
+  let lastError = '';
+  const setUp = (value: boolean, why: string): void => {
+    if (up === value) return;
+    up = value;
+    metrics.redisUp.set(value ? 1 : 0);
+    if (value) blog.info({ pattern }, 'redis subscription active');
+    else if (!closing) blog.warn({ why }, 'redis subscription lost');
+  };
+
+  subscriber.on('ready', () => {
+    subscriber.psubscribe(pattern).then(
+      () => setUp(true, 'subscribed'),
+      (err: Error) => blog.warn({ err: err.message }, 'psubscribe failed'),
+    );
+  });
+  subscriber.on('close', () => setUp(false, 'connection closed'));
+  subscriber.on('reconnecting', () => setUp(false, 'reconnecting'));
+  for (const [name, client] of [['subscriber', subscriber], ['publisher', publisher]] as const) {
+    client.on('error', (err: Error) => {
+      // ioredis repeats the same error on every retry; log each distinct one once.
+      if (err.message !== lastError) {
+        lastError = err.message;
+        blog.warn({ client: name, err: err.message }, 'redis error');
+      }
+    });
+    client.on('ready', () => {
+      lastError = '';
+    });
+  }
+
+  subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
+    const receivedAt = performance.now();
+    metrics.redisMessages.inc();
+    const topic = channelToTopic(prefix, channel);
+    if (topic === undefined) {
+      metrics.notificationDropped('invalid_topic');
+      return;
+    }
+    deliverer.deliver(topic, message, receivedAt);
+  });
+
+  subscriber.connect().catch(() => undefined); // retried by retryStrategy; errors logged above
+  publisher.connect().catch(() => undefined);
+
+  return {
+    get up() {
+      return up;
+    },
+    async publish(items) {
+      const pipeline = publisher.pipeline();
+      for (const { topic, payload } of items) pipeline.publish(topicToChannel(prefix, topic), payload);
+      const results = await pipeline.exec();
+      const failed = results?.find(([err]) => err !== null);
+      if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('pipeline aborted');
+    },
+    async recordEvent(e) {
+      await publisher.xadd(
+        events.stream, 'MAXLEN', '~', String(events.maxLen), '*',
+        'type', e.type, 'userId', e.userId, 'notificationId', e.notificationId,
+        'connectionId', e.connectionId, 'ts', String(Date.now()),
+      );
+    },
+    async close() {
+      closing = true;
+      setUp(false, 'closing');
+      const quit = async (client: Redis): Promise<void> => {
+        if (client.status === 'ready') {
+          await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+        }
+        client.disconnect();
+      };
+      if (subscriber.status === 'ready') await subscriber.punsubscribe(pattern).catch(() => undefined);
+      await Promise.all([quit(subscriber), quit(publisher)]);
+    },
+  };
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+// `herald token` mints a JWT with the configured secret; `herald publish` sends a
+// notification through Redis (HERALD_REDIS_URL set) or POST /publish.
+import { parseArgs } from 'node:util';
+import { Redis } from 'ioredis';
+import { readDevSecrets } from './dev.js';
+import { isValidTopic, topicToChannel } from './topics.js';
+import { mintToken } from './token.js';
+
+const USAGE = `usage:
+  herald token --sub <user> [--roles a,b] [--topics 'org:rio,feed:*'] [--ttl 3600]
+      Prints a JWT signed with HERALD_JWT_SECRET (or the dev secret of \`make run\`).
+  herald publish --topic <topic> --data <json or text> [--url http://127.0.0.1:8080]
+      Publishes through Redis when HERALD_REDIS_URL is set, else through POST /publish
+      with HERALD_PUBLISH_KEY (or the dev key of \`make run\`).`;
+
+class UsageError extends Error {}
+
+const env = process.env;
+const csv = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+
+function secretOrDev(name: 'HERALD_JWT_SECRET' | 'HERALD_PUBLISH_KEY'): string {
+  const fromEnv = env[name];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const dev = readDevSecrets();
+  if (dev !== undefined) {
+    process.stderr.write(`herald: ${name} is not set; using the dev value from .herald/dev.json\n`);
+    return name === 'HERALD_JWT_SECRET' ? dev.jwtSecret : dev.publishKey;
+  }
+  throw new UsageError(`${name} is not set (and no .herald/dev.json from \`make run\` here)`);
+}
+
+async function token(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { sub: { type: 'string' }, roles: { type: 'string' }, topics: { type: 'string' }, ttl: { type: 'string' } },
+    strict: true,
+  });
+  if (values.sub === undefined || values.sub === '') throw new UsageError('--sub is required');
+  const ttl = Number(values.ttl ?? '3600');
+  if (!Number.isSafeInteger(ttl) || ttl < 1) throw new UsageError(`--ttl: expected a positive number of seconds, got ${values.ttl}`);
+  const algorithm = csv(env['HERALD_JWT_ALGORITHMS']).find((a) => a.startsWith('HS')) ?? 'HS256';
+  const audience = csv(env['HERALD_JWT_AUDIENCE']);
+  process.stdout.write(
+    `${await mintToken({
+      secret: secretOrDev('HERALD_JWT_SECRET'),
+      algorithm,
+      sub: values.sub,
+      roles: csv(values.roles),
+      topics: csv(values.topics),
+      ttlS: ttl,
+      issuer: env['HERALD_JWT_ISSUER'] || undefined,
+      audience: audience.length > 0 ? audience : undefined,
+    })}\n`,
+  );
+}
+
+async function publish(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { topic: { type: 'string' }, data: { type: 'string' }, url: { type: 'string' } },
+    strict: true,
+  });
+  const topic = values.topic ?? '';
+  if (!isValidTopic(topic)) throw new UsageError('--topic: expected 1-128 of [A-Za-z0-9:_.@-]');
+  if (values.data === undefined) throw new UsageError('--data is required');
+  const text = values.data;
+
+  const redisUrl = env['HERALD_REDIS_URL'];
+  if (redisUrl !== undefined && redisUrl !== '') {
+    const channel = topicToChannel(env['HERALD_CHANNEL_PREFIX'] || 'notifications', topic);
+    const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    redis.on('error', () => undefined); // reported by the rejected command below
+    try {
+      await redis.connect();
+      const receivers = await redis.publish(channel, text);
+      process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'})\n`);
+    } finally {
+      redis.disconnect();
+    }
+    return;
+  }
+
+  // Same meaning as a Redis payload: JSON data as JSON, anything else as a string.
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = text;
+  }
+  const base = values.url ?? env['HERALD_URL'] ?? `http://127.0.0.1:${env['HERALD_PORT'] || '8080'}`;
+  const res = await fetch(new URL('/publish', base), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secretOrDev('HERALD_PUBLISH_KEY')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ topic, data }),
+  });
+  const body = await res.text();
+  if (res.status !== 202) throw new Error(`POST /publish answered ${res.status}: ${body}`);
+  process.stdout.write(`published via ${base} ${body}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'token':
+      return token(rest);
+    case 'publish':
+      return publish(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const code = (err as { code?: unknown }).code;
+  if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    process.stderr.write(`herald: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(64);
+  }
+  process.stderr.write(`herald: ${(err as Error).message}\n`);
+  process.exit(1);
+});

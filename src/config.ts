@@ -1,0 +1,276 @@
+// Environment -> frozen, typed Config. Pure: takes the env, touches nothing else.
+// Every error names the variable, so a misconfigured gateway fails at start with
+// a message an operator can act on.
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+] as const;
+
+/** Where verification keys come from; exactly one source is configured. */
+export type JwtKeySource =
+  | { kind: 'secret'; secret: string }
+  /** PEM text, or a path to a PEM file (anything not starting with "-----BEGIN"). */
+  | { kind: 'pem'; pem: string }
+  | { kind: 'jwks-file'; path: string }
+  | { kind: 'jwks-url'; url: URL };
+
+export interface JwtConfig {
+  key: JwtKeySource;
+  /** Allowlist; undefined = derived from the key (HS256 for a secret, the key's own for PEM). */
+  algorithms: readonly string[] | undefined;
+  issuer: string | undefined;
+  audience: readonly string[] | undefined;
+  /** Tokens longer than this are refused before any crypto work. */
+  maxTokenBytes: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface Config {
+  host: string;
+  /** 0 = any free port (the bound port is logged). */
+  port: number;
+  wsPath: string;
+  /** undefined = embedded mode: no Redis, /publish delivers to this process only. */
+  redisUrl: string | undefined;
+  channelPrefix: string;
+  jwt: JwtConfig;
+  /** undefined = any Origin is accepted. */
+  allowedOrigins: readonly string[] | undefined;
+  maxPayloadBytes: number;
+  /** 0 disables idle timeout and automatic pings. */
+  idleTimeoutS: number;
+  /** 0 messages = no per-connection rate limit. */
+  rateLimit: { messages: number; windowMs: number };
+  /** undefined = POST /publish disabled (404). */
+  publishKey: string | undefined;
+  publishMaxBodyBytes: number;
+  publishMaxBatch: number;
+  maxNotificationBytes: number;
+  dedup: { windowMs: number; maxEntries: number };
+  maxTopicsPerConnection: number;
+  events: { stream: string; maxLen: number };
+  logLevel: LogLevel;
+  shutdownTimeoutMs: number;
+}
+
+/** Topic grammar shared with topics.ts; the prefix may not contain glob characters. */
+const PREFIX_RE = /^[A-Za-z0-9_.@-]+(?::[A-Za-z0-9_.@-]+)*$/;
+
+function str(env: Env, name: string): string | undefined {
+  const v = env[name];
+  if (v === undefined) return undefined;
+  const t = v.trim();
+  return t === '' ? undefined : t;
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number, unit = ''): number {
+  const raw = str(env, name);
+  if (raw === undefined) return def;
+  if (!/^-?\d+$/.test(raw)) {
+    throw new ConfigError(`${name}: expected an integer ${min}-${max}${unit}, got ${JSON.stringify(raw)}`);
+  }
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new ConfigError(`${name}: expected an integer ${min}-${max}${unit}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+function list(env: Env, name: string): string[] | undefined {
+  const raw = str(env, name);
+  if (raw === undefined) return undefined;
+  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0) throw new ConfigError(`${name}: expected a comma-separated list, got ${JSON.stringify(raw)}`);
+  return items;
+}
+
+function jwtKey(env: Env): JwtKeySource {
+  const secret = env['HERALD_JWT_SECRET'];
+  const pem = str(env, 'HERALD_JWT_PUBLIC_KEY');
+  const jwks = str(env, 'HERALD_JWT_JWKS');
+  const set = [
+    secret !== undefined && secret !== '' ? 'HERALD_JWT_SECRET' : undefined,
+    pem !== undefined ? 'HERALD_JWT_PUBLIC_KEY' : undefined,
+    jwks !== undefined ? 'HERALD_JWT_JWKS' : undefined,
+  ].filter((n) => n !== undefined);
+  if (set.length === 0) {
+    throw new ConfigError(
+      'HERALD_JWT_SECRET: no token verification key configured; set one of HERALD_JWT_SECRET, HERALD_JWT_PUBLIC_KEY or HERALD_JWT_JWKS (or use `make run` for a generated dev secret)',
+    );
+  }
+  if (set.length > 1) throw new ConfigError(`${set.join(', ')}: set exactly one token verification key source`);
+  if (secret !== undefined && secret !== '') {
+    // RFC 7518 3.2: an HMAC key must be at least as long as the hash output.
+    if (Buffer.byteLength(secret, 'utf8') < 32) {
+      throw new ConfigError(
+        `HERALD_JWT_SECRET: must be at least 32 bytes (got ${Buffer.byteLength(secret, 'utf8')}); generate one with \`openssl rand -base64 48\``,
+      );
+    }
+    return { kind: 'secret', secret };
+  }
+  if (pem !== undefined) return { kind: 'pem', pem };
+  const source = jwks as string;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
+    let url: URL;
+    try {
+      url = new URL(source);
+    } catch {
+      throw new ConfigError(`HERALD_JWT_JWKS: not a valid URL: ${JSON.stringify(source)}`);
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
+      throw new ConfigError(`HERALD_JWT_JWKS: a JWKS URL must use https (plain http only for loopback), got ${url.protocol}`);
+    }
+    return { kind: 'jwks-url', url };
+  }
+  return { kind: 'jwks-file', path: source };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function algorithms(env: Env, key: JwtKeySource): string[] | undefined {
+  const algs = list(env, 'HERALD_JWT_ALGORITHMS');
+  if (algs === undefined) return key.kind === 'secret' ? ['HS256'] : undefined;
+  for (const alg of algs) {
+    if (alg.toLowerCase() === 'none') throw new ConfigError('HERALD_JWT_ALGORITHMS: "none" is never allowed');
+    const hmac = (HMAC_ALGORITHMS as readonly string[]).includes(alg);
+    const asym = (ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg);
+    if (!hmac && !asym) {
+      throw new ConfigError(
+        `HERALD_JWT_ALGORITHMS: unknown algorithm ${JSON.stringify(alg)}; expected some of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(', ')}`,
+      );
+    }
+    // Mixing families is how algorithm-confusion attacks start: a secret key only
+    // verifies HS*, a public key only RS/PS/ES/EdDSA.
+    if (key.kind === 'secret' && !hmac) {
+      throw new ConfigError(`HERALD_JWT_ALGORITHMS: ${alg} needs a public key, but HERALD_JWT_SECRET is set`);
+    }
+    if (key.kind !== 'secret' && hmac) {
+      throw new ConfigError(`HERALD_JWT_ALGORITHMS: ${alg} needs HERALD_JWT_SECRET, but a public key source is set`);
+    }
+  }
+  return [...new Set(algs)];
+}
+
+function origins(env: Env): string[] | undefined {
+  const items = list(env, 'HERALD_ALLOWED_ORIGINS');
+  if (items === undefined) return undefined;
+  return items.map((o) => {
+    const m = /^(https?):\/\/(\*\.)?([a-z0-9.-]+)(:\d{1,5})?$/i.exec(o);
+    if (m === null) {
+      throw new ConfigError(
+        `HERALD_ALLOWED_ORIGINS: ${JSON.stringify(o)} is not an origin; expected scheme://host[:port], optionally https://*.example.com`,
+      );
+    }
+    return o.toLowerCase();
+  });
+}
+
+function path(env: Env): string {
+  const p = str(env, 'HERALD_WS_PATH') ?? '/ws';
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(p) || p.includes('//')) {
+    throw new ConfigError(`HERALD_WS_PATH: expected a path like /ws, got ${JSON.stringify(p)}`);
+  }
+  const reserved = ['/healthz', '/readyz', '/metrics', '/publish'];
+  if (reserved.includes(p)) throw new ConfigError(`HERALD_WS_PATH: ${p} is reserved for an HTTP endpoint`);
+  return p;
+}
+
+function redisUrl(env: Env): string | undefined {
+  const url = str(env, 'HERALD_REDIS_URL');
+  if (url === undefined) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError('HERALD_REDIS_URL: not a valid URL; expected redis://[user:password@]host:port[/db]');
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new ConfigError(`HERALD_REDIS_URL: expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
+  }
+  return url;
+}
+
+export function loadConfig(env: Env): Config {
+  const key = jwtKey(env);
+  const prefix = str(env, 'HERALD_CHANNEL_PREFIX') ?? 'notifications';
+  if (!PREFIX_RE.test(prefix) || prefix.length > 64) {
+    throw new ConfigError(`HERALD_CHANNEL_PREFIX: expected up to 64 of [A-Za-z0-9_.@-] (":" between parts), got ${JSON.stringify(prefix)}`);
+  }
+  const logLevel = (str(env, 'HERALD_LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`HERALD_LOG_LEVEL: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
+  }
+  const idleTimeoutS = int(env, 'HERALD_IDLE_TIMEOUT_S', 60, 0, 960, ' seconds');
+  // uWS aborts the process on 1-7 (its timer granularity is 4 s), so refuse it here.
+  if (idleTimeoutS > 0 && idleTimeoutS < 8) {
+    throw new ConfigError(`HERALD_IDLE_TIMEOUT_S: expected 0 (off) or 8-960 seconds, got ${idleTimeoutS}`);
+  }
+  const publishKey = env['HERALD_PUBLISH_KEY'];
+  if (publishKey !== undefined && publishKey !== '' && Buffer.byteLength(publishKey) < 16) {
+    throw new ConfigError('HERALD_PUBLISH_KEY: must be at least 16 bytes; generate one with `openssl rand -hex 24`');
+  }
+  const audience = list(env, 'HERALD_JWT_AUDIENCE');
+  const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
+  if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new ConfigError(`HERALD_HOST: expected an address or host name, got ${JSON.stringify(host)}`);
+  const eventsStream = str(env, 'HERALD_EVENTS_STREAM') ?? 'herald:events';
+  if (!/^[A-Za-z0-9:_.@-]{1,128}$/.test(eventsStream)) {
+    throw new ConfigError(`HERALD_EVENTS_STREAM: expected a Redis key of [A-Za-z0-9:_.@-], got ${JSON.stringify(eventsStream)}`);
+  }
+
+  const config: Config = {
+    host,
+    port: int(env, 'HERALD_PORT', 8080, 0, 65535),
+    wsPath: path(env),
+    redisUrl: redisUrl(env),
+    channelPrefix: prefix,
+    jwt: {
+      key,
+      algorithms: algorithms(env, key),
+      issuer: str(env, 'HERALD_JWT_ISSUER'),
+      audience,
+      maxTokenBytes: int(env, 'HERALD_MAX_TOKEN_BYTES', 8192, 256, 65536, ' bytes'),
+    },
+    allowedOrigins: origins(env),
+    maxPayloadBytes: int(env, 'HERALD_MAX_PAYLOAD_BYTES', 10240, 128, 1048576, ' bytes'),
+    idleTimeoutS,
+    rateLimit: {
+      messages: int(env, 'HERALD_RATE_LIMIT_MESSAGES', 100, 0, 1_000_000),
+      windowMs: int(env, 'HERALD_RATE_LIMIT_WINDOW_S', 60, 1, 3600, ' seconds') * 1000,
+    },
+    publishKey: publishKey === undefined || publishKey === '' ? undefined : publishKey,
+    publishMaxBodyBytes: int(env, 'HERALD_PUBLISH_MAX_BODY_BYTES', 1048576, 1024, 67108864, ' bytes'),
+    publishMaxBatch: int(env, 'HERALD_PUBLISH_MAX_BATCH', 1000, 1, 100000),
+    maxNotificationBytes: int(env, 'HERALD_MAX_NOTIFICATION_BYTES', 65536, 64, 16777216, ' bytes'),
+    dedup: {
+      windowMs: int(env, 'HERALD_DEDUP_WINDOW_S', 60, 0, 86400, ' seconds') * 1000,
+      maxEntries: int(env, 'HERALD_DEDUP_MAX_ENTRIES', 100000, 1, 10_000_000),
+    },
+    maxTopicsPerConnection: int(env, 'HERALD_MAX_TOPICS_PER_CONNECTION', 100, 1, 10000),
+    events: {
+      stream: eventsStream,
+      maxLen: int(env, 'HERALD_EVENTS_MAXLEN', 100000, 1, 100_000_000),
+    },
+    logLevel: logLevel as LogLevel,
+    shutdownTimeoutMs: int(env, 'HERALD_SHUTDOWN_TIMEOUT_S', 10, 1, 3600, ' seconds') * 1000,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o !== null && typeof o === 'object' && !(o instanceof URL) && !Object.isFrozen(o)) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

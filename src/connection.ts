@@ -1,0 +1,236 @@
+// A WebSocket's life after the upgrade: open, each client frame, close. Per-socket
+// state is typed UserData set at upgrade; nothing is attached to `ws`, and `ws` is
+// never touched after close (async continuations check `closed`).
+import { performance } from 'node:perf_hooks';
+import type { Identity } from './auth.js';
+import type { Bridge } from './bridge.js';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { consume, newRateWindow, type RateWindow } from './limits.js';
+import type { CloseLabel, Metrics } from './metrics.js';
+import { Close, ErrorCode, decodeClientFrame, encode, type ClientFrame, type RequestId, type ServerFrame } from './protocol.js';
+import { initialTopics, isGranted } from './topics.js';
+import type { WebSocket } from './uws.js';
+
+export interface UserData {
+  readonly connectionId: string;
+  readonly identity: Identity;
+  /** Topics the connection starts with; always allowed, never counted against the limit. */
+  readonly baseTopics: readonly string[];
+  /** Topics subscribed with `subscribe` (not the base ones). */
+  extraTopics: number;
+  readonly rate: RateWindow;
+  closed: boolean;
+  /** Set just before the server ends the socket, so the close metric says why. */
+  closeReason: CloseLabel | undefined;
+}
+
+export type Socket = WebSocket<UserData>;
+
+export function newUserData(connectionId: string, identity: Identity): UserData {
+  return {
+    connectionId,
+    identity,
+    baseTopics: initialTopics(identity.userId, identity.roles),
+    extraTopics: 0,
+    rate: newRateWindow(performance.now()),
+    closed: false,
+    closeReason: undefined,
+  };
+}
+
+function labelForCode(code: number): CloseLabel {
+  switch (code) {
+    case 1000:
+      return 'normal';
+    case 1001:
+      return 'going_away';
+    case 1005:
+    case 1006:
+      return 'abnormal';
+    default:
+      return 'other';
+  }
+}
+
+export interface ConnectionDeps {
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  /** undefined in embedded mode: ack/mark_read are then acknowledged and discarded. */
+  bridge: Bridge | undefined;
+}
+
+export function createConnectionHandlers(deps: ConnectionDeps) {
+  const { config, metrics, log, bridge } = deps;
+  const { maxPayloadBytes, maxTopicsPerConnection } = config;
+  const { messages: rateLimit, windowMs } = config.rateLimit;
+  const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
+  const sockets = new Set<Socket>();
+  let allClosed: (() => void) | undefined;
+  const debug = log.isLevelEnabled('debug');
+
+  function send(ws: Socket, frame: ServerFrame): void {
+    ws.send(encode(frame));
+    metrics.messagesSent.inc();
+  }
+
+  function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number }): void {
+    metrics.error(code);
+    send(ws, { type: 'error', code, message, ...(id !== undefined ? { id } : {}), ...extra });
+  }
+
+  function end(ws: Socket, close: (typeof Close)[keyof typeof Close]): void {
+    const ud = ws.getUserData();
+    if (ud.closed) return;
+    ud.closeReason = close.reason;
+    ws.end(close.code, close.reason);
+  }
+
+  const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
+
+  function subscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
+    if (!ud.baseTopics.includes(topic)) {
+      if (!isGranted(ud.identity.grants, topic)) {
+        sendError(ws, ErrorCode.Forbidden, `not allowed to subscribe to ${topic}`, id);
+        return;
+      }
+      if (!ws.isSubscribed(topic)) {
+        if (ud.extraTopics >= maxTopicsPerConnection) {
+          sendError(ws, ErrorCode.TooManyTopics, `at most ${maxTopicsPerConnection} subscribed topics per connection`, id);
+          return;
+        }
+        ud.extraTopics++;
+      }
+    }
+    ws.subscribe(topic);
+    send(ws, { type: 'subscribed', topic, ...withId(id) });
+  }
+
+  function unsubscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
+    if (ws.isSubscribed(topic)) {
+      ws.unsubscribe(topic);
+      if (!ud.baseTopics.includes(topic)) ud.extraTopics--;
+    }
+    send(ws, { type: 'unsubscribed', topic, ...withId(id) });
+  }
+
+  function clientEvent(ws: Socket, ud: UserData, frame: Extract<ClientFrame, { type: 'ack' | 'mark_read' }>): void {
+    const { type, notificationId, id } = frame;
+    const replied = (): void => {
+      if (id !== undefined && !ud.closed) {
+        send(ws, type === 'ack' ? { type: 'acked', notificationId, id } : { type: 'marked_read', notificationId, id });
+      }
+    };
+    if (bridge === undefined) {
+      metrics.clientEvent(type, 'discarded');
+      replied();
+      return;
+    }
+    bridge.recordEvent({ type, userId: ud.identity.userId, notificationId, connectionId: ud.connectionId }).then(
+      () => {
+        metrics.clientEvent(type, 'recorded');
+        // After an await: the socket may have closed meanwhile, and writes must be corked.
+        if (!ud.closed) ws.cork(replied);
+      },
+      (err: Error) => {
+        metrics.clientEvent(type, 'failed');
+        log.warn({ connectionId: ud.connectionId, userId: ud.identity.userId, err: err.message }, `${type} not recorded`);
+        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, `${type} could not be recorded; retry later`, id));
+      },
+    );
+  }
+
+  function dispatch(ws: Socket, ud: UserData, frame: ClientFrame): void {
+    switch (frame.type) {
+      case 'ping':
+        send(ws, { type: 'pong', ...withId(frame.id), ts: Date.now() });
+        return;
+      case 'subscribe':
+        subscribe(ws, ud, frame.topic, frame.id);
+        return;
+      case 'unsubscribe':
+        unsubscribe(ws, ud, frame.topic, frame.id);
+        return;
+      case 'ack':
+      case 'mark_read':
+        clientEvent(ws, ud, frame);
+        return;
+      default: {
+        const never: never = frame;
+        throw new Error(`unhandled frame ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  return {
+    sockets,
+
+    open(ws: Socket): void {
+      const ud = ws.getUserData();
+      sockets.add(ws);
+      for (const t of ud.baseTopics) ws.subscribe(t);
+      metrics.connectionsOpened.inc();
+      metrics.connectionsOpen.inc();
+      send(ws, {
+        type: 'connected',
+        connectionId: ud.connectionId,
+        userId: ud.identity.userId,
+        topics: [...ud.baseTopics],
+        heartbeatMs,
+        serverTime: Date.now(),
+      });
+      if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId }, 'connection open');
+    },
+
+    message(ws: Socket, message: ArrayBuffer, isBinary: boolean): void {
+      const ud = ws.getUserData();
+      metrics.messagesReceived.inc();
+      // uWS's own limit is set above ours so that we, not uWS, answer with a 1009.
+      if (message.byteLength > maxPayloadBytes) return end(ws, Close.MessageTooBig);
+      if (isBinary) return end(ws, Close.BinaryFrame);
+      // The ArrayBuffer is neutered when this callback returns: decode it now.
+      const decoded = decodeClientFrame(Buffer.from(message).toString('utf8'));
+      if (decoded.kind === 'not_json') return end(ws, Close.NotJson);
+
+      const decision = consume(ud.rate, performance.now(), rateLimit, windowMs);
+      if (decision.kind === 'close') return end(ws, Close.RateLimited);
+      const id = decoded.kind === 'frame' ? decoded.frame.id : decoded.id;
+      if (decision.kind === 'reject') {
+        metrics.rateLimited.inc();
+        sendError(ws, ErrorCode.RateLimited, 'too many messages', id, { retryAfterMs: decision.retryAfterMs });
+        return;
+      }
+      switch (decoded.kind) {
+        case 'invalid':
+          return sendError(ws, ErrorCode.InvalidMessage, decoded.message, id);
+        case 'unknown_type':
+          return sendError(ws, ErrorCode.UnknownType, decoded.message, id);
+        case 'frame':
+          return dispatch(ws, ud, decoded.frame);
+      }
+    },
+
+    close(ws: Socket, code: number): void {
+      const ud = ws.getUserData();
+      ud.closed = true;
+      sockets.delete(ws);
+      if (sockets.size === 0) allClosed?.();
+      metrics.connectionsOpen.dec();
+      metrics.connectionClosed(ud.closeReason ?? labelForCode(code));
+      if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId, code }, 'connection closed');
+    },
+
+    /** Shutdown: end every socket with 1001; resolves once every close handshake ended. */
+    closeAll(): Promise<void> {
+      const done = new Promise<void>((resolve) => {
+        allClosed = resolve;
+      });
+      for (const ws of [...sockets]) end(ws, Close.ShuttingDown);
+      if (sockets.size === 0) allClosed?.();
+      return done;
+    },
+  };
+}
+
+export type ConnectionHandlers = ReturnType<typeof createConnectionHandlers>;

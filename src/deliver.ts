@@ -1,0 +1,73 @@
+// Payload -> notification frame, encoded once -> one native publish to a uWS topic.
+// Used by the Redis bridge and by POST /publish in embedded mode. uWS does the
+// fan-out in C++; there is no per-subscriber work in JS.
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { DedupWindow } from './dedup.js';
+import type { Metrics } from './metrics.js';
+import { encodeNotification } from './protocol.js';
+
+export interface Notification {
+  id: string;
+  /** True when the id came from the payload, so it can repeat and is worth de-duplicating. */
+  idFromPayload: boolean;
+  frame: string;
+}
+
+const MAX_PAYLOAD_ID = 128;
+
+/**
+ * `data` is the payload parsed as JSON, or the raw string when it is not JSON. The
+ * payload's own `id` (a string on an object payload) becomes the notification id.
+ */
+export function buildNotification(topic: string, payload: string, ts: number, newId: () => string = randomUUID): Notification {
+  let parsed: unknown;
+  let dataJson: string;
+  try {
+    parsed = JSON.parse(payload);
+    dataJson = payload.trim(); // already valid JSON: embed it as is
+  } catch {
+    parsed = undefined;
+    dataJson = JSON.stringify(payload);
+  }
+  const own =
+    parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
+  const idFromPayload = typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID;
+  const id = idFromPayload ? (own as string) : newId();
+  return { id, idFromPayload, frame: encodeNotification(topic, id, ts, dataJson) };
+}
+
+export interface Publisher {
+  /** uWS `app.publish`: native fan-out to every subscriber of `topic`. */
+  publish(topic: string, frame: string): boolean;
+  numSubscribers(topic: string): number;
+}
+
+export type DeliveryOutcome = 'published' | 'duplicate' | 'too_large';
+
+export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow; metrics: Metrics; maxBytes: number }) {
+  const { publisher, dedup, metrics, maxBytes } = deps;
+  return {
+    /** `receivedAt` is performance.now() when the payload arrived, for the latency histogram. */
+    deliver(topic: string, payload: string, receivedAt: number = performance.now()): DeliveryOutcome {
+      // String length is a lower bound on UTF-8 bytes; only near the limit count exactly.
+      if (payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes)) {
+        metrics.notificationDropped('too_large');
+        return 'too_large';
+      }
+      const n = buildNotification(topic, payload, Date.now());
+      if (n.idFromPayload && dedup.seen(`${topic}\n${n.id}`, performance.now())) {
+        metrics.notificationDropped('duplicate');
+        return 'duplicate';
+      }
+      const recipients = publisher.numSubscribers(topic);
+      if (recipients > 0) publisher.publish(topic, n.frame);
+      metrics.notificationsPublished.inc();
+      metrics.messagesSent.inc(recipients);
+      metrics.deliveryLatency.observe((performance.now() - receivedAt) / 1000);
+      return 'published';
+    },
+  };
+}
+
+export type Deliverer = ReturnType<typeof createDeliverer>;

@@ -1,0 +1,47 @@
+// Development mode (`make run`): a generated JWT secret and publish key, kept in
+// .herald/dev.json so tokens minted by `herald token` keep working across restarts.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Env } from './config.js';
+
+export interface DevSecrets {
+  jwtSecret: string;
+  publishKey: string;
+}
+
+export const DEV_DIR = '.herald';
+const DEV_FILE = 'dev.json';
+
+export function readDevSecrets(dir: string = DEV_DIR): DevSecrets | undefined {
+  const file = join(dir, DEV_FILE);
+  if (!existsSync(file)) return undefined;
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<DevSecrets>;
+  if (typeof parsed.jwtSecret !== 'string' || typeof parsed.publishKey !== 'string') return undefined;
+  return { jwtSecret: parsed.jwtSecret, publishKey: parsed.publishKey };
+}
+
+export function ensureDevSecrets(dir: string = DEV_DIR): DevSecrets {
+  const existing = readDevSecrets(dir);
+  if (existing !== undefined) return existing;
+  const secrets = { jwtSecret: randomBytes(32).toString('base64url'), publishKey: randomBytes(24).toString('hex') };
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dir, DEV_FILE), `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  return secrets;
+}
+
+/** The env with dev secrets filled in where no key is configured; says which were. */
+export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; generated: string[] } {
+  const out: Record<string, string | undefined> = { ...env };
+  const generated: string[] = [];
+  const keyless = ['HERALD_JWT_SECRET', 'HERALD_JWT_PUBLIC_KEY', 'HERALD_JWT_JWKS'].every((k) => (env[k] ?? '') === '');
+  if (keyless) {
+    out['HERALD_JWT_SECRET'] = secrets.jwtSecret;
+    generated.push('HERALD_JWT_SECRET');
+  }
+  if ((env['HERALD_PUBLISH_KEY'] ?? '') === '') {
+    out['HERALD_PUBLISH_KEY'] = secrets.publishKey;
+    generated.push('HERALD_PUBLISH_KEY');
+  }
+  return { env: out, generated };
+}

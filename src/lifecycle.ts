@@ -1,0 +1,62 @@
+// Readiness, and the shutdown sequence: readiness off, stop accepting, close
+// clients with 1001, leave Redis, exit; all within HERALD_SHUTDOWN_TIMEOUT_S.
+import type { Logger } from './log.js';
+
+export type Readiness =
+  | { ready: true }
+  | { ready: false; reason: 'starting' | 'draining' | 'redis_unavailable' };
+
+export interface Lifecycle {
+  readiness(): Readiness;
+  serving(): void;
+  readonly draining: boolean;
+  /** Runs `steps` once, in order; resolves true if all finished before the deadline. */
+  shutdown(steps: readonly ShutdownStep[]): Promise<boolean>;
+}
+
+export interface ShutdownStep {
+  name: string;
+  run(): void | Promise<void>;
+}
+
+export function createLifecycle(deps: { log: Logger; timeoutMs: number; redisUp?: () => boolean }): Lifecycle {
+  const { log, timeoutMs, redisUp } = deps;
+  let state: 'starting' | 'serving' | 'draining' = 'starting';
+  let shuttingDown: Promise<boolean> | undefined;
+
+  return {
+    readiness() {
+      if (state === 'starting') return { ready: false, reason: 'starting' };
+      if (state === 'draining') return { ready: false, reason: 'draining' };
+      if (redisUp !== undefined && !redisUp()) return { ready: false, reason: 'redis_unavailable' };
+      return { ready: true };
+    },
+    serving() {
+      if (state === 'starting') state = 'serving';
+    },
+    get draining() {
+      return state === 'draining';
+    },
+    shutdown(steps) {
+      if (shuttingDown !== undefined) return shuttingDown;
+      state = 'draining';
+      const run = async (): Promise<boolean> => {
+        for (const step of steps) {
+          try {
+            await step.run();
+          } catch (err) {
+            log.error({ step: step.name, err: (err as Error).message }, 'shutdown step failed');
+          }
+        }
+        return true;
+      };
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+        timer.unref();
+      });
+      shuttingDown = Promise.race([run(), deadline]).finally(() => clearTimeout(timer));
+      return shuttingDown;
+    },
+  };
+}

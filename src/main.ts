@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// Entry point: env -> config -> logger -> gateway; signals -> shutdown.
+// `--dev` (used by `make run`) fills in a generated secret and prints how to connect.
+import { ConfigError, loadConfig, type Config, type Env } from './config.js';
+import { ensureDevSecrets, withDevDefaults } from './dev.js';
+import { startGateway } from './gateway.js';
+import { createLogger } from './log.js';
+import { mintToken } from './token.js';
+import { UwsLoadError, loadUws } from './uws.js';
+
+function fatal(message: string, code: number): never {
+  // The logger may not exist yet: this is the one place src/ writes to stderr directly.
+  console.error(`herald: ${message}`);
+  process.exit(code);
+}
+
+async function devBanner(config: Config, port: number, generated: string[]): Promise<string> {
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const key = config.jwt.key;
+  const token = key.kind === 'secret'
+    ? await mintToken({
+        secret: key.secret, algorithm: config.jwt.algorithms?.[0] ?? 'HS256', sub: 'alice', roles: ['admin'],
+        topics: ['org:rio', 'feed:*'], ttlS: 24 * 3600, issuer: config.jwt.issuer, audience: config.jwt.audience,
+      })
+    : '<mint one with your identity provider>';
+  const ws = `ws://${host}:${port}${config.wsPath}`;
+  const lines = [
+    '',
+    '================================ HERALD DEV MODE ================================',
+    ...(generated.length > 0
+      ? [`  WARNING: using GENERATED dev secrets for ${generated.join(', ')} (kept in .herald/dev.json).`,
+         '  Never use dev mode in production: `npm start` refuses to run without a key.']
+      : []),
+    `  mode:      ${config.redisUrl === undefined ? 'embedded (no Redis; POST /publish delivers locally)' : `redis ${config.redisUrl.replace(/\/\/[^@]*@/, '//***@')}`}`,
+    `  websocket: ${ws}`,
+    `  dev token (sub=alice, roles=[admin], topics=[org:rio, feed:*], 24 h):`,
+    `    ${token}`,
+    '',
+    '  connect:   npx wscat -c "' + ws + '?token=<token>"',
+    `             node -e "const ws=new (require('ws'))('${ws}',{headers:{authorization:'Bearer '+process.argv[1]}});ws.on('message',m=>console.log(String(m)))" <token>`,
+    "  publish:   npx herald publish --topic user:alice --data '{\"title\":\"hi\"}'",
+    ...(config.redisUrl !== undefined ? ["             redis-cli PUBLISH notifications:user:alice '{\"title\":\"hi\"}'"] : []),
+    '  tokens:    npx herald token --sub bob --roles ops --ttl 3600',
+    `  health:    curl http://${host}:${port}/readyz   metrics: curl http://${host}:${port}/metrics`,
+    '=================================================================================',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const dev = process.argv.includes('--dev');
+  let env: Env = process.env;
+  let generated: string[] = [];
+  if (dev) ({ env, generated } = withDevDefaults(process.env, ensureDevSecrets()));
+
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
+    throw err;
+  }
+  let uws;
+  try {
+    uws = loadUws();
+  } catch (err) {
+    if (err instanceof UwsLoadError) fatal(err.message, 3);
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  if (generated.length > 0) log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
+
+  let gateway;
+  try {
+    gateway = await startGateway(config, log, uws);
+  } catch (err) {
+    if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
+    log.fatal({ err: (err as Error).message }, 'cannot start');
+    process.exit(1);
+  }
+  if (dev) process.stderr.write(await devBanner(config, gateway.port, generated));
+
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    void gateway.shutdown().then((clean) => {
+      if (clean) log.info('shutdown complete');
+      else log.warn({ timeoutMs: config.shutdownTimeoutMs }, 'shutdown timed out; exiting anyway');
+      log.flush();
+      process.exit(clean ? 0 : 1);
+    });
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => fatal(`unexpected error: ${(err as Error).stack ?? String(err)}`, 1));

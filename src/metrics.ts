@@ -1,0 +1,119 @@
+// Every metric Herald exports, on a private registry. Label values come only from
+// code tables (never from user input), and hot-path children are created once.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AUTH_FAILURES, type AuthFailure } from './auth.js';
+import { ErrorCode } from './protocol.js';
+
+/** Why a connection closed, as a metric label. */
+export const CLOSE_REASONS = [
+  'normal', 'going_away', 'shutting_down', 'binary_not_supported', 'invalid_json', 'rate_limited',
+  'message_too_big', 'abnormal', 'other',
+] as const;
+export type CloseLabel = (typeof CLOSE_REASONS)[number];
+
+export const DROP_REASONS = ['invalid_topic', 'too_large', 'duplicate'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'herald_' });
+
+  const connectionsOpen = new Gauge({ name: 'herald_connections', help: 'WebSocket connections open now', registers: [registry] });
+  const connectionsOpened = new Counter({ name: 'herald_connections_opened_total', help: 'WebSocket connections accepted', registers: [registry] });
+  const connectionsClosed = new Counter({
+    name: 'herald_connections_closed_total',
+    help: 'WebSocket connections closed, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const messagesReceived = new Counter({ name: 'herald_messages_received_total', help: 'Frames received from clients', registers: [registry] });
+  const messagesSent = new Counter({
+    name: 'herald_messages_sent_total',
+    help: 'Frames handed to uWS for clients (a notification counts once per subscriber)',
+    registers: [registry],
+  });
+  const redisMessages = new Counter({ name: 'herald_redis_messages_total', help: 'Messages received from Redis channels', registers: [registry] });
+  const notificationsPublished = new Counter({
+    name: 'herald_notifications_published_total',
+    help: 'Notifications published to uWS topics (from Redis or POST /publish)',
+    registers: [registry],
+  });
+  const notificationsDropped = new Counter({
+    name: 'herald_notifications_dropped_total',
+    help: 'Notifications not published, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const deliveryLatency = new Histogram({
+    name: 'herald_delivery_latency_seconds',
+    help: 'Time from a notification\'s receipt (Redis or /publish) to its hand-off to uWS',
+    buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1],
+    registers: [registry],
+  });
+  const errors = new Counter({ name: 'herald_errors_total', help: 'Error frames sent to clients, by code', labelNames: ['code'], registers: [registry] });
+  const rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Client frames rejected by the rate limit', registers: [registry] });
+  const authFailures = new Counter({
+    name: 'herald_auth_failures_total',
+    help: 'Upgrades refused, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const authDuration = new Histogram({
+    name: 'herald_auth_duration_seconds',
+    help: 'Time to verify an upgrade\'s token',
+    buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25, 1],
+    registers: [registry],
+  });
+  const originRejected = new Counter({
+    name: 'herald_origin_rejected_total',
+    help: 'Upgrades refused with 403 because HERALD_ALLOWED_ORIGINS does not list their Origin',
+    registers: [registry],
+  });
+  const publishRequests = new Counter({
+    name: 'herald_publish_requests_total',
+    help: 'POST /publish requests, by HTTP status',
+    labelNames: ['status'],
+    registers: [registry],
+  });
+  const clientEvents = new Counter({
+    name: 'herald_client_events_total',
+    help: 'ack and mark_read events from clients, by type and outcome',
+    labelNames: ['type', 'outcome'],
+    registers: [registry],
+  });
+  const redisUp = new Gauge({
+    name: 'herald_redis_subscriber_up',
+    help: '1 while the Redis pattern subscription is active (always 0 in embedded mode)',
+    registers: [registry],
+  });
+
+  // Zero-initialise every labelled child so dashboards see 0, not "no data".
+  for (const r of CLOSE_REASONS) connectionsClosed.labels(r).inc(0);
+  for (const r of DROP_REASONS) notificationsDropped.labels(r).inc(0);
+  for (const r of AUTH_FAILURES) authFailures.labels(r).inc(0);
+  for (const c of Object.values(ErrorCode)) errors.labels(c).inc(0);
+  for (const t of ['ack', 'mark_read']) for (const o of ['recorded', 'failed', 'discarded']) clientEvents.labels(t, o).inc(0);
+
+  return {
+    registry,
+    connectionsOpen,
+    connectionsOpened,
+    connectionClosed: (reason: CloseLabel) => connectionsClosed.labels(reason).inc(),
+    messagesReceived,
+    messagesSent,
+    redisMessages,
+    notificationsPublished,
+    notificationDropped: (reason: DropReason) => notificationsDropped.labels(reason).inc(),
+    deliveryLatency,
+    error: (code: ErrorCode) => errors.labels(code).inc(),
+    rateLimited,
+    authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
+    authDuration,
+    originRejected,
+    publishRequest: (status: number) => publishRequests.labels(String(status)).inc(),
+    clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded') => clientEvents.labels(type, outcome).inc(),
+    redisUp,
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,136 @@
+// Herald's wire protocol (docs/PROTOCOL.md): frame types, the ajv schemas that
+// validate client frames (compiled once, at import), encoders, and the code tables.
+import { Ajv, type ValidateFunction } from 'ajv';
+import { TOPIC_PATTERN } from './topics.js';
+
+/** Request ids are echoed verbatim: a string of 1-64 characters or a non-negative safe integer. */
+export type RequestId = string | number;
+
+export type ClientFrame =
+  | { type: 'ping'; id?: RequestId }
+  | { type: 'subscribe'; topic: string; id?: RequestId }
+  | { type: 'unsubscribe'; topic: string; id?: RequestId }
+  | { type: 'ack'; notificationId: string; id?: RequestId }
+  | { type: 'mark_read'; notificationId: string; id?: RequestId };
+
+export type ClientFrameType = ClientFrame['type'];
+
+export const ErrorCode = {
+  /** Valid JSON that fails the frame schema. The connection stays open. */
+  InvalidMessage: 'invalid_message',
+  /** A `type` this server does not know. */
+  UnknownType: 'unknown_type',
+  /** The token does not grant the topic. */
+  Forbidden: 'forbidden',
+  /** Over the per-connection message rate; carries retryAfterMs. */
+  RateLimited: 'rate_limited',
+  /** Subscribing would exceed HERALD_MAX_TOPICS_PER_CONNECTION. */
+  TooManyTopics: 'too_many_topics',
+  /** The backend (Redis) could not take the request; retry later. */
+  Unavailable: 'unavailable',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Close codes the server sends, with the reason text that goes with each. */
+export const Close = {
+  ShuttingDown: { code: 1001, reason: 'shutting_down' },
+  BinaryFrame: { code: 1003, reason: 'binary_not_supported' },
+  NotJson: { code: 1003, reason: 'invalid_json' },
+  RateLimited: { code: 1008, reason: 'rate_limited' },
+  MessageTooBig: { code: 1009, reason: 'message_too_big' },
+} as const;
+export type CloseReason = (typeof Close)[keyof typeof Close]['reason'];
+
+export type ServerFrame =
+  | { type: 'connected'; connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number }
+  | { type: 'pong'; id?: RequestId; ts: number }
+  | { type: 'subscribed'; topic: string; id?: RequestId }
+  | { type: 'unsubscribed'; topic: string; id?: RequestId }
+  | { type: 'acked'; notificationId: string; id: RequestId }
+  | { type: 'marked_read'; notificationId: string; id: RequestId }
+  | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number };
+
+export function encode(frame: ServerFrame): string {
+  return JSON.stringify(frame);
+}
+
+/**
+ * The notification frame, built by concatenation around `dataJson` (already valid JSON):
+ * the payload is never parsed and re-serialised just to be wrapped.
+ */
+export function encodeNotification(topic: string, id: string, ts: number, dataJson: string): string {
+  return `{"type":"notification","topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts},"data":${dataJson}}`;
+}
+
+const ID_SCHEMA = {
+  anyOf: [
+    { type: 'string', minLength: 1, maxLength: 64 },
+    { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+  ],
+};
+const TOPIC_SCHEMA = { type: 'string', pattern: TOPIC_PATTERN };
+const NOTIFICATION_ID_SCHEMA = { type: 'string', minLength: 1, maxLength: 128 };
+
+function frameSchema(type: ClientFrameType, props: Record<string, object>): object {
+  return {
+    type: 'object',
+    properties: { type: { const: type }, id: ID_SCHEMA, ...props },
+    required: ['type', ...Object.keys(props)],
+    additionalProperties: false,
+  };
+}
+
+const ajv = new Ajv({ allErrors: false, strict: true });
+const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameType, ValidateFunction>([
+  ['ping', ajv.compile(frameSchema('ping', {}))],
+  ['subscribe', ajv.compile(frameSchema('subscribe', { topic: TOPIC_SCHEMA }))],
+  ['unsubscribe', ajv.compile(frameSchema('unsubscribe', { topic: TOPIC_SCHEMA }))],
+  ['ack', ajv.compile(frameSchema('ack', { notificationId: NOTIFICATION_ID_SCHEMA }))],
+  ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
+]);
+
+export type Decoded =
+  | { kind: 'frame'; frame: ClientFrame }
+  /** Not JSON text at all: the connection is closed with 1003. */
+  | { kind: 'not_json' }
+  | { kind: 'invalid'; message: string; id: RequestId | undefined }
+  | { kind: 'unknown_type'; message: string; id: RequestId | undefined };
+
+/** The id to echo in a reply, if the (possibly invalid) frame carried a usable one. */
+function echoableId(o: Record<string, unknown>): RequestId | undefined {
+  const id = o['id'];
+  if (typeof id === 'string' && id.length >= 1 && id.length <= 64) return id;
+  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) return id;
+  return undefined;
+}
+
+export function decodeClientFrame(text: string): Decoded {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { kind: 'not_json' };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return { kind: 'invalid', message: 'a frame must be a JSON object', id: undefined };
+  }
+  const o = value as Record<string, unknown>;
+  const id = echoableId(o);
+  const type = o['type'];
+  if (typeof type !== 'string') return { kind: 'invalid', message: '"type" must be a string', id };
+  const validate = VALIDATORS.get(type);
+  if (validate === undefined) {
+    return { kind: 'unknown_type', message: `unknown frame type ${JSON.stringify(type.slice(0, 32))}`, id };
+  }
+  if (!validate(o)) {
+    const e = validate.errors?.[0];
+    const where = e === undefined || e.instancePath === '' ? 'frame' : e.instancePath.slice(1);
+    const detail = e?.keyword === 'additionalProperties'
+      ? `unexpected property ${JSON.stringify(String(e.params['additionalProperty']).slice(0, 32))}`
+      : e?.keyword === 'required'
+        ? `missing property ${JSON.stringify(e.params['missingProperty'])}`
+        : `${where} ${e?.message ?? 'is invalid'}`;
+    return { kind: 'invalid', message: `${type}: ${detail}`, id };
+  }
+  return { kind: 'frame', frame: o as ClientFrame };
+}

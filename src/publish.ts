@@ -1,0 +1,140 @@
+// POST /publish: an authenticated, bounded way for backends to send notifications
+// over HTTP. In Redis mode it PUBLISHes (so every gateway delivers); in embedded
+// mode it delivers to this process's clients.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Ajv } from 'ajv';
+import type { Bridge } from './bridge.js';
+import type { Config } from './config.js';
+import type { Deliverer } from './deliver.js';
+import { BodyTooLarge, readBody, reply, track, type Exchange } from './http.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import { TOPIC_PATTERN } from './topics.js';
+import type { HttpRequest, HttpResponse } from './uws.js';
+
+export interface PublishItem {
+  topic: string;
+  /** The notification payload as Redis carries it: `data` serialised as JSON. */
+  payload: string;
+}
+
+export type PublishParse =
+  | { ok: true; items: PublishItem[] }
+  | { ok: false; reason: 'invalid_json' | 'invalid_body' | 'too_many_items' | 'notification_too_large'; message: string };
+
+const ITEM_SCHEMA = {
+  type: 'object',
+  properties: { topic: { type: 'string', pattern: TOPIC_PATTERN }, data: {} },
+  required: ['topic', 'data'],
+  additionalProperties: false,
+};
+const validateItem = new Ajv({ strict: true }).compile<{ topic: string; data: unknown }>(ITEM_SCHEMA);
+
+/** Pure: body text -> items, or a reason for the 400. */
+export function parsePublishBody(text: string, limits: { maxBatch: number; maxNotificationBytes: number }): PublishParse {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'invalid_json', message: 'body is not valid JSON' };
+  }
+  const list = Array.isArray(body) ? body : [body];
+  if (list.length === 0) return { ok: false, reason: 'invalid_body', message: 'empty array' };
+  if (list.length > limits.maxBatch) {
+    return { ok: false, reason: 'too_many_items', message: `at most ${limits.maxBatch} notifications per request` };
+  }
+  const items: PublishItem[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const item: unknown = list[i];
+    const where = Array.isArray(body) ? `[${i}]` : 'body';
+    if (!validateItem(item)) {
+      const e = validateItem.errors?.[0];
+      const detail = e?.keyword === 'additionalProperties'
+        ? `unexpected property ${JSON.stringify(String(e.params['additionalProperty']).slice(0, 32))}`
+        : e?.keyword === 'required'
+          ? `missing property ${JSON.stringify(e.params['missingProperty'])}`
+          : e?.instancePath === '/topic'
+            ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]'
+            : `must be an object {"topic", "data"}`;
+      return { ok: false, reason: 'invalid_body', message: `${where}: ${detail}` };
+    }
+    const payload = JSON.stringify(item.data);
+    if (Buffer.byteLength(payload) > limits.maxNotificationBytes) {
+      return { ok: false, reason: 'notification_too_large', message: `${where}: data is over ${limits.maxNotificationBytes} bytes` };
+    }
+    items.push({ topic: item.topic, payload });
+  }
+  return { ok: true, items };
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export function createPublishHandler(deps: {
+  config: Config;
+  bridge: Bridge | undefined;
+  deliverer: Deliverer;
+  metrics: Metrics;
+  log: Logger;
+}) {
+  const { config, bridge, deliverer, metrics } = deps;
+  const plog = deps.log.child({ component: 'publish' });
+  // Compare digests so the comparison takes the same time whatever the length.
+  const keyDigest = digest(config.publishKey ?? '');
+  const limits = { maxBatch: config.publishMaxBatch, maxNotificationBytes: config.maxNotificationBytes };
+
+  function answer(ex: Exchange, status: number, body: unknown, close = false): void {
+    metrics.publishRequest(status);
+    reply(ex, status, body, {
+      close,
+      headers: status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {},
+    });
+  }
+
+  async function handle(ex: Exchange, authorization: string, contentLength: string): Promise<void> {
+    const m = /^Bearer[ \t]+(\S+)$/i.exec(authorization);
+    if (m?.[1] === undefined || !timingSafeEqual(digest(m[1]), keyDigest)) {
+      answer(ex, 401, { error: 'unauthorized', reason: 'invalid_publish_key' }, true);
+      return;
+    }
+    if (contentLength !== '' && Number(contentLength) > config.publishMaxBodyBytes) {
+      answer(ex, 413, { error: 'body_too_large', limit: config.publishMaxBodyBytes }, true);
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(ex, config.publishMaxBodyBytes);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) answer(ex, 413, { error: 'body_too_large', limit: config.publishMaxBodyBytes }, true);
+      return; // otherwise the client aborted: nobody to answer
+    }
+    const parsed = parsePublishBody(body.toString('utf8'), limits);
+    if (!parsed.ok) {
+      answer(ex, 400, { error: parsed.reason, message: parsed.message });
+      return;
+    }
+    if (bridge === undefined) {
+      for (const { topic, payload } of parsed.items) deliverer.deliver(topic, payload);
+    } else {
+      try {
+        await bridge.publish(parsed.items);
+      } catch (err) {
+        plog.warn({ err: (err as Error).message, items: parsed.items.length }, 'publish to redis failed');
+        answer(ex, 503, { error: 'unavailable', reason: 'redis_unavailable' });
+        return;
+      }
+    }
+    answer(ex, 202, { accepted: parsed.items.length });
+  }
+
+  return (res: HttpResponse, req: HttpRequest): void => {
+    const authorization = req.getHeader('authorization');
+    const contentLength = req.getHeader('content-length');
+    const ex = track(res);
+    handle(ex, authorization, contentLength).catch((err: unknown) => {
+      plog.error({ err: (err as Error).message }, 'publish handler failed');
+      answer(ex, 500, { error: 'internal' });
+    });
+  };
+}

@@ -1,0 +1,102 @@
+// Assembles the uWS App: HTTP routes, the WebSocket behaviour, listen and stop.
+import type { Config } from './config.js';
+import type { ConnectionHandlers, UserData } from './connection.js';
+import { reply, track } from './http.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { Metrics } from './metrics.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, Uws, us_listen_socket, us_socket_context_t } from './uws.js';
+
+/** uWS's own frame cap. Above it uWS drops the socket without a close frame, so it
+ *  sits well above HERALD_MAX_PAYLOAD_BYTES and connection.ts answers 1009 itself. */
+export function uwsPayloadCap(maxPayloadBytes: number): number {
+  return Math.max(4 * maxPayloadBytes, 64 * 1024);
+}
+
+/** Per-socket send buffer limit. A client that stops reading is closed once it holds
+ *  this much, rather than silently skipping notifications or growing memory. */
+const MAX_BACKPRESSURE_BYTES = 1024 * 1024;
+
+export interface ServerDeps {
+  uws: Uws;
+  config: Config;
+  metrics: Metrics;
+  lifecycle: Lifecycle;
+  connections: ConnectionHandlers;
+  upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => void;
+  publish: (res: HttpResponse, req: HttpRequest) => void;
+}
+
+export interface Server {
+  app: TemplatedApp;
+  /** Resolves with the bound port (useful with HERALD_PORT=0). */
+  listen(): Promise<number>;
+  /** Stop accepting connections; open sockets are untouched. */
+  stopListening(): void;
+}
+
+export function createServer(deps: ServerDeps): Server {
+  const { uws, config, metrics, lifecycle, connections } = deps;
+  const app = uws.App();
+
+  app.ws<UserData>(config.wsPath, {
+    compression: uws.DISABLED,
+    maxPayloadLength: uwsPayloadCap(config.maxPayloadBytes),
+    idleTimeout: config.idleTimeoutS,
+    sendPingsAutomatically: config.idleTimeoutS > 0,
+    maxBackpressure: MAX_BACKPRESSURE_BYTES,
+    closeOnBackpressureLimit: 1,
+    upgrade: deps.upgrade,
+    open: connections.open,
+    message: connections.message,
+    close: connections.close,
+  });
+
+  app.get('/healthz', (res) => {
+    reply(track(res), 200, { status: 'ok' });
+  });
+  app.get('/readyz', (res) => {
+    const r = lifecycle.readiness();
+    reply(track(res), r.ready ? 200 : 503, r.ready ? { status: 'ready' } : { status: 'unavailable', reason: r.reason });
+  });
+  app.get('/metrics', (res) => {
+    const ex = track(res);
+    metrics.registry.metrics().then(
+      (text) => reply(ex, 200, text, { contentType: metrics.registry.contentType }),
+      () => reply(ex, 500, { error: 'internal' }),
+    );
+  });
+  if (config.publishKey !== undefined) {
+    app.post('/publish', deps.publish);
+    app.any('/publish', (res) => {
+      reply(track(res), 405, { error: 'method_not_allowed' }, { headers: { Allow: 'POST' } });
+    });
+  }
+  // A plain GET on the WebSocket path (no Upgrade header) falls through to here.
+  app.get(config.wsPath, (res) => {
+    reply(track(res), 426, { error: 'upgrade_required' }, { headers: { Upgrade: 'websocket' } });
+  });
+  app.any('/*', (res) => {
+    reply(track(res), 404, { error: 'not_found' });
+  });
+
+  let listenSocket: us_listen_socket | undefined;
+  return {
+    app,
+    listen() {
+      return new Promise((resolve, reject) => {
+        app.listen(config.host, config.port, (socket) => {
+          if (socket === false) {
+            reject(new Error(`cannot listen on ${config.host}:${config.port} (address in use or not available)`));
+            return;
+          }
+          listenSocket = socket;
+          resolve(uws.us_socket_local_port(socket as never));
+        });
+      });
+    },
+    stopListening() {
+      if (listenSocket !== undefined) uws.us_listen_socket_close(listenSocket);
+      listenSocket = undefined;
+    },
+  };
+}

@@ -1,0 +1,66 @@
+// Topic grammar and the mapping between Redis channels, topics and token claims. Pure.
+
+/** A topic: 1-128 of [A-Za-z0-9:_.@-]. Shared by channels, claims and client frames. */
+export const TOPIC_PATTERN = '^[A-Za-z0-9:_.@-]{1,128}$';
+const TOPIC_RE = new RegExp(TOPIC_PATTERN);
+
+export function isValidTopic(topic: string): boolean {
+  return TOPIC_RE.test(topic);
+}
+
+/** `notifications:user:42` -> `user:42`; undefined when the channel is not ours or the topic is invalid. */
+export function channelToTopic(prefix: string, channel: string): string | undefined {
+  if (channel.length <= prefix.length + 1 || !channel.startsWith(prefix) || channel.charCodeAt(prefix.length) !== 58 /* : */) {
+    return undefined;
+  }
+  const topic = channel.slice(prefix.length + 1);
+  return TOPIC_RE.test(topic) ? topic : undefined;
+}
+
+export function topicToChannel(prefix: string, topic: string): string {
+  return `${prefix}:${topic}`;
+}
+
+/**
+ * Topic grants from a token's `topics` claim: exact topics, or prefixes ending in `*`
+ * (`feed:*` grants `feed:a` and `feed:a:b`; a lone `*` grants every topic).
+ */
+export interface Grants {
+  exact: ReadonlySet<string>;
+  prefixes: readonly string[];
+}
+
+export const NO_GRANTS: Grants = Object.freeze({ exact: new Set<string>(), prefixes: Object.freeze([]) });
+
+/** Invalid entries make the whole claim invalid, so a typo in the issuer shows up at once. */
+export function parseGrants(claim: readonly string[]): Grants | undefined {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  for (const g of claim) {
+    if (g === '*') {
+      prefixes.push('');
+    } else if (g.endsWith('*')) {
+      const p = g.slice(0, -1);
+      if (!/^[A-Za-z0-9:_.@-]{1,127}$/.test(p)) return undefined;
+      prefixes.push(p);
+    } else {
+      if (!TOPIC_RE.test(g)) return undefined;
+      exact.add(g);
+    }
+  }
+  return { exact, prefixes };
+}
+
+export function isGranted(grants: Grants, topic: string): boolean {
+  if (grants.exact.has(topic)) return true;
+  for (const p of grants.prefixes) if (topic.startsWith(p)) return true;
+  return false;
+}
+
+/** The topics every connection starts with: `user:<sub>`, `role:<r>` per role, and `system`. */
+export function initialTopics(userId: string, roles: readonly string[]): string[] {
+  const topics = [`user:${userId}`];
+  for (const r of roles) topics.push(`role:${r}`);
+  topics.push('system');
+  return [...new Set(topics)];
+}

@@ -1,0 +1,68 @@
+// The only importer of uWebSockets.js. The npm package behind our alias silently
+// falls back to a slow pure-JS server when its native binary does not load; Herald
+// loads the binary itself and refuses to start without it.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type * as UWS from 'uWebSockets.js';
+
+export type {
+  HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior, us_listen_socket, us_socket_context_t,
+} from 'uWebSockets.js';
+export type Uws = typeof UWS;
+
+export class UwsLoadError extends Error {
+  override name = 'UwsLoadError';
+}
+
+export interface BinaryTarget {
+  platform: string;
+  arch: string;
+  /** Node's ABI version, process.versions.modules (115 for Node 20). */
+  modules: string;
+}
+
+const require = createRequire(import.meta.url);
+
+/** The folder of the installed `uWebSockets.js` package (upstream or our npm alias). */
+export function uwsPackageDir(): string {
+  return dirname(require.resolve('uWebSockets.js/package.json'));
+}
+
+/**
+ * Loads `uws_<platform>_<arch>_<abi>.node` from the package: `binaries/` in the npm
+ * alias, the package root upstream. Never the JS fallback.
+ */
+export function loadNativeUws(
+  packageDir: string,
+  target: BinaryTarget = { platform: process.platform, arch: process.arch, modules: process.versions.modules },
+): Uws {
+  const file = `uws_${target.platform}_${target.arch}_${target.modules}.node`;
+  const tried: string[] = [];
+  for (const candidate of [join(packageDir, 'binaries', file), join(packageDir, file)]) {
+    if (!existsSync(candidate)) {
+      tried.push(`${candidate}: not found`);
+      continue;
+    }
+    try {
+      const native = require(candidate) as Uws;
+      if (typeof native.App !== 'function' || typeof native.us_listen_socket_close !== 'function') {
+        tried.push(`${candidate}: not a uWebSockets.js binary`);
+        continue;
+      }
+      return native;
+    } catch (err) {
+      tried.push(`${candidate}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new UwsLoadError(
+    `uWebSockets.js: no native binary loads for ${target.platform}-${target.arch}, Node ABI ${target.modules}.\n` +
+      `  ${tried.join('\n  ')}\n` +
+      'Herald refuses to run on the pure-JS fallback (it is many times slower). Use Node 20 on Linux x64 with glibc,\n' +
+      'or point the "uWebSockets.js" alias in package.json at a uWebSockets.js build for this platform, then `npm ci`.',
+  );
+}
+
+export function loadUws(): Uws {
+  return loadNativeUws(uwsPackageDir());
+}
