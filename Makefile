@@ -8,12 +8,13 @@ TESTS := $(shell find test -name '*.ts')
 TSC := node_modules/.bin/tsc
 TAP := node_modules/.bin/tap
 
-.PHONY: help install redis build run test check clean
+.PHONY: help install redis build run test coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
 	@echo "make test   install (npm packages, redis-server), build, run every test"
 	@echo "make build  compile src/ to dist/"
+	@echo "make coverage  the tests with a coverage report (not enforced)"
 	@echo "make clean  remove build output"
 
 node_modules/.install-stamp: package.json package-lock.json
@@ -51,6 +52,9 @@ run: build
 
 test: install redis dist-test/.build-stamp
 	$(TAP) dist-test/unit dist-test/integration
+
+coverage: install redis dist-test/.build-stamp
+	$(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration
 
 clean:
 	rm -rf dist dist-test .tap
