@@ -5,14 +5,16 @@ SHELL := /bin/bash
 
 SRC := $(shell find src -name '*.ts')
 TESTS := $(shell find test -name '*.ts')
+BENCH := $(shell find bench -name '*.ts')
 TSC := node_modules/.bin/tsc
 TAP := node_modules/.bin/tap
 
-.PHONY: help install redis build run test coverage clean
+.PHONY: help install redis build build-bench run test bench coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
 	@echo "make test   install (npm packages, redis-server), build, run every test"
+	@echo "make bench  the load-test harness, quick profile (see bench/README.md)"
 	@echo "make build  compile src/ to dist/"
 	@echo "make coverage  the tests with a coverage report (not enforced)"
 	@echo "make clean  remove build output"
@@ -45,16 +47,26 @@ dist-test/.build-stamp: dist/.build-stamp tsconfig.test.json $(TESTS)
 	$(TSC) -p tsconfig.test.json
 	@touch $@
 
+dist-bench/.build-stamp: dist/.build-stamp tsconfig.bench.json $(BENCH)
+	$(TSC) -p tsconfig.bench.json
+	@touch $@
+
 build: dist/.build-stamp
+
+build-bench: dist-bench/.build-stamp
 
 run: build
 	node dist/main.js --dev
 
-test: install redis dist-test/.build-stamp
+test: install redis dist-test/.build-stamp dist-bench/.build-stamp
 	$(TAP) dist-test/unit dist-test/integration
 
-coverage: install redis dist-test/.build-stamp
+# The quick profile (about two minutes); `npm run bench -- --profile full` for 50,000 connections.
+bench: install redis dist-bench/.build-stamp
+	node dist-bench/run.js --profile quick
+
+coverage: install redis dist-test/.build-stamp dist-bench/.build-stamp
 	$(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration
 
 clean:
-	rm -rf dist dist-test .tap
+	rm -rf dist dist-test dist-bench .tap

@@ -1,0 +1,191 @@
+// A load-generating child process: holds a slice of the bench's WebSocket clients
+// (well under the per-process open-files limit), bound to its own loopback source
+// address, and measures what arrives. Driven by the runner over IPC.
+import { performance } from 'node:perf_hooks';
+import { SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { newHistogram, record, type Histogram } from './stats.js';
+
+export type Target = 'herald' | 'baseline';
+
+export type WorkerCommand =
+  | { cmd: 'connect'; from: number; to: number; urls: string[]; target: Target; secret: string; concurrency: number; localAddress: string }
+  | { cmd: 'step'; step: number }
+  | { cmd: 'report'; step: number }
+  | { cmd: 'churn'; fraction: number; concurrency: number }
+  | { cmd: 'close' };
+
+export interface StepReport {
+  received: number;
+  duplicates: number;
+  latency: Histogram;
+  cpuMicros: number;
+}
+
+export type WorkerEvent =
+  | { ev: 'connected'; ok: number; failed: number; elapsedMs: number; connectMs: Histogram; cpuMicros: number; errors: string[] }
+  | { ev: 'report'; step: number; report: StepReport }
+  | { ev: 'churned'; users: number[]; ok: number; failed: number; elapsedMs: number }
+  | { ev: 'closed' };
+
+const now = (): number => performance.timeOrigin + performance.now();
+const send = (e: WorkerEvent): void => {
+  process.send?.(e);
+};
+
+interface Conn {
+  user: number;
+  ws: WebSocket | undefined;
+  lastN: number;
+}
+
+let conns: Conn[] = [];
+let config: Extract<WorkerCommand, { cmd: 'connect' }> | undefined;
+let step = -1;
+const steps = new Map<number, StepReport>();
+let cpuAtStep = process.cpuUsage();
+
+function stepReport(s: number): StepReport {
+  let r = steps.get(s);
+  if (r === undefined) {
+    r = { received: 0, duplicates: 0, latency: newHistogram(), cpuMicros: 0 };
+    steps.set(s, r);
+  }
+  return r;
+}
+
+function onMessage(conn: Conn, data: WebSocket.RawData): void {
+  const text = data.toString();
+  if (!text.startsWith('{"type":"notification"')) return;
+  const frame = JSON.parse(text) as { data: { s: number; n: number; t: number } };
+  const { s, n, t } = frame.data;
+  const r = stepReport(s);
+  if (s === step && n <= conn.lastN) {
+    r.duplicates++;
+    return;
+  }
+  if (s === step) conn.lastN = n;
+  r.received++;
+  record(r.latency, now() - t);
+}
+
+async function tokenFor(user: number, secret: Uint8Array): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(String(user))
+    .setExpirationTime(Math.floor(Date.now() / 1000) + 24 * 3600)
+    .sign(secret);
+}
+
+/** Opens one connection; resolves with the time to the `connected` frame, or an error text. */
+function open(conn: Conn, c: NonNullable<typeof config>, token: string | undefined): Promise<number | string> {
+  return new Promise((resolve) => {
+    const started = now();
+    const url = c.urls[conn.user % c.urls.length] as string;
+    const ws = new WebSocket(c.target === 'baseline' ? `${url}?user=${conn.user}` : url, {
+      perMessageDeflate: false,
+      handshakeTimeout: 15_000,
+      localAddress: c.localAddress,
+      ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}),
+    });
+    let settled = false;
+    const done = (v: number | string): void => {
+      if (!settled) {
+        settled = true;
+        resolve(v);
+      }
+    };
+    ws.once('message', () => {
+      conn.ws = ws;
+      ws.on('message', (d) => onMessage(conn, d));
+      done(now() - started);
+    });
+    ws.once('error', (err) => done(err.message));
+    ws.once('unexpected-response', (_req, res) => done(`HTTP ${res.statusCode}`));
+    ws.once('close', () => {
+      if (conn.ws === ws) conn.ws = undefined;
+      done('closed before connected');
+    });
+  });
+}
+
+/** Opens connections for `list` with at most `concurrency` in flight. */
+async function openMany(list: Conn[], c: NonNullable<typeof config>, concurrency: number) {
+  const secret = new TextEncoder().encode(c.secret);
+  const tokens = c.target === 'herald' ? await Promise.all(list.map((x) => tokenFor(x.user, secret))) : [];
+  const connectMs = newHistogram();
+  const errors = new Map<string, number>();
+  let ok = 0;
+  let next = 0;
+  const started = now();
+  async function lane(): Promise<void> {
+    while (next < list.length) {
+      const i = next++;
+      const r = await open(list[i] as Conn, c, tokens[i]);
+      if (typeof r === 'number') {
+        ok++;
+        record(connectMs, r);
+      } else {
+        errors.set(r, (errors.get(r) ?? 0) + 1);
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, list.length) }, lane));
+  return {
+    ok,
+    failed: list.length - ok,
+    elapsedMs: now() - started,
+    connectMs,
+    errors: [...errors].map(([e, n]) => `${n}× ${e}`),
+  };
+}
+
+process.on('message', (m: WorkerCommand) => {
+  void handle(m);
+});
+
+async function handle(m: WorkerCommand): Promise<void> {
+  switch (m.cmd) {
+    case 'connect': {
+      config = m;
+      conns = [];
+      for (let u = m.from; u < m.to; u++) conns.push({ user: u, ws: undefined, lastN: -1 });
+      const cpu = process.cpuUsage();
+      const r = await openMany(conns, m, m.concurrency);
+      const used = process.cpuUsage(cpu);
+      send({ ev: 'connected', ...r, cpuMicros: used.user + used.system });
+      return;
+    }
+    case 'step':
+      step = m.step;
+      for (const c of conns) c.lastN = -1;
+      cpuAtStep = process.cpuUsage();
+      return;
+    case 'report': {
+      const r = stepReport(m.step);
+      const used = process.cpuUsage(cpuAtStep);
+      send({ ev: 'report', step: m.step, report: { ...r, cpuMicros: used.user + used.system } });
+      return;
+    }
+    case 'churn': {
+      if (config === undefined) return;
+      const every = Math.max(1, Math.round(1 / m.fraction));
+      const victims = conns.filter((_, i) => i % every === 0);
+      for (const v of victims) {
+        const ws = v.ws;
+        v.ws = undefined;
+        ws?.terminate(); // abrupt, as a phone losing its network
+      }
+      const r = await openMany(victims, config, m.concurrency);
+      send({ ev: 'churned', users: victims.map((v) => v.user), ok: r.ok, failed: r.failed, elapsedMs: r.elapsedMs });
+      return;
+    }
+    case 'close':
+      for (const c of conns) c.ws?.terminate();
+      send({ ev: 'closed' });
+      setTimeout(() => process.exit(0), 50);
+      return;
+  }
+}
+
+process.on('disconnect', () => process.exit(0));
