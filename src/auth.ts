@@ -52,12 +52,12 @@ const HMAC_HASH: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: '
 
 /** jose error codes -> reasons. Branch on codes, never on messages. */
 export function reasonForJoseError(err: unknown): AuthFailure {
-  const e = err as { code?: unknown; claim?: unknown };
-  switch (e.code) {
+  const e = err as { code?: unknown; claim?: unknown } | null | undefined;
+  switch (e?.code) {
     case 'ERR_JWT_EXPIRED':
       return AuthFailure.TokenExpired;
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      return e.claim === 'nbf' ? AuthFailure.TokenNotYetValid : AuthFailure.InvalidClaims;
+      return e?.claim === 'nbf' ? AuthFailure.TokenNotYetValid : AuthFailure.InvalidClaims;
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
     case 'ERR_JOSE_NOT_SUPPORTED':
       return AuthFailure.AlgorithmNotAllowed;
@@ -161,14 +161,15 @@ function keyByAlg(keys: ReadonlyMap<string, webcrypto.CryptoKey>): JWTVerifyGetK
 }
 
 async function jwksFileKeys(path: string, configured: readonly string[] | undefined): Promise<KeyBundle> {
-  let jwks: JSONWebKeySet;
+  let getKey: JWTVerifyGetKey;
   try {
-    jwks = JSON.parse(await readFile(path, 'utf8')) as JSONWebKeySet;
+    const jwks = JSON.parse(await readFile(path, 'utf8')) as JSONWebKeySet;
     if (!Array.isArray(jwks.keys)) throw new Error('no "keys" array');
+    getKey = createLocalJWKSet(jwks);
   } catch (err) {
     throw new ConfigError(`HERALD_JWT_JWKS: cannot read a JWKS from ${JSON.stringify(path)}: ${(err as Error).message}`);
   }
-  return { getKey: createLocalJWKSet(jwks), algorithms: configured !== undefined ? [...configured] : ['RS256', 'ES256'] };
+  return { getKey, algorithms: configured !== undefined ? [...configured] : ['RS256', 'ES256'] };
 }
 
 export async function createVerifier(jwt: JwtConfig): Promise<Verifier> {
@@ -187,7 +188,7 @@ export async function createVerifier(jwt: JwtConfig): Promise<Verifier> {
       bundle = {
         // Keys are cached and refetched at most every 30 s, so an unknown `kid` cannot
         // make every upgrade hit the identity provider.
-        getKey: createRemoteJWKSet(jwt.key.url, { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
+        getKey: createRemoteJWKSet(new URL(jwt.key.url), { timeoutDuration: 5000, cooldownDuration: 30_000, cacheMaxAge: 600_000 }),
         algorithms: jwt.algorithms !== undefined ? [...jwt.algorithms] : ['RS256', 'ES256'],
       };
       break;

@@ -16,7 +16,7 @@ export interface ClientEvent {
 }
 
 export interface Bridge {
-  /** True while the subscriber holds its pattern subscription. */
+  /** True while the subscriber holds its pattern subscription and the publisher is connected. */
   readonly up: boolean;
   /** PUBLISH each item (one pipeline); rejects when Redis is unreachable. */
   publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
@@ -62,25 +62,35 @@ export function createBridge(opts: BridgeOptions): Bridge {
     connectionName: 'herald-publisher',
   });
 
+  // Ready = the pattern subscription is confirmed and the publisher (for /publish and
+  // client events) is connected; readiness and the up gauge follow it.
+  let subscribed = false;
   let up = false;
   let closing = false;
   let lastError = '';
-  const setUp = (value: boolean, why: string): void => {
+  const update = (why: string): void => {
+    const value = subscribed && publisher.status === 'ready';
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
     if (value) blog.info({ pattern }, 'redis subscription active');
-    else if (!closing) blog.warn({ why }, 'redis subscription lost');
+    else if (!closing) blog.warn({ why }, 'redis unavailable');
+  };
+  const setSubscribed = (value: boolean, why: string): void => {
+    subscribed = value;
+    update(why);
   };
 
   subscriber.on('ready', () => {
     subscriber.psubscribe(pattern).then(
-      () => setUp(true, 'subscribed'),
+      () => setSubscribed(true, 'subscribed'),
       (err: Error) => blog.warn({ err: err.message }, 'psubscribe failed'),
     );
   });
-  subscriber.on('close', () => setUp(false, 'connection closed'));
-  subscriber.on('reconnecting', () => setUp(false, 'reconnecting'));
+  subscriber.on('close', () => setSubscribed(false, 'subscriber connection closed'));
+  subscriber.on('reconnecting', () => setSubscribed(false, 'subscriber reconnecting'));
+  publisher.on('ready', () => update('publisher ready'));
+  publisher.on('close', () => update('publisher connection closed'));
   for (const [name, client] of [['subscriber', subscriber], ['publisher', publisher]] as const) {
     client.on('error', (err: Error) => {
       // ioredis repeats the same error on every retry; log each distinct one once.
@@ -128,7 +138,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     },
     async close() {
       closing = true;
-      setUp(false, 'closing');
+      setSubscribed(false, 'closing');
       const quit = async (client: Redis): Promise<void> => {
         if (client.status === 'ready') {
           await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);

@@ -19,7 +19,8 @@ export type JwtKeySource =
   /** PEM text, or a path to a PEM file (anything not starting with "-----BEGIN"). */
   | { kind: 'pem'; pem: string }
   | { kind: 'jwks-file'; path: string }
-  | { kind: 'jwks-url'; url: URL };
+  /** A string, not a URL object: URL setters would defeat the freeze. */
+  | { kind: 'jwks-url'; url: string };
 
 export interface JwtConfig {
   key: JwtKeySource;
@@ -129,7 +130,7 @@ function jwtKey(env: Env): JwtKeySource {
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
       throw new ConfigError(`HERALD_JWT_JWKS: a JWKS URL must use https (plain http only for loopback), got ${url.protocol}`);
     }
-    return { kind: 'jwks-url', url };
+    return { kind: 'jwks-url', url: url.href };
   }
   return { kind: 'jwks-file', path: source };
 }
@@ -216,9 +217,10 @@ export function loadConfig(env: Env): Config {
   if (idleTimeoutS > 0 && idleTimeoutS < 8) {
     throw new ConfigError(`HERALD_IDLE_TIMEOUT_S: expected 0 (off) or 8-960 seconds, got ${idleTimeoutS}`);
   }
-  const publishKey = env['HERALD_PUBLISH_KEY'];
-  if (publishKey !== undefined && publishKey !== '' && Buffer.byteLength(publishKey) < 16) {
-    throw new ConfigError('HERALD_PUBLISH_KEY: must be at least 16 bytes; generate one with `openssl rand -hex 24`');
+  // Trimmed: a key mounted from a file often ends in a newline.
+  const publishKey = str(env, 'HERALD_PUBLISH_KEY');
+  if (publishKey !== undefined && (Buffer.byteLength(publishKey) < 16 || /\s/.test(publishKey))) {
+    throw new ConfigError('HERALD_PUBLISH_KEY: must be at least 16 bytes with no whitespace; generate one with `openssl rand -hex 24`');
   }
   const audience = list(env, 'HERALD_JWT_AUDIENCE');
   const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
@@ -248,7 +250,7 @@ export function loadConfig(env: Env): Config {
       messages: int(env, 'HERALD_RATE_LIMIT_MESSAGES', 100, 0, 1_000_000),
       windowMs: int(env, 'HERALD_RATE_LIMIT_WINDOW_S', 60, 1, 3600, ' seconds') * 1000,
     },
-    publishKey: publishKey === undefined || publishKey === '' ? undefined : publishKey,
+    publishKey,
     publishMaxBodyBytes: int(env, 'HERALD_PUBLISH_MAX_BODY_BYTES', 1048576, 1024, 67108864, ' bytes'),
     publishMaxBatch: int(env, 'HERALD_PUBLISH_MAX_BATCH', 1000, 1, 100000),
     maxNotificationBytes: int(env, 'HERALD_MAX_NOTIFICATION_BYTES', 65536, 64, 16777216, ' bytes'),
@@ -268,7 +270,7 @@ export function loadConfig(env: Env): Config {
 }
 
 function deepFreeze<T>(o: T): T {
-  if (o !== null && typeof o === 'object' && !(o instanceof URL) && !Object.isFrozen(o)) {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
     for (const v of Object.values(o)) deepFreeze(v);
     Object.freeze(o);
   }

@@ -12,9 +12,10 @@ export function createDedupWindow(opts: { windowMs: number; maxEntries: number }
   const { windowMs, maxEntries } = opts;
   const expiries = new Map<string, number>();
 
-  function evict(now: number): void {
+  /** Drops expired entries, and while `room` is needed, the oldest live ones. */
+  function evict(now: number, room: boolean): void {
     for (const [key, expiresAt] of expiries) {
-      if (expiresAt > now && expiries.size < maxEntries) break;
+      if (expiresAt > now && !(room && expiries.size >= maxEntries)) break;
       expiries.delete(key);
     }
   }
@@ -22,9 +23,10 @@ export function createDedupWindow(opts: { windowMs: number; maxEntries: number }
   return {
     seen(key, now) {
       if (windowMs === 0) return false;
-      evict(now);
+      evict(now, false);
       const expiresAt = expiries.get(key);
       if (expiresAt !== undefined) return true;
+      evict(now, true);
       expiries.set(key, now + windowMs);
       return false;
     },

@@ -41,7 +41,9 @@ export function findToken(req: UpgradeRequest): { token: string; source: TokenSo
     for (const part of req.cookie.split(';')) {
       const eq = part.indexOf('=');
       if (eq > 0 && part.slice(0, eq).trim() === TOKEN_COOKIE) {
-        const value = part.slice(eq + 1).trim();
+        let value = part.slice(eq + 1).trim();
+        // RFC 6265 allows a quoted cookie value.
+        if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
         if (value !== '') return { token: value, source: 'cookie' };
       }
     }
@@ -54,7 +56,8 @@ export function findToken(req: UpgradeRequest): { token: string; source: TokenSo
  * (no header). The `bearer.<jwt>` entry is never chosen, so the token is never echoed.
  */
 export function chooseSubprotocol(protocols: string): string {
-  const offered = splitProtocols(protocols).map((p) => p.toLowerCase());
+  // Exact match: the answer must be one of the values the client offered (RFC 6455 4.2.2).
+  const offered = splitProtocols(protocols);
   for (const p of SUBPROTOCOLS) if (offered.includes(p)) return p;
   return '';
 }

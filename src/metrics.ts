@@ -82,8 +82,8 @@ export function createMetrics() {
     registers: [registry],
   });
   const redisUp = new Gauge({
-    name: 'herald_redis_subscriber_up',
-    help: '1 while the Redis pattern subscription is active (always 0 in embedded mode)',
+    name: 'herald_redis_up',
+    help: '1 while the Redis pattern subscription is active and the publisher connected (always 0 in embedded mode)',
     registers: [registry],
   });
 

@@ -58,7 +58,13 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
             : `must be an object {"topic", "data"}`;
       return { ok: false, reason: 'invalid_body', message: `${where}: ${detail}` };
     }
-    const payload = JSON.stringify(item.data);
+    let payload: string;
+    try {
+      payload = JSON.stringify(item.data);
+    } catch {
+      // JSON.parse accepts nesting that JSON.stringify cannot re-encode (stack depth).
+      return { ok: false, reason: 'invalid_body', message: `${where}: data is nested too deeply` };
+    }
     if (Buffer.byteLength(payload) > limits.maxNotificationBytes) {
       return { ok: false, reason: 'notification_too_large', message: `${where}: data is over ${limits.maxNotificationBytes} bytes` };
     }

@@ -1,0 +1,100 @@
+import t from 'tap';
+import { consume, newRateWindow, type RateDecision } from '../../dist/limits.js';
+
+/** Runs `n` messages at time `now` and returns the decisions' kinds. */
+function burst(w: ReturnType<typeof newRateWindow>, n: number, now: number, limit: number, windowMs: number): string[] {
+  const kinds: string[] = [];
+  for (let i = 0; i < n; i++) kinds.push(consume(w, now, limit, windowMs).kind);
+  return kinds;
+}
+
+t.test('a new window starts at the given time with nothing counted', async (t) => {
+  t.strictSame(newRateWindow(123.5), { start: 123.5, count: 0 });
+});
+
+t.test('messages up to the limit are allowed, the next ones rejected, and past twice the limit the connection closes', async (t) => {
+  const rows: Array<[limit: number, want: string[]]> = [
+    [1, ['allow', 'reject', 'close', 'close']],
+    [2, ['allow', 'allow', 'reject', 'reject', 'close', 'close']],
+    [3, ['allow', 'allow', 'allow', 'reject', 'reject', 'reject', 'close']],
+  ];
+  for (const [limit, want] of rows) {
+    const w = newRateWindow(0);
+    t.strictSame(burst(w, want.length, 10, limit, 1000), want, `limit ${limit}`);
+  }
+});
+
+t.test('the hundredth message of a 100-per-window limit is allowed and the 101st rejected', async (t) => {
+  const w = newRateWindow(0);
+  const kinds = burst(w, 201, 0, 100, 60_000);
+  t.equal(kinds.filter((k) => k === 'allow').length, 100);
+  t.equal(kinds[99], 'allow');
+  t.equal(kinds[100], 'reject');
+  t.equal(kinds[199], 'reject');
+  t.equal(kinds[200], 'close');
+});
+
+t.test('a rejection says how long until the window resets, at least 1 ms', async (t) => {
+  const rows: Array<[start: number, now: number, windowMs: number, want: number]> = [
+    [0, 0, 1000, 1000],
+    [0, 250, 1000, 750],
+    [0, 999, 1000, 1],
+    [0, 999.9, 1000, 1],
+    [0, 0.4, 1000, 1000],
+    [1000.5, 1500, 1000, 501],
+  ];
+  for (const [start, now, windowMs, want] of rows) {
+    const w = { start, count: 1 };
+    const d: RateDecision = consume(w, now, 1, windowMs);
+    t.strictSame(d, { kind: 'reject', retryAfterMs: want }, `start ${start}, now ${now}, window ${windowMs}`);
+  }
+});
+
+t.test('the count resets once the window has passed', async (t) => {
+  const w = newRateWindow(0);
+  t.strictSame(burst(w, 3, 0, 2, 1000), ['allow', 'allow', 'reject']);
+  t.equal(consume(w, 999, 2, 1000).kind, 'reject', 'still inside the window at 999 ms');
+  t.equal(consume(w, 1000, 2, 1000).kind, 'allow', 'a new window at exactly 1000 ms');
+  t.strictSame(w, { start: 1000, count: 1 });
+  t.strictSame(burst(w, 2, 1500, 2, 1000), ['allow', 'reject']);
+});
+
+t.test('a closed connection gets a fresh window after the window passes', async (t) => {
+  const w = newRateWindow(0);
+  t.strictSame(burst(w, 4, 0, 1, 1000), ['allow', 'reject', 'close', 'close']);
+  t.equal(consume(w, 5000, 1, 1000).kind, 'allow');
+});
+
+t.test('a clock going backwards starts a new window instead of blocking for a long time', async (t) => {
+  const w = newRateWindow(10_000);
+  t.strictSame(burst(w, 2, 10_000, 1, 1000), ['allow', 'reject']);
+  const d = consume(w, 5_000, 1, 1000);
+  t.equal(d.kind, 'allow', 'earlier than the window start: reset');
+  t.strictSame(w, { start: 5_000, count: 1 });
+  const r = consume(w, 5_100, 1, 1000);
+  t.strictSame(r, { kind: 'reject', retryAfterMs: 900 }, 'retry time measured from the new start');
+});
+
+t.test('limit 0 disables limiting and leaves the window untouched', async (t) => {
+  const w = newRateWindow(0);
+  const kinds = burst(w, 10_000, 0, 0, 1000);
+  t.ok(kinds.every((k) => k === 'allow'), '10000 messages allowed');
+  t.strictSame(w, { start: 0, count: 0 });
+});
+
+t.test('windows of different connections are independent', async (t) => {
+  const a = newRateWindow(0);
+  const b = newRateWindow(0);
+  t.strictSame(burst(a, 3, 0, 1, 1000), ['allow', 'reject', 'close']);
+  t.equal(consume(b, 0, 1, 1000).kind, 'allow');
+});
+
+t.test('the shared allow and close decisions cannot be altered by a caller', async (t) => {
+  const w = newRateWindow(0);
+  const allow = consume(w, 0, 5, 1000);
+  t.ok(Object.isFrozen(allow));
+  t.throws(() => {
+    (allow as { kind: string }).kind = 'close';
+  }, TypeError);
+  t.equal(consume(w, 0, 5, 1000).kind, 'allow');
+});
