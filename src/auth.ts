@@ -8,7 +8,7 @@ import {
   type JWTVerifyGetKey, type JWTPayload, type JWTVerifyOptions, type JSONWebKeySet,
 } from 'jose';
 import { ConfigError, type JwtConfig } from './config.js';
-import { parseGrants, isValidTopic, type Grants } from './topics.js';
+import { NO_GRANTS, parseGrants, isValidTopic, type Grants } from './topics.js';
 
 export const AuthFailure = {
   MissingToken: 'missing_token',
@@ -86,7 +86,8 @@ export function identityFromClaims(payload: JWTPayload): Identity | undefined {
   if (!Array.isArray(topics) || topics.length > MAX_TOPIC_GRANTS || !topics.every((t) => typeof t === 'string')) {
     return undefined;
   }
-  const grants = parseGrants(topics as string[]);
+  // Most tokens grant nothing extra: share one empty Grants rather than a Set per connection.
+  const grants = topics.length === 0 ? NO_GRANTS : parseGrants(topics as string[]);
   if (grants === undefined || typeof payload.exp !== 'number') return undefined;
   return { userId: sub, roles: roles as string[], grants, expiresAt: payload.exp * 1000 };
 }

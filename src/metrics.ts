@@ -38,6 +38,11 @@ export function createMetrics() {
     help: 'Notifications published to uWS topics (from Redis or POST /publish)',
     registers: [registry],
   });
+  const notificationsUnrouted = new Counter({
+    name: 'herald_notifications_unrouted_total',
+    help: 'Notifications for topics with no subscriber on this gateway (skipped before any parsing)',
+    registers: [registry],
+  });
   const notificationsDropped = new Counter({
     name: 'herald_notifications_dropped_total',
     help: 'Notifications not published, by reason',
@@ -103,6 +108,7 @@ export function createMetrics() {
     messagesSent,
     redisMessages,
     notificationsPublished,
+    notificationsUnrouted,
     notificationDropped: (reason: DropReason) => notificationsDropped.labels(reason).inc(),
     deliveryLatency,
     error: (code: ErrorCode) => errors.labels(code).inc(),

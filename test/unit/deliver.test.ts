@@ -197,11 +197,13 @@ t.test('payloads over maxBytes are dropped and counted, measured in UTF-8 bytes'
   t.equal(dedup.size, 0, 'a dropped payload is not recorded for dedup');
 });
 
-t.test('a topic without subscribers is not handed to uWS but still counts as published', async (t) => {
-  const { metrics, published, deliverer } = setup({});
-  t.equal(deliverer.deliver('user:nobody', '{"id":"n1"}'), 'published');
+t.test('a topic without subscribers is skipped before any parsing and counted as unrouted', async (t) => {
+  const { metrics, published, deliverer, dedup } = setup({});
+  t.equal(deliverer.deliver('user:nobody', '{"id":"n1"}'), 'no_subscribers');
+  t.equal(deliverer.deliver('user:nobody', 'x'.repeat(1_000_000)), 'no_subscribers', 'not even the size is checked');
   t.equal(published.length, 0);
-  t.equal(await counter_(metrics, 'herald_notifications_published_total'), 1);
+  t.equal(await counter_(metrics, 'herald_notifications_unrouted_total'), 2);
+  t.equal(await counter_(metrics, 'herald_notifications_published_total'), 0);
   t.equal(await counter_(metrics, 'herald_messages_sent_total'), 0);
-  t.equal(deliverer.deliver('user:nobody', '{"id":"n1"}'), 'duplicate', 'its id is recorded all the same');
+  t.equal(dedup.size, 0, 'nothing is recorded for dedup');
 });
