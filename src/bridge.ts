@@ -139,13 +139,14 @@ export function createBridge(opts: BridgeOptions): Bridge {
     async close() {
       closing = true;
       setSubscribed(false, 'closing');
+      // Each step is bounded: a Redis that hangs must not hold the shutdown.
+      const within = (p: Promise<unknown>): Promise<unknown> =>
+        Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
       const quit = async (client: Redis): Promise<void> => {
-        if (client.status === 'ready') {
-          await Promise.race([client.quit().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
-        }
+        if (client.status === 'ready') await within(client.quit());
         client.disconnect();
       };
-      if (subscriber.status === 'ready') await subscriber.punsubscribe(pattern).catch(() => undefined);
+      if (subscriber.status === 'ready') await within(subscriber.punsubscribe(pattern));
       await Promise.all([quit(subscriber), quit(publisher)]);
     },
   };

@@ -2,10 +2,9 @@
 // `herald token` mints a JWT with the configured secret; `herald publish` sends a
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import { readDevSecrets } from './dev.js';
 import { isValidTopic, topicToChannel } from './topics.js';
-import { mintToken } from './token.js';
+// ioredis and jose load only for the command that needs them: usage errors stay instant.
 
 const USAGE = `usage:
   herald token --sub <user> [--roles a,b] [--topics 'org:rio,feed:*'] [--ttl 3600]
@@ -41,6 +40,7 @@ async function token(args: string[]): Promise<void> {
   if (!Number.isSafeInteger(ttl) || ttl < 1) throw new UsageError(`--ttl: expected a positive number of seconds, got ${values.ttl}`);
   const algorithm = csv(env['HERALD_JWT_ALGORITHMS']).find((a) => a.startsWith('HS')) ?? 'HS256';
   const audience = csv(env['HERALD_JWT_AUDIENCE']);
+  const { mintToken } = await import('./token.js');
   process.stdout.write(
     `${await mintToken({
       secret: secretOrDev('HERALD_JWT_SECRET'),
@@ -69,6 +69,7 @@ async function publish(args: string[]): Promise<void> {
   const redisUrl = env['HERALD_REDIS_URL'];
   if (redisUrl !== undefined && redisUrl !== '') {
     const channel = topicToChannel(env['HERALD_CHANNEL_PREFIX'] || 'notifications', topic);
+    const { Redis } = await import('ioredis');
     const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
     redis.on('error', () => undefined); // reported by the rejected command below
     try {

@@ -221,7 +221,8 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId, code }, 'connection closed');
     },
 
-    /** Shutdown: end every socket with 1001; resolves once every close handshake ended. */
+    /** Shutdown: end every socket with 1001. uWS runs each close handler from end(), so
+     *  this usually resolves at once; the promise covers sockets still closing. */
     closeAll(): Promise<void> {
       const done = new Promise<void>((resolve) => {
         allClosed = resolve;

@@ -88,6 +88,7 @@ export function createPublishHandler(deps: {
   const plog = deps.log.child({ component: 'publish' });
   // Compare digests so the comparison takes the same time whatever the length.
   const keyDigest = digest(config.publishKey ?? '');
+  const TOO_LARGE = { error: 'payload_too_large', reason: 'body_too_large', limit: config.publishMaxBodyBytes };
   const limits = { maxBatch: config.publishMaxBatch, maxNotificationBytes: config.maxNotificationBytes };
 
   function answer(ex: Exchange, status: number, body: unknown, close = false): void {
@@ -105,19 +106,19 @@ export function createPublishHandler(deps: {
       return;
     }
     if (contentLength !== '' && Number(contentLength) > config.publishMaxBodyBytes) {
-      answer(ex, 413, { error: 'body_too_large', limit: config.publishMaxBodyBytes }, true);
+      answer(ex, 413, TOO_LARGE, true);
       return;
     }
     let body: Buffer;
     try {
       body = await readBody(ex, config.publishMaxBodyBytes);
     } catch (err) {
-      if (err instanceof BodyTooLarge) answer(ex, 413, { error: 'body_too_large', limit: config.publishMaxBodyBytes }, true);
+      if (err instanceof BodyTooLarge) answer(ex, 413, TOO_LARGE, true);
       return; // otherwise the client aborted: nobody to answer
     }
     const parsed = parsePublishBody(body.toString('utf8'), limits);
     if (!parsed.ok) {
-      answer(ex, 400, { error: parsed.reason, message: parsed.message });
+      answer(ex, 400, { error: 'bad_request', reason: parsed.reason, message: parsed.message });
       return;
     }
     if (bridge === undefined) {
@@ -142,5 +143,13 @@ export function createPublishHandler(deps: {
       plog.error({ err: (err as Error).message }, 'publish handler failed');
       answer(ex, 500, { error: 'internal' });
     });
+  };
+}
+
+/** Any other method on /publish: 405, counted like every /publish answer. */
+export function methodNotAllowed(metrics: Metrics) {
+  return (res: HttpResponse): void => {
+    metrics.publishRequest(405);
+    reply(track(res), 405, { error: 'method_not_allowed' }, { headers: { Allow: 'POST' } });
   };
 }

@@ -4,6 +4,7 @@ import type { ConnectionHandlers, UserData } from './connection.js';
 import { reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
+import { methodNotAllowed } from './publish.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, Uws, us_listen_socket, us_socket_context_t } from './uws.js';
 
 /** uWS's own frame cap. Above it uWS drops the socket without a close frame, so it
@@ -67,9 +68,7 @@ export function createServer(deps: ServerDeps): Server {
   });
   if (config.publishKey !== undefined) {
     app.post('/publish', deps.publish);
-    app.any('/publish', (res) => {
-      reply(track(res), 405, { error: 'method_not_allowed' }, { headers: { Allow: 'POST' } });
-    });
+    app.any('/publish', methodNotAllowed(metrics));
   }
   // A plain GET on the WebSocket path (no Upgrade header) falls through to here.
   app.get(config.wsPath, (res) => {

@@ -1,0 +1,203 @@
+// The `herald` CLI (`node dist/cli.js`): `token` mints a JWT the gateway accepts;
+// `publish` goes through Redis when HERALD_REDIS_URL is set, else POST /publish.
+// Every run happens in a fresh temp directory, so no .herald/dev.json is found by
+// accident.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeProtectedHeader, jwtVerify } from 'jose';
+import t, { type Test } from 'tap';
+import { TestClient, type Frame } from '../support/client.js';
+import { CLI, baseEnv, spawnNode, startGateway } from '../support/gateway.js';
+import { freePort } from '../support/ports.js';
+import { startRedis } from '../support/redis.js';
+import { TEST_SECRET, token } from '../support/tokens.js';
+
+const KEY = 'publish-key-0123456789abcdef';
+const SECRET = new TextEncoder().encode(TEST_SECRET);
+
+interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const PATH_ONLY = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Runs the CLI to completion (killed after 15 s) in `cwd` with exactly `env`. */
+async function cli(t: Test, args: string[], env: Record<string, string>, cwd: string): Promise<CliRun> {
+  const child = spawnNode(CLI, args, env, cwd);
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), 15_000);
+  t.teardown(() => {
+    clearTimeout(timer);
+    if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+  });
+  const { code, signal } = await child.exited;
+  clearTimeout(timer);
+  if (signal !== null) throw new Error(`herald ${args.join(' ')} killed by ${signal}; stderr: ${child.stderr()}`);
+  return { code, stdout: child.stdout(), stderr: child.stderr() };
+}
+
+async function connect(t: Test, url: string, jwt: string): Promise<TestClient & { welcome: Frame }> {
+  const c = await TestClient.connect(url, { headers: { authorization: `Bearer ${jwt}` } });
+  t.teardown(() => c.close());
+  return c;
+}
+
+t.test('herald token prints a JWT signed with HERALD_JWT_SECRET carrying the sub, roles, topics and ttl asked for, and it connects', async (t) => {
+  const cwd = tempDir(t);
+  const args = ['token', '--sub', 'alice', '--roles', 'admin', '--topics', 'org:rio,feed:*', '--ttl', '60'];
+  const run = await cli(t, args, { ...PATH_ONLY, HERALD_JWT_SECRET: TEST_SECRET }, cwd);
+  const now = Math.floor(Date.now() / 1000);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'one compact JWT on one line');
+  const jwt = run.stdout.trim();
+
+  t.equal(decodeProtectedHeader(jwt).alg, 'HS256');
+  const { payload } = await jwtVerify(jwt, SECRET, { algorithms: ['HS256'] });
+  t.equal(payload.sub, 'alice');
+  t.same(payload['roles'], ['admin']);
+  t.same(payload['topics'], ['org:rio', 'feed:*']);
+  t.equal((payload.exp as number) - (payload.iat as number), 60, 'exp is iat + ttl');
+  t.ok(Math.abs((payload.exp as number) - (now + 60)) <= 5, `exp ${payload.exp} is about now + 60 (${now + 60})`);
+
+  const gw = await startGateway(baseEnv());
+  t.teardown(() => gw.stop());
+  const c = await connect(t, gw.ws, jwt);
+  t.equal(c.welcome['userId'], 'alice');
+  t.same(c.welcome['topics'], ['user:alice', 'role:admin', 'system']);
+  t.same(await c.request({ type: 'subscribe', topic: 'feed:news', id: 1 }), { type: 'subscribed', topic: 'feed:news', id: 1 });
+  t.equal((await c.request({ type: 'subscribe', topic: 'org:elsewhere', id: 2 }))['code'], 'forbidden', 'only the topics asked for');
+});
+
+t.test('herald token honours HERALD_JWT_ISSUER, HERALD_JWT_AUDIENCE and an HS algorithm from HERALD_JWT_ALGORITHMS', async (t) => {
+  const cwd = tempDir(t);
+  const env = {
+    ...PATH_ONLY,
+    HERALD_JWT_SECRET: TEST_SECRET,
+    HERALD_JWT_ISSUER: 'https://id.example',
+    HERALD_JWT_AUDIENCE: 'herald,other',
+    HERALD_JWT_ALGORITHMS: 'HS512',
+  };
+  const run = await cli(t, ['token', '--sub', 'bob', '--roles', 'ops, admin'], env, cwd);
+  t.equal(run.code, 0, run.stderr);
+  const jwt = run.stdout.trim();
+  t.equal(decodeProtectedHeader(jwt).alg, 'HS512');
+  const { payload } = await jwtVerify(jwt, SECRET, { algorithms: ['HS512'], issuer: 'https://id.example', audience: 'herald' });
+  t.same(payload.aud, ['herald', 'other']);
+  t.same(payload['roles'], ['ops', 'admin'], 'roles are trimmed');
+  t.equal(payload['topics'], undefined, 'no topics claim unless asked');
+  t.equal((payload.exp as number) - (payload.iat as number), 3600, 'the default ttl is an hour');
+});
+
+t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected client receives it', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.close());
+  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url }));
+  t.teardown(() => gw.stop());
+  await gw.waitForLog((l) => l.msg === 'redis subscription active');
+  const c = await connect(t, gw.ws, await token({ sub: 'alice' }));
+  const cwd = tempDir(t);
+  // No publish key and no gateway URL: only the Redis path can succeed.
+  const env = { ...PATH_ONLY, HERALD_REDIS_URL: redis.url };
+
+  const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"title":"hi"}'], env, cwd);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, 'published to redis notifications:user:alice (1 gateway subscriber)');
+  const n = await c.next('notification');
+  t.same([n['topic'], n['data']], ['user:alice', { title: 'hi' }]);
+
+  const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words'], env, cwd);
+  t.equal(text.code, 0, text.stderr);
+  t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string');
+  t.same(c.inbox, []);
+});
+
+t.test('herald publish with an unreachable HERALD_REDIS_URL fails with exit 1', async (t) => {
+  const cwd = tempDir(t);
+  const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '1'], { ...PATH_ONLY, HERALD_REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, cwd);
+  t.equal(run.code, 1);
+  t.match(run.stderr, /^herald: /);
+});
+
+t.test('herald publish without HERALD_REDIS_URL goes through POST /publish with HERALD_PUBLISH_KEY', async (t) => {
+  const gw = await startGateway(baseEnv({ HERALD_PUBLISH_KEY: KEY }));
+  t.teardown(() => gw.stop());
+  const c = await connect(t, gw.ws, await token({ sub: 'alice' }));
+  const cwd = tempDir(t);
+  const env = { ...PATH_ONLY, HERALD_PUBLISH_KEY: KEY };
+
+  const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"title":"hi"}', '--url', gw.http], env, cwd);
+  t.equal(run.code, 0, run.stderr);
+  t.match(run.stdout, `published via ${gw.http} {"accepted":1}`);
+  t.same((await c.next('notification'))['data'], { title: 'hi' });
+
+  const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words', '--url', gw.http], env, cwd);
+  t.equal(text.code, 0, text.stderr);
+  t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string, as through Redis');
+
+  const wrong = await cli(t, ['publish', '--topic', 'user:alice', '--data', '"nope"', '--url', gw.http], { ...PATH_ONLY, HERALD_PUBLISH_KEY: 'wrong-key-0123456789abcdef' }, cwd);
+  t.equal(wrong.code, 1);
+  t.match(wrong.stderr, 'POST /publish answered 401');
+  t.notOk(wrong.stderr.includes('wrong-key-0123456789abcdef'), 'the key is not printed');
+  const barrier = await fetch(`${gw.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ topic: 'user:alice', data: 'barrier' }),
+    signal: AbortSignal.timeout(3000),
+  });
+  t.equal(barrier.status, 202);
+  t.equal((await c.next('*'))['data'], 'barrier', 'the refused one was never delivered');
+  t.same(c.inbox, []);
+});
+
+t.test('usage errors exit 64 with the usage text', async (t) => {
+  const cwd = tempDir(t);
+  const env = { ...PATH_ONLY, HERALD_JWT_SECRET: TEST_SECRET, HERALD_PUBLISH_KEY: KEY };
+  const rows: Array<[string, string[], RegExp]> = [
+    ['no such command', ['frobnicate'], /unknown command "frobnicate"/],
+    ['token without --sub', ['token', '--roles', 'admin'], /--sub is required/],
+    ['token with an unknown option', ['token', '--sub', 'alice', '--bogus'], /--bogus/],
+    ['token with a ttl that is not a number', ['token', '--sub', 'alice', '--ttl', 'soon'], /--ttl/],
+    ['publish with a bad topic', ['publish', '--topic', 'user:a b', '--data', '1'], /--topic/],
+    ['publish without --topic', ['publish', '--data', '1'], /--topic/],
+    ['publish without --data', ['publish', '--topic', 'user:alice'], /--data is required/],
+  ];
+  const runs: CliRun[] = [];
+  for (let i = 0; i < rows.length; i += 4) {
+    runs.push(...(await Promise.all(rows.slice(i, i + 4).map(([, args]) => cli(t, args, env, cwd)))));
+  }
+  for (const [i, [what, , message]] of rows.entries()) {
+    const run = runs[i] as CliRun;
+    t.equal(run.code, 64, `${what}: exit 64`);
+    t.match(run.stderr, message, `${what}: says what is wrong`);
+    t.match(run.stderr, /usage:\n\s+herald token --sub/, `${what}: prints the usage`);
+    t.equal(run.stdout, '', `${what}: nothing on stdout`);
+  }
+  const help = await cli(t, ['--help'], env, cwd);
+  t.equal(help.code, 0, '--help is not an error');
+  t.match(help.stdout, /usage:\n\s+herald token --sub/);
+});
+
+t.test('herald token with no secret and no .herald/dev.json fails naming HERALD_JWT_SECRET; with a dev.json it uses the dev secret', async (t) => {
+  const cwd = tempDir(t);
+  const run = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
+  t.not(run.code, 0);
+  t.match(run.stderr, /HERALD_JWT_SECRET is not set/);
+  t.equal(run.stdout, '', 'no token printed');
+
+  const devSecret = 'dev-secret-0123456789-0123456789-0123456789';
+  mkdirSync(join(cwd, '.herald'));
+  writeFileSync(join(cwd, '.herald', 'dev.json'), JSON.stringify({ jwtSecret: devSecret, publishKey: 'dev-publish-key-0123456789' }));
+  const dev = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
+  t.equal(dev.code, 0, dev.stderr);
+  t.match(dev.stderr, /HERALD_JWT_SECRET is not set; using the dev value from \.herald\/dev\.json/, 'and says so');
+  const { payload } = await jwtVerify(dev.stdout.trim(), new TextEncoder().encode(devSecret), { algorithms: ['HS256'] });
+  t.equal(payload.sub, 'alice');
+});
