@@ -50,14 +50,20 @@ const COMPACT_JWS_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 const HMAC_HASH: Readonly<Record<string, string>> = { HS256: 'SHA-256', HS384: 'SHA-384', HS512: 'SHA-512' };
 
-/** jose error codes -> reasons. Branch on codes, never on messages. */
+/**
+ * jose error codes -> reasons. Branch on codes, never on messages. jose gives every
+ * problem with a token a code; an error without one (a JWKS fetch that failed, a
+ * non-200 from the key endpoint) means we could not verify, which is not the client's
+ * fault: key_unavailable (503, retry).
+ */
 export function reasonForJoseError(err: unknown): AuthFailure {
   const e = err as { code?: unknown; claim?: unknown } | null | undefined;
-  switch (e?.code) {
+  if (typeof e?.code !== 'string') return AuthFailure.KeyUnavailable;
+  switch (e.code) {
     case 'ERR_JWT_EXPIRED':
       return AuthFailure.TokenExpired;
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      return e?.claim === 'nbf' ? AuthFailure.TokenNotYetValid : AuthFailure.InvalidClaims;
+      return e.claim === 'nbf' ? AuthFailure.TokenNotYetValid : AuthFailure.InvalidClaims;
     case 'ERR_JOSE_ALG_NOT_ALLOWED':
     case 'ERR_JOSE_NOT_SUPPORTED':
       return AuthFailure.AlgorithmNotAllowed;
@@ -68,6 +74,7 @@ export function reasonForJoseError(err: unknown): AuthFailure {
       return AuthFailure.UnknownKey;
     case 'ERR_JWKS_TIMEOUT':
     case 'ERR_JWKS_INVALID':
+    case 'ERR_JOSE_GENERIC':
       return AuthFailure.KeyUnavailable;
     default:
       return AuthFailure.MalformedToken;

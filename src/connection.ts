@@ -42,10 +42,10 @@ export function newUserData(connectionId: string, identity: Identity): UserData 
 function labelForCode(code: number): CloseLabel {
   switch (code) {
     case 1000:
+    case 1005: // a close frame without a status: what a browser's ws.close() sends
       return 'normal';
     case 1001:
       return 'going_away';
-    case 1005:
     case 1006:
       return 'abnormal';
     default:

@@ -5,7 +5,7 @@ import { reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { methodNotAllowed } from './publish.js';
-import type { HttpRequest, HttpResponse, TemplatedApp, Uws, us_listen_socket, us_socket_context_t } from './uws.js';
+import { listenExclusive, type HttpRequest, type HttpResponse, type TemplatedApp, type Uws, type us_listen_socket, type us_socket_context_t } from './uws.js';
 
 /** uWS's own frame cap. Above it uWS drops the socket without a close frame, so it
  *  sits well above HERALD_MAX_PAYLOAD_BYTES and connection.ts answers 1009 itself. */
@@ -83,7 +83,7 @@ export function createServer(deps: ServerDeps): Server {
     app,
     listen() {
       return new Promise((resolve, reject) => {
-        app.listen(config.host, config.port, (socket) => {
+        listenExclusive(uws, app, config.host, config.port, (socket) => {
           if (socket === false) {
             reject(new Error(`cannot listen on ${config.host}:${config.port} (address in use or not available)`));
             return;

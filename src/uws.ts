@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type * as UWS from 'uWebSockets.js';
 
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+
 export type {
   HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior, us_listen_socket, us_socket_context_t,
 } from 'uWebSockets.js';
@@ -65,4 +67,16 @@ export function loadNativeUws(
 
 export function loadUws(): Uws {
   return loadNativeUws(uwsPackageDir());
+}
+
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
+
+/**
+ * listen(host, port, LIBUS_LISTEN_EXCLUSIVE_PORT, cb): the binary has this overload and
+ * constant, the package's types do not. Exclusive means a second process on the same
+ * port fails to listen instead of silently sharing it (uWS's default is SO_REUSEPORT).
+ */
+export function listenExclusive(uws: Uws, app: TemplatedApp, host: string, port: number, cb: (socket: us_listen_socket | false) => void): void {
+  const exclusive = (uws as Uws & { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
+  (app.listen as unknown as ListenWithOptions).call(app, host, port, exclusive, cb);
 }

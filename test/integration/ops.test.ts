@@ -283,6 +283,15 @@ t.test('a bad setting stops the start with exit code 2 and a message naming the 
   }
 });
 
+t.test('a second gateway on a port already in use refuses to start instead of sharing it', async (t) => {
+  const first = await startGateway(baseEnv());
+  t.teardown(() => first.stop());
+  const second = spawnMain(t, [], baseEnv({ HERALD_PORT: String(first.port) }));
+  t.same(await exitWithin(second, 10_000), { code: 1, signal: null });
+  t.match(second.stdout(), /cannot listen on 127\.0\.0\.1:\d+/);
+  t.equal((await get(`${first.http}/readyz`)).status, 200, 'the first keeps serving');
+});
+
 t.test('npm start with no verification key refuses to start, naming HERALD_JWT_SECRET, even next to a dev secret', async (t) => {
   const cwd = tempDir(t);
   const bare = spawnMain(t, [], baseEnv({ HERALD_JWT_SECRET: undefined }), cwd);

@@ -1,5 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -291,7 +292,7 @@ t.test('identityFromClaims turns the topics claim into grants', async (t) => {
   t.equal(none?.grants.prefixes.length, 0);
 });
 
-t.test('reasonForJoseError maps jose error codes, never messages, to reasons', async (t) => {
+t.test('reasonForJoseError maps jose error codes, never messages, to reasons; no code means the key was unavailable', async (t) => {
   const rows: Array<[name: string, err: unknown, want: string]> = [
     ['expired', { code: 'ERR_JWT_EXPIRED' }, 'token_expired'],
     ['nbf claim', { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'nbf' }, 'token_not_yet_valid'],
@@ -306,21 +307,22 @@ t.test('reasonForJoseError maps jose error codes, never messages, to reasons', a
     ['multiple matching keys', { code: 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' }, 'unknown_key'],
     ['JWKS timeout', { code: 'ERR_JWKS_TIMEOUT' }, 'key_unavailable'],
     ['JWKS invalid', { code: 'ERR_JWKS_INVALID' }, 'key_unavailable'],
+    ['JWKS endpoint answered non-200', { code: 'ERR_JOSE_GENERIC' }, 'key_unavailable'],
     ['invalid JWS', { code: 'ERR_JWS_INVALID' }, 'malformed_token'],
     ['invalid JWT', { code: 'ERR_JWT_INVALID' }, 'malformed_token'],
     ['unknown code', { code: 'ERR_SOMETHING_NEW' }, 'malformed_token'],
     ['code in another case', { code: 'err_jwt_expired' }, 'malformed_token'],
-    ['message that looks like expiry but no code', new Error('"exp" claim timestamp check failed'), 'malformed_token'],
-    ['numeric code', { code: 1 }, 'malformed_token'],
-    ['plain Error', new Error('boom'), 'malformed_token'],
-    ['TypeError', new TypeError('x is not a function'), 'malformed_token'],
-    ['string thrown', 'ERR_JWT_EXPIRED', 'malformed_token'],
-    ['number thrown', 42, 'malformed_token'],
-    ['empty object', {}, 'malformed_token'],
+    ['message that looks like expiry but no code', new Error('"exp" claim timestamp check failed'), 'key_unavailable'],
+    ['numeric code', { code: 1 }, 'key_unavailable'],
+    ['plain Error', new Error('boom'), 'key_unavailable'],
+    ['TypeError', new TypeError('x is not a function'), 'key_unavailable'],
+    ['string thrown', 'ERR_JWT_EXPIRED', 'key_unavailable'],
+    ['number thrown', 42, 'key_unavailable'],
+    ['empty object', {}, 'key_unavailable'],
     ['object with a prototype code', Object.create({ code: 'ERR_JWT_EXPIRED' }) as object, 'token_expired'],
-    ['__proto__ own key from JSON', JSON.parse('{"__proto__":{"code":"ERR_JWT_EXPIRED"}}'), 'malformed_token'],
-    ['null thrown', null, 'malformed_token'],
-    ['undefined thrown', undefined, 'malformed_token'],
+    ['__proto__ own key from JSON', JSON.parse('{"__proto__":{"code":"ERR_JWT_EXPIRED"}}'), 'key_unavailable'],
+    ['null thrown', null, 'key_unavailable'],
+    ['undefined thrown', undefined, 'key_unavailable'],
   ];
   for (const [name, err, want] of rows) {
     let got: string | undefined;
@@ -335,4 +337,36 @@ t.test('every reason a verifier can return is in the code table', async (t) => {
   const values = Object.values(AuthFailure);
   t.strictSame(values, [...new Set(values)], 'no duplicates');
   for (const r of values) t.match(r, /^[a-z_]+$/, `${r} is a bounded label`);
+});
+
+t.test('a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is key_unavailable, not the client\'s fault', async (t) => {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
+  let status = 200;
+  const server = createServer((_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(status === 200 ? JSON.stringify({ keys: [jwk] }) : '{"error":"down"}');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as { port: number }).port;
+  const signed = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('u1').setExpirationTime('1h').sign(privateKey);
+
+  const live = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  const ok = await live.verify(signed);
+  t.ok(ok.ok && ok.identity.userId === 'u1', 'a token signed by a published key verifies');
+
+  status = 500;
+  const failing = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/other.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  t.same(await failing.verify(signed), { ok: false, reason: 'key_unavailable' }, 'a 500 from the key endpoint');
+
+  const closedPort = await new Promise<number>((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as { port: number }).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const dead = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${closedPort}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  t.same(await dead.verify(signed), { ok: false, reason: 'key_unavailable' }, 'nothing listening at the key endpoint');
 });
