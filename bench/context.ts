@@ -19,6 +19,8 @@ export interface Options {
   pin: boolean;
   baseline: boolean;
   out: string | undefined;
+  /** Write gateway CPU profiles (node --cpu-prof) to this folder. */
+  cpuProfDir: string | undefined;
 }
 
 export interface Context {
@@ -52,18 +54,25 @@ export async function publishPaced(
   seconds: number,
   message: (n: number) => [channel: string, payload: string],
   limit = Number.POSITIVE_INFINITY,
-): Promise<{ sent: number; seconds: number }> {
+): Promise<{ sent: number; failed: number; seconds: number }> {
   const window = 4000;
   let sent = 0;
+  let failed = 0;
   let inflight = 0;
   const start = performance.now();
   const deadline = start + seconds * 1000;
   const fire = (): void => {
     const [channel, body] = message(sent++);
     inflight++;
-    void redis.publish(channel, body).finally(() => {
-      inflight--;
-    });
+    redis.publish(channel, body).then(
+      () => {
+        inflight--;
+      },
+      () => {
+        inflight--;
+        failed++;
+      },
+    );
   };
   while (performance.now() < deadline && sent < limit) {
     const due = Number.isFinite(rate) ? Math.min(limit, Math.floor((rate * (performance.now() - start)) / 1000)) : limit;
@@ -72,7 +81,8 @@ export async function publishPaced(
   }
   const took = (performance.now() - start) / 1000;
   while (inflight > 0) await sleep(1);
-  return { sent, seconds: took };
+  // Sent = accepted by Redis: a PUBLISH that failed is not counted as sent (or lost).
+  return { sent: sent - failed, failed, seconds: took };
 }
 
 export interface Collected {

@@ -84,7 +84,10 @@ export interface GatewayProc {
   stop(): Promise<void>;
 }
 
-export async function startGateway(target: Target, opts: { redisUrl: string; secret: string; cpu: string | undefined }): Promise<GatewayProc> {
+export async function startGateway(
+  target: Target,
+  opts: { redisUrl: string; secret: string; cpu: string | undefined; cpuProfDir: string | undefined },
+): Promise<GatewayProc> {
   const port = await freePort();
   const env: Record<string, string> = target === 'herald'
     ? {
@@ -97,7 +100,8 @@ export async function startGateway(target: Target, opts: { redisUrl: string; sec
         HERALD_IDLE_TIMEOUT_S: '120',
       }
     : { PATH: process.env['PATH'] ?? '', PORT: String(port), REDIS_URL: opts.redisUrl };
-  const [cmd, args] = pinned(opts.cpu, process.execPath, [target === 'herald' ? HERALD_MAIN : BASELINE]);
+  const profile = opts.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
+  const [cmd, args] = pinned(opts.cpu, process.execPath, [...profile, target === 'herald' ? HERALD_MAIN : BASELINE]);
   const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   owned.push(p);
   await waitForOutput(p, 'redis subscription active', 15_000, target);

@@ -256,7 +256,7 @@ export function loadConfig(env: Env): Config {
     maxNotificationBytes: int(env, 'HERALD_MAX_NOTIFICATION_BYTES', 65536, 64, 16777216, ' bytes'),
     dedup: {
       windowMs: int(env, 'HERALD_DEDUP_WINDOW_S', 60, 0, 86400, ' seconds') * 1000,
-      maxEntries: int(env, 'HERALD_DEDUP_MAX_ENTRIES', 100000, 1, 10_000_000),
+      maxEntries: int(env, 'HERALD_DEDUP_MAX_ENTRIES', 100000, 1, 1_000_000),
     },
     maxTopicsPerConnection: int(env, 'HERALD_MAX_TOPICS_PER_CONNECTION', 100, 1, 10000),
     events: {
