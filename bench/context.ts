@@ -46,7 +46,7 @@ export function payload(step: number, n: number): string {
 /**
  * Publishes `count(elapsed)` messages paced at `rate`/s for `seconds` (rate Infinity =
  * as fast as Redis acknowledges, at most `window` in flight). Returns messages sent
- * and the seconds it took.
+ * and the seconds it took. Used where each message has its own channel (churn).
  */
 export async function publishPaced(
   redis: IORedis,
@@ -85,23 +85,104 @@ export async function publishPaced(
   return { sent: sent - failed, failed, seconds: took };
 }
 
+/**
+ * Redis builds and PUBLISHes a batch of bench payloads itself, stamping each with its
+ * own clock (TIME, the same wall clock the workers read). One EVALSHA per batch keeps
+ * the publisher's CPU per message small, so it is not the load side's bottleneck.
+ * Message n goes to notifications:user:<n mod users>, or to notifications:system.
+ */
+const PUBLISH_BATCH_LUA = `
+local n0, count, users, step, system = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5] == '1'
+for i = 0, count - 1 do
+  local n = n0 + i
+  local t = redis.call('TIME')
+  local ms = string.format('%d.%03d', t[1] * 1000 + math.floor(t[2] / 1000), t[2] % 1000)
+  local channel = system and 'notifications:system' or ('notifications:user:' .. (n % users))
+  redis.call('PUBLISH', channel, '{"id":"' .. step .. '-' .. n .. '","s":' .. step .. ',"n":' .. n .. ',"t":' .. ms .. '}')
+end
+return count`;
+
+type BatchPublisher = IORedis & { benchPublish(n0: number, count: number, users: number, step: number, system: string): Promise<number> };
+
+export function withBatchPublish(redis: IORedis): BatchPublisher {
+  const r = redis as BatchPublisher;
+  if (typeof r.benchPublish !== 'function') redis.defineCommand('benchPublish', { numberOfKeys: 0, lua: PUBLISH_BATCH_LUA });
+  return r;
+}
+
+/** Paced like publishPaced, in batches of at most 200 messages, at most 4 batches in flight. */
+export async function publishBatched(
+  redis: IORedis,
+  rate: number,
+  seconds: number,
+  target: { step: number; users: number; system: boolean },
+): Promise<{ sent: number; failed: number; seconds: number }> {
+  const pub = withBatchPublish(redis);
+  const maxBatch = 200;
+  let queued = 0;
+  let sent = 0;
+  let failed = 0;
+  let inflight = 0;
+  const start = performance.now();
+  const deadline = start + seconds * 1000;
+  while (performance.now() < deadline) {
+    const due = Number.isFinite(rate) ? Math.floor((rate * (performance.now() - start)) / 1000) : queued + maxBatch * 4;
+    while (queued < due && inflight < 4) {
+      const count = Math.min(maxBatch, due - queued);
+      const n0 = queued;
+      queued += count;
+      inflight++;
+      pub.benchPublish(n0, count, target.users, target.step, target.system ? '1' : '0').then(
+        () => {
+          inflight--;
+          sent += count;
+        },
+        () => {
+          inflight--;
+          failed += count;
+        },
+      );
+    }
+    await (Number.isFinite(rate) ? sleep(2) : new Promise((r) => setImmediate(r)));
+  }
+  const took = (performance.now() - start) / 1000;
+  while (inflight > 0) await sleep(1);
+  return { sent, failed, seconds: took };
+}
+
 export interface Collected {
   received: number;
+  /** What the connected clients should have received. */
+  expected: number;
   duplicates: number;
   latency: Histogram;
   loadCpuMicros: number;
 }
 
-/** Polls the workers until `expected` arrived, or nothing new came for `quietMs`. */
-export async function collect(ctx: Context, step: number, expected: number, quietMs = 2000, maxMs = 30_000): Promise<Collected> {
+/**
+ * Polls the workers until what they expect arrived, or nothing new came for `quietMs`.
+ * Each worker counts what its connected clients should have received of `sent`
+ * messages (a client that never connected expects nothing: that is a connect failure,
+ * reported there, not a loss).
+ */
+export async function collect(
+  ctx: Context,
+  step: number,
+  expect: { sent: number; kind: 'targeted' | 'broadcast' | 'listed' },
+  quietMs = 2000,
+  maxMs = 30_000,
+): Promise<Collected> {
   const started = performance.now();
   let last = -1;
   let lastChange = started;
   for (;;) {
-    const reports = await Promise.all(ctx.workers.map((w) => w.ask({ cmd: 'report', step }, 'report', 10_000)));
-    const out: Collected = { received: 0, duplicates: 0, latency: newHistogram(), loadCpuMicros: 0 };
+    const reports = await Promise.all(
+      ctx.workers.map((w) => w.ask({ cmd: 'report', step, sent: expect.sent, kind: expect.kind, users: ctx.users }, 'report', 10_000)),
+    );
+    const out: Collected = { received: 0, expected: 0, duplicates: 0, latency: newHistogram(), loadCpuMicros: 0 };
     for (const { report } of reports) {
       out.received += report.received;
+      out.expected += report.expected;
       out.duplicates += report.duplicates;
       out.loadCpuMicros += report.cpuMicros;
       merge(out.latency, report.latency);
@@ -111,7 +192,7 @@ export async function collect(ctx: Context, step: number, expected: number, quie
       last = out.received;
       lastChange = t;
     }
-    if (out.received >= expected || t - lastChange > quietMs || t - started > maxMs) return out;
+    if (out.received >= out.expected || t - lastChange > quietMs || t - started > maxMs) return out;
     await sleep(200);
   }
 }

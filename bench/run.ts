@@ -208,7 +208,8 @@ async function main(): Promise<void> {
   const m = machine();
   const secret = `bench-${Math.random().toString(36).slice(2)}-secret-long-enough-for-hs256`;
   process.env['BENCH_SECRET'] = secret;
-  const redis = await startRedis();
+  // Redis runs the publishing script, so it sits with the load side.
+  const redis = await startRedis(opts.pin && cpus().length >= 2 ? '1' : undefined);
   const results: TargetResult[] = [];
   for (const target of opts.baseline ? (['herald', 'baseline'] as const) : (['herald'] as const)) {
     results.push(await runTarget(target, opts, redis.url, secret));

@@ -63,16 +63,17 @@ export interface Redis {
   pid: number;
 }
 
-export async function startRedis(): Promise<Redis> {
+export async function startRedis(cpu: string | undefined): Promise<Redis> {
   if (spawnSync('redis-server', ['--version']).error !== undefined) {
     throw new Error('redis-server is not installed: `make test` installs it as root, or: sudo apt-get install redis-server');
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'));
-  const p = spawn('redis-server', [
+  const [cmd, args] = pinned(cpu, 'redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
     '--maxclients', '1000', '--client-output-buffer-limit', 'pubsub 256mb 256mb 60',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  ]);
+  const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   owned.push(p);
   await waitForOutput(p, 'Ready to accept connections', 10_000, 'redis-server');
   return { url: `redis://127.0.0.1:${port}`, pid: p.pid as number };

@@ -11,12 +11,14 @@ export type Target = 'herald' | 'baseline';
 export type WorkerCommand =
   | { cmd: 'connect'; from: number; to: number; urls: string[]; target: Target; secret: string; concurrency: number; localAddress: string }
   | { cmd: 'step'; step: number }
-  | { cmd: 'report'; step: number }
+  /** `sent` messages of `kind`: targeted message n went to user n mod `users`; listed ones one each to the churned users. */
+  | { cmd: 'report'; step: number; sent: number; kind: 'targeted' | 'broadcast' | 'listed'; users: number }
   | { cmd: 'churn'; fraction: number; concurrency: number }
   | { cmd: 'close' };
 
 export interface StepReport {
   received: number;
+  expected: number;
   duplicates: number;
   latency: Histogram;
   cpuMicros: number;
@@ -44,21 +46,32 @@ let config: Extract<WorkerCommand, { cmd: 'connect' }> | undefined;
 let step = -1;
 const steps = new Map<number, StepReport>();
 let cpuAtStep = process.cpuUsage();
+/** Users this worker dropped and reconnected in the last churn. */
+let churned = new Set<number>();
 
 function stepReport(s: number): StepReport {
   let r = steps.get(s);
   if (r === undefined) {
-    r = { received: 0, duplicates: 0, latency: newHistogram(), cpuMicros: 0 };
+    r = { received: 0, expected: 0, duplicates: 0, latency: newHistogram(), cpuMicros: 0 };
     steps.set(s, r);
   }
   return r;
 }
 
-function onMessage(conn: Conn, data: WebSocket.RawData): void {
-  const text = data.toString();
-  if (!text.startsWith('{"type":"notification"')) return;
-  const frame = JSON.parse(text) as { data: { s: number; n: number; t: number } };
-  const { s, n, t } = frame.data;
+const NOTIFICATION = Buffer.from('{"type":"notification"');
+const STAMP = /"s":(\d+),"n":(\d+),"t":([\d.]+)/;
+
+function onMessage(conn: Conn, raw: WebSocket.RawData): void {
+  // Only the stamp at the end of the frame is read: a full JSON.parse per frame would
+  // make this process, not the gateway, the bench's limit.
+  const data = raw as Buffer;
+  if (data.compare(NOTIFICATION, 0, NOTIFICATION.length, 0, NOTIFICATION.length) !== 0) return;
+  const at = data.lastIndexOf('"s":');
+  const m = at === -1 ? null : STAMP.exec(data.toString('latin1', at));
+  if (m === null) return;
+  const s = Number(m[1]);
+  const n = Number(m[2]);
+  const t = Number(m[3]);
   const r = stepReport(s);
   if (s === step && n <= conn.lastN) {
     r.duplicates++;
@@ -140,6 +153,18 @@ async function openMany(list: Conn[], c: NonNullable<typeof config>, concurrency
   };
 }
 
+/** What this worker's connected clients should have received. */
+function expectedOf(m: Extract<WorkerCommand, { cmd: 'report' }>): number {
+  let expected = 0;
+  for (const c of conns) {
+    if (c.ws === undefined) continue;
+    if (m.kind === 'broadcast') expected += m.sent;
+    else if (m.kind === 'listed') expected += churned.has(c.user) ? 1 : 0;
+    else if (c.user < m.sent) expected += Math.floor((m.sent - 1 - c.user) / m.users) + 1;
+  }
+  return expected;
+}
+
 process.on('message', (m: WorkerCommand) => {
   void handle(m);
 });
@@ -164,7 +189,7 @@ async function handle(m: WorkerCommand): Promise<void> {
     case 'report': {
       const r = stepReport(m.step);
       const used = process.cpuUsage(cpuAtStep);
-      send({ ev: 'report', step: m.step, report: { ...r, cpuMicros: used.user + used.system } });
+      send({ ev: 'report', step: m.step, report: { ...r, expected: expectedOf(m), cpuMicros: used.user + used.system } });
       return;
     }
     case 'churn': {
@@ -176,6 +201,7 @@ async function handle(m: WorkerCommand): Promise<void> {
         v.ws = undefined;
         ws?.terminate(); // abrupt, as a phone losing its network
       }
+      churned = new Set(victims.map((v) => v.user));
       const r = await openMany(victims, config, m.concurrency);
       send({ ev: 'churned', users: victims.map((v) => v.user), ok: r.ok, failed: r.failed, elapsedMs: r.elapsedMs });
       return;

@@ -1,6 +1,6 @@
 // Herald's wire protocol (docs/PROTOCOL.md): frame types, the ajv schemas that
 // validate client frames (compiled once, at import), encoders, and the code tables.
-import { Ajv, type ValidateFunction } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
 /** Request ids are echoed verbatim: a string of 1-64 characters or a non-negative safe integer. */
@@ -89,6 +89,18 @@ const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameTyp
   ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
 ]);
 
+/**
+ * A short, bounded description of the first schema error (never echoing values beyond
+ * a 32-character property name); `otherwise` words the remaining keywords.
+ */
+export function describeSchemaError(e: ErrorObject | undefined, otherwise: (e: ErrorObject | undefined) => string): string {
+  if (e?.keyword === 'additionalProperties') {
+    return `unexpected property ${JSON.stringify(String(e.params['additionalProperty']).slice(0, 32))}`;
+  }
+  if (e?.keyword === 'required') return `missing property ${JSON.stringify(e.params['missingProperty'])}`;
+  return otherwise(e);
+}
+
 export type Decoded =
   | { kind: 'frame'; frame: ClientFrame }
   /** Not JSON text at all: the connection is closed with 1003. */
@@ -123,13 +135,10 @@ export function decodeClientFrame(text: string): Decoded {
     return { kind: 'unknown_type', message: `unknown frame type ${JSON.stringify(type.slice(0, 32))}`, id };
   }
   if (!validate(o)) {
-    const e = validate.errors?.[0];
-    const where = e === undefined || e.instancePath === '' ? 'frame' : e.instancePath.slice(1);
-    const detail = e?.keyword === 'additionalProperties'
-      ? `unexpected property ${JSON.stringify(String(e.params['additionalProperty']).slice(0, 32))}`
-      : e?.keyword === 'required'
-        ? `missing property ${JSON.stringify(e.params['missingProperty'])}`
-        : `${where} ${e?.message ?? 'is invalid'}`;
+    const detail = describeSchemaError(validate.errors?.[0], (e) => {
+      const where = e === undefined || e.instancePath === '' ? 'frame' : e.instancePath.slice(1);
+      return `${where} ${e?.message ?? 'is invalid'}`;
+    });
     return { kind: 'invalid', message: `${type}: ${detail}`, id };
   }
   return { kind: 'frame', frame: o as ClientFrame };

@@ -9,6 +9,7 @@ import type { Deliverer } from './deliver.js';
 import { BodyTooLarge, readBody, reply, track, type Exchange } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { describeSchemaError } from './protocol.js';
 import { TOPIC_PATTERN } from './topics.js';
 import type { HttpRequest, HttpResponse } from './uws.js';
 
@@ -48,14 +49,8 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
     const item: unknown = list[i];
     const where = Array.isArray(body) ? `[${i}]` : 'body';
     if (!validateItem(item)) {
-      const e = validateItem.errors?.[0];
-      const detail = e?.keyword === 'additionalProperties'
-        ? `unexpected property ${JSON.stringify(String(e.params['additionalProperty']).slice(0, 32))}`
-        : e?.keyword === 'required'
-          ? `missing property ${JSON.stringify(e.params['missingProperty'])}`
-          : e?.instancePath === '/topic'
-            ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]'
-            : `must be an object {"topic", "data"}`;
+      const detail = describeSchemaError(validateItem.errors?.[0], (e) =>
+        e?.instancePath === '/topic' ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]' : 'must be an object {"topic", "data"}');
       return { ok: false, reason: 'invalid_body', message: `${where}: ${detail}` };
     }
     let payload: string;

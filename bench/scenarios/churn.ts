@@ -24,13 +24,13 @@ export async function churn(ctx: Context): Promise<ChurnResult> {
   const step = ctx.nextStep();
   for (const w of ctx.workers) w.tell({ cmd: 'step', step });
   await publishPaced(ctx.publisher, Number.POSITIVE_INFINITY, 60, (n) => [`notifications:user:${users[n]}`, payload(step, n)], users.length);
-  const got = await collect(ctx, step, users.length);
+  const got = await collect(ctx, step, { sent: users.length, kind: 'listed' });
   return {
     dropped: users.length,
     reconnected: results.reduce((s, r) => s + r.ok, 0),
     failed: results.reduce((s, r) => s + r.failed, 0),
     reconnectSeconds: round(reconnectSeconds, 2),
     backAndFlowingSeconds: round((performance.now() - started) / 1000, 2),
-    lost: Math.max(0, users.length - got.received),
+    lost: Math.max(0, got.expected - got.received),
   };
 }

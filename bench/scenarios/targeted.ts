@@ -1,6 +1,6 @@
-// targeted: PUBLISH to notifications:user:<i> at stepped rates; each message goes to
-// exactly one user. Delivered/s, lost, duplicated and end-to-end latency per step.
-import { collect, gatewayCpu, payload, publishPaced, type Context } from '../context.js';
+// targeted: Redis PUBLISHes notifications:user:<n mod N> at stepped rates; each message
+// goes to exactly one user. Delivered/s, lost, duplicated and end-to-end latency per step.
+import { collect, gatewayCpu, publishBatched, type Collected, type Context } from '../context.js';
 import { quantile, round } from '../stats.js';
 
 export interface RateStep {
@@ -19,34 +19,30 @@ export interface RateStep {
   loadCpuMicrosPerDelivery: number;
 }
 
-export async function targeted(ctx: Context, rate: number): Promise<RateStep> {
+/** One step of `kind` at `rate` messages/s (Infinity = as fast as Redis takes them). */
+export async function rateStep(ctx: Context, rate: number, kind: 'targeted' | 'broadcast'): Promise<RateStep> {
   const step = ctx.nextStep();
   for (const w of ctx.workers) w.tell({ cmd: 'step', step });
   const cpu0 = gatewayCpu(ctx);
   const self0 = process.cpuUsage();
-  const users = ctx.users;
-  const pub = await publishPaced(ctx.publisher, rate, ctx.opts.stepSeconds, (n) => [`notifications:user:${n % users}`, payload(step, n)]);
-  const got = await collect(ctx, step, pub.sent);
-  return summarize(rate, pub, got.received, pub.sent, got, gatewayCpu(ctx) - cpu0, process.cpuUsage(self0));
+  const pub = await publishBatched(ctx.publisher, rate, ctx.opts.stepSeconds, { step, users: ctx.users, system: kind === 'broadcast' });
+  const got = await collect(ctx, step, { sent: pub.sent, kind });
+  return summarize(rate, pub, got, gatewayCpu(ctx) - cpu0, process.cpuUsage(self0));
 }
 
-export function summarize(
-  rate: number,
-  pub: { sent: number; seconds: number },
-  received: number,
-  expected: number,
-  got: Awaited<ReturnType<typeof collect>>,
-  gatewayMicros: number,
-  self: NodeJS.CpuUsage,
-): RateStep {
-  const delivered = Math.max(1, received);
+export function targeted(ctx: Context, rate: number): Promise<RateStep> {
+  return rateStep(ctx, rate, 'targeted');
+}
+
+function summarize(rate: number, pub: { sent: number; seconds: number }, got: Collected, gatewayMicros: number, self: NodeJS.CpuUsage): RateStep {
+  const delivered = Math.max(1, got.received);
   return {
     rate: Number.isFinite(rate) ? rate : 'max',
     sent: pub.sent,
     sentPerSec: round(pub.sent / pub.seconds, 0),
-    received,
-    deliveredPerSec: round(received / pub.seconds, 0),
-    lost: Math.max(0, expected - received),
+    received: got.received,
+    deliveredPerSec: round(got.received / pub.seconds, 0),
+    lost: Math.max(0, got.expected - got.received),
     duplicated: got.duplicates,
     p50Ms: round(quantile(got.latency, 0.5), 2),
     p95Ms: round(quantile(got.latency, 0.95), 2),
