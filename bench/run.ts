@@ -27,7 +27,9 @@ const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'baseline' | 'o
   },
   // 50,000 connections: four gateway processes here (open-files limit 20,000 each).
   full: {
-    connections: 50000, gateways: 4, workers: 4, concurrency: 400,
+    // Concurrency stays modest: the load core, not the gateways, sets the upgrade rate,
+    // and more in flight only queues handshakes until they time out.
+    connections: 50000, gateways: 4, workers: 4, concurrency: 100,
     targetedRates: [2000, 5000, 10000, 20000, 50000, Infinity], broadcastRates: [1, 2], stepSeconds: 8, churnFraction: 0.1,
   },
 };

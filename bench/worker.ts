@@ -97,7 +97,7 @@ function open(conn: Conn, c: NonNullable<typeof config>, token: string | undefin
     const url = c.urls[conn.user % c.urls.length] as string;
     const ws = new WebSocket(c.target === 'baseline' ? `${url}?user=${conn.user}` : url, {
       perMessageDeflate: false,
-      handshakeTimeout: 15_000,
+      handshakeTimeout: 30_000,
       localAddress: c.localAddress,
       ...(token !== undefined ? { headers: { authorization: `Bearer ${token}` } } : {}),
     });

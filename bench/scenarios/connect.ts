@@ -20,7 +20,7 @@ export interface ConnectResult {
 }
 
 export async function connect(ctx: Context, localAddress: (worker: number) => string): Promise<ConnectResult> {
-  const rssBefore = ctx.gateways.map((g) => rssKiB(g.pid));
+  const rssBefore = await settledRss(ctx);
   const gwCpu0 = gatewayCpu(ctx);
   const per = Math.ceil(ctx.users / ctx.workers.length);
   const urls = ctx.gateways.map((g) => `ws://127.0.0.1:${g.port}/ws`);
@@ -52,9 +52,7 @@ export async function connect(ctx: Context, localAddress: (worker: number) => st
     merge(hist, r.connectMs);
     errors.push(...r.errors);
   }
-  // Let uWS and V8 settle before reading memory.
-  await new Promise((r) => setTimeout(r, 1000));
-  const rssAfter = ctx.gateways.map((g) => rssKiB(g.pid));
+  const rssAfter = await settledRss(ctx);
   const perGateway = ok / ctx.gateways.length;
   return {
     connections: ctx.users,
@@ -71,4 +69,14 @@ export async function connect(ctx: Context, localAddress: (worker: number) => st
     gatewayCpuMicrosPerConnection: round(gwCpu / Math.max(1, ok), 1),
     loadCpuMicrosPerConnection: round(loadCpu / Math.max(1, ok), 1),
   };
+}
+
+/** Each gateway's RSS: the median of 5 readings 500 ms apart (V8's heap breathes). */
+async function settledRss(ctx: Context): Promise<number[]> {
+  const readings: number[][] = ctx.gateways.map(() => []);
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    ctx.gateways.forEach((g, j) => readings[j]?.push(rssKiB(g.pid)));
+  }
+  return readings.map((r) => r.sort((a, b) => a - b)[2] ?? NaN);
 }
