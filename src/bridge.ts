@@ -88,7 +88,10 @@ export function createBridge(opts: BridgeOptions): Bridge {
     );
   });
   subscriber.on('close', () => setSubscribed(false, 'subscriber connection closed'));
-  subscriber.on('reconnecting', () => setSubscribed(false, 'subscriber reconnecting'));
+  subscriber.on('reconnecting', () => {
+    metrics.redisReconnects.inc();
+    setSubscribed(false, 'subscriber reconnecting');
+  });
   publisher.on('ready', () => update('publisher ready'));
   publisher.on('close', () => update('publisher connection closed'));
   for (const [name, client] of [['subscriber', subscriber], ['publisher', publisher]] as const) {

@@ -61,6 +61,40 @@ export interface Config {
   events: { stream: string; maxLen: number };
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  /** Gateway processes on this host sharing the port (SO_REUSEPORT); 1 = no supervisor. */
+  workers: number;
+  /** undefined = plain ws:// and http://. Paths are checked (readable, matching) at start. */
+  tls: TlsConfig | undefined;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  passphrase: string | undefined;
+  caFile: string | undefined;
+}
+
+function tls(env: Env): TlsConfig | undefined {
+  const certFile = str(env, 'HERALD_TLS_CERT_FILE');
+  const keyFile = str(env, 'HERALD_TLS_KEY_FILE');
+  const passphrase = env['HERALD_TLS_PASSPHRASE'] === '' ? undefined : env['HERALD_TLS_PASSPHRASE'];
+  const caFile = str(env, 'HERALD_TLS_CA_FILE');
+  if (certFile === undefined && keyFile === undefined) {
+    if (passphrase !== undefined || caFile !== undefined) {
+      throw new ConfigError(`${passphrase !== undefined ? 'HERALD_TLS_PASSPHRASE' : 'HERALD_TLS_CA_FILE'}: set only with HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE`);
+    }
+    return undefined;
+  }
+  if (certFile === undefined) throw new ConfigError('HERALD_TLS_CERT_FILE: required when HERALD_TLS_KEY_FILE is set');
+  if (keyFile === undefined) throw new ConfigError('HERALD_TLS_KEY_FILE: required when HERALD_TLS_CERT_FILE is set');
+  return { certFile, keyFile, passphrase, caFile };
+}
+
+/** `auto` = one per CPU. */
+function workers(env: Env, cpuCount: number): number {
+  const raw = str(env, 'HERALD_WORKERS');
+  if (raw?.toLowerCase() === 'auto') return Math.max(1, cpuCount);
+  return int(env, 'HERALD_WORKERS', 1, 1, 256);
 }
 
 /** Topic grammar shared with topics.ts; the prefix may not contain glob characters. */
@@ -182,7 +216,7 @@ function path(env: Env): string {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(p) || p.includes('//')) {
     throw new ConfigError(`HERALD_WS_PATH: expected a path like /ws, got ${JSON.stringify(p)}`);
   }
-  const reserved = ['/healthz', '/readyz', '/metrics', '/publish'];
+  const reserved = ['/healthz', '/readyz', '/metrics', '/stats', '/publish'];
   if (reserved.includes(p)) throw new ConfigError(`HERALD_WS_PATH: ${p} is reserved for an HTTP endpoint`);
   return p;
 }
@@ -202,7 +236,7 @@ function redisUrl(env: Env): string | undefined {
   return url;
 }
 
-export function loadConfig(env: Env): Config {
+export function loadConfig(env: Env, cpuCount = 1): Config {
   const key = jwtKey(env);
   const prefix = str(env, 'HERALD_CHANNEL_PREFIX') ?? 'notifications';
   if (!PREFIX_RE.test(prefix) || prefix.length > 64) {
@@ -265,7 +299,17 @@ export function loadConfig(env: Env): Config {
     },
     logLevel: logLevel as LogLevel,
     shutdownTimeoutMs: int(env, 'HERALD_SHUTDOWN_TIMEOUT_S', 10, 1, 3600, ' seconds') * 1000,
+    workers: workers(env, cpuCount),
+    tls: tls(env),
   };
+  if (config.workers > 1 && config.redisUrl === undefined) {
+    throw new ConfigError(
+      `HERALD_WORKERS: ${config.workers} workers need HERALD_REDIS_URL (in embedded mode each process would deliver only to its own clients)`,
+    );
+  }
+  if (config.workers > 1 && config.port === 0) {
+    throw new ConfigError('HERALD_WORKERS: workers share one fixed port; set HERALD_PORT to a port number, not 0');
+  }
   return deepFreeze(config);
 }
 

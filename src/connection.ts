@@ -71,9 +71,11 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   const debug = log.isLevelEnabled('debug');
 
   function send(ws: Socket, frame: ServerFrame): void {
-    ws.send(encode(frame));
-    metrics.messagesSent.inc();
+    // 2 = dropped: the socket already holds maxBackpressure unsent.
+    if (ws.send(encode(frame)) === 2) metrics.backpressureDrops.inc();
+    else metrics.messagesSent.inc();
   }
+  let topicCount = 0;
 
   function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number }): void {
     metrics.error(code);
@@ -165,6 +167,15 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   return {
     sockets,
+    /** Topics with at least one subscriber on this process. */
+    topicCount: () => topicCount,
+
+    /** uWS reports every change of a topic's subscriber count, closes included. */
+    subscription(_ws: Socket, _topic: ArrayBuffer, newCount: number, oldCount: number): void {
+      if (oldCount === 0 && newCount > 0) topicCount++;
+      else if (newCount === 0 && oldCount > 0) topicCount--;
+      metrics.topics.set(topicCount);
+    },
 
     open(ws: Socket): void {
       const ud = ws.getUserData();

@@ -1,5 +1,7 @@
 // The gateway assembled from its parts. Reads like a table of contents: each line
 // is one concern, each dependency passed explicitly.
+import { createRequire } from 'node:module';
+import { AggregatorRegistry } from 'prom-client';
 import { createVerifier } from './auth.js';
 import { createBridge, type Bridge } from './bridge.js';
 import type { Config } from './config.js';
@@ -11,8 +13,13 @@ import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { createPublishHandler } from './publish.js';
 import { createServer } from './server.js';
+import { createSiblings } from './siblings.js';
+import { hostStats, type WorkerStats } from './stats.js';
+import { checkTls } from './tls.js';
 import { createUpgradeHandler } from './upgrade.js';
 import type { Uws } from './uws.js';
+
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 export interface Gateway {
   port: number;
@@ -20,9 +27,15 @@ export interface Gateway {
   shutdown(): Promise<boolean>;
 }
 
-export async function startGateway(config: Config, log: Logger, uws: Uws): Promise<Gateway> {
+export interface GatewayOptions {
+  /** Set in a worker under the supervisor: share the port with the other workers. */
+  workerId: number | undefined;
+}
+
+export async function startGateway(config: Config, log: Logger, uws: Uws, opts: GatewayOptions = { workerId: undefined }): Promise<Gateway> {
   const metrics = createMetrics();
   const verifier = await createVerifier(config.jwt);
+  const tls = config.tls === undefined ? undefined : await checkTls(config.tls);
 
   // The deliverer needs the app to publish through, and the app needs handlers that
   // need the bridge; `publisher` closes that loop once the app exists.
@@ -42,21 +55,45 @@ export async function startGateway(config: Config, log: Logger, uws: Uws): Promi
     ...(bridge !== undefined ? { redisUp: () => bridge.up } : {}),
   });
   const connections = createConnectionHandlers({ config, metrics, log, bridge });
+  // Filled in below, once the connections and bridge it reads exist.
+  const observe = { metrics: async (): Promise<string> => '', stats: async (): Promise<unknown> => ({}) };
   const server = createServer({
     uws,
+    tls,
+    sharePort: opts.workerId !== undefined,
     config,
     metrics,
     lifecycle,
     connections,
+    observe,
     upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle }),
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
   });
+  const startedAt = Date.now();
+  const localStats = (): WorkerStats => ({
+    id: opts.workerId ?? 0,
+    pid: process.pid,
+    connections: connections.sockets.size,
+    topics: connections.topicCount(),
+    rssBytes: process.memoryUsage.rss(),
+    uptimeS: Math.round((Date.now() - startedAt) / 1000),
+    redis: bridge === undefined ? 'embedded' : bridge.up ? 'up' : 'down',
+  });
+  const siblings = createSiblings({ stats: async () => localStats(), metrics: () => metrics.registry.getMetricsAsJSON() });
+  observe.metrics = async () =>
+    opts.workerId === undefined
+      ? metrics.registry.metrics()
+      : AggregatorRegistry.aggregate((await siblings.gather('metrics')) as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
+  observe.stats = async () => hostStats(VERSION, (await siblings.gather('stats')) as WorkerStats[]);
   publisher = { publish: (t, f) => server.app.publish(t, f), numSubscribers: (t) => server.app.numSubscribers(t) };
 
   const port = await server.listen();
   lifecycle.serving();
   log.info(
-    { host: config.host, port, wsPath: config.wsPath, mode: bridge === undefined ? 'embedded' : 'redis', algorithms: verifier.algorithms },
+    {
+      host: config.host, port, wsPath: config.wsPath, tls: tls !== undefined,
+      mode: bridge === undefined ? 'embedded' : 'redis', algorithms: verifier.algorithms,
+    },
     'herald listening',
   );
 

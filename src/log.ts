@@ -5,10 +5,11 @@ import type { LogLevel } from './config.js';
 
 export type { Logger };
 
-export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+/** `workerId` is set in a worker under the supervisor, and goes on every line. */
+export function createLogger(level: LogLevel, workerId?: number, destination?: pino.DestinationStream): Logger {
   const options: pino.LoggerOptions = {
     level,
-    base: { pid: process.pid, service: 'herald' },
+    base: { pid: process.pid, service: 'herald', ...(workerId !== undefined ? { worker: workerId } : {}) },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: {

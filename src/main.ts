@@ -7,6 +7,9 @@ import { startGateway } from './gateway.js';
 import { createLogger } from './log.js';
 import { mintToken } from './token.js';
 import { UwsLoadError, loadUws } from './uws.js';
+import { runSupervisor } from './supervisor.js';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 
 function fatal(message: string, code: number): never {
   // The logger may not exist yet: this is the one place src/ writes to stderr directly.
@@ -56,7 +59,7 @@ async function main(): Promise<void> {
 
   let config: Config;
   try {
-    config = loadConfig(env);
+    config = loadConfig(env, availableParallelism());
   } catch (err) {
     if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
     throw err;
@@ -68,18 +71,24 @@ async function main(): Promise<void> {
     if (err instanceof UwsLoadError) fatal(err.message, 3);
     throw err;
   }
-  const log = createLogger(config.logLevel);
-  if (generated.length > 0) log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
+  const workerEnv = process.env['HERALD_WORKER_ID'];
+  const workerId = workerEnv === undefined ? undefined : Number(workerEnv);
+  const log = createLogger(config.logLevel, workerId);
+  if (generated.length > 0 && workerId === undefined) log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
+  if (config.workers > 1 && workerId === undefined) {
+    runSupervisor(config, log, fileURLToPath(import.meta.url), process.argv.slice(2));
+    return;
+  }
 
   let gateway;
   try {
-    gateway = await startGateway(config, log, uws);
+    gateway = await startGateway(config, log, uws, { workerId });
   } catch (err) {
     if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
     log.fatal({ err: (err as Error).message }, 'cannot start');
     process.exit(1);
   }
-  if (dev) process.stderr.write(await devBanner(config, gateway.port, generated));
+  if (dev && (workerId ?? 0) === 0) process.stderr.write(await devBanner(config, gateway.port, generated));
 
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

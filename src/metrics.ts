@@ -86,6 +86,17 @@ export function createMetrics() {
     labelNames: ['type', 'outcome'],
     registers: [registry],
   });
+  const redisReconnects = new Counter({
+    name: 'herald_redis_reconnects_total',
+    help: 'Times the Redis subscriber connection was lost and a reconnect began',
+    registers: [registry],
+  });
+  const backpressureDrops = new Counter({
+    name: 'herald_backpressure_drops_total',
+    help: 'Frames uWS dropped because the socket already held HERALD max backpressure (1 MiB) unsent',
+    registers: [registry],
+  });
+  const topics = new Gauge({ name: 'herald_topics', help: 'Topics with at least one subscriber on this process', registers: [registry] });
   const redisUp = new Gauge({
     name: 'herald_redis_up',
     help: '1 while the Redis pattern subscription is active and the publisher connected (always 0 in embedded mode)',
@@ -119,6 +130,9 @@ export function createMetrics() {
     publishRequest: (status: number) => publishRequests.labels(String(status)).inc(),
     clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded') => clientEvents.labels(type, outcome).inc(),
     redisUp,
+    redisReconnects,
+    backpressureDrops,
+    topics,
   };
 }
 

@@ -19,11 +19,17 @@ const MAX_BACKPRESSURE_BYTES = 1024 * 1024;
 
 export interface ServerDeps {
   uws: Uws;
+  /** SSLApp options when serving TLS (checked by tls.ts). */
+  tls: Parameters<Uws['SSLApp']>[0] | undefined;
+  /** Share the port with sibling workers (SO_REUSEPORT) instead of holding it exclusively. */
+  sharePort: boolean;
   config: Config;
   metrics: Metrics;
   lifecycle: Lifecycle;
   connections: ConnectionHandlers;
   upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => void;
+  /** /metrics text and /stats, for this process or (under the supervisor) the whole host. */
+  observe: { metrics(): Promise<string>; stats(): Promise<unknown> };
   publish: (res: HttpResponse, req: HttpRequest) => void;
 }
 
@@ -37,7 +43,7 @@ export interface Server {
 
 export function createServer(deps: ServerDeps): Server {
   const { uws, config, metrics, lifecycle, connections } = deps;
-  const app = uws.App();
+  const app = deps.tls === undefined ? uws.App() : uws.SSLApp(deps.tls);
 
   app.ws<UserData>(config.wsPath, {
     compression: uws.DISABLED,
@@ -50,6 +56,7 @@ export function createServer(deps: ServerDeps): Server {
     open: connections.open,
     message: connections.message,
     close: connections.close,
+    subscription: connections.subscription,
   });
 
   app.get('/healthz', (res) => {
@@ -61,8 +68,15 @@ export function createServer(deps: ServerDeps): Server {
   });
   app.get('/metrics', (res) => {
     const ex = track(res);
-    metrics.registry.metrics().then(
+    deps.observe.metrics().then(
       (text) => reply(ex, 200, text, { contentType: metrics.registry.contentType }),
+      () => reply(ex, 500, { error: 'internal' }),
+    );
+  });
+  app.get('/stats', (res) => {
+    const ex = track(res);
+    deps.observe.stats().then(
+      (stats) => reply(ex, 200, stats),
       () => reply(ex, 500, { error: 'internal' }),
     );
   });
@@ -83,14 +97,16 @@ export function createServer(deps: ServerDeps): Server {
     app,
     listen() {
       return new Promise((resolve, reject) => {
-        listenExclusive(uws, app, config.host, config.port, (socket) => {
+        const onListen = (socket: us_listen_socket | false): void => {
           if (socket === false) {
             reject(new Error(`cannot listen on ${config.host}:${config.port} (address in use or not available)`));
             return;
           }
           listenSocket = socket;
           resolve(uws.us_socket_local_port(socket as never));
-        });
+        };
+        if (deps.sharePort) app.listen(config.host, config.port, onListen);
+        else listenExclusive(uws, app, config.host, config.port, onListen);
       });
     },
     stopListening() {

@@ -43,6 +43,8 @@ t.test('an env with only a secret yields the documented default for every settin
     events: { stream: 'herald:events', maxLen: 100000 },
     logLevel: 'info',
     shutdownTimeoutMs: 10_000,
+    workers: 1,
+    tls: undefined,
   };
   t.strictSame(c, expected);
 });
@@ -219,6 +221,15 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     { name: 'shutdown timeout 0', env: { HERALD_SHUTDOWN_TIMEOUT_S: '0' }, variable: 'HERALD_SHUTDOWN_TIMEOUT_S' },
     { name: 'dedup window words', env: { HERALD_DEDUP_WINDOW_S: 'one minute' }, variable: 'HERALD_DEDUP_WINDOW_S' },
     { name: 'dedup max entries 0', env: { HERALD_DEDUP_MAX_ENTRIES: '0' }, variable: 'HERALD_DEDUP_MAX_ENTRIES' },
+    { name: 'dedup max entries over a million', env: { HERALD_DEDUP_MAX_ENTRIES: '1000001' }, variable: 'HERALD_DEDUP_MAX_ENTRIES' },
+    { name: 'workers 0', env: { HERALD_WORKERS: '0' }, variable: 'HERALD_WORKERS' },
+    { name: 'workers not a number', env: { HERALD_WORKERS: 'many' }, variable: 'HERALD_WORKERS' },
+    { name: 'workers 2 in embedded mode', env: { HERALD_WORKERS: '2' }, variable: 'HERALD_WORKERS' },
+    { name: 'workers 2 on port 0', env: { HERALD_WORKERS: '2', HERALD_REDIS_URL: 'redis://127.0.0.1:6379', HERALD_PORT: '0' }, variable: 'HERALD_WORKERS' },
+    { name: 'tls cert without key', env: { HERALD_TLS_CERT_FILE: '/c.pem' }, variable: 'HERALD_TLS_KEY_FILE' },
+    { name: 'tls key without cert', env: { HERALD_TLS_KEY_FILE: '/k.pem' }, variable: 'HERALD_TLS_CERT_FILE' },
+    { name: 'tls passphrase alone', env: { HERALD_TLS_PASSPHRASE: 'x' }, variable: 'HERALD_TLS_PASSPHRASE' },
+    { name: 'tls CA alone', env: { HERALD_TLS_CA_FILE: '/ca.pem' }, variable: 'HERALD_TLS_CA_FILE' },
     { name: 'publish batch 0', env: { HERALD_PUBLISH_MAX_BATCH: '0' }, variable: 'HERALD_PUBLISH_MAX_BATCH' },
     { name: 'max token bytes tiny', env: { HERALD_MAX_TOKEN_BYTES: '10' }, variable: 'HERALD_MAX_TOKEN_BYTES' },
     { name: 'host with a space', env: { HERALD_HOST: 'local host' }, variable: 'HERALD_HOST' },
@@ -323,4 +334,22 @@ t.test('loadConfig does not mutate or freeze the env it is given', async (t) => 
   loadConfig(env);
   t.notOk(Object.isFrozen(env));
   t.strictSame(env, { HERALD_JWT_SECRET: SECRET, HERALD_PORT: '9000' });
+});
+
+t.test('HERALD_WORKERS: a number, or auto for one per CPU; more than one needs Redis', async (t) => {
+  const redis = { HERALD_JWT_SECRET: SECRET, HERALD_REDIS_URL: 'redis://127.0.0.1:6379' };
+  t.equal(loadConfig({ HERALD_JWT_SECRET: SECRET }).workers, 1, 'default 1');
+  t.equal(loadConfig({ ...redis, HERALD_WORKERS: '3' }).workers, 3);
+  t.equal(loadConfig({ ...redis, HERALD_WORKERS: 'auto' }, 6).workers, 6, 'auto = the CPU count given');
+  t.equal(loadConfig({ ...redis, HERALD_WORKERS: 'AUTO' }, 2).workers, 2);
+  t.equal(loadConfig({ HERALD_JWT_SECRET: SECRET, HERALD_WORKERS: 'auto' }, 1).workers, 1, 'auto on one CPU is fine in embedded mode');
+});
+
+t.test('HERALD_TLS_*: cert and key together make a TLS config; passphrase and CA are optional', async (t) => {
+  const c = loadConfig({ HERALD_JWT_SECRET: SECRET, HERALD_TLS_CERT_FILE: '/c.pem', HERALD_TLS_KEY_FILE: '/k.pem' });
+  t.strictSame(c.tls, { certFile: '/c.pem', keyFile: '/k.pem', passphrase: undefined, caFile: undefined });
+  const full = loadConfig({
+    HERALD_JWT_SECRET: SECRET, HERALD_TLS_CERT_FILE: '/c.pem', HERALD_TLS_KEY_FILE: '/k.pem', HERALD_TLS_PASSPHRASE: ' s p ', HERALD_TLS_CA_FILE: '/ca.pem',
+  });
+  t.strictSame(full.tls, { certFile: '/c.pem', keyFile: '/k.pem', passphrase: ' s p ', caFile: '/ca.pem' }, 'a passphrase is taken verbatim');
 });

@@ -1,0 +1,56 @@
+// A worker's line to its siblings through the supervisor (HERALD_WORKERS > 1):
+// /stats and /metrics answer for every worker on the host, whichever one the
+// kernel handed the request to. Outside the supervisor, there is just this process.
+
+export type Gatherable = 'stats' | 'metrics';
+
+/** Supervisor <-> worker messages over the IPC channel. */
+export type IpcMessage =
+  | { type: 'gather'; what: Gatherable; reqId: number }
+  | { type: 'collect'; what: Gatherable; reqId: number }
+  | { type: 'collected'; reqId: number; data: unknown }
+  | { type: 'gathered'; reqId: number; data: unknown[] };
+
+export interface Siblings {
+  /** Every worker's answer (this one's included); just this one's outside the supervisor. */
+  gather(what: Gatherable): Promise<unknown[]>;
+}
+
+/** Bounded: a worker that does not answer in time is left out rather than waited for. */
+export const GATHER_TIMEOUT_MS = 1000;
+
+export function createSiblings(collect: Record<Gatherable, () => Promise<unknown>>): Siblings {
+  const send = process.send?.bind(process);
+  if (send === undefined || process.env['HERALD_WORKER_ID'] === undefined) {
+    return { gather: async (what) => [await collect[what]()] };
+  }
+  let nextId = 0;
+  const pending = new Map<number, (data: unknown[]) => void>();
+  process.on('message', (m: IpcMessage) => {
+    if (m.type === 'collect') {
+      collect[m.what]().then(
+        (data) => send({ type: 'collected', reqId: m.reqId, data } satisfies IpcMessage),
+        () => send({ type: 'collected', reqId: m.reqId, data: null } satisfies IpcMessage),
+      );
+    } else if (m.type === 'gathered') {
+      pending.get(m.reqId)?.(m.data);
+      pending.delete(m.reqId);
+    }
+  });
+  return {
+    gather(what) {
+      const reqId = nextId++;
+      return new Promise((resolve) => {
+        const timer = setTimeout(async () => {
+          pending.delete(reqId);
+          resolve([await collect[what]()]); // the supervisor did not answer: report ourselves
+        }, GATHER_TIMEOUT_MS * 2);
+        pending.set(reqId, (data) => {
+          clearTimeout(timer);
+          resolve(data.filter((d) => d !== null));
+        });
+        send({ type: 'gather', what, reqId } satisfies IpcMessage);
+      });
+    },
+  };
+}
