@@ -96,6 +96,9 @@ export function createMetrics() {
     help: 'Frames uWS dropped because the socket already held HERALD max backpressure (1 MiB) unsent',
     registers: [registry],
   });
+  // Each process reports 1; summed across workers under the supervisor, it counts them.
+  const workers = new Gauge({ name: 'herald_workers', help: 'Gateway processes answering (1 per process; summed across workers)', registers: [registry] });
+  workers.set(1);
   const topics = new Gauge({ name: 'herald_topics', help: 'Topics with at least one subscriber on this process', registers: [registry] });
   const redisUp = new Gauge({
     name: 'herald_redis_up',

@@ -100,7 +100,13 @@ export async function startGateway(env: Record<string, string> = baseEnv(), args
     return found as LogLine;
   }
 
-  const listening = await waitForLog((l) => l.msg === 'herald listening', 10_000);
+  let listening: LogLine;
+  try {
+    listening = await waitForLog((l) => l.msg === 'herald listening', 10_000);
+  } catch (err) {
+    if (!done) child.proc.kill('SIGKILL'); // never leave a half-started gateway behind
+    throw err;
+  }
   const port = listening['port'] as number;
   return {
     port,
