@@ -101,6 +101,9 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // A worker whose supervisor died (SIGKILL, OOM) drains and exits rather than hold
+  // the port as an orphan.
+  if (workerId !== undefined) process.once('disconnect', () => stop('supervisor gone'));
 }
 
 main().catch((err: unknown) => fatal(`unexpected error: ${(err as Error).stack ?? String(err)}`, 1));

@@ -28,10 +28,10 @@ export function createSiblings(collect: Record<Gatherable, () => Promise<unknown
   const pending = new Map<number, (data: unknown[]) => void>();
   process.on('message', (m: IpcMessage) => {
     if (m.type === 'collect') {
-      collect[m.what]().then(
-        (data) => send({ type: 'collected', reqId: m.reqId, data } satisfies IpcMessage),
-        () => send({ type: 'collected', reqId: m.reqId, data: null } satisfies IpcMessage),
-      );
+      const answer = (data: unknown): void => {
+        if (process.connected) send({ type: 'collected', reqId: m.reqId, data } satisfies IpcMessage, () => undefined);
+      };
+      collect[m.what]().then(answer, () => answer(null));
     } else if (m.type === 'gathered') {
       pending.get(m.reqId)?.(m.data);
       pending.delete(m.reqId);
@@ -39,17 +39,25 @@ export function createSiblings(collect: Record<Gatherable, () => Promise<unknown
   });
   return {
     gather(what) {
+      // No supervisor to ask (it died, the worker is draining): report ourselves.
+      const alone = async (): Promise<unknown[]> => [await collect[what]()];
+      if (!process.connected) return alone();
       const reqId = nextId++;
       return new Promise((resolve) => {
-        const timer = setTimeout(async () => {
+        const timer = setTimeout(() => {
           pending.delete(reqId);
-          resolve([await collect[what]()]); // the supervisor did not answer: report ourselves
+          resolve(alone());
         }, GATHER_TIMEOUT_MS * 2);
         pending.set(reqId, (data) => {
           clearTimeout(timer);
           resolve(data.filter((d) => d !== null));
         });
-        send({ type: 'gather', what, reqId } satisfies IpcMessage);
+        send({ type: 'gather', what, reqId } satisfies IpcMessage, (err: Error | null) => {
+          if (err === null) return;
+          clearTimeout(timer);
+          pending.delete(reqId);
+          resolve(alone());
+        });
       });
     },
   };
