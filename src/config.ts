@@ -61,6 +61,14 @@ export interface Config {
   events: { stream: string; maxLen: number };
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
+  /** Admission control before any JWT work; 0 = no limit. */
+  admission: { maxConnections: number; maxConnectionsPerIp: number; upgradeRatePerIp: number };
+  /** Take the client address from the first X-Forwarded-For hop (behind a trusted proxy). */
+  trustProxy: boolean;
+  /** Per-socket unsent bytes before uWS drops frames or closes the socket. */
+  maxBackpressureBytes: number;
+  /** Close a socket whose backlog passes the limit (true), or let uWS skip frames for it. */
+  closeOnBackpressure: boolean;
   /** Gateway processes on this host sharing the port (SO_REUSEPORT); 1 = no supervisor. */
   workers: number;
   /** undefined = plain ws:// and http://. Paths are checked (readable, matching) at start. */
@@ -88,6 +96,14 @@ function tls(env: Env): TlsConfig | undefined {
   if (certFile === undefined) throw new ConfigError('HERALD_TLS_CERT_FILE: required when HERALD_TLS_KEY_FILE is set');
   if (keyFile === undefined) throw new ConfigError('HERALD_TLS_KEY_FILE: required when HERALD_TLS_CERT_FILE is set');
   return { certFile, keyFile, passphrase, caFile };
+}
+
+function bool(env: Env, name: string, def: boolean): boolean {
+  const raw = str(env, name)?.toLowerCase();
+  if (raw === undefined) return def;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(raw)}`);
 }
 
 /** `auto` = one per CPU. */
@@ -299,6 +315,14 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     },
     logLevel: logLevel as LogLevel,
     shutdownTimeoutMs: int(env, 'HERALD_SHUTDOWN_TIMEOUT_S', 10, 1, 3600, ' seconds') * 1000,
+    admission: {
+      maxConnections: int(env, 'HERALD_MAX_CONNECTIONS', 0, 0, 10_000_000),
+      maxConnectionsPerIp: int(env, 'HERALD_MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
+      upgradeRatePerIp: int(env, 'HERALD_UPGRADE_RATE_PER_IP', 0, 0, 1_000_000, ' per second'),
+    },
+    trustProxy: bool(env, 'HERALD_TRUST_PROXY', false),
+    maxBackpressureBytes: int(env, 'HERALD_MAX_BACKPRESSURE_BYTES', 1048576, 1024, 268435456, ' bytes'),
+    closeOnBackpressure: bool(env, 'HERALD_CLOSE_ON_BACKPRESSURE', true),
     workers: workers(env, cpuCount),
     tls: tls(env),
   };

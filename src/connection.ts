@@ -2,6 +2,7 @@
 // state is typed UserData set at upgrade; nothing is attached to `ws`, and `ws` is
 // never touched after close (async continuations check `closed`).
 import { performance } from 'node:perf_hooks';
+import type { Admission } from './admission.js';
 import type { Identity } from './auth.js';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
@@ -14,6 +15,8 @@ import type { WebSocket } from './uws.js';
 
 export interface UserData {
   readonly connectionId: string;
+  /** The client address admission control counted this connection against. */
+  readonly ip: string;
   readonly identity: Identity;
   /** Topics the connection starts with; always allowed, never counted against the limit. */
   readonly baseTopics: readonly string[];
@@ -27,9 +30,10 @@ export interface UserData {
 
 export type Socket = WebSocket<UserData>;
 
-export function newUserData(connectionId: string, identity: Identity): UserData {
+export function newUserData(connectionId: string, identity: Identity, ip: string): UserData {
   return {
     connectionId,
+    ip,
     identity,
     baseTopics: initialTopics(identity.userId, identity.roles),
     extraTopics: 0,
@@ -55,6 +59,7 @@ function labelForCode(code: number): CloseLabel {
 
 export interface ConnectionDeps {
   config: Config;
+  admission: Admission;
   metrics: Metrics;
   log: Logger;
   /** undefined in embedded mode: ack/mark_read are then acknowledged and discarded. */
@@ -62,7 +67,7 @@ export interface ConnectionDeps {
 }
 
 export function createConnectionHandlers(deps: ConnectionDeps) {
-  const { config, metrics, log, bridge } = deps;
+  const { config, metrics, log, bridge, admission } = deps;
   const { maxPayloadBytes, maxTopicsPerConnection } = config;
   const { messages: rateLimit, windowMs } = config.rateLimit;
   const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
@@ -226,6 +231,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       const ud = ws.getUserData();
       ud.closed = true;
       sockets.delete(ws);
+      admission.release(ud.ip);
       if (sockets.size === 0) allClosed?.();
       metrics.connectionsOpen.dec();
       metrics.connectionClosed(ud.closeReason ?? labelForCode(code));

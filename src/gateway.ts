@@ -2,6 +2,8 @@
 // is one concern, each dependency passed explicitly.
 import { createRequire } from 'node:module';
 import { AggregatorRegistry } from 'prom-client';
+import { performance } from 'node:perf_hooks';
+import { createAdmission } from './admission.js';
 import { createVerifier } from './auth.js';
 import { createBridge, type Bridge } from './bridge.js';
 import type { Config } from './config.js';
@@ -54,7 +56,11 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     timeoutMs: config.shutdownTimeoutMs,
     ...(bridge !== undefined ? { redisUp: () => bridge.up } : {}),
   });
-  const connections = createConnectionHandlers({ config, metrics, log, bridge });
+  const admission = createAdmission(config.admission);
+  // Per-address state is forgotten once idle; one sweep for the process.
+  const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
+  sweeper.unref();
+  const connections = createConnectionHandlers({ config, metrics, log, bridge, admission });
   // Filled in below, once the connections and bridge it reads exist.
   const observe = { metrics: async (): Promise<string> => '', stats: async (): Promise<unknown> => ({}) };
   const server = createServer({
@@ -66,7 +72,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     lifecycle,
     connections,
     observe,
-    upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle }),
+    upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle, admission }),
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
   });
   const startedAt = Date.now();
@@ -101,7 +107,13 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     port,
     shutdown: () =>
       lifecycle.shutdown([
-        { name: 'stop accepting', run: () => server.stopListening() },
+        {
+          name: 'stop accepting',
+          run: () => {
+            clearInterval(sweeper);
+            server.stopListening();
+          },
+        },
         { name: 'close clients', run: () => connections.closeAll() },
         { name: 'leave redis', run: () => bridge?.close() },
       ]),

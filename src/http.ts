@@ -13,6 +13,8 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
   404: '404 Not Found',
   405: '405 Method Not Allowed',
   413: '413 Payload Too Large',
+  414: '414 URI Too Long',
+  429: '429 Too Many Requests',
   426: '426 Upgrade Required',
   500: '500 Internal Server Error',
   503: '503 Service Unavailable',

@@ -11,6 +11,11 @@ export const CLOSE_REASONS = [
 ] as const;
 export type CloseLabel = (typeof CLOSE_REASONS)[number];
 
+export const ADMISSION_REASONS = [
+  'too_many_connections', 'too_many_connections_from_address', 'upgrade_rate_exceeded', 'too_many_protocols', 'uri_too_long',
+] as const;
+export type AdmissionReason = (typeof ADMISSION_REASONS)[number];
+
 export const DROP_REASONS = ['invalid_topic', 'too_large', 'duplicate'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
@@ -69,6 +74,13 @@ export function createMetrics() {
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25, 1],
     registers: [registry],
   });
+  const admissionRefused = new Counter({
+    name: 'herald_admission_refused_total',
+    help: 'Upgrades refused by admission control or request limits, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  for (const r of ADMISSION_REASONS) admissionRefused.labels(r).inc(0);
   const originRejected = new Counter({
     name: 'herald_origin_rejected_total',
     help: 'Upgrades refused with 403 because HERALD_ALLOWED_ORIGINS does not list their Origin',
@@ -130,6 +142,7 @@ export function createMetrics() {
     authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
     authDuration,
     originRejected,
+    admissionRefused: (reason: AdmissionReason) => admissionRefused.labels(reason).inc(),
     publishRequest: (status: number) => publishRequests.labels(String(status)).inc(),
     clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded') => clientEvents.labels(type, outcome).inc(),
     redisUp,

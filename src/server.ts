@@ -13,10 +13,6 @@ export function uwsPayloadCap(maxPayloadBytes: number): number {
   return Math.max(4 * maxPayloadBytes, 64 * 1024);
 }
 
-/** Per-socket send buffer limit. A client that stops reading is closed once it holds
- *  this much, rather than silently skipping notifications or growing memory. */
-const MAX_BACKPRESSURE_BYTES = 1024 * 1024;
-
 export interface ServerDeps {
   uws: Uws;
   /** SSLApp options when serving TLS (checked by tls.ts). */
@@ -50,8 +46,10 @@ export function createServer(deps: ServerDeps): Server {
     maxPayloadLength: uwsPayloadCap(config.maxPayloadBytes),
     idleTimeout: config.idleTimeoutS,
     sendPingsAutomatically: config.idleTimeoutS > 0,
-    maxBackpressure: MAX_BACKPRESSURE_BYTES,
-    closeOnBackpressureLimit: 1,
+    // A client that stops reading is closed once it holds this much unsent (default),
+    // rather than silently missing notifications; memory per slow socket stays bounded.
+    maxBackpressure: config.maxBackpressureBytes,
+    closeOnBackpressureLimit: config.closeOnBackpressure ? 1 : 0,
     upgrade: deps.upgrade,
     open: connections.open,
     message: connections.message,

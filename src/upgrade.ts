@@ -3,6 +3,8 @@
 // this callback), register onAborted before the first await, and after the await
 // either cork + upgrade or cork + refuse.
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { clientAddress, type Admission } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
 import { chooseSubprotocol, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
@@ -15,10 +17,17 @@ import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface UpgradeDeps {
   config: Config;
+  admission: Admission;
   verifier: Verifier;
   metrics: Metrics;
   log: Logger;
   lifecycle: Lifecycle;
+}
+
+function countProtocols(header: string): number {
+  let n = header === '' ? 0 : 1;
+  for (let i = header.indexOf(','); i !== -1; i = header.indexOf(',', i + 1)) n++;
+  return n;
 }
 
 function remoteAddress(res: HttpResponse): string {
@@ -26,7 +35,11 @@ function remoteAddress(res: HttpResponse): string {
 }
 
 export function createUpgradeHandler(deps: UpgradeDeps) {
-  const { config, verifier, metrics, log, lifecycle } = deps;
+  const { config, verifier, metrics, log, lifecycle, admission } = deps;
+  // Request-shape limits, checked before anything else: refusing these costs nothing.
+  const maxProtocols = 8;
+  const maxQueryBytes = config.jwt.maxTokenBytes + 1024;
+  const maxAuthorizationBytes = config.jwt.maxTokenBytes + 64;
   const ulog = log.child({ component: 'upgrade' });
 
   function refuse(ex: Exchange, reason: AuthFailure, source: string | undefined): void {
@@ -41,6 +54,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
     const secKey = req.getHeader('sec-websocket-key');
     const secExtensions = req.getHeader('sec-websocket-extensions');
+    const forwardedFor = config.trustProxy ? req.getHeader('x-forwarded-for') : '';
     const hs: UpgradeRequest = {
       authorization: req.getHeader('authorization'),
       protocols: req.getHeader('sec-websocket-protocol'),
@@ -55,7 +69,35 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       reply(ex, 503, { error: 'unavailable', reason: 'draining' });
       return;
     }
+    if (hs.query.length > maxQueryBytes) {
+      metrics.admissionRefused('uri_too_long');
+      reply(ex, 414, { error: 'uri_too_long', reason: 'uri_too_long' }, { close: true });
+      return;
+    }
+    if (countProtocols(hs.protocols) > maxProtocols || hs.protocols.length > maxAuthorizationBytes + 256) {
+      metrics.admissionRefused('too_many_protocols');
+      reply(ex, 400, { error: 'bad_request', reason: 'too_many_protocols' }, { close: true });
+      return;
+    }
+    if (hs.authorization.length > maxAuthorizationBytes) {
+      refuse(ex, AuthFailure.TokenTooLarge, 'header');
+      return;
+    }
+
+    const ip = clientAddress(remoteAddress(res), forwardedFor, config.trustProxy);
+    const refusal = admission.admit(ip, performance.now());
+    if (refusal !== undefined) {
+      metrics.admissionRefused(refusal.reason);
+      reply(ex, refusal.status, { error: refusal.status === 503 ? 'unavailable' : 'too_many_requests', reason: refusal.reason }, {
+        headers: { 'Retry-After': '1' },
+      });
+      return;
+    }
+    // From here on the place is held: every way out either upgrades or releases it.
+    ex.onAbort = () => admission.release(ip);
+
     if (!isOriginAllowed(hs.origin, config.allowedOrigins)) {
+      admission.release(ip);
       metrics.originRejected.inc();
       ulog.warn({ origin: hs.origin.slice(0, 200), remote: remoteAddress(res) }, 'upgrade refused: origin not allowed');
       reply(ex, 403, { error: 'forbidden', reason: 'origin_not_allowed' });
@@ -63,6 +105,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     }
     const found = findToken(hs);
     if (found === undefined) {
+      admission.release(ip);
       refuse(ex, AuthFailure.MissingToken, undefined);
       return;
     }
@@ -71,18 +114,21 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     verifier.verify(found.token).then(
       (result) => {
         metrics.authDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        if (ex.aborted) return; // the client left while we verified
+        if (ex.aborted) return; // the client left while we verified (onAbort released the place)
         if (!result.ok) {
+          admission.release(ip);
           refuse(ex, result.reason, found.source);
           return;
         }
-        const userData = newUserData(randomUUID(), result.identity);
-        ex.aborted = true; // the exchange is consumed by the upgrade
+        const userData = newUserData(randomUUID(), result.identity, ip);
+        ex.aborted = true; // the exchange is consumed by the upgrade; close() releases the place
+        ex.onAbort = undefined;
         res.cork(() => {
           res.upgrade(userData, secKey, chooseSubprotocol(hs.protocols), secExtensions, context);
         });
       },
       (err: unknown) => {
+        if (!ex.aborted) admission.release(ip);
         ulog.error({ err: (err as Error).message }, 'token verification crashed');
         reply(ex, 500, { error: 'internal' });
       },

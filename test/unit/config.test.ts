@@ -43,6 +43,10 @@ t.test('an env with only a secret yields the documented default for every settin
     events: { stream: 'herald:events', maxLen: 100000 },
     logLevel: 'info',
     shutdownTimeoutMs: 10_000,
+    admission: { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0 },
+    trustProxy: false,
+    maxBackpressureBytes: 1048576,
+    closeOnBackpressure: true,
     workers: 1,
     tls: undefined,
   };
