@@ -1,0 +1,193 @@
+// Admission control and request limits on real upgrades: the global cap (503), the
+// per-address cap and upgrade rate (429, Retry-After: 1), X-Forwarded-For only behind
+// a trusted proxy, and oversized requests refused before any JWT work. Each test
+// starts its own gateway with the one limit it exercises, so counts never mix.
+// Clients are spread over 127.0.0.x with ws's localAddress to get distinct addresses.
+import t, { type Test } from 'tap';
+import WebSocket from 'ws';
+import { TestClient, type Frame } from '../support/client.js';
+import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { waitFor } from '../support/ports.js';
+import { scrape } from '../support/prometheus.js';
+import { token } from '../support/tokens.js';
+
+type Client = TestClient & { welcome: Frame };
+
+interface Refused {
+  status: number;
+  body: Record<string, unknown>;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+interface AttemptOptions {
+  headers?: Record<string, string>;
+  protocols?: string[];
+  localAddress?: string;
+}
+
+async function gateway(t: Test, env: Record<string, string>): Promise<GatewayProcess> {
+  const gw = await startGateway(baseEnv(env));
+  t.teardown(() => gw.stop());
+  return gw;
+}
+
+const bearer = async (sub: string) => ({ authorization: `Bearer ${await token({ sub })}` });
+
+async function connect(t: Test, gw: GatewayProcess, sub: string, opts: AttemptOptions = {}): Promise<Client> {
+  const c = await TestClient.connect(gw.ws, { ...opts, headers: { ...(await bearer(sub)), ...opts.headers } });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/**
+ * One upgrade attempt that may succeed or be refused (support's refusedUpgrade has no
+ * localAddress). An accepted socket is terminated at once: only the outcome matters.
+ */
+function attempt(url: string, opts: AttemptOptions = {}): Promise<{ status: 101 } | Refused> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, opts.protocols ?? [], {
+      ...(opts.headers !== undefined ? { headers: opts.headers } : {}),
+      ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
+    });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve({ status: 101 });
+    });
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on('end', () => {
+        let body: Record<string, unknown>;
+        try {
+          body = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+          body = { raw: text };
+        }
+        resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
+        ws.terminate();
+      });
+    });
+  });
+}
+
+async function refused(url: string, opts: AttemptOptions = {}): Promise<Refused> {
+  const r = await attempt(url, opts);
+  if (r.status === 101) throw new Error('upgrade unexpectedly succeeded');
+  return r as Refused;
+}
+
+const admissionRefused = async (gw: GatewayProcess, reason: string) =>
+  (await scrape(gw.http)).value('herald_admission_refused_total', { reason });
+
+t.test('with HERALD_MAX_CONNECTIONS=3 the fourth upgrade gets 503 too_many_connections with Retry-After, and a closed connection frees its place', async (t) => {
+  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS: '3' });
+  const clients = [
+    await connect(t, gw, 'a', { localAddress: '127.0.0.2' }),
+    await connect(t, gw, 'b', { localAddress: '127.0.0.3' }),
+    await connect(t, gw, 'c', { localAddress: '127.0.0.4' }),
+  ];
+  const r = await refused(gw.ws, { headers: await bearer('d'), localAddress: '127.0.0.5' });
+  t.equal(r.status, 503);
+  t.strictSame(r.body, { error: 'unavailable', reason: 'too_many_connections' });
+  t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
+  t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'counted once in herald_admission_refused_total');
+
+  await clients[0]?.close();
+  await waitFor('the gateway to count 2 open connections', async () => (await scrape(gw.http)).value('herald_connections') === 2, 3000);
+  const d = await connect(t, gw, 'd', { localAddress: '127.0.0.5' });
+  t.equal(d.welcome.type, 'connected', 'a new client takes the released place');
+  t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'and was not refused');
+});
+
+t.test('with HERALD_MAX_CONNECTIONS_PER_IP=2 a third connection from one address gets 429 while another address still connects', async (t) => {
+  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '2' });
+  await connect(t, gw, 'a1', { localAddress: '127.0.0.2' });
+  await connect(t, gw, 'a2', { localAddress: '127.0.0.2' });
+  const r = await refused(gw.ws, { headers: await bearer('a3'), localAddress: '127.0.0.2' });
+  t.equal(r.status, 429);
+  t.strictSame(r.body, { error: 'too_many_requests', reason: 'too_many_connections_from_address' });
+  t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
+  const other = await connect(t, gw, 'b1', { localAddress: '127.0.0.3' });
+  t.equal(other.welcome.type, 'connected', '127.0.0.3 is not affected');
+  t.equal(await admissionRefused(gw, 'too_many_connections_from_address'), 1);
+});
+
+t.test('an upgrade refused for a bad token does not use up a place for its address', async (t) => {
+  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '2' });
+  for (let i = 0; i < 5; i++) {
+    const r = await refused(gw.ws, { headers: { authorization: 'Bearer not-a-jwt' }, localAddress: '127.0.0.2' });
+    t.equal(r.status, 401, `bad token ${i + 1} gets 401`);
+  }
+  const missing = await refused(gw.ws, { localAddress: '127.0.0.2' });
+  t.equal(missing.status, 401, 'and so does an upgrade with no token at all');
+  await connect(t, gw, 'ok1', { localAddress: '127.0.0.2' });
+  const second = await connect(t, gw, 'ok2', { localAddress: '127.0.0.2' });
+  t.equal(second.welcome.type, 'connected', 'two good tokens still connect from the same address');
+  t.equal(await admissionRefused(gw, 'too_many_connections_from_address'), 0);
+});
+
+t.test('with HERALD_UPGRADE_RATE_PER_IP=3 a burst of 5 from one address gets 429 upgrade_rate_exceeded for some, and another address is unaffected', async (t) => {
+  const gw = await gateway(t, { HERALD_UPGRADE_RATE_PER_IP: '3' });
+  const headers = await bearer('burst');
+  const results = await Promise.all(Array.from({ length: 5 }, () => attempt(gw.ws, { headers, localAddress: '127.0.0.2' })));
+  const ok = results.filter((r) => r.status === 101).length;
+  const limited = results.filter((r): r is Refused => r.status === 429);
+  // A burst of 3 is allowed; refilling at 3/s, a fourth could sneak in on a slow machine.
+  t.ok(ok >= 3 && ok <= 4, `3 (at most 4) of 5 upgrade, got ${ok}`);
+  t.equal(ok + limited.length, 5, 'every other attempt is a 429');
+  for (const r of limited) {
+    t.strictSame(r.body, { error: 'too_many_requests', reason: 'upgrade_rate_exceeded' });
+    t.equal(r.headers['retry-after'], '1');
+  }
+  t.equal(await admissionRefused(gw, 'upgrade_rate_exceeded'), limited.length, 'each refusal counted');
+  const other = await connect(t, gw, 'other', { localAddress: '127.0.0.3' });
+  t.equal(other.welcome.type, 'connected', '127.0.0.3 has its own bucket');
+});
+
+t.test('with HERALD_TRUST_PROXY=true the per-address cap follows the first X-Forwarded-For hop', async (t) => {
+  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'x1', { headers: { 'x-forwarded-for': '203.0.113.1, 10.0.0.1' } });
+  const second = await connect(t, gw, 'x2', { headers: { 'x-forwarded-for': '203.0.113.2, 10.0.0.1' } });
+  t.equal(second.welcome.type, 'connected', 'same socket address, different first hop: both connect');
+  const r = await refused(gw.ws, { headers: { ...(await bearer('x3')), 'x-forwarded-for': ' 203.0.113.1 ,10.0.0.9' } });
+  t.equal(r.status, 429, 'a repeated first hop is over the cap');
+  t.equal(r.body['reason'], 'too_many_connections_from_address');
+});
+
+t.test('without HERALD_TRUST_PROXY, X-Forwarded-For is ignored and the socket address counts', async (t) => {
+  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'y1', { headers: { 'x-forwarded-for': '203.0.113.1' } });
+  const r = await refused(gw.ws, { headers: { ...(await bearer('y2')), 'x-forwarded-for': '203.0.113.2' } });
+  t.equal(r.status, 429, 'a different X-Forwarded-For from the same socket address does not help');
+  t.equal(r.body['reason'], 'too_many_connections_from_address');
+});
+
+t.test('oversized upgrade requests are refused before any token work, each with its reason and counted', async (t) => {
+  const gw = await gateway(t, { HERALD_MAX_TOKEN_BYTES: '1024' });
+  const headers = await bearer('limits');
+
+  const query = await refused(`${gw.ws}?pad=${'a'.repeat(10 * 1024)}`, { headers });
+  t.equal(query.status, 414, 'a 10 KB query (limit 1024 + 1024) gets 414');
+  t.strictSame(query.body, { error: 'uri_too_long', reason: 'uri_too_long' });
+
+  const protocols = Array.from({ length: 9 }, (_, i) => `p${i}`);
+  const many = await refused(gw.ws, { headers, protocols });
+  t.equal(many.status, 400, '9 Sec-WebSocket-Protocol entries get 400');
+  t.strictSame(many.body, { error: 'bad_request', reason: 'too_many_protocols' });
+
+  const big = await refused(gw.ws, { headers: { authorization: `Bearer ${'x'.repeat(2048)}` } });
+  t.equal(big.status, 401, 'a 2 KB Authorization header gets 401');
+  t.equal(big.body['reason'], 'token_too_large');
+
+  const m = await scrape(gw.http);
+  t.equal(m.value('herald_admission_refused_total', { reason: 'uri_too_long' }), 1);
+  t.equal(m.value('herald_admission_refused_total', { reason: 'too_many_protocols' }), 1);
+  t.equal(m.value('herald_auth_failures_total', { reason: 'token_too_large' }), 1);
+  t.equal(m.value('herald_connections_opened_total'), 0, 'nothing was upgraded');
+
+  const eight = await connect(t, gw, 'eight', { protocols: ['herald.v1', ...Array.from({ length: 7 }, (_, i) => `p${i}`)] });
+  t.equal(eight.ws.protocol, 'herald.v1', 'eight entries are still accepted');
+});
