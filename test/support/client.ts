@@ -50,7 +50,9 @@ export class TestClient {
   }
 
   /** The next frame of `type` ('*' for any), from the inbox or the wire. */
-  next(type: string, { timeoutMs = 3000 } = {}): Promise<Frame> {
+  // Deadlines are generous (10 s): they cost time only when a test fails anyway, and
+  // a loaded CI machine can take seconds to schedule a gateway.
+  next(type: string, { timeoutMs = 10_000 } = {}): Promise<Frame> {
     const i = this.inbox.findIndex((f) => type === '*' || f.type === type);
     if (i !== -1) return Promise.resolve(this.inbox.splice(i, 1)[0] as Frame);
     return new Promise((resolve, reject) => {
@@ -74,7 +76,7 @@ export class TestClient {
   }
 
   /** Sends a request and waits for the reply carrying its id; other frames stay in the inbox, in order. */
-  async request(frame: Record<string, unknown> & { id: string | number }, { timeoutMs = 3000 } = {}): Promise<Frame> {
+  async request(frame: Record<string, unknown> & { id: string | number }, { timeoutMs = 10_000 } = {}): Promise<Frame> {
     this.send(frame);
     const skipped: Frame[] = [];
     const deadline = Date.now() + timeoutMs;
