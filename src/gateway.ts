@@ -61,8 +61,26 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
   const connections = createConnectionHandlers({ config, metrics, log, bridge, admission });
-  // Filled in below, once the connections and bridge it reads exist.
-  const observe = { metrics: async (): Promise<string> => '', stats: async (): Promise<unknown> => ({}) };
+
+  // /stats and /metrics: this process, or under the supervisor every worker's.
+  const startedAt = Date.now();
+  const localStats = (): WorkerStats => ({
+    id: opts.workerId ?? 0,
+    pid: process.pid,
+    connections: connections.sockets.size,
+    topics: connections.topicCount(),
+    rssBytes: process.memoryUsage.rss(),
+    uptimeS: Math.round((Date.now() - startedAt) / 1000),
+    redis: bridge === undefined ? 'embedded' : bridge.up ? 'up' : 'down',
+  });
+  const siblings = createSiblings({ stats: async () => localStats(), metrics: () => metrics.registry.getMetricsAsJSON() });
+  const observe = {
+    metrics: async (): Promise<string> =>
+      opts.workerId === undefined
+        ? metrics.registry.metrics()
+        : AggregatorRegistry.aggregate((await siblings.gather('metrics')) as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics(),
+    stats: async (): Promise<unknown> => hostStats(VERSION, (await siblings.gather('stats')) as WorkerStats[]),
+  };
   const server = createServer({
     uws,
     tls,
@@ -75,22 +93,6 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle, admission }),
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
   });
-  const startedAt = Date.now();
-  const localStats = (): WorkerStats => ({
-    id: opts.workerId ?? 0,
-    pid: process.pid,
-    connections: connections.sockets.size,
-    topics: connections.topicCount(),
-    rssBytes: process.memoryUsage.rss(),
-    uptimeS: Math.round((Date.now() - startedAt) / 1000),
-    redis: bridge === undefined ? 'embedded' : bridge.up ? 'up' : 'down',
-  });
-  const siblings = createSiblings({ stats: async () => localStats(), metrics: () => metrics.registry.getMetricsAsJSON() });
-  observe.metrics = async () =>
-    opts.workerId === undefined
-      ? metrics.registry.metrics()
-      : AggregatorRegistry.aggregate((await siblings.gather('metrics')) as Parameters<typeof AggregatorRegistry.aggregate>[0]).metrics();
-  observe.stats = async () => hostStats(VERSION, (await siblings.gather('stats')) as WorkerStats[]);
   publisher = { publish: (t, f) => server.app.publish(t, f), numSubscribers: (t) => server.app.numSubscribers(t) };
 
   const port = await server.listen();

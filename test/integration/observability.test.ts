@@ -3,6 +3,7 @@
 // connection fields on every log line about a connection. Every wait has a deadline.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { HostStats, WorkerStats } from '../../dist/stats.js';
 import t, { type Test } from 'tap';
 import { TestClient, refusedUpgrade, type Frame } from '../support/client.js';
 import { ROOT, baseEnv, startGateway, type GatewayProcess, type LogLine } from '../support/gateway.js';
@@ -16,28 +17,10 @@ type Client = TestClient & { welcome: Frame };
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const PUBLISH_KEY = 'observability-publish-key-0123';
 
-interface WorkerStats {
-  id: number;
-  pid: number;
-  connections: number;
-  topics: number;
-  rssBytes: number;
-  uptimeS: number;
-  redis: string;
-}
-interface Stats {
-  version: string;
-  mode: string;
-  redis: string;
-  uptimeS: number;
-  connections: number;
-  workers: WorkerStats[];
-}
-
-async function stats(gw: GatewayProcess): Promise<Stats> {
+async function stats(gw: GatewayProcess): Promise<HostStats> {
   const res = await fetch(`${gw.http}/stats`, { signal: AbortSignal.timeout(3000) });
   if (res.status !== 200) throw new Error(`/stats answered ${res.status}`);
-  return (await res.json()) as Stats;
+  return (await res.json()) as HostStats;
 }
 
 async function connect(t: Test, gw: GatewayProcess, claims: Record<string, unknown>): Promise<Client> {
@@ -74,7 +57,7 @@ t.test('GET /stats in embedded mode describes the host and its one worker', asyn
   const res = await fetch(`${gw.http}/stats`, { signal: AbortSignal.timeout(3000) });
   t.equal(res.status, 200);
   t.match(res.headers.get('content-type'), /^application\/json/);
-  const s = (await res.json()) as Stats;
+  const s = (await res.json()) as HostStats;
   t.same(Object.keys(s).sort(), ['connections', 'mode', 'redis', 'uptimeS', 'version', 'workers'], 'exactly the documented fields');
   t.equal(s.version, VERSION, 'version is package.json\'s');
   t.equal(s.mode, 'embedded');

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { TestClient, refusedUpgrade, type Frame } from '../support/client.js';
-import { MAIN, baseEnv, spawnNode, startGateway, type SpawnResult } from '../support/gateway.js';
+import { baseEnv, spawnMain, startGateway, type SpawnResult } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape, type Metrics } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
@@ -30,18 +30,6 @@ function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'herald-ops-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Spawns `node dist/main.js`, killed at teardown if it is still running. */
-function spawnMain(t: Test, args: string[], env: Record<string, string>, cwd?: string): SpawnResult {
-  const child = spawnNode(MAIN, args, env, cwd);
-  t.teardown(async () => {
-    if (child.proc.exitCode === null && child.proc.signalCode === null) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-    }
-  });
-  return child;
 }
 
 /** The process's exit, or a rejection after `ms`. */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { MAIN, baseEnv, spawnNode, startGateway, type GatewayProcess, type SpawnResult } from '../support/gateway.js';
+import { baseEnv, spawnMain, startGateway, type GatewayProcess, type SpawnResult } from '../support/gateway.js';
 import { token } from '../support/tokens.js';
 
 const PUBLISH_KEY = 'tls-test-publish-key-0123456789';
@@ -223,18 +223,6 @@ t.test('an encrypted key starts with the right HERALD_TLS_PASSPHRASE', async (t)
   t.equal(alice.welcome['userId'], 'alice');
 });
 
-/** Spawns `node dist/main.js`, killed at teardown if still running. */
-function spawnMain(t: Test, env: Record<string, string>): SpawnResult {
-  const child = spawnNode(MAIN, [], env);
-  t.teardown(async () => {
-    if (child.proc.exitCode === null && child.proc.signalCode === null) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-    }
-  });
-  return child;
-}
-
 async function exitWithin(what: string, child: SpawnResult, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
@@ -269,7 +257,7 @@ t.test('bad TLS settings stop the start with exit code 2 and a message naming th
   // Two at a time: each start loads Node and the gateway's modules, and a dozen at once
   // on a busy machine can take longer than any sensible deadline.
   await inBatches(rows, 2, async (row) => {
-    const child = spawnMain(t, tlsEnv(row.env));
+    const child = spawnMain(t, [], tlsEnv(row.env));
     const { code } = await exitWithin(row.what, child, 20_000);
     t.equal(code, 2, `${row.what}: exit code 2`);
     const stderr = child.stderr();

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { TestClient, type Frame } from '../support/client.js';
-import { MAIN, baseEnv, spawnNode, startGateway, type GatewayProcess, type LogLine, type SpawnResult } from '../support/gateway.js';
+import { baseEnv, spawnMain, startGateway, type GatewayProcess, type LogLine } from '../support/gateway.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -42,18 +42,6 @@ function isWorkerLine(msg: string, worker: number, pid?: number): (l: LogLine) =
   return (l) => l.msg === msg && l['worker'] === worker && (pid === undefined || l['pid'] === pid);
 }
 
-/** Spawns `node dist/main.js`, killed at teardown if still running. */
-function spawnMain(t: Test, env: Record<string, string>): SpawnResult {
-  const child = spawnNode(MAIN, [], env);
-  t.teardown(async () => {
-    if (child.proc.exitCode === null && child.proc.signalCode === null) {
-      child.proc.kill('SIGKILL');
-      await child.exited;
-    }
-  });
-  return child;
-}
-
 function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
@@ -79,7 +67,7 @@ t.test('HERALD_WORKERS=2 is refused at start, exit code 2 naming HERALD_WORKERS'
     { what: 'HERALD_PORT=0', env: { HERALD_WORKERS: '2', HERALD_PORT: '0', HERALD_REDIS_URL: 'redis://127.0.0.1:1' }, says: /HERALD_PORT/ },
   ];
   for (const row of rows) {
-    const child = spawnMain(t, baseEnv(row.env));
+    const child = spawnMain(t, [], baseEnv(row.env));
     const { code } = await within(`${row.what}: exit`, child.exited, 20_000);
     t.equal(code, 2, `${row.what}: exit code 2`);
     t.match(child.stderr(), /^herald: configuration error: HERALD_WORKERS:/m, `${row.what}: stderr names HERALD_WORKERS`);

@@ -102,6 +102,7 @@ export function refusedUpgrade(url: string, opts: ConnectOptions = {}): Promise<
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts.protocols ?? [], {
       ...(opts.headers !== undefined ? { headers: opts.headers } : {}),
+      ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
     });
     ws.once('open', () => {
       ws.terminate();

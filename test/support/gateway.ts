@@ -68,6 +68,18 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
   return { proc, exited, stdout: () => out, stderr: () => err };
 }
 
+/** Spawns `node dist/main.js` with `args`, killed at `t`'s teardown if it is still running. */
+export function spawnMain(t: { teardown(fn: () => Promise<void>): void }, args: string[], env: Record<string, string>, cwd?: string): SpawnResult {
+  const child = spawnNode(MAIN, args, env, cwd);
+  t.teardown(async () => {
+    if (child.proc.exitCode === null && child.proc.signalCode === null) {
+      child.proc.kill('SIGKILL');
+      await child.exited;
+    }
+  });
+  return child;
+}
+
 export async function startGateway(env: Record<string, string> = baseEnv(), args: string[] = []): Promise<GatewayProcess> {
   const child = spawnNode(MAIN, args, env);
   const logs: LogLine[] = [];
