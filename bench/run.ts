@@ -160,6 +160,11 @@ const fmt = (x: number | string): string => (typeof x === 'number' ? (Number.isF
 const ratio = (h: number, b: number | undefined): string =>
   b === undefined || !Number.isFinite(b) || b === 0 || !Number.isFinite(h) ? '' : ` (${(h / b).toFixed(2)}×)`;
 
+/** A markdown table: header, separator, rows. */
+function table(headers: string[], rows: string[][]): string[] {
+  return [`| ${headers.join(' | ')} |`, `|${headers.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+}
+
 function report(results: TargetResult[], opts: Options, m: ReturnType<typeof machine>): string {
   const [h, b] = results as [TargetResult, TargetResult | undefined];
   const lines: string[] = [];
@@ -170,33 +175,43 @@ function report(results: TargetResult[], opts: Options, m: ReturnType<typeof mac
   lines.push('Ratios in parentheses are Herald ÷ baseline (a minimal uWS server, same harness and frames).');
   lines.push('');
   lines.push('### connect');
-  lines.push('| target | ok | failed | upgrades/s | connect p50 ms | p99 ms | KiB/conn per gateway | gateway CPU µs/conn | load CPU µs/conn |');
-  lines.push('|---|---|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    const c = r.connect;
-    const bc = r === h ? b?.connect : undefined;
-    lines.push(`| ${r.target} | ${fmt(c.ok)} | ${fmt(c.failed)} | ${fmt(c.upgradesPerSec)}${ratio(c.upgradesPerSec, bc?.upgradesPerSec)} | ${fmt(c.connectP50Ms)} | ${fmt(c.connectP99Ms)}${ratio(c.connectP99Ms, bc?.connectP99Ms)} | ${c.kibPerConnection.map(fmt).join(', ')} | ${fmt(c.gatewayCpuMicrosPerConnection)}${ratio(c.gatewayCpuMicrosPerConnection, bc?.gatewayCpuMicrosPerConnection)} | ${fmt(c.loadCpuMicrosPerConnection)} |`);
-  }
+  lines.push(...table(
+    ['target', 'ok', 'failed', 'upgrades/s', 'connect p50 ms', 'p99 ms', 'KiB/conn per gateway', 'gateway CPU µs/conn', 'load CPU µs/conn'],
+    results.map((r) => {
+      const c = r.connect;
+      const bc = r === h ? b?.connect : undefined;
+      return [
+        r.target, fmt(c.ok), fmt(c.failed), fmt(c.upgradesPerSec) + ratio(c.upgradesPerSec, bc?.upgradesPerSec), fmt(c.connectP50Ms),
+        fmt(c.connectP99Ms) + ratio(c.connectP99Ms, bc?.connectP99Ms), c.kibPerConnection.map(fmt).join(', '),
+        fmt(c.gatewayCpuMicrosPerConnection) + ratio(c.gatewayCpuMicrosPerConnection, bc?.gatewayCpuMicrosPerConnection), fmt(c.loadCpuMicrosPerConnection),
+      ];
+    }),
+  ));
   for (const kind of ['targeted', 'broadcast'] as const) {
     lines.push('');
     lines.push(`### ${kind}${kind === 'targeted' ? ' (notifications:user:<i>, one recipient each)' : ' (notifications:system, every client)'}`);
-    lines.push('| target | rate/s | sent/s | delivered/s | lost | dup | p50 ms | p95 ms | p99 ms | max ms | gateway CPU µs/delivery | load CPU µs/delivery |');
-    lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const r of results) {
-      r[kind].forEach((s, i) => {
-        const bs = r === h ? b?.[kind][i] : undefined;
-        lines.push(`| ${r.target} | ${fmt(s.rate)} | ${fmt(s.sentPerSec)} | ${fmt(s.deliveredPerSec)}${ratio(s.deliveredPerSec, bs?.deliveredPerSec)} | ${fmt(s.lost)} | ${fmt(s.duplicated)} | ${fmt(s.p50Ms)} | ${fmt(s.p95Ms)} | ${fmt(s.p99Ms)}${ratio(s.p99Ms, bs?.p99Ms)} | ${fmt(s.maxMs)} | ${fmt(s.gatewayCpuMicrosPerDelivery)}${ratio(s.gatewayCpuMicrosPerDelivery, bs?.gatewayCpuMicrosPerDelivery)} | ${fmt(s.loadCpuMicrosPerDelivery)} |`);
-      });
-    }
+    lines.push(...table(
+      ['target', 'rate/s', 'sent/s', 'delivered/s', 'lost', 'dup', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'gateway CPU µs/delivery', 'load CPU µs/delivery'],
+      results.flatMap((r) =>
+        r[kind].map((s, i) => {
+          const bs = r === h ? b?.[kind][i] : undefined;
+          return [
+            r.target, fmt(s.rate), fmt(s.sentPerSec), fmt(s.deliveredPerSec) + ratio(s.deliveredPerSec, bs?.deliveredPerSec), fmt(s.lost),
+            fmt(s.duplicated), fmt(s.p50Ms), fmt(s.p95Ms), fmt(s.p99Ms) + ratio(s.p99Ms, bs?.p99Ms), fmt(s.maxMs),
+            fmt(s.gatewayCpuMicrosPerDelivery) + ratio(s.gatewayCpuMicrosPerDelivery, bs?.gatewayCpuMicrosPerDelivery), fmt(s.loadCpuMicrosPerDelivery),
+          ];
+        }),
+      ),
+    ));
   }
   lines.push('');
   lines.push('### churn');
-  lines.push('| target | dropped | reconnected | failed | reconnect s | back and flowing s | lost |');
-  lines.push('|---|---|---|---|---|---|---|');
-  for (const r of results) {
-    const c = r.churn;
-    lines.push(`| ${r.target} | ${fmt(c.dropped)} | ${fmt(c.reconnected)} | ${fmt(c.failed)} | ${fmt(c.reconnectSeconds)} | ${fmt(c.backAndFlowingSeconds)} | ${fmt(c.lost)} |`);
-  }
+  lines.push(...table(
+    ['target', 'dropped', 'reconnected', 'failed', 'reconnect s', 'back and flowing s', 'lost'],
+    results.map(({ target, churn: c }) => [
+      target, fmt(c.dropped), fmt(c.reconnected), fmt(c.failed), fmt(c.reconnectSeconds), fmt(c.backAndFlowingSeconds), fmt(c.lost),
+    ]),
+  ));
   lines.push('');
   const best = h.targeted.filter((s) => s.lost === 0 && s.duplicated === 0 && s.p99Ms < 50).sort((x, y) => y.deliveredPerSec - x.deliveredPerSec)[0];
   lines.push(`Highest targeted rate with no loss and p99 < 50 ms (Herald): ${best === undefined ? 'none' : `${fmt(best.deliveredPerSec)} delivered/s (step ${fmt(best.rate)})`}.`);

@@ -10,7 +10,7 @@ import type { Logger } from './log.js';
 import { consume, newRateWindow, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
 import { Close, ErrorCode, decodeClientFrame, encode, type ClientFrame, type RequestId, type ServerFrame } from './protocol.js';
-import { initialTopics, isGranted } from './topics.js';
+import { initialTopics, isBaseTopic, isGranted } from './topics.js';
 import type { WebSocket } from './uws.js';
 
 export interface UserData {
@@ -18,9 +18,8 @@ export interface UserData {
   /** The client address admission control counted this connection against. */
   readonly ip: string;
   readonly identity: Identity;
-  /** Topics the connection starts with; always allowed, never counted against the limit. */
-  readonly baseTopics: readonly string[];
-  /** Topics subscribed with `subscribe` (not the base ones). */
+  /** Topics subscribed with `subscribe`, beyond the initial ones (always allowed, never
+   *  counted against the limit; derived from the identity, not stored per socket). */
   extraTopics: number;
   readonly rate: RateWindow;
   closed: boolean;
@@ -35,7 +34,6 @@ export function newUserData(connectionId: string, identity: Identity, ip: string
     connectionId,
     ip,
     identity,
-    baseTopics: initialTopics(identity.userId, identity.roles),
     extraTopics: 0,
     rate: newRateWindow(performance.now()),
     closed: false,
@@ -72,6 +70,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   const { messages: rateLimit, windowMs } = config.rateLimit;
   const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
   const sockets = new Set<Socket>();
+  let topicCount = 0;
   let allClosed: (() => void) | undefined;
   const debug = log.isLevelEnabled('debug');
 
@@ -80,7 +79,6 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     if (ws.send(encode(frame)) === 2) metrics.backpressureDrops.inc();
     else metrics.messagesSent.inc();
   }
-  let topicCount = 0;
 
   function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number }): void {
     metrics.error(code);
@@ -97,7 +95,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
 
   function subscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
-    if (!ud.baseTopics.includes(topic)) {
+    if (!isBaseTopic(ud.identity, topic)) {
       if (!isGranted(ud.identity.grants, topic)) {
         sendError(ws, ErrorCode.Forbidden, `not allowed to subscribe to ${topic}`, id);
         return;
@@ -117,7 +115,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function unsubscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
     if (ws.isSubscribed(topic)) {
       ws.unsubscribe(topic);
-      if (!ud.baseTopics.includes(topic)) ud.extraTopics--;
+      if (!isBaseTopic(ud.identity, topic)) ud.extraTopics--;
     }
     send(ws, { type: 'unsubscribed', topic, ...withId(id) });
   }
@@ -185,14 +183,15 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     open(ws: Socket): void {
       const ud = ws.getUserData();
       sockets.add(ws);
-      for (const t of ud.baseTopics) ws.subscribe(t);
+      const topics = initialTopics(ud.identity.userId, ud.identity.roles);
+      for (const t of topics) ws.subscribe(t);
       metrics.connectionsOpened.inc();
       metrics.connectionsOpen.inc();
       send(ws, {
         type: 'connected',
         connectionId: ud.connectionId,
         userId: ud.identity.userId,
-        topics: [...ud.baseTopics],
+        topics,
         heartbeatMs,
         serverTime: Date.now(),
       });

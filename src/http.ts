@@ -22,16 +22,18 @@ const STATUS_TEXT: Readonly<Record<number, string>> = {
 
 export interface Exchange {
   readonly res: HttpResponse;
-  aborted: boolean;
+  /** The client went away, or the answer (a reply or the upgrade) went out: `res` may
+   *  no longer be touched. */
+  finished: boolean;
   /** Called once if the client goes away; set by whoever is waiting on the client. */
   onAbort: (() => void) | undefined;
 }
 
 /** Must be called synchronously in the route handler, before any await. */
 export function track(res: HttpResponse): Exchange {
-  const ex: Exchange = { res, aborted: false, onAbort: undefined };
+  const ex: Exchange = { res, finished: false, onAbort: undefined };
   res.onAborted(() => {
-    ex.aborted = true;
+    ex.finished = true;
     ex.onAbort?.();
   });
   return ex;
@@ -45,9 +47,9 @@ export interface ReplyOptions {
 }
 
 export function reply(ex: Exchange, status: number, body: unknown, opts: ReplyOptions = {}): void {
-  if (ex.aborted) return;
+  if (ex.finished) return;
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  ex.aborted = true; // a response is final: later replies are no-ops
+  ex.finished = true; // a response is final: later replies are no-ops
   ex.res.cork(() => {
     ex.res.writeStatus(STATUS_TEXT[status] ?? String(status));
     ex.res.writeHeader('Content-Type', opts.contentType ?? 'application/json');

@@ -57,6 +57,12 @@ export function isGranted(grants: Grants, topic: string): boolean {
   return false;
 }
 
+/** Whether `topic` is one of initialTopics(userId, roles), without building the list. */
+export function isBaseTopic(identity: { userId: string; roles: readonly string[] }, topic: string): boolean {
+  if (topic === 'system' || topic === `user:${identity.userId}`) return true;
+  return topic.startsWith('role:') && identity.roles.includes(topic.slice(5));
+}
+
 /** The topics every connection starts with: `user:<sub>`, `role:<r>` per role, and `system`. */
 export function initialTopics(userId: string, roles: readonly string[]): string[] {
   const topics = [`user:${userId}`];

@@ -44,7 +44,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
 
   function refuse(ex: Exchange, reason: AuthFailure, source: string | undefined): void {
     metrics.authFailure(reason);
-    ulog.warn({ reason, source, remote: ex.aborted ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
+    ulog.warn({ reason, source, remote: ex.finished ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
     const status = reason === AuthFailure.KeyUnavailable ? 503 : 401;
     reply(ex, status, { error: status === 401 ? 'unauthorized' : 'unavailable', reason }, {
       headers: status === 401 ? { 'WWW-Authenticate': `Bearer error="invalid_token"` } : {},
@@ -114,21 +114,21 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     verifier.verify(found.token).then(
       (result) => {
         metrics.authDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
-        if (ex.aborted) return; // the client left while we verified (onAbort released the place)
+        if (ex.finished) return; // the client left while we verified (onAbort released the place)
         if (!result.ok) {
           admission.release(ip);
           refuse(ex, result.reason, found.source);
           return;
         }
         const userData = newUserData(randomUUID(), result.identity, ip);
-        ex.aborted = true; // the exchange is consumed by the upgrade; close() releases the place
+        ex.finished = true; // the exchange is consumed by the upgrade; close() releases the place
         ex.onAbort = undefined;
         res.cork(() => {
           res.upgrade(userData, secKey, chooseSubprotocol(hs.protocols), secExtensions, context);
         });
       },
       (err: unknown) => {
-        if (!ex.aborted) admission.release(ip);
+        if (!ex.finished) admission.release(ip);
         ulog.error({ err: (err as Error).message }, 'token verification crashed');
         reply(ex, 500, { error: 'internal' });
       },

@@ -1,6 +1,6 @@
 import t from 'tap';
 import {
-  NO_GRANTS, channelToTopic, initialTopics, isGranted, isValidTopic, parseGrants, topicToChannel, type Grants,
+  NO_GRANTS, channelToTopic, initialTopics, isBaseTopic, isGranted, isValidTopic, parseGrants, topicToChannel, type Grants,
 } from '../../dist/topics.js';
 
 t.test('isValidTopic accepts exactly 1-128 of [A-Za-z0-9:_.@-]', async (t) => {
@@ -160,4 +160,12 @@ t.test('initialTopics gives the user topic, one topic per role and system, witho
     ['__proto__', ['__proto__'], ['user:__proto__', 'role:__proto__', 'system'], 'prototype names'],
   ];
   for (const [user, roles, want, name] of rows) t.strictSame(initialTopics(user, roles), want, name);
+});
+
+t.test('isBaseTopic agrees with initialTopics, including on hostile near-misses', async (t) => {
+  const identity = { userId: 'alice', roles: ['admin', 'ops'] };
+  for (const topic of initialTopics(identity.userId, identity.roles)) t.ok(isBaseTopic(identity, topic), `${topic} is a base topic`);
+  const rows = ['user:bob', 'user:alice ', 'user:', 'role:', 'role:adm', 'role:admin:x', 'system:x', 'System', 'roles:admin', 'user:alice:x', ''];
+  for (const topic of rows) t.notOk(isBaseTopic(identity, topic), `${JSON.stringify(topic)} is not`);
+  t.notOk(isBaseTopic({ userId: 'alice', roles: [] }, 'role:admin'), 'a role the identity lacks');
 });
