@@ -229,6 +229,30 @@ t.test('while draining, /readyz answers 503 draining, and a shutdown stuck on Re
   process.kill(pid, 'SIGCONT');
 });
 
+t.test('a second SIGTERM during a stuck shutdown ends the process at once', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.close());
+  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_SHUTDOWN_TIMEOUT_S: '30' }));
+  t.teardown(() => gw.stop('SIGKILL'));
+  await gw.waitForLog((l) => l.msg === 'redis subscription active');
+  // Freeze Redis so that the first shutdown cannot finish before its 30 s deadline.
+  const pid = Number(/process_id:(\d+)/.exec(await redis.client().info('server'))?.[1]);
+  process.kill(pid, 'SIGSTOP');
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+  });
+  gw.proc.kill('SIGTERM');
+  await gw.waitForLog((l) => l.msg === 'shutting down');
+  const started = Date.now();
+  gw.proc.kill('SIGTERM');
+  t.same(await exitWithin(gw, 5000), { code: null, signal: 'SIGTERM' }, 'killed by the second signal (Node\'s default handling)');
+  t.ok(Date.now() - started < 5000, 'well before the 30 s deadline');
+});
+
 t.test('SIGINT in embedded mode closes clients with 1001 shutting_down and exits 0', async (t) => {
   const gw = await startGateway(baseEnv({ HERALD_SHUTDOWN_TIMEOUT_S: '5' }));
   t.teardown(() => gw.stop('SIGKILL'));
