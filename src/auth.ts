@@ -12,6 +12,8 @@ import { NO_GRANTS, parseGrants, isValidTopic, type Grants } from './topics.js';
 
 export const AuthFailure = {
   MissingToken: 'missing_token',
+  /** Different tokens in two sources (say header and cookie): neither is tried. */
+  ConflictingTokens: 'conflicting_tokens',
   TokenTooLarge: 'token_too_large',
   MalformedToken: 'malformed_token',
   AlgorithmNotAllowed: 'algorithm_not_allowed',

@@ -3,9 +3,10 @@
 // never touched after close (async continuations check `closed`).
 import { performance } from 'node:perf_hooks';
 import type { Admission } from './admission.js';
-import type { Identity } from './auth.js';
+import type { AuthResult, Identity, Verifier } from './auth.js';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
+import { createExpiryWheel } from './expiry.js';
 import type { Logger } from './log.js';
 import { consume, newRateWindow, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
@@ -17,7 +18,8 @@ export interface UserData {
   readonly connectionId: string;
   /** The client address admission control counted this connection against. */
   readonly ip: string;
-  readonly identity: Identity;
+  /** Replaced by a successful `auth` frame (same user, new expiry and grants). */
+  identity: Identity;
   /** Topics subscribed with `subscribe`, beyond the initial ones (always allowed, never
    *  counted against the limit; derived from the identity, not stored per socket). */
   extraTopics: number;
@@ -58,6 +60,7 @@ function labelForCode(code: number): CloseLabel {
 export interface ConnectionDeps {
   config: Config;
   admission: Admission;
+  verifier: Verifier;
   metrics: Metrics;
   log: Logger;
   /** undefined in embedded mode: ack/mark_read are then acknowledged and discarded. */
@@ -65,7 +68,7 @@ export interface ConnectionDeps {
 }
 
 export function createConnectionHandlers(deps: ConnectionDeps) {
-  const { config, metrics, log, bridge, admission } = deps;
+  const { config, metrics, log, bridge, admission, verifier } = deps;
   const { maxPayloadBytes, maxTopicsPerConnection } = config;
   const { messages: rateLimit, windowMs } = config.rateLimit;
   const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
@@ -80,7 +83,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     else metrics.messagesSent.inc();
   }
 
-  function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number }): void {
+  function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number } | { reason: string }): void {
     metrics.error(code);
     send(ws, { type: 'error', code, message, ...(id !== undefined ? { id } : {}), ...extra });
   }
@@ -146,6 +149,62 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     );
   }
 
+  // Token expiry: ticks every 250 ms so a connection outlives its `exp` by at most that.
+  const expiries = createExpiryWheel<Socket>(Date.now());
+  const expirySweep = setInterval(() => {
+    for (const ws of expiries.due(Date.now())) {
+      // Closed sockets leave the wheel in close(), so every one here is open.
+      ws.cork(() => end(ws, Close.TokenExpired));
+    }
+  }, 250);
+  expirySweep.unref();
+
+  /** An `auth` frame: verify the new token, then swap identity, grants and expiry. */
+  function renewToken(ws: Socket, ud: UserData, token: string, id: RequestId | undefined): void {
+    verifier.verify(token).then(
+      (result) => {
+        // After an await: the socket may have closed meanwhile, and writes must be corked.
+        if (!ud.closed) ws.cork(() => applyRenewal(ws, ud, result, id));
+      },
+      (err: Error) => {
+        log.error({ connectionId: ud.connectionId, err: err.message }, 'token verification crashed');
+      },
+    );
+  }
+
+  function applyRenewal(ws: Socket, ud: UserData, result: AuthResult, id: RequestId | undefined): void {
+    if (!result.ok) {
+      metrics.reauth(result.reason);
+      sendError(ws, ErrorCode.AuthFailed, `token refused (${result.reason}); the current token stays in force`, id, { reason: result.reason });
+      return;
+    }
+    const next = result.identity;
+    if (next.userId !== ud.identity.userId) {
+      metrics.reauth('subject_mismatch');
+      sendError(ws, ErrorCode.AuthFailed, 'the token is for another user', id, { reason: 'subject_mismatch' });
+      return;
+    }
+    // The new claims replace the old: drop what they no longer grant, join new role topics.
+    const revoked: string[] = [];
+    let extraTopics = 0;
+    for (const topic of ws.getTopics()) {
+      if (isBaseTopic(next, topic)) continue;
+      if (isGranted(next.grants, topic)) {
+        extraTopics++;
+      } else {
+        ws.unsubscribe(topic);
+        revoked.push(topic);
+      }
+    }
+    for (const topic of initialTopics(next.userId, next.roles)) ws.subscribe(topic);
+    expiries.remove(ws, ud.identity.expiresAt);
+    expiries.add(ws, next.expiresAt);
+    ud.identity = next;
+    ud.extraTopics = extraTopics;
+    metrics.reauth('ok');
+    send(ws, { type: 'authenticated', expiresAt: next.expiresAt, topics: ws.getTopics(), revoked, ...withId(id) });
+  }
+
   function dispatch(ws: Socket, ud: UserData, frame: ClientFrame): void {
     switch (frame.type) {
       case 'ping':
@@ -160,6 +219,9 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       case 'ack':
       case 'mark_read':
         clientEvent(ws, ud, frame);
+        return;
+      case 'auth':
+        renewToken(ws, ud, frame.token, frame.id);
         return;
       default: {
         const never: never = frame;
@@ -185,6 +247,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       sockets.add(ws);
       const topics = initialTopics(ud.identity.userId, ud.identity.roles);
       for (const t of topics) ws.subscribe(t);
+      expiries.add(ws, ud.identity.expiresAt);
       metrics.connectionsOpened.inc();
       metrics.connectionsOpen.inc();
       send(ws, {
@@ -230,6 +293,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       const ud = ws.getUserData();
       ud.closed = true;
       sockets.delete(ws);
+      expiries.remove(ws, ud.identity.expiresAt);
       admission.release(ud.ip);
       if (sockets.size === 0) allClosed?.();
       metrics.connectionsOpen.dec();
@@ -240,6 +304,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     /** Shutdown: end every socket with 1001. uWS runs each close handler from end(), so
      *  this usually resolves at once; the promise covers sockets still closing. */
     closeAll(): Promise<void> {
+      clearInterval(expirySweep);
       const done = new Promise<void>((resolve) => {
         allClosed = resolve;
       });

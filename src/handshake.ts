@@ -21,20 +21,31 @@ function splitProtocols(header: string): string[] {
   return header === '' ? [] : header.split(',').map((p) => p.trim()).filter((p) => p !== '');
 }
 
-/** The first token found, in order: Authorization Bearer, `bearer.<jwt>` subprotocol, `?token=`, cookie. */
-export function findToken(req: UpgradeRequest): { token: string; source: TokenSource } | undefined {
+export type FoundToken =
+  | { kind: 'none' }
+  | { kind: 'token'; token: string; source: TokenSource }
+  /** Two different tokens: which one the client meant is unknowable, so neither is used. */
+  | { kind: 'conflict'; sources: TokenSource[] };
+
+/**
+ * The token, looked for in every source: Authorization Bearer, `bearer.<jwt>`
+ * subprotocol entries, `?token=`, the herald_token cookie. The same token in several
+ * places (a browser sending both cookie and subprotocol) is fine; two different ones
+ * are a conflict. `source` names the first place it was found, in that order.
+ */
+export function findToken(req: UpgradeRequest): FoundToken {
+  const found: Array<{ token: string; source: TokenSource }> = [];
   const auth = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.authorization);
-  if (auth?.[1] !== undefined) return { token: auth[1], source: 'header' };
+  if (auth?.[1] !== undefined) found.push({ token: auth[1], source: 'header' });
 
   for (const p of splitProtocols(req.protocols)) {
     if (p.length > BEARER_PROTOCOL_PREFIX.length && p.toLowerCase().startsWith(BEARER_PROTOCOL_PREFIX)) {
-      return { token: p.slice(BEARER_PROTOCOL_PREFIX.length), source: 'subprotocol' };
+      found.push({ token: p.slice(BEARER_PROTOCOL_PREFIX.length), source: 'subprotocol' });
     }
   }
 
   if (req.query !== '') {
-    const q = new URLSearchParams(req.query).get('token');
-    if (q !== null && q !== '') return { token: q, source: 'query' };
+    for (const q of new URLSearchParams(req.query).getAll('token')) if (q !== '') found.push({ token: q, source: 'query' });
   }
 
   if (req.cookie !== '') {
@@ -44,11 +55,14 @@ export function findToken(req: UpgradeRequest): { token: string; source: TokenSo
         let value = part.slice(eq + 1).trim();
         // RFC 6265 allows a quoted cookie value.
         if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
-        if (value !== '') return { token: value, source: 'cookie' };
+        if (value !== '') found.push({ token: value, source: 'cookie' });
       }
     }
   }
-  return undefined;
+  const first = found[0];
+  if (first === undefined) return { kind: 'none' };
+  if (found.every((f) => f.token === first.token)) return { kind: 'token', ...first };
+  return { kind: 'conflict', sources: [...new Set(found.map((f) => f.source))] };
 }
 
 /**

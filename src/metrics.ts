@@ -7,7 +7,7 @@ import { ErrorCode } from './protocol.js';
 /** Why a connection closed, as a metric label. */
 export const CLOSE_REASONS = [
   'normal', 'going_away', 'shutting_down', 'binary_not_supported', 'invalid_json', 'rate_limited',
-  'message_too_big', 'abnormal', 'other',
+  'message_too_big', 'token_expired', 'abnormal', 'other',
 ] as const;
 export type CloseLabel = (typeof CLOSE_REASONS)[number];
 
@@ -74,6 +74,13 @@ export function createMetrics() {
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25, 1],
     registers: [registry],
   });
+  const reauths = new Counter({
+    name: 'herald_reauth_total',
+    help: 'auth frames (token renewal on an open connection), by result: ok, subject_mismatch or the refusal reason',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of ['ok', 'subject_mismatch', ...AUTH_FAILURES]) reauths.labels(r).inc(0);
   const admissionRefused = new Counter({
     name: 'herald_admission_refused_total',
     help: 'Upgrades refused by admission control or request limits, by reason',
@@ -141,6 +148,7 @@ export function createMetrics() {
     rateLimited,
     authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
     authDuration,
+    reauth: (result: AuthFailure | 'ok' | 'subject_mismatch') => reauths.labels(result).inc(),
     originRejected,
     admissionRefused: (reason: AdmissionReason) => admissionRefused.labels(reason).inc(),
     publishRequest: (status: number) => publishRequests.labels(String(status)).inc(),

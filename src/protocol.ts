@@ -11,7 +11,8 @@ export type ClientFrame =
   | { type: 'subscribe'; topic: string; id?: RequestId }
   | { type: 'unsubscribe'; topic: string; id?: RequestId }
   | { type: 'ack'; notificationId: string; id?: RequestId }
-  | { type: 'mark_read'; notificationId: string; id?: RequestId };
+  | { type: 'mark_read'; notificationId: string; id?: RequestId }
+  | { type: 'auth'; token: string; id?: RequestId };
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -28,6 +29,8 @@ export const ErrorCode = {
   TooManyTopics: 'too_many_topics',
   /** The backend (Redis) could not take the request; retry later. */
   Unavailable: 'unavailable',
+  /** An `auth` frame's token was refused (carries `reason`); the old token stays in force. */
+  AuthFailed: 'auth_failed',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -38,6 +41,7 @@ export const Close = {
   NotJson: { code: 1003, reason: 'invalid_json' },
   RateLimited: { code: 1008, reason: 'rate_limited' },
   MessageTooBig: { code: 1009, reason: 'message_too_big' },
+  TokenExpired: { code: 1008, reason: 'token_expired' },
 } as const;
 export type CloseReason = (typeof Close)[keyof typeof Close]['reason'];
 
@@ -48,7 +52,8 @@ export type ServerFrame =
   | { type: 'unsubscribed'; topic: string; id?: RequestId }
   | { type: 'acked'; notificationId: string; id: RequestId }
   | { type: 'marked_read'; notificationId: string; id: RequestId }
-  | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number };
+  | { type: 'authenticated'; expiresAt: number; topics: string[]; revoked: string[]; id?: RequestId }
+  | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
 
 export function encode(frame: ServerFrame): string {
   return JSON.stringify(frame);
@@ -87,6 +92,8 @@ const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameTyp
   ['unsubscribe', ajv.compile(frameSchema('unsubscribe', { topic: TOPIC_SCHEMA }))],
   ['ack', ajv.compile(frameSchema('ack', { notificationId: NOTIFICATION_ID_SCHEMA }))],
   ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
+  // The token's own size limit (HERALD_MAX_TOKEN_BYTES) is the verifier's to apply.
+  ['auth', ajv.compile(frameSchema('auth', { token: { type: 'string', minLength: 1, maxLength: 65536 } }))],
 ]);
 
 /**

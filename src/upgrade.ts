@@ -69,14 +69,24 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       reply(ex, 503, { error: 'unavailable', reason: 'draining' });
       return;
     }
+    // A long query or subprotocol list that carries a token is an oversized token
+    // (401, like in any other source); otherwise it is a malformed request.
     if (hs.query.length > maxQueryBytes) {
+      if (/(?:^|&)token=/.test(hs.query)) {
+        refuse(ex, AuthFailure.TokenTooLarge, 'query');
+        return;
+      }
       metrics.admissionRefused('uri_too_long');
       reply(ex, 414, { error: 'uri_too_long', reason: 'uri_too_long' }, { close: true });
       return;
     }
-    if (countProtocols(hs.protocols) > maxProtocols || hs.protocols.length > maxAuthorizationBytes + 256) {
+    if (countProtocols(hs.protocols) > maxProtocols) {
       metrics.admissionRefused('too_many_protocols');
       reply(ex, 400, { error: 'bad_request', reason: 'too_many_protocols' }, { close: true });
+      return;
+    }
+    if (hs.protocols.length > maxAuthorizationBytes + 256) {
+      refuse(ex, AuthFailure.TokenTooLarge, 'subprotocol');
       return;
     }
     if (hs.authorization.length > maxAuthorizationBytes) {
@@ -104,9 +114,10 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       return;
     }
     const found = findToken(hs);
-    if (found === undefined) {
+    if (found.kind !== 'token') {
       admission.release(ip);
-      refuse(ex, AuthFailure.MissingToken, undefined);
+      if (found.kind === 'none') refuse(ex, AuthFailure.MissingToken, undefined);
+      else refuse(ex, AuthFailure.ConflictingTokens, found.sources.join(','));
       return;
     }
 

@@ -7,18 +7,37 @@ const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
 const none: UpgradeRequest = { authorization: '', protocols: '', cookie: '', origin: '', query: '' };
 const req = (r: Partial<UpgradeRequest>): UpgradeRequest => ({ ...none, ...r });
 
-t.test('findToken takes the first source in order: header, subprotocol, query, cookie', async (t) => {
-  const all = req({
-    authorization: 'Bearer H',
-    protocols: 'herald.v1, bearer.P',
-    query: 'token=Q',
-    cookie: 'herald_token=C',
-  });
-  t.strictSame(findToken(all), { token: 'H', source: 'header' });
-  t.strictSame(findToken({ ...all, authorization: '' }), { token: 'P', source: 'subprotocol' });
-  t.strictSame(findToken({ ...all, authorization: '', protocols: 'herald.v1' }), { token: 'Q', source: 'query' });
-  t.strictSame(findToken({ ...all, authorization: '', protocols: '', query: '' }), { token: 'C', source: 'cookie' });
-  t.equal(findToken(none), undefined, 'nothing anywhere');
+/** The token found, 'CONFLICT' for two different ones, undefined for none. */
+function tokenOf(r: UpgradeRequest): string | undefined {
+  const found = findToken(r);
+  return found.kind === 'token' ? found.token : found.kind === 'conflict' ? 'CONFLICT' : undefined;
+}
+function sourceOf(r: UpgradeRequest): string | undefined {
+  const found = findToken(r);
+  return found.kind === 'token' ? found.source : undefined;
+}
+
+t.test('findToken names the first source holding the token: header, subprotocol, query, cookie', async (t) => {
+  const all = req({ authorization: 'Bearer T', protocols: 'herald.v1, bearer.T', query: 'token=T', cookie: 'herald_token=T' });
+  t.strictSame(findToken(all), { kind: 'token', token: 'T', source: 'header' }, 'the same token in all four sources');
+  t.strictSame(findToken({ ...all, authorization: '' }), { kind: 'token', token: 'T', source: 'subprotocol' });
+  t.strictSame(findToken({ ...all, authorization: '', protocols: 'herald.v1' }), { kind: 'token', token: 'T', source: 'query' });
+  t.strictSame(findToken({ ...all, authorization: '', protocols: '', query: '' }), { kind: 'token', token: 'T', source: 'cookie' });
+  t.strictSame(findToken(none), { kind: 'none' }, 'nothing anywhere');
+});
+
+t.test('findToken refuses to choose between two different tokens', async (t) => {
+  const rows: Array<[Partial<UpgradeRequest>, string[], string]> = [
+    [{ authorization: 'Bearer A', query: 'token=B' }, ['header', 'query'], 'header and query'],
+    [{ authorization: 'Bearer A', cookie: 'herald_token=B' }, ['header', 'cookie'], 'header and cookie'],
+    [{ protocols: 'herald.v1, bearer.A', cookie: 'herald_token=B' }, ['subprotocol', 'cookie'], 'subprotocol and cookie'],
+    [{ protocols: 'bearer.A, bearer.B' }, ['subprotocol'], 'two subprotocol entries'],
+    [{ query: 'token=A&token=B' }, ['query'], 'a repeated query parameter'],
+    [{ cookie: 'herald_token=A; herald_token=B' }, ['cookie'], 'two cookies'],
+    [{ authorization: 'Bearer A', protocols: 'bearer.A', query: 'token=A', cookie: 'herald_token=B' }, ['header', 'subprotocol', 'query', 'cookie'], 'three agree, the cookie differs'],
+    [{ authorization: 'Bearer A', query: 'token=a' }, ['header', 'query'], 'tokens differ only in case'],
+  ];
+  for (const [r, sources, name] of rows) t.strictSame(findToken(req(r)), { kind: 'conflict', sources }, name);
 });
 
 t.test('findToken reads the Authorization header only in the Bearer form', async (t) => {
@@ -39,15 +58,14 @@ t.test('findToken reads the Authorization header only in the Bearer form', async
     [JWT, undefined, 'bare token without scheme'],
   ];
   for (const [authorization, want, name] of rows) {
-    const found = findToken(req({ authorization }));
-    t.equal(found?.token, want, name);
-    if (want !== undefined) t.equal(found?.source, 'header', `${name}: source`);
+    t.equal(tokenOf(req({ authorization })), want, name);
+    if (want !== undefined) t.equal(sourceOf(req({ authorization })), 'header', `${name}: source`);
   }
 });
 
 t.test('a malformed Authorization header falls through to the next source', async (t) => {
   for (const authorization of ['Basic abc', 'Bearer', 'Bearer a b']) {
-    t.strictSame(findToken(req({ authorization, query: 'token=Q' })), { token: 'Q', source: 'query' }, authorization);
+    t.strictSame(findToken(req({ authorization, query: 'token=Q' })), { kind: 'token', token: 'Q', source: 'query' }, authorization);
   }
 });
 
@@ -66,12 +84,12 @@ t.test('findToken reads a bearer.<jwt> subprotocol entry in any case', async (t)
     [`b\u0435arer.${JWT}`, undefined, 'Cyrillic е'],
     ['herald.v1', undefined, 'only the herald protocol'],
     [',,,', undefined, 'only commas'],
-    ['bearer.A, bearer.B', 'A', 'two bearer entries: the first wins'],
+    ['bearer.A, bearer.B', 'CONFLICT', 'two different bearer entries'],
+    ['bearer.A, bearer.A', 'A', 'the same bearer entry twice'],
   ];
   for (const [protocols, want, name] of rows) {
-    const found = findToken(req({ protocols }));
-    t.equal(found?.token, want, name);
-    if (want !== undefined) t.equal(found?.source, 'subprotocol', `${name}: source`);
+    t.equal(tokenOf(req({ protocols })), want, name);
+    if (want !== undefined && want !== 'CONFLICT') t.equal(sourceOf(req({ protocols })), 'subprotocol', `${name}: source`);
   }
 });
 
@@ -80,7 +98,8 @@ t.test('findToken reads ?token= among other query parameters and decodes it', as
     [`token=${JWT}`, JWT, 'alone'],
     [`a=1&token=${JWT}&b=2`, JWT, 'among others'],
     ['token=abc%2Edef%2Eghi', 'abc.def.ghi', 'URL-encoded'],
-    ['token=A&token=B', 'A', 'repeated: the first wins'],
+    ['token=A&token=B', 'CONFLICT', 'repeated with different values'],
+    ['token=A&token=A', 'A', 'repeated with the same value'],
     ['token=', undefined, 'empty value'],
     ['token', undefined, 'no value'],
     ['xtoken=abc', undefined, 'look-alike name'],
@@ -90,9 +109,8 @@ t.test('findToken reads ?token= among other query parameters and decodes it', as
     [`__proto__=x&token=${JWT}`, JWT, 'prototype name in the query'],
   ];
   for (const [query, want, name] of rows) {
-    const found = findToken(req({ query }));
-    t.equal(found?.token, want, name);
-    if (want !== undefined) t.equal(found?.source, 'query', `${name}: source`);
+    t.equal(tokenOf(req({ query })), want, name);
+    if (want !== undefined && want !== 'CONFLICT') t.equal(sourceOf(req({ query })), 'query', `${name}: source`);
   }
 });
 
@@ -114,19 +132,19 @@ t.test('findToken reads the herald_token cookie and no look-alike', async (t) =>
     ['=herald_token', undefined, 'empty name'],
     [`herald_token=${JWT}=`, `${JWT}=`, 'value containing =, kept whole'],
     ['herald_token=; herald_token=B', 'B', 'an empty one, then a real one'],
+    ['herald_token=A; herald_token=B', 'CONFLICT', 'two with different values'],
     [';;;', undefined, 'only separators'],
   ];
   for (const [cookie, want, name] of rows) {
-    const found = findToken(req({ cookie }));
-    t.equal(found?.token, want, name);
-    if (want !== undefined) t.equal(found?.source, 'cookie', `${name}: source`);
+    t.equal(tokenOf(req({ cookie })), want, name);
+    if (want !== undefined && want !== 'CONFLICT') t.equal(sourceOf(req({ cookie })), 'cookie', `${name}: source`);
   }
 });
 
 t.test('findToken stays quick on a huge hostile header', async (t) => {
   const huge = 'a'.repeat(200_000);
   const start = process.hrtime.bigint();
-  t.equal(findToken(req({ authorization: `Bearer ${huge} x`, protocols: `${huge},`.repeat(5), cookie: `${huge};`.repeat(5) })), undefined);
+  t.strictSame(findToken(req({ authorization: `Bearer ${huge} x`, protocols: `${huge},`.repeat(5), cookie: `${huge};`.repeat(5) })), { kind: 'none' });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   t.ok(ms < 500, `took ${ms.toFixed(1)} ms`);
 });
