@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { Deliverer } from './deliver.js';
 import type { Logger } from './log.js';
+import { reconnectDelay } from './limits.js';
 import type { Metrics } from './metrics.js';
 import { channelToTopic, topicToChannel } from './topics.js';
 
@@ -34,12 +35,6 @@ export interface BridgeOptions {
   metrics: Metrics;
 }
 
-/** Reconnect quickly (delivery should resume within ~1 s of Redis returning), with jitter. */
-function retryDelay(attempt: number): number {
-  const base = Math.min(1000, 50 * 2 ** Math.min(attempt, 5));
-  return Math.round(base / 2 + Math.random() * (base / 2));
-}
-
 export function createBridge(opts: BridgeOptions): Bridge {
   const { url, prefix, events, deliverer, log, metrics } = opts;
   const pattern = `${prefix}:*`;
@@ -50,7 +45,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     // We re-subscribe ourselves on every 'ready' so that `up` means "subscription confirmed".
     autoResubscribe: false,
     maxRetriesPerRequest: null,
-    retryStrategy: retryDelay,
+    retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
     connectionName: 'herald-subscriber',
   });
   const publisher = new Redis(url, {
@@ -58,7 +53,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     // Fail fast while Redis is away: callers answer 503 rather than queue unboundedly.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    retryStrategy: retryDelay,
+    retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
     connectionName: 'herald-publisher',
   });
 
@@ -81,7 +76,10 @@ export function createBridge(opts: BridgeOptions): Bridge {
     update(why);
   };
 
+  // Counts lost connections, not retries: one outage is one reconnect.
+  let connected = false;
   subscriber.on('ready', () => {
+    connected = true;
     subscriber.psubscribe(pattern).then(
       () => setSubscribed(true, 'subscribed'),
       (err: Error) => blog.warn({ err: err.message }, 'psubscribe failed'),
@@ -89,7 +87,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
   });
   subscriber.on('close', () => setSubscribed(false, 'subscriber connection closed'));
   subscriber.on('reconnecting', () => {
-    metrics.redisReconnects.inc();
+    if (connected) metrics.redisReconnects.inc();
+    connected = false;
     setSubscribed(false, 'subscriber reconnecting');
   });
   publisher.on('ready', () => update('publisher ready'));

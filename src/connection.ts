@@ -205,6 +205,26 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     send(ws, { type: 'authenticated', expiresAt: next.expiresAt, topics: ws.getTopics(), revoked, ...withId(id) });
   }
 
+  // Slow readers. uWS skips publishes to a socket holding maxBackpressure unsent but
+  // cannot tell us (no `dropped` handler in 20.30), and its own closeOnBackpressureLimit
+  // drops the socket with a 1006 indistinguishable from any other. So once a second we
+  // look at every socket's backlog: O(connections) native calls, not per message.
+  const { maxBackpressureBytes, closeOnBackpressure } = config;
+  const backpressureSweep = setInterval(() => {
+    let over = 0;
+    for (const ws of sockets) {
+      if (ws.getBufferedAmount() < maxBackpressureBytes) continue;
+      over++;
+      if (closeOnBackpressure) {
+        metrics.backpressureCloses.inc();
+        // The close frame queues behind the backlog: a client that reads again sees it.
+        ws.cork(() => end(ws, Close.Backpressure));
+      }
+    }
+    metrics.backpressured.set(closeOnBackpressure ? 0 : over);
+  }, 1000);
+  backpressureSweep.unref();
+
   function dispatch(ws: Socket, ud: UserData, frame: ClientFrame): void {
     switch (frame.type) {
       case 'ping':
@@ -305,6 +325,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
      *  this usually resolves at once; the promise covers sockets still closing. */
     closeAll(): Promise<void> {
       clearInterval(expirySweep);
+      clearInterval(backpressureSweep);
       const done = new Promise<void>((resolve) => {
         allClosed = resolve;
       });

@@ -7,7 +7,7 @@ import { ErrorCode } from './protocol.js';
 /** Why a connection closed, as a metric label. */
 export const CLOSE_REASONS = [
   'normal', 'going_away', 'shutting_down', 'binary_not_supported', 'invalid_json', 'rate_limited',
-  'message_too_big', 'token_expired', 'abnormal', 'other',
+  'message_too_big', 'token_expired', 'backpressure', 'abnormal', 'other',
 ] as const;
 export type CloseLabel = (typeof CLOSE_REASONS)[number];
 
@@ -115,6 +115,16 @@ export function createMetrics() {
     help: 'Frames uWS dropped because the socket already held HERALD max backpressure (1 MiB) unsent',
     registers: [registry],
   });
+  const backpressureCloses = new Counter({
+    name: 'herald_backpressure_closes_total',
+    help: 'Connections closed (1013) because they held HERALD_MAX_BACKPRESSURE_BYTES unsent (checked once a second)',
+    registers: [registry],
+  });
+  const backpressured = new Gauge({
+    name: 'herald_backpressured_connections',
+    help: 'Connections holding HERALD_MAX_BACKPRESSURE_BYTES unsent at the last check, missing notifications (only with HERALD_CLOSE_ON_BACKPRESSURE=false)',
+    registers: [registry],
+  });
   // Each process reports 1; summed across workers under the supervisor, it counts them.
   const workers = new Gauge({ name: 'herald_workers', help: 'Gateway processes answering (1 per process; summed across workers)', registers: [registry] });
   workers.set(1);
@@ -156,6 +166,8 @@ export function createMetrics() {
     redisUp,
     redisReconnects,
     backpressureDrops,
+    backpressureCloses,
+    backpressured,
     topics,
   };
 }

@@ -42,6 +42,8 @@ export const Close = {
   RateLimited: { code: 1008, reason: 'rate_limited' },
   MessageTooBig: { code: 1009, reason: 'message_too_big' },
   TokenExpired: { code: 1008, reason: 'token_expired' },
+  /** The client stopped reading: HERALD_MAX_BACKPRESSURE_BYTES unsent. 1013 = try again later. */
+  Backpressure: { code: 1013, reason: 'backpressure' },
 } as const;
 export type CloseReason = (typeof Close)[keyof typeof Close]['reason'];
 

@@ -46,10 +46,11 @@ export function createServer(deps: ServerDeps): Server {
     maxPayloadLength: uwsPayloadCap(config.maxPayloadBytes),
     idleTimeout: config.idleTimeoutS,
     sendPingsAutomatically: config.idleTimeoutS > 0,
-    // A client that stops reading is closed once it holds this much unsent (default),
-    // rather than silently missing notifications; memory per slow socket stays bounded.
+    // Past this much unsent, uWS skips publishes to the socket: memory per slow socket
+    // stays bounded. Herald, not uWS, closes such sockets (connection.ts), so that the
+    // close has a code of its own and is counted.
     maxBackpressure: config.maxBackpressureBytes,
-    closeOnBackpressureLimit: config.closeOnBackpressure ? 1 : 0,
+    closeOnBackpressureLimit: 0,
     upgrade: deps.upgrade,
     open: connections.open,
     message: connections.message,

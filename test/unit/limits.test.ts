@@ -1,5 +1,5 @@
 import t from 'tap';
-import { consume, newRateWindow, type RateDecision } from '../../dist/limits.js';
+import { consume, newRateWindow, reconnectDelay, type RateDecision } from '../../dist/limits.js';
 
 /** Runs `n` messages at time `now` and returns the decisions' kinds. */
 function burst(w: ReturnType<typeof newRateWindow>, n: number, now: number, limit: number, windowMs: number): string[] {
@@ -97,4 +97,23 @@ t.test('the shared allow and close decisions cannot be altered by a caller', asy
     (allow as { kind: string }).kind = 'close';
   }, TypeError);
   t.equal(consume(w, 0, 5, 1000).kind, 'allow');
+});
+
+t.test('the Redis reconnect delay doubles from 50-100 ms to a cap of 250-500 ms, jittered', async (t) => {
+  const rows: Array<[number, number, number]> = [
+    // attempt, lowest (random 0), highest (random ~1)
+    [1, 50, 100],
+    [2, 100, 200],
+    [3, 200, 400],
+    [4, 250, 500],
+    [5, 250, 500],
+    [1000, 250, 500],
+  ];
+  for (const [attempt, low, high] of rows) {
+    t.equal(reconnectDelay(attempt, 0), low, `attempt ${attempt}, no jitter`);
+    t.equal(reconnectDelay(attempt, 0.999999), high, `attempt ${attempt}, full jitter`);
+  }
+  // Never more than 500 ms apart: with connect and re-subscribe, delivery resumes
+  // within 1 s of Redis returning (test/integration/outage.test.ts measures it).
+  for (let attempt = 1; attempt < 100; attempt++) t.ok(reconnectDelay(attempt, Math.random()) <= 500);
 });
