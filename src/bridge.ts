@@ -82,7 +82,11 @@ export function createBridge(opts: BridgeOptions): Bridge {
     connected = true;
     subscriber.psubscribe(pattern).then(
       () => setSubscribed(true, 'subscribed'),
-      (err: Error) => blog.warn({ err: err.message }, 'psubscribe failed'),
+      (err: Error) => {
+        // Without the subscription the gateway is useless: start over on a new connection.
+        blog.warn({ err: err.message }, 'psubscribe failed; reconnecting');
+        subscriber.disconnect(true);
+      },
     );
   });
   subscriber.on('close', () => setSubscribed(false, 'subscriber connection closed'));

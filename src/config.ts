@@ -249,7 +249,8 @@ function redisUrl(env: Env): string | undefined {
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new ConfigError(`HERALD_REDIS_URL: expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
   }
-  return url;
+  // ioredis turns TLS on only for a lower-case `rediss://`: REDISS:// would go in clear.
+  return parsed.protocol + url.slice(parsed.protocol.length);
 }
 
 export function loadConfig(env: Env, cpuCount = 1): Config {

@@ -168,6 +168,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       },
       (err: Error) => {
         log.error({ connectionId: ud.connectionId, err: err.message }, 'token verification crashed');
+        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, 'the token could not be verified; retry later', id));
       },
     );
   }

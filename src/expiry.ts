@@ -16,12 +16,20 @@ const SLOT_MS = 1000;
 
 export function createExpiryWheel<T>(nowMs: number): ExpiryWheel<T> {
   const slots = new Map<number, Set<T>>();
+  /** Items already expired when added: handed out by the next `due`. */
+  const overdue = new Set<T>();
   let size = 0;
   /** Every slot up to and including this one has been handed out by `due`. */
   let done = Math.floor(nowMs / SLOT_MS);
 
-  // An item already expired when added goes into the next slot `due` will read.
-  const slotOf = (expiresAtMs: number): number => Math.max(Math.ceil(expiresAtMs / SLOT_MS), done + 1);
+  /** The slot's set, or `overdue` for a slot `due` has already passed. */
+  function setFor(expiresAtMs: number, create: boolean): Set<T> | undefined {
+    const slot = Math.ceil(expiresAtMs / SLOT_MS);
+    if (slot <= done) return overdue;
+    let items = slots.get(slot);
+    if (items === undefined && create) slots.set(slot, (items = new Set()));
+    return items;
+  }
 
   function take(slot: number, out: T[]): void {
     const items = slots.get(slot);
@@ -33,9 +41,7 @@ export function createExpiryWheel<T>(nowMs: number): ExpiryWheel<T> {
 
   return {
     add(item, expiresAtMs) {
-      const slot = slotOf(expiresAtMs);
-      let items = slots.get(slot);
-      if (items === undefined) slots.set(slot, (items = new Set()));
+      const items = setFor(expiresAtMs, true) as Set<T>;
       if (!items.has(item)) {
         items.add(item);
         size++;
@@ -43,20 +49,18 @@ export function createExpiryWheel<T>(nowMs: number): ExpiryWheel<T> {
     },
 
     remove(item, expiresAtMs) {
-      // Try the slot it was filed under at add time; an overdue item sits in a later slot.
-      for (const slot of [Math.ceil(expiresAtMs / SLOT_MS), done + 1]) {
-        const items = slots.get(slot);
-        if (items?.delete(item) === true) {
-          size--;
-          if (items.size === 0) slots.delete(slot);
-          return;
-        }
-      }
+      // A slot `due` has passed holds nothing: the item was handed out, or is overdue.
+      const items = setFor(expiresAtMs, false);
+      if (items?.delete(item) !== true) return;
+      size--;
+      if (items.size === 0 && items !== overdue) slots.delete(Math.ceil(expiresAtMs / SLOT_MS));
     },
 
     due(nowMs) {
       const upTo = Math.floor(nowMs / SLOT_MS);
-      const out: T[] = [];
+      const out: T[] = [...overdue];
+      size -= overdue.size;
+      overdue.clear();
       if (upTo <= done) return out;
       // Walk the seconds that passed, or the occupied slots if fewer (after a
       // stalled process or a wall-clock jump): never more than either.

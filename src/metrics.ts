@@ -112,7 +112,7 @@ export function createMetrics() {
   });
   const backpressureDrops = new Counter({
     name: 'herald_backpressure_drops_total',
-    help: 'Frames uWS dropped because the socket already held HERALD max backpressure (1 MiB) unsent',
+    help: 'Direct frames uWS dropped because the socket already held HERALD_MAX_BACKPRESSURE_BYTES unsent',
     registers: [registry],
   });
   const backpressureCloses = new Counter({

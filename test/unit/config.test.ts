@@ -101,6 +101,9 @@ t.test('valid values for every setting are parsed into their units', async (t) =
   t.equal(c.port, 0);
   t.equal(c.wsPath, '/v1/socket');
   t.equal(c.redisUrl, 'rediss://user:pw@redis.internal:6380/2');
+  // ioredis turns on TLS only for a lower-case scheme: an upper-case one must not go in clear.
+  t.equal(loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_REDIS_URL: 'REDISS://Host:6380/2' }).redisUrl, 'rediss://Host:6380/2');
+  t.equal(loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_REDIS_URL: 'Redis://127.0.0.1:6379' }).redisUrl, 'redis://127.0.0.1:6379');
   t.equal(c.channelPrefix, 'app:notify');
   t.strictSame(c.jwt.algorithms, ['HS256', 'HS512'], 'duplicates removed, order kept');
   t.equal(c.jwt.issuer, 'https://id.example.com');

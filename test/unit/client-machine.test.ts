@@ -1,0 +1,593 @@
+// HeraldClient's state machine against scripted sockets and a ManualClock: the paths
+// a real gateway cannot be made to take on demand (1008 token_expired, a socket that
+// never opens, exact backoff delays) and the bookkeeping across reconnects. The
+// integration test (test/integration/client.test.ts) covers the same client against
+// the real gateway.
+import t, { type Test } from 'tap';
+import { HeraldClient, type HeraldClientOptions, type HeraldError, type Notification, type Quality, type StateChange } from '../../client/dist/index.js';
+import { ManualClock, settle } from '../support/manual-clock.js';
+
+type Listener = (ev: unknown) => void;
+
+/** A socket the test drives: it opens, speaks and closes only when told to. */
+class ScriptedSocket {
+  static all: ScriptedSocket[] = [];
+  /** Answer pings at once (on a microtask), as a healthy server would; tests of liveness turn it off. */
+  static autoPong = true;
+  readyState = 0;
+  readonly sent: Array<Record<string, unknown>> = [];
+  closedWith: { code: number | undefined; reason: string | undefined } | undefined;
+  readonly #listeners = new Map<string, Listener[]>();
+
+  constructor(readonly url: string, readonly protocols: string[]) {
+    ScriptedSocket.all.push(this);
+  }
+
+  addEventListener(type: string, fn: Listener): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), fn]);
+  }
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error('send on a socket that is not open');
+    const frame = JSON.parse(data) as Record<string, unknown>;
+    this.sent.push(frame);
+    if (frame['type'] === 'ping' && ScriptedSocket.autoPong) {
+      frame['answered'] = true;
+      queueMicrotask(() => this.receive({ type: 'pong', id: frame['id'], ts: 0 }));
+    }
+  }
+
+  close(code?: number, reason?: string): void {
+    this.closedWith = { code, reason };
+    this.readyState = 3;
+  }
+
+  #fire(type: string, ev: unknown): void {
+    for (const fn of this.#listeners.get(type) ?? []) fn(ev);
+  }
+
+  /** The server accepts and sends `connected`. */
+  accept(session: Partial<{ connectionId: string; userId: string; topics: string[]; heartbeatMs: number }> = {}): void {
+    this.readyState = 1;
+    this.#fire('open', {});
+    this.receive({ type: 'connected', connectionId: `c${ScriptedSocket.all.indexOf(this)}`, userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 0, serverTime: 0, ...session });
+  }
+
+  receive(frame: unknown): void {
+    this.#fire('message', { data: JSON.stringify(frame) });
+  }
+
+  /** The server (or the network) closes the socket. */
+  drop(code: number, reason = ''): void {
+    this.readyState = 3;
+    this.#fire('error', {});
+    this.#fire('close', { code, reason });
+  }
+
+  /** Frames sent of one type. */
+  of(type: string): Array<Record<string, unknown>> {
+    return this.sent.filter((f) => f['type'] === type);
+  }
+
+  /** Answers every request of `type` not answered yet with `reply(frame)`. */
+  answer(type: string, reply: (f: Record<string, unknown>) => unknown): void {
+    for (const f of this.of(type)) {
+      if (f['answered'] === true) continue;
+      f['answered'] = true;
+      this.receive(reply(f));
+    }
+  }
+}
+
+interface Harness {
+  clock: ManualClock;
+  client: HeraldClient;
+  states: StateChange[];
+  notifications: Notification[];
+  qualities: Quality[];
+  errors: HeraldError[];
+  tokens: string[];
+  /** The latest socket. */
+  socket(): ScriptedSocket;
+}
+
+function harness(t: Test, opts: Partial<HeraldClientOptions> = {}, { autoPong = true } = {}): Harness {
+  ScriptedSocket.all = [];
+  ScriptedSocket.autoPong = autoPong;
+  const clock = new ManualClock();
+  const tokens: string[] = [];
+  const client = new HeraldClient({
+    url: 'ws://gateway.test/ws',
+    token: () => {
+      const tok = `tok${tokens.length + 1}`;
+      tokens.push(tok);
+      return tok;
+    },
+    WebSocket: ScriptedSocket,
+    clock,
+    random: () => 0.5,
+    backoffInitialMs: 1000,
+    backoffMaxMs: 8000,
+    connectTimeoutMs: 5000,
+    pongTimeoutMs: 2000,
+    stableAfterMs: 3000,
+    ...opts,
+  });
+  const h: Harness = {
+    clock,
+    client,
+    states: [],
+    notifications: [],
+    qualities: [],
+    errors: [],
+    tokens,
+    socket: () => {
+      const s = ScriptedSocket.all[ScriptedSocket.all.length - 1];
+      if (s === undefined) throw new Error('no socket yet');
+      return s;
+    },
+  };
+  client.on('state', (s) => h.states.push(s));
+  client.on('notification', (n) => h.notifications.push(n));
+  client.on('quality', (q) => h.qualities.push(q));
+  client.on('error', (e) => h.errors.push(e));
+  t.teardown(() => client.close());
+  return h;
+}
+
+/** Lets the client react (token promise, microtasks) and moves the clock. */
+async function step(h: Harness, ms = 0): Promise<void> {
+  await settle();
+  await h.clock.advance(ms);
+  await settle();
+}
+
+const brief = (s: StateChange) => [s.state, s.reason, s.code, s.delayMs].filter((x) => x !== undefined).join(' ');
+
+t.test('the token travels as the bearer.<jwt> subprotocol beside herald.v1, fetched for every socket', async (t) => {
+  const h = harness(t);
+  await step(h);
+  t.same(h.socket().protocols, ['herald.v1', 'bearer.tok1']);
+  t.equal(h.socket().url, 'ws://gateway.test/ws');
+  h.socket().accept();
+  await step(h);
+  t.same(h.states.map(brief), ['connecting connect', 'open connected']);
+  t.same(h.client.session, { connectionId: 'c0', userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 0, serverTime: 0 });
+  h.socket().drop(1006);
+  await step(h, 500);
+  t.same(h.socket().protocols, ['herald.v1', 'bearer.tok2'], 'a new token for the new socket');
+});
+
+t.test('a socket slow to open is never doubled: it is given up after connectTimeoutMs, then one new socket', async (t) => {
+  const h = harness(t);
+  await step(h);
+  await step(h, 4999);
+  t.equal(ScriptedSocket.all.length, 1, 'still waiting on the first socket');
+  await step(h, 1);
+  const first = ScriptedSocket.all[0] as ScriptedSocket;
+  t.same(first.closedWith, { code: 4000, reason: 'connect_timeout' }, 'the slow socket is closed before another is made');
+  t.same(h.states.map(brief).slice(1), ['reconnecting connect_timeout 500'], 'a slow open is not a refused upgrade: no immediate retry');
+  t.equal(ScriptedSocket.all.length, 1, 'and nothing new before the backoff delay');
+  await step(h, 500);
+  t.equal(ScriptedSocket.all.length, 2);
+  first.drop(1006); // its close arriving late changes nothing
+  await step(h);
+  t.equal(ScriptedSocket.all.length, 2);
+  t.same(h.states.map(brief).slice(1), ['reconnecting connect_timeout 500']);
+  h.socket().accept();
+  await step(h);
+  t.equal(h.client.state, 'open');
+});
+
+t.test('closed before open (a 401 looks like that in a browser): one immediate retry with a fresh token, then backoff', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().drop(1006);
+  await step(h);
+  t.equal(ScriptedSocket.all.length, 2, 'retried at once');
+  t.same(h.tokens, ['tok1', 'tok2'], 'with a fresh token');
+  h.socket().drop(1006);
+  await step(h);
+  t.equal(ScriptedSocket.all.length, 2, 'the second failure backs off');
+  t.same(h.states.map(brief), ['connecting connect', 'reconnecting refused 1006 0', 'reconnecting refused 1006 500']);
+  await step(h, 500);
+  h.socket().drop(1006);
+  await step(h);
+  t.equal(h.states.at(-1)?.delayMs, 1000, 'the cap doubles: 0.5 x 2000');
+});
+
+t.test('1008 token_expired reconnects at once with a fresh token', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h, 3000); // stable
+  h.socket().drop(1008, 'token_expired');
+  await step(h);
+  t.same(h.states.map(brief).slice(-1), ['reconnecting token_expired 1008 0']);
+  t.equal(ScriptedSocket.all.length, 2);
+  t.same(h.socket().protocols, ['herald.v1', 'bearer.tok2']);
+  h.socket().accept();
+  await step(h);
+  t.equal(h.client.state, 'open');
+});
+
+t.test('1008 token_expired right after every connect does not loop: the second one backs off', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  h.socket().drop(1008, 'token_expired');
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  h.socket().drop(1008, 'token_expired');
+  await step(h);
+  t.same(h.states.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs), [0, 500]);
+});
+
+t.test('another 1008 (rate_limited) closes for good: state closed with the reason, requests fail with closed', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const ack = t.rejects(h.client.ack('n-1'), { code: 'closed' });
+  h.socket().drop(1008, 'rate_limited');
+  await step(h);
+  t.same(h.states.at(-1), { state: 'closed', reason: 'rate_limited', code: 1008 });
+  await ack;
+  await t.rejects(h.client.subscribe('org:a'), { code: 'closed' }, 'new requests fail at once');
+  await step(h, 60_000);
+  t.equal(ScriptedSocket.all.length, 1, 'never reconnects');
+  t.equal(h.clock.pending, 0, 'no timer left');
+});
+
+t.test('1001 shutting_down reconnects after a jittered delay, and a stable connection resets the backoff', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h, 100);
+  h.socket().drop(1001, 'shutting_down');
+  await step(h);
+  t.same(h.states.map(brief).at(-1), 'reconnecting shutting_down 1001 500');
+  await step(h, 500);
+  h.socket().accept();
+  await step(h, 100); // not stable yet
+  h.socket().drop(1006);
+  await step(h);
+  t.equal(h.states.at(-1)?.delayMs, 1000, 'unstable: the cap keeps growing');
+  await step(h, 1000);
+  h.socket().accept();
+  await step(h, 3000); // stable
+  h.socket().drop(1006);
+  await step(h);
+  t.same(brief(h.states.at(-1) as StateChange), 'reconnecting connection_lost 1006 500', 'stable: back to the first cap');
+});
+
+t.test('after a reconnect, app topics are re-subscribed and queued requests go out; a pending subscribe is not sent twice', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const sub = h.client.subscribe('org:a');
+  await step(h);
+  h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await sub;
+  t.same(h.client.topics, ['org:a']);
+
+  h.socket().drop(1006);
+  await step(h);
+  const ack = h.client.ack('n-1');
+  const sub2 = h.client.subscribe('org:b');
+  await step(h, 1000); // past the backoff delay, within the request timeout
+  h.socket().accept();
+  await step(h);
+  const s = h.socket();
+  t.same(s.sent.filter((f) => f['type'] !== 'ping').map((f) => [f['type'], f['topic'] ?? f['notificationId']]), [
+    ['ack', 'n-1'],
+    ['subscribe', 'org:b'],
+    ['subscribe', 'org:a'],
+  ], 'queued requests in order, then the re-subscribe; org:b once');
+  s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  s.answer('ack', (f) => ({ type: 'acked', notificationId: f['notificationId'], id: f['id'] }));
+  await ack;
+  await sub2;
+  t.same(h.client.topics.sort(), ['org:a', 'org:b']);
+});
+
+t.test('a request in flight when the connection drops is sent again on the next one', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const mark = h.client.markRead('n-9');
+  await step(h);
+  t.equal(h.socket().of('mark_read').length, 1);
+  h.socket().drop(1006);
+  await step(h, 1000); // past the backoff delay, within the request timeout
+  h.socket().accept();
+  await step(h);
+  t.same(h.socket().of('mark_read').map((f) => f['notificationId']), ['n-9']);
+  h.socket().answer('mark_read', (f) => ({ type: 'marked_read', notificationId: f['notificationId'], id: f['id'] }));
+  await mark;
+});
+
+t.test('a topic the server refuses is dropped, and one refused on re-subscribe is reported through the error event', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const a = h.client.subscribe('org:x');
+  const b = h.client.subscribe('org:y');
+  await step(h);
+  h.socket().answer('subscribe', (f) =>
+    f['topic'] === 'org:x'
+      ? { type: 'error', code: 'forbidden', message: 'not allowed to subscribe to org:x', id: f['id'] }
+      : { type: 'subscribed', topic: f['topic'], id: f['id'] });
+  await t.rejects(a, { code: 'forbidden', topic: 'org:x' });
+  await b;
+  t.same(h.client.topics, ['org:y']);
+
+  h.socket().drop(1006);
+  await step(h, 1000); // past the backoff delay, within the request timeout
+  h.socket().accept();
+  await step(h);
+  t.same(h.socket().of('subscribe').map((f) => f['topic']), ['org:y'], 'only the granted topic is re-subscribed');
+  h.socket().answer('subscribe', (f) => ({ type: 'error', code: 'forbidden', message: 'not allowed', id: f['id'] }));
+  await step(h);
+  t.same(h.client.topics, []);
+  t.match(h.errors, [{ code: 'forbidden', topic: 'org:y' }]);
+});
+
+t.test('unsubscribe stops the re-subscribe even while offline', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const sub = h.client.subscribe('org:a');
+  await step(h);
+  h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await sub;
+  h.socket().drop(1006);
+  await step(h);
+  const unsub = h.client.unsubscribe('org:a');
+  await step(h, 1000); // past the backoff delay, within the request timeout
+  h.socket().accept();
+  await step(h);
+  t.same(h.socket().sent.filter((f) => f['type'] !== 'ping').map((f) => f['type']), ['unsubscribe']);
+  h.socket().answer('unsubscribe', (f) => ({ type: 'unsubscribed', topic: f['topic'], id: f['id'] }));
+  await unsub;
+});
+
+t.test('invalid arguments fail before anything is queued', async (t) => {
+  const h = harness(t);
+  await t.rejects(h.client.subscribe('org rio'), { code: 'invalid_argument' });
+  await t.rejects(h.client.subscribe(''), { code: 'invalid_argument' });
+  await t.rejects(h.client.ack(''), { code: 'invalid_argument' });
+  await t.rejects(h.client.markRead('x'.repeat(129)), { code: 'invalid_argument' });
+  t.same(h.client.topics, []);
+});
+
+t.test('notifications are delivered once per id, whatever the topic', async (t) => {
+  const h = harness(t, { dedupWindow: 2 });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const n = (id: string, topic = 'user:alice') => h.socket().receive({ type: 'notification', topic, id, ts: 1, data: { id } });
+  n('a');
+  n('a');
+  n('a', 'role:admin');
+  n('b');
+  n('c'); // evicts a
+  n('a');
+  t.same(h.notifications.map((x) => `${x.topic}/${x.id}`), ['user:alice/a', 'user:alice/b', 'user:alice/c', 'user:alice/a']);
+  t.same(h.notifications[0], { topic: 'user:alice', id: 'a', ts: 1, data: { id: 'a' } });
+});
+
+t.test('pings at the interval measure the RTT; quality is good, fair or poor by the documented thresholds', async (t) => {
+  const h = harness(t, { pingIntervalMs: 1000 }, { autoPong: false });
+  await step(h);
+  h.socket().accept({ heartbeatMs: 30_000 });
+  await step(h);
+  t.equal(h.socket().of('ping').length, 1, 'a ping right after connected');
+  const pong = (afterMs: number) => async () => {
+    await step(h, afterMs);
+    h.socket().answer('ping', (f) => ({ type: 'pong', id: f['id'], ts: 0 }));
+    await step(h);
+  };
+  await pong(100)();
+  await step(h, 1000);
+  await pong(149)();
+  await step(h, 1000);
+  await pong(150)();
+  await step(h, 1000);
+  await pong(499)();
+  await step(h, 1000);
+  await pong(500)();
+  t.same(h.qualities.map((q) => `${q.level} ${q.rttMs}`), ['good 100', 'good 149', 'fair 150', 'fair 499', 'poor 500']);
+  t.same(h.client.quality, { level: 'poor', rttMs: 500 });
+  h.socket().drop(1006);
+  await step(h);
+  t.same(h.qualities.at(-1), { level: 'offline', rttMs: undefined });
+});
+
+t.test('the server heartbeatMs sets the ping interval when pingIntervalMs is not given', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept({ heartbeatMs: 4000 });
+  await step(h, 3999);
+  t.equal(h.socket().of('ping').length, 1);
+  await step(h, 1);
+  t.equal(h.socket().of('ping').length, 2);
+});
+
+t.test('a missing pong gives the socket up and reconnects (browsers cannot see protocol pings)', async (t) => {
+  const h = harness(t, { pingIntervalMs: 1000 }, { autoPong: false });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  await step(h, 1999);
+  t.equal(h.client.state, 'open');
+  await step(h, 1);
+  const dead = ScriptedSocket.all[0] as ScriptedSocket;
+  t.same(dead.closedWith, { code: 4000, reason: 'pong_timeout' });
+  t.same(brief(h.states.at(-1) as StateChange), 'reconnecting pong_timeout 500');
+  t.same(h.qualities.at(-1), { level: 'offline', rttMs: undefined });
+  await step(h, 500);
+  t.equal(ScriptedSocket.all.length, 2);
+});
+
+t.test('a rate_limited answer to a ping proves the server alive: no reconnect', async (t) => {
+  const h = harness(t, { pingIntervalMs: 1000 }, { autoPong: false });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  for (let i = 0; i < 5; i++) {
+    h.socket().answer('ping', (f) => ({ type: 'error', code: 'rate_limited', message: 'too many messages', id: f['id'], retryAfterMs: 100 }));
+    await step(h, 1000);
+  }
+  t.equal(h.client.state, 'open');
+  t.equal(h.socket().of('ping').length, 6, 'and the pings keep their rhythm');
+  t.same(h.errors, [], 'an answered ping is no error');
+});
+
+t.test('close() is final: no reconnect, requests fail with closed, no timer left; connect() starts again', async (t) => {
+  const h = harness(t, { pingIntervalMs: 1000 });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const ack = t.rejects(h.client.ack('n-1'), { code: 'closed' });
+  h.client.close();
+  t.same(h.states.at(-1), { state: 'closed', reason: 'client_closed' });
+  t.same(h.socket().closedWith, { code: 1000, reason: 'client_closed' });
+  await ack;
+  await step(h, 60_000);
+  t.equal(ScriptedSocket.all.length, 1);
+  t.equal(h.clock.pending, 0);
+  h.client.close(); // twice is fine
+  h.client.connect();
+  await step(h);
+  t.equal(ScriptedSocket.all.length, 2);
+  t.equal(h.client.state, 'connecting');
+});
+
+t.test('close() while the token is being fetched opens no socket', async (t) => {
+  let release: (tok: string) => void = () => undefined;
+  const h = harness(t, { token: () => new Promise<string>((r) => { release = r; }) });
+  await step(h);
+  h.client.close();
+  release('late');
+  await step(h, 10_000);
+  t.equal(ScriptedSocket.all.length, 0);
+});
+
+t.test('a token source that throws backs off and reports the error', async (t) => {
+  let calls = 0;
+  const h = harness(t, {
+    token: () => {
+      calls++;
+      if (calls === 1) throw new Error('identity provider down');
+      return 'tok';
+    },
+  });
+  await step(h);
+  t.equal(ScriptedSocket.all.length, 0);
+  t.same(brief(h.states.at(-1) as StateChange), 'reconnecting token_error 500');
+  t.match(h.errors, [{ code: 'token_error', message: /identity provider down/ }]);
+  await step(h, 500);
+  t.same(h.socket().protocols, ['herald.v1', 'bearer.tok']);
+});
+
+t.test('a token source that never answers is bounded by connectTimeoutMs, and only one fetch runs at a time', async (t) => {
+  let calls = 0;
+  const h = harness(t, { token: () => (++calls === 1 ? new Promise<string>(() => undefined) : 'tok') });
+  await step(h, 4999);
+  t.equal(ScriptedSocket.all.length, 0);
+  t.equal(calls, 1);
+  await step(h, 1);
+  t.same(brief(h.states.at(-1) as StateChange), 'reconnecting connect_timeout 500');
+  await step(h, 500);
+  t.equal(calls, 2);
+  t.same(h.socket().protocols, ['herald.v1', 'bearer.tok']);
+  h.socket().accept();
+  await step(h, 10_000);
+  t.equal(h.client.state, 'open', 'the late timer of the first attempt does not touch the new connection');
+});
+
+t.test('reauth() sends the auth frame with a fresh token; revoked topics are no longer re-subscribed', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  for (const topic of ['org:a', 'org:b']) {
+    const p = h.client.subscribe(topic);
+    await step(h);
+    h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+    await p;
+  }
+  const r = h.client.reauth();
+  await step(h);
+  t.same(h.socket().of('auth').map((f) => f['token']), ['tok2']);
+  h.socket().answer('auth', (f) => ({ type: 'authenticated', expiresAt: 5, topics: ['user:alice', 'system', 'org:a'], revoked: ['org:b'], id: f['id'] }));
+  t.same(await r, { expiresAt: 5, revoked: ['org:b'], topics: ['user:alice', 'system', 'org:a'] });
+  t.same(h.client.topics, ['org:a']);
+  const refused = h.client.reauth();
+  await step(h);
+  h.socket().answer('auth', (f) => ({ type: 'error', code: 'auth_failed', message: 'token refused', reason: 'invalid_signature', id: f['id'] }));
+  await t.rejects(refused, { code: 'auth_failed', reason: 'invalid_signature' });
+});
+
+/** An unsigned JWT-shaped token with this exp (seconds): the client only reads exp. */
+const jwt = (exp: number) => `e30.${btoa(JSON.stringify({ sub: 'alice', exp })).replace(/=+$/, '')}.sig`;
+
+t.test('with reauthBeforeExpiryMs, the client re-authenticates that long before the token expires', async (t) => {
+  const expSeconds = Math.floor(Date.now() / 1000) + 60;
+  let n = 0;
+  const h = harness(t, { reauthBeforeExpiryMs: 10_000, token: () => jwt(expSeconds + 60 * n++) });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const due = expSeconds * 1000 - 10_000 - Date.now();
+  await step(h, due - 1000);
+  t.equal(h.socket().of('auth').length, 0, 'not yet');
+  await step(h, 2000);
+  t.equal(h.socket().of('auth').length, 1, 'about ten seconds before exp');
+  h.socket().answer('auth', (f) => ({ type: 'authenticated', expiresAt: Date.now() + 3_600_000, revoked: [], id: f['id'] }));
+  await step(h);
+  t.equal(h.errors.length, 0);
+});
+
+t.test('automatic reauth stops for good on a gateway that answers unknown_type', async (t) => {
+  const h = harness(t, { reauthBeforeExpiryMs: 10_000, token: () => jwt(Math.floor(Date.now() / 1000) + 5) });
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  t.equal(h.socket().of('auth').length, 1, 'already within ten seconds of expiry: at once');
+  h.socket().answer('auth', (f) => ({ type: 'error', code: 'unknown_type', message: 'unknown frame type "auth"', id: f['id'] }));
+  await step(h);
+  t.match(h.errors, [{ code: 'unknown_type' }]);
+  h.socket().drop(1008, 'token_expired');
+  await step(h);
+  h.socket().accept();
+  await step(h, 60_000);
+  t.equal(h.socket().of('auth').length, 0, 'not tried again on the new connection');
+});
+
+t.test('options are checked at construction, naming the option', async (t) => {
+  const base = { url: 'ws://x/ws', token: 't', WebSocket: ScriptedSocket, autoConnect: false };
+  t.throws(() => new HeraldClient({ ...base, url: 'not a url' }));
+  t.throws(() => new HeraldClient({ ...base, url: 'ftp://x/ws' }), /url/);
+  t.throws(() => new HeraldClient({ ...base, url: 'https://x/ws' }), /expected ws:\/\/ or wss:\/\//);
+  t.throws(() => new HeraldClient({ ...base, pongTimeoutMs: 0 }), /pongTimeoutMs/);
+  t.throws(() => new HeraldClient({ ...base, connectTimeoutMs: -1 }), /connectTimeoutMs/);
+  t.throws(() => new HeraldClient({ ...base, goodRttMs: 500, fairRttMs: 100 }), /fairRttMs/);
+  t.throws(() => new HeraldClient({ ...base, backoffFactor: 0.5 }), /factor/);
+  t.throws(() => new HeraldClient({ ...base, maxQueue: -1 }), /queue/);
+  t.throws(() => new HeraldClient({ ...base, dedupWindow: 0 }), /dedup/);
+  t.throws(() => new HeraldClient({ url: 'ws://x/ws', token: 't' }), /no global WebSocket/, 'Node 20 has none: the message says what to pass');
+  const idle = new HeraldClient(base);
+  t.equal(idle.state, 'closed', 'autoConnect: false waits for connect()');
+  await t.rejects(idle.ack('n'), { code: 'closed' });
+  idle.connect();
+  await t.rejects(idle.reauth(), { code: 'disconnected' }, 'reauth needs an open connection');
+  idle.close();
+});

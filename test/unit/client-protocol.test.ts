@@ -1,0 +1,98 @@
+// The SDK's decoder of server frames (client/src/protocol.ts): typed frames for what
+// PROTOCOL.md documents, undefined for anything else, unknown properties dropped.
+import t from 'tap';
+import { decodeServerFrame, isTopic, type ClientFrame, type ServerFrame } from '../../client/dist/index.js';
+import { decodeClientFrame, encode, type ClientFrame as GatewayClientFrame, type ServerFrame as GatewayServerFrame } from '../../dist/protocol.js';
+
+// The SDK never imports gateway code, so the frame types exist twice. These two lines
+// stop them drifting apart: tsc fails the test build if a frame the gateway sends does
+// not fit the SDK's type, or a frame the SDK sends does not fit the gateway's.
+const gatewayFramesFitTheSdk = (f: GatewayServerFrame): ServerFrame => f;
+const sdkFramesFitTheGateway = (f: ClientFrame): GatewayClientFrame => f;
+
+t.test('documented frames decode to their typed form', async (t) => {
+  const rows: Array<[string, unknown]> = [
+    [
+      '{"type":"connected","connectionId":"c-1","userId":"alice","topics":["user:alice","system"],"heartbeatMs":30000,"serverTime":1795450121095}',
+      { type: 'connected', connectionId: 'c-1', userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 30000, serverTime: 1795450121095 },
+    ],
+    [
+      '{"type":"notification","topic":"user:alice","id":"n-1","ts":1,"data":{"id":"n-1","title":"hi"}}',
+      { type: 'notification', topic: 'user:alice', id: 'n-1', ts: 1, data: { id: 'n-1', title: 'hi' } },
+    ],
+    ['{"type":"notification","topic":"t","id":"n","ts":1,"data":null}', { type: 'notification', topic: 't', id: 'n', ts: 1, data: null }],
+    ['{"type":"pong","id":"r1","ts":5}', { type: 'pong', id: 'r1', ts: 5 }],
+    ['{"type":"pong","ts":5}', { type: 'pong', ts: 5 }],
+    ['{"type":"subscribed","topic":"org:rio","id":1}', { type: 'subscribed', topic: 'org:rio', id: 1 }],
+    ['{"type":"unsubscribed","topic":"org:rio"}', { type: 'unsubscribed', topic: 'org:rio' }],
+    ['{"type":"acked","notificationId":"n1","id":"a"}', { type: 'acked', notificationId: 'n1', id: 'a' }],
+    ['{"type":"marked_read","notificationId":"n1","id":9}', { type: 'marked_read', notificationId: 'n1', id: 9 }],
+    [
+      '{"type":"error","code":"rate_limited","message":"too many messages","id":4,"retryAfterMs":4997}',
+      { type: 'error', code: 'rate_limited', message: 'too many messages', id: 4, retryAfterMs: 4997 },
+    ],
+    ['{"type":"error","code":"some_future_code"}', { type: 'error', code: 'some_future_code', message: '' }],
+    [
+      '{"type":"authenticated","expiresAt":1795450121095,"topics":["user:a"],"revoked":["org:x"],"id":2}',
+      { type: 'authenticated', expiresAt: 1795450121095, topics: ['user:a'], revoked: ['org:x'], id: 2 },
+    ],
+    ['{"type":"pong","ts":5,"extra":{"nested":true}}', { type: 'pong', ts: 5 }],
+  ];
+  for (const [text, want] of rows) t.same(decodeServerFrame(text), want, text);
+});
+
+t.test('anything else is ignored (undefined): not JSON, not an object, unknown type, missing or mistyped fields', async (t) => {
+  const rows = [
+    '', 'not json', '42', 'null', '[]', '"connected"', '{}', '{"type":1}',
+    '{"type":"hello"}', '{"type":"__proto__"}', '{"type":"constructor"}', '{"type":"toString"}',
+    '{"type":"notification","topic":"t","id":"n","ts":1}', // no data
+    '{"type":"notification","topic":"t","id":7,"ts":1,"data":1}', // a numeric id
+    '{"type":"notification","topic":"t","id":"n","ts":"1","data":1}',
+    '{"type":"connected","connectionId":"c","userId":"u","topics":[1],"heartbeatMs":0,"serverTime":0}',
+    '{"type":"connected","connectionId":"c","userId":"u","topics":[],"heartbeatMs":null,"serverTime":0}',
+    '{"type":"pong"}',
+    '{"type":"subscribed","id":1}',
+    '{"type":"acked","id":1}',
+    '{"type":"error","message":"no code"}',
+    '{"type":"authenticated","revoked":[]}',
+  ];
+  for (const text of rows) t.equal(decodeServerFrame(text), undefined, JSON.stringify(text));
+});
+
+t.test('an id that is not a string or a safe integer is dropped, never guessed', async (t) => {
+  for (const id of ['1.5', '-1.5', '1e300', 'null', 'true', '{}', '[1]']) {
+    t.same(decodeServerFrame(`{"type":"pong","ts":1,"id":${id}}`), { type: 'pong', ts: 1 }, id);
+  }
+});
+
+t.test('topics follow the gateway grammar', async (t) => {
+  for (const ok of ['org:rio', 'user:a@b.c', 'a', 'x'.repeat(128), 'feed:a_b-c.d']) t.ok(isTopic(ok), ok);
+  for (const bad of ['', 'x'.repeat(129), 'org rio', 'org:*', 'usér:1', 'a\n', 'a/b']) t.notOk(isTopic(bad), JSON.stringify(bad));
+});
+
+t.test('every frame the gateway encodes decodes unchanged in the SDK', async (t) => {
+  const frames: GatewayServerFrame[] = [
+    { type: 'connected', connectionId: 'c', userId: 'u', topics: ['user:u', 'system'], heartbeatMs: 30000, serverTime: 1 },
+    { type: 'pong', id: 'r1', ts: 2 },
+    { type: 'pong', ts: 2 },
+    { type: 'subscribed', topic: 'org:rio', id: 1 },
+    { type: 'unsubscribed', topic: 'org:rio' },
+    { type: 'acked', notificationId: 'n1', id: 'a' },
+    { type: 'marked_read', notificationId: 'n1', id: 9 },
+    { type: 'authenticated', expiresAt: 3, topics: ['user:u'], revoked: ['org:x'], id: 'renew-1' },
+    { type: 'error', code: 'rate_limited', message: 'too many messages', id: 4, retryAfterMs: 4997 },
+  ];
+  for (const f of frames) t.same(decodeServerFrame(encode(f)), gatewayFramesFitTheSdk(f), f.type);
+});
+
+t.test('every frame the SDK sends passes the gateway\'s schema', async (t) => {
+  const frames: ClientFrame[] = [
+    { type: 'ping', id: 1 },
+    { type: 'subscribe', topic: 'org:rio', id: 2 },
+    { type: 'unsubscribe', topic: 'org:rio', id: 3 },
+    { type: 'ack', notificationId: 'n-1', id: 4 },
+    { type: 'mark_read', notificationId: 'n-1', id: 5 },
+    { type: 'auth', token: 'eyJ.e30.sig', id: 6 },
+  ];
+  for (const f of frames) t.same(decodeClientFrame(JSON.stringify(f)), { kind: 'frame', frame: sdkFramesFitTheGateway(f) }, f.type);
+});
