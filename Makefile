@@ -6,16 +6,19 @@ SHELL := /bin/bash
 SRC := $(shell find src -name '*.ts')
 TESTS := $(shell find test -name '*.ts')
 BENCH := $(shell find bench -name '*.ts')
+CLIENT_SRC := $(shell find client/src -name '*.ts')
 TSC := node_modules/.bin/tsc
 TAP := node_modules/.bin/tap
 
-.PHONY: help install redis build build-bench run test bench coverage clean
+.PHONY: help install redis chromium build build-bench run test soak screenshot bench coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
 	@echo "make test   install (npm packages, redis-server), build, run every test"
+	@echo "make soak   the connect/disconnect leak soak alone, 600 s (SOAK_S=seconds; make test runs it for 60 s)"
+	@echo "make screenshot  retake docs/demo.png with the browser test"
 	@echo "make bench  the load-test harness, quick profile (see bench/README.md)"
-	@echo "make build  compile src/ to dist/"
+	@echo "make build  compile src/ to dist/ and the client SDK (client/) to client/dist/"
 	@echo "make coverage  the tests with a coverage report (not enforced)"
 	@echo "make clean  remove build output"
 
@@ -38,12 +41,29 @@ redis:
 	  fi; \
 	fi
 
+# The browser test drives Debian's Chromium (no browser download is needed or possible).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get; a few minutes)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is required for the browser test: sudo apt-get install chromium (Debian/Ubuntu), or set CHROMIUM=/path/to/chrome"; exit 1; \
+	  fi; \
+	fi
+
 dist/.build-stamp: node_modules/.install-stamp tsconfig.json $(SRC)
 	$(TSC) -p tsconfig.json
 	@chmod +x dist/main.js dist/cli.js
 	@touch $@
 
-dist-test/.build-stamp: dist/.build-stamp tsconfig.test.json $(TESTS)
+# The SDK, with the root's typescript (client/package.json pins the same version).
+client/dist/.build-stamp: node_modules/.install-stamp client/tsconfig.json $(CLIENT_SRC)
+	$(TSC) -p client/tsconfig.json
+	@touch $@
+
+dist-test/.build-stamp: dist/.build-stamp client/dist/.build-stamp tsconfig.test.json $(TESTS)
 	$(TSC) -p tsconfig.test.json
 	@touch $@
 
@@ -51,22 +71,33 @@ dist-bench/.build-stamp: dist/.build-stamp tsconfig.bench.json $(BENCH)
 	$(TSC) -p tsconfig.bench.json
 	@touch $@
 
-build: dist/.build-stamp
+build: dist/.build-stamp client/dist/.build-stamp
 
 build-bench: dist-bench/.build-stamp
 
 run: build
 	node dist/main.js --dev
 
-test: install redis dist-test/.build-stamp dist-bench/.build-stamp
-	$(TAP) dist-test/unit dist-test/integration
+test: install redis chromium dist-test/.build-stamp dist-bench/.build-stamp
+	HERALD_CHROMIUM=$(CHROMIUM) $(TAP) dist-test/unit dist-test/integration
+
+# Retakes docs/demo.png (the README screenshot) with the browser test.
+screenshot: install redis chromium dist-test/.build-stamp
+	HERALD_CHROMIUM=$(CHROMIUM) HERALD_SCREENSHOT=docs/demo.png $(TAP) dist-test/integration/browser.test.js
+
+# The leak soak (test/integration/soak.test.ts) alone and longer than in `make test`
+# (60 s there), with the tap reporter so that its figures are printed. The churn rate
+# is 400 connects/s; HERALD_SOAK_RATE=500 make soak to change it.
+SOAK_S ?= 600
+soak: install redis dist-test/.build-stamp
+	HERALD_SOAK_S=$(SOAK_S) $(TAP) --reporter=tap dist-test/integration/soak.test.js
 
 # The quick profile (about two minutes); `npm run bench -- --profile full` for 50,000 connections.
 bench: install redis dist-bench/.build-stamp
 	node dist-bench/run.js --profile quick
 
-coverage: install redis dist-test/.build-stamp dist-bench/.build-stamp
-	$(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration
+coverage: install redis chromium dist-test/.build-stamp dist-bench/.build-stamp
+	HERALD_CHROMIUM=$(CHROMIUM) $(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration
 
 clean:
-	rm -rf dist dist-test dist-bench .tap
+	rm -rf dist dist-test dist-bench client/dist .tap

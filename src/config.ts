@@ -73,6 +73,8 @@ export interface Config {
   workers: number;
   /** undefined = plain ws:// and http://. Paths are checked (readable, matching) at start. */
   tls: TlsConfig | undefined;
+  /** Serve the demo page and the client SDK under /demo (development; `make run` sets it). */
+  demo: boolean;
 }
 
 export interface TlsConfig {
@@ -232,7 +234,7 @@ function path(env: Env): string {
   if (!/^\/[A-Za-z0-9._~\/-]*$/.test(p) || p.includes('//')) {
     throw new ConfigError(`HERALD_WS_PATH: expected a path like /ws, got ${JSON.stringify(p)}`);
   }
-  const reserved = ['/healthz', '/readyz', '/metrics', '/stats', '/publish'];
+  const reserved = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/demo'];
   if (reserved.includes(p)) throw new ConfigError(`HERALD_WS_PATH: ${p} is reserved for an HTTP endpoint`);
   return p;
 }
@@ -326,6 +328,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     closeOnBackpressure: bool(env, 'HERALD_CLOSE_ON_BACKPRESSURE', true),
     workers: workers(env, cpuCount),
     tls: tls(env),
+    demo: bool(env, 'HERALD_DEMO', false),
   };
   if (config.workers > 1 && config.redisUrl === undefined) {
     throw new ConfigError(

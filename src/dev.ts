@@ -39,6 +39,8 @@ export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; gene
     out['HERALD_JWT_SECRET'] = secrets.jwtSecret;
     generated.push('HERALD_JWT_SECRET');
   }
+  // The demo page is the quickest way to see Herald work; production leaves it off.
+  if ((env['HERALD_DEMO'] ?? '') === '') out['HERALD_DEMO'] = 'true';
   if ((env['HERALD_PUBLISH_KEY'] ?? '') === '') {
     out['HERALD_PUBLISH_KEY'] = secrets.publishKey;
     generated.push('HERALD_PUBLISH_KEY');

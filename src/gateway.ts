@@ -8,6 +8,7 @@ import { createVerifier } from './auth.js';
 import { createBridge, type Bridge } from './bridge.js';
 import type { Config } from './config.js';
 import { createConnectionHandlers } from './connection.js';
+import { loadDemoAssets } from './demo.js';
 import { createDedupWindow } from './dedup.js';
 import { createDeliverer, type Publisher } from './deliver.js';
 import { createLifecycle } from './lifecycle.js';
@@ -92,6 +93,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     observe,
     upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle, admission }),
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
+    demo: config.demo ? loadDemoAssets() : undefined,
   });
   publisher = { publish: (t, f) => server.app.publish(t, f), numSubscribers: (t) => server.app.numSubscribers(t) };
 

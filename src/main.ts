@@ -36,6 +36,7 @@ async function devBanner(config: Config, port: number, generated: string[]): Pro
       : []),
     `  mode:      ${config.redisUrl === undefined ? 'embedded (no Redis; POST /publish delivers locally)' : `redis ${config.redisUrl.replace(/\/\/[^@]*@/, '//***@')}`}`,
     `  websocket: ${ws}`,
+    ...(config.demo ? [`  demo page: http://${host}:${port}/demo${key.kind === 'secret' ? `#token=${token}` : ' (paste a token into the page)'}`] : []),
     `  dev token (sub=alice, roles=[admin], topics=[org:rio, feed:*], 24 h):`,
     `    ${token}`,
     '',

@@ -1,6 +1,7 @@
 // Assembles the uWS App: HTTP routes, the WebSocket behaviour, listen and stop.
 import type { Config } from './config.js';
 import type { ConnectionHandlers, UserData } from './connection.js';
+import { DEMO_HEADERS, type DemoAsset } from './demo.js';
 import { reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
@@ -27,6 +28,8 @@ export interface ServerDeps {
   /** /metrics text and /stats, for this process or (under the supervisor) the whole host. */
   observe: { metrics(): Promise<string>; stats(): Promise<unknown> };
   publish: (res: HttpResponse, req: HttpRequest) => void;
+  /** The demo page's files by URL path, when HERALD_DEMO is on. */
+  demo: ReadonlyMap<string, DemoAsset> | undefined;
 }
 
 export interface Server {
@@ -82,6 +85,16 @@ export function createServer(deps: ServerDeps): Server {
   if (config.publishKey !== undefined) {
     app.post('/publish', deps.publish);
     app.any('/publish', methodNotAllowed(metrics));
+  }
+  if (deps.demo !== undefined) {
+    const assets = deps.demo;
+    const serve = (res: HttpResponse, req: HttpRequest): void => {
+      const asset = assets.get(req.getUrl());
+      if (asset === undefined) reply(track(res), 404, { error: 'not_found' });
+      else reply(track(res), 200, asset.body, { contentType: asset.contentType, headers: DEMO_HEADERS });
+    };
+    app.get('/demo', serve);
+    app.get('/demo/*', serve);
   }
   // A plain GET on the WebSocket path (no Upgrade header) falls through to here.
   app.get(config.wsPath, (res) => {

@@ -49,6 +49,7 @@ t.test('an env with only a secret yields the documented default for every settin
     closeOnBackpressure: true,
     workers: 1,
     tls: undefined,
+    demo: false,
   };
   t.strictSame(c, expected);
 });
@@ -209,6 +210,7 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     { name: 'ws path /healthz', env: { HERALD_WS_PATH: '/healthz' }, variable: 'HERALD_WS_PATH' },
     { name: 'ws path /readyz', env: { HERALD_WS_PATH: '/readyz' }, variable: 'HERALD_WS_PATH' },
     { name: 'ws path /publish', env: { HERALD_WS_PATH: '/publish' }, variable: 'HERALD_WS_PATH' },
+    { name: 'ws path /demo', env: { HERALD_WS_PATH: '/demo' }, variable: 'HERALD_WS_PATH' },
     { name: 'ws path /stats', env: { HERALD_WS_PATH: '/stats' }, variable: 'HERALD_WS_PATH' },
     { name: 'ws path without leading slash', env: { HERALD_WS_PATH: 'ws' }, variable: 'HERALD_WS_PATH' },
     { name: 'ws path with a query', env: { HERALD_WS_PATH: '/ws?x=1' }, variable: 'HERALD_WS_PATH' },

@@ -1,0 +1,25 @@
+// @herald/client: a dependency-free client for the Herald notification gateway, for
+// browsers and Node (Node 22+ has a global WebSocket; on Node 20 pass `ws`).
+export { HeraldClient, jwtExpiry } from './client.js';
+export type {
+  AuthResult,
+  ConnectionState,
+  HeraldClientOptions,
+  HeraldEvents,
+  Quality,
+  QualityLevel,
+  StateChange,
+  TokenSource,
+  WebSocketConstructor,
+  WebSocketLike,
+} from './client.js';
+export { HeraldError, createRequests, systemClock } from './requests.js';
+export type { ClientErrorCode, Clock, HeraldErrorCode, HeraldErrorOptions, Reply, RequestFrame, RequestOptions, Requests, RequestsOptions } from './requests.js';
+export { backoffCap, createBackoff } from './backoff.js';
+export type { Backoff, BackoffOptions } from './backoff.js';
+export { createDedupWindow } from './dedup.js';
+export type { DedupWindow } from './dedup.js';
+export { Emitter } from './emitter.js';
+export type { Listener } from './emitter.js';
+export { BEARER_PREFIX, Close, SUBPROTOCOL, decodeServerFrame, isTopic } from './protocol.js';
+export type { ClientFrame, Notification, RequestId, ServerErrorCode, ServerFrame, Session } from './protocol.js';

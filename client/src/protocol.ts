@@ -1,0 +1,184 @@
+// Herald's wire protocol as the client sees it (docs/PROTOCOL.md): the frame types in
+// both directions, the close codes the client acts on, and a decoder that turns a text
+// frame into a typed ServerFrame. The one place the SDK defines frames.
+
+/** The subprotocol the gateway speaks; a browser must offer it beside `bearer.<jwt>`. */
+export const SUBPROTOCOL = 'herald.v1';
+/** Prefix of the subprotocol entry that carries the token (browsers cannot set headers). */
+export const BEARER_PREFIX = 'bearer.';
+
+/** Echoed verbatim by the server: a string of 1-64 characters or a non-negative safe integer. */
+export type RequestId = string | number;
+
+export type ClientFrame =
+  | { type: 'ping'; id?: RequestId }
+  | { type: 'subscribe'; topic: string; id?: RequestId }
+  | { type: 'unsubscribe'; topic: string; id?: RequestId }
+  | { type: 'ack'; notificationId: string; id?: RequestId }
+  | { type: 'mark_read'; notificationId: string; id?: RequestId }
+  /** Re-authentication on an open connection (gateways that support it; others answer `unknown_type`). */
+  | { type: 'auth'; token: string; id?: RequestId };
+
+export type ClientFrameType = ClientFrame['type'];
+
+/** The error codes PROTOCOL.md lists; a newer server may send others, so the type stays open. */
+export type ServerErrorCode =
+  | 'invalid_message'
+  | 'unknown_type'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'too_many_topics'
+  | 'unavailable'
+  | 'auth_failed';
+
+/** The `connected` frame: who this connection is, and how often to ping. */
+export interface Session {
+  connectionId: string;
+  userId: string;
+  /** The initial topics the server subscribed the connection to (user:, role:, system). */
+  topics: string[];
+  /** Interval for app-level pings in ms; 0 = the server has no idle timeout. */
+  heartbeatMs: number;
+  /** Server clock, ms since the epoch. */
+  serverTime: number;
+}
+
+export interface Notification {
+  topic: string;
+  id: string;
+  /** Receipt time at the gateway, ms since the epoch. */
+  ts: number;
+  /** The published payload: any JSON value. */
+  data: unknown;
+}
+
+export type ServerFrame =
+  | ({ type: 'connected' } & Session)
+  | ({ type: 'notification' } & Notification)
+  | { type: 'pong'; id?: RequestId; ts: number }
+  | { type: 'subscribed'; topic: string; id?: RequestId }
+  | { type: 'unsubscribed'; topic: string; id?: RequestId }
+  | { type: 'acked'; notificationId: string; id?: RequestId }
+  | { type: 'marked_read'; notificationId: string; id?: RequestId }
+  /** Reply to `auth`: the new expiry, the topics held now (when sent) and those the new token no longer grants. */
+  | { type: 'authenticated'; expiresAt: number; topics?: string[]; revoked: string[]; id?: RequestId }
+  /** `reason` details some codes (auth_failed: why the token was refused). */
+  | { type: 'error'; code: ServerErrorCode | (string & {}); message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
+
+/** The frames a request can be answered with, by request type (besides `error`). */
+export interface ReplyTypes {
+  ping: Extract<ServerFrame, { type: 'pong' }>;
+  subscribe: Extract<ServerFrame, { type: 'subscribed' }>;
+  unsubscribe: Extract<ServerFrame, { type: 'unsubscribed' }>;
+  ack: Extract<ServerFrame, { type: 'acked' }>;
+  mark_read: Extract<ServerFrame, { type: 'marked_read' }>;
+  auth: Extract<ServerFrame, { type: 'authenticated' }>;
+}
+
+export const REPLY_TYPE: { readonly [K in ClientFrameType]: ReplyTypes[K]['type'] } = {
+  ping: 'pong',
+  subscribe: 'subscribed',
+  unsubscribe: 'unsubscribed',
+  ack: 'acked',
+  mark_read: 'marked_read',
+  auth: 'authenticated',
+};
+
+/** Close codes and reasons the client branches on (PROTOCOL.md, "Close codes"). */
+export const Close = {
+  Normal: 1000,
+  /** `shutting_down`: reconnect (with backoff), to another gateway. */
+  GoingAway: 1001,
+  /** No close frame: dropped connection, refused upgrade (browsers), idle timeout. */
+  Abnormal: 1006,
+  /** Policy: `rate_limited` (do not come back), or `token_expired` (come back with a fresh token). */
+  PolicyViolation: 1008,
+  /** Sent by the client when it gives up on a socket (no pong, slow open); 4000-4999 is for applications. */
+  ClientGaveUp: 4000,
+} as const;
+
+export const TOKEN_EXPIRED = 'token_expired';
+
+const TOPIC_RE = /^[A-Za-z0-9:_.@-]{1,128}$/;
+
+/** The topic grammar (1-128 of `[A-Za-z0-9:_.@-]`), checked before a frame is queued. */
+export function isTopic(s: string): boolean {
+  return TOPIC_RE.test(s);
+}
+
+/** A notification id as ack/mark_read accept it: 1-128 characters. */
+export function isNotificationId(s: string): boolean {
+  return s.length >= 1 && s.length <= 128;
+}
+
+type Obj = Record<string, unknown>;
+
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isId = (v: unknown): v is RequestId => isStr(v) || (isNum(v) && Number.isSafeInteger(v));
+const isStrArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+
+/** `{ id }` when the frame carries a usable id, `{}` otherwise (exactOptionalPropertyTypes). */
+function withId(o: Obj): { id?: RequestId } {
+  return isId(o['id']) ? { id: o['id'] } : {};
+}
+
+/**
+ * A text frame as a typed ServerFrame, or undefined for anything the client does not
+ * understand: not JSON, not an object, an unknown type (PROTOCOL.md: clients ignore
+ * them), or a known type missing a field. Unknown properties are dropped.
+ */
+export function decodeServerFrame(text: string): ServerFrame | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const o = value as Obj;
+  const type = o['type'];
+  switch (type) {
+    case 'connected': {
+      const { connectionId, userId, topics, heartbeatMs, serverTime } = o;
+      if (!isStr(connectionId) || !isStr(userId) || !isStrArray(topics) || !isNum(heartbeatMs) || !isNum(serverTime)) return undefined;
+      return { type, connectionId, userId, topics, heartbeatMs, serverTime };
+    }
+    case 'notification': {
+      const { topic, id, ts } = o;
+      if (!isStr(topic) || !isStr(id) || !isNum(ts) || !('data' in o)) return undefined;
+      return { type, topic, id, ts, data: o['data'] };
+    }
+    case 'pong':
+      return isNum(o['ts']) ? { type, ts: o['ts'], ...withId(o) } : undefined;
+    case 'subscribed':
+    case 'unsubscribed':
+      return isStr(o['topic']) ? { type, topic: o['topic'], ...withId(o) } : undefined;
+    case 'acked':
+    case 'marked_read':
+      return isStr(o['notificationId']) ? { type, notificationId: o['notificationId'], ...withId(o) } : undefined;
+    case 'authenticated': {
+      const { expiresAt, revoked, topics } = o;
+      if (!isNum(expiresAt)) return undefined;
+      return { type, expiresAt, ...(isStrArray(topics) ? { topics } : {}), revoked: isStrArray(revoked) ? revoked : [], ...withId(o) };
+    }
+    case 'error': {
+      const { code, message, retryAfterMs, reason } = o;
+      if (!isStr(code)) return undefined;
+      return {
+        type,
+        code,
+        message: isStr(message) ? message : '',
+        ...withId(o),
+        ...(isNum(retryAfterMs) ? { retryAfterMs } : {}),
+        ...(isStr(reason) ? { reason } : {}),
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+export function encodeClientFrame(frame: ClientFrame): string {
+  return JSON.stringify(frame);
+}

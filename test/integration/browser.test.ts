@@ -1,0 +1,118 @@
+// The demo page in a real headless Chromium (Debian's `chromium`, driven by
+// playwright-core; `make test` installs it when missing): the SDK's browser build
+// against the real gateway and a private redis-server. Notifications published
+// through Redis appear in the DOM; mark-read reaches herald:events; the gateway is
+// stopped and started again on the same port and the page reconnects by itself.
+// The README screenshot comes from here: HERALD_SCREENSHOT=docs/demo.png (make screenshot).
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import t from 'tap';
+import { ROOT, baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { freePort } from '../support/ports.js';
+import { startRedis } from '../support/redis.js';
+import { token } from '../support/tokens.js';
+
+const CHROMIUM = process.env['HERALD_CHROMIUM'] ?? '/usr/bin/chromium';
+if (!existsSync(CHROMIUM)) {
+  throw new Error(`no Chromium at ${CHROMIUM}: \`make test\` installs it as root (apt-get install chromium); or set HERALD_CHROMIUM`);
+}
+
+const redis = await startRedis();
+t.teardown(() => redis.close());
+const pub = redis.client();
+const port = await freePort();
+const env = baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_DEMO: 'true', HERALD_LOG_LEVEL: 'info' });
+
+async function gateway(): Promise<GatewayProcess> {
+  const gw = await startGateway(env);
+  await gw.waitForLog((l) => l.msg === 'redis subscription active');
+  return gw;
+}
+let gw = await gateway();
+t.teardown(() => gw.stop());
+
+const browser: Browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  // Root in a container has no user namespaces for Chromium's sandbox.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+t.teardown(() => browser.close());
+const page: Page = await browser.newPage({ viewport: { width: 900, height: 760 } });
+const consoleErrors: string[] = [];
+page.on('pageerror', (err) => consoleErrors.push(err.message));
+
+const sub = 'maria';
+const jwt = await token({ sub, roles: ['ops'], topics: ['org:*'] });
+const state = (s: string) => page.locator(`#state[data-state="${s}"]`).waitFor({ timeout: 15_000 });
+const notification = (id: string) => page.locator(`#notifications li[data-id="${id}"]`);
+
+async function publish(topic: string, id: string, title: string): Promise<void> {
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id, title }));
+}
+
+t.test('the page opens with a token from the fragment and shows the user and its topics', async (t) => {
+  await page.goto(`http://127.0.0.1:${port}/demo#token=${jwt}`);
+  await state('open');
+  t.equal(await page.locator('#user').textContent(), sub);
+  const topics = await page.locator('#topics li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-topic')));
+  t.same([...topics].sort(), ['role:ops', 'system', `user:${sub}`]);
+  t.notMatch(page.url(), /token=/, 'the token is removed from the address bar');
+  await page.locator('#quality[data-rtt]').waitFor({ timeout: 10_000 });
+  t.match(await page.locator('#quality').getAttribute('data-level'), /^(good|fair|poor)$/, 'quality measured from ping/pong');
+});
+
+t.test('a notification published through Redis appears in the DOM', async (t) => {
+  await publish(`user:${sub}`, 'n-1', 'Your report is ready');
+  await notification('n-1').waitFor({ timeout: 10_000 });
+  t.match(await notification('n-1').textContent(), /Your report is ready/);
+  t.equal(await notification('n-1').getAttribute('data-topic'), `user:${sub}`);
+});
+
+t.test('the same id published twice is shown once', async (t) => {
+  await publish(`user:${sub}`, 'n-dup', 'once');
+  await publish(`user:${sub}`, 'n-dup', 'once');
+  await publish(`user:${sub}`, 'n-barrier', 'barrier');
+  await notification('n-barrier').waitFor({ timeout: 10_000 });
+  t.equal(await notification('n-dup').count(), 1);
+});
+
+t.test('mark-read marks the item and reaches the herald:events stream', async (t) => {
+  await notification('n-1').locator('button.mark-read').click();
+  await page.locator('#notifications li[data-id="n-1"][data-read="true"]').waitFor({ timeout: 10_000 });
+  const entries = (await pub.xrange('herald:events', '-', '+')) as Array<[string, string[]]>;
+  const fields = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
+  t.ok(fields.some((e) => e['type'] === 'mark_read' && e['notificationId'] === 'n-1' && e['userId'] === sub), 'a mark_read event for n-1 by maria');
+});
+
+t.test('the subscribe box subscribes to a granted topic, and its notifications arrive', async (t) => {
+  await page.fill('#subscribe-input', 'org:rio');
+  await page.click('#subscribe-button');
+  await page.locator('#topics li[data-topic="org:rio"]').waitFor({ timeout: 10_000 });
+  await publish('org:rio', 'n-org', 'Rio office news');
+  await notification('n-org').waitFor({ timeout: 10_000 });
+  t.pass('org:rio notification shown');
+});
+
+t.test('a gateway restart: the state turns to reconnecting, then open, and new notifications arrive', async (t) => {
+  await gw.stop();
+  await state('reconnecting');
+  t.pass('reconnecting while the gateway is down');
+  gw = await gateway();
+  await state('open');
+  t.pass('open again, by itself');
+  await publish('org:rio', 'n-after', 'after the restart (org:rio re-subscribed)');
+  await notification('n-after').waitFor({ timeout: 10_000 });
+  t.pass('a notification on the re-subscribed topic arrives after the restart');
+
+  const dir = process.env['HERALD_SCREENSHOT'] !== undefined ? undefined : mkdtempSync(join(tmpdir(), 'herald-shot-'));
+  const file = process.env['HERALD_SCREENSHOT'] !== undefined ? resolve(ROOT, process.env['HERALD_SCREENSHOT']) : join(dir as string, 'demo.png');
+  await page.screenshot({ path: file, fullPage: true });
+  t.ok(statSync(file).size > 10_000, `screenshot written to ${file}`);
+});
+
+t.test('the page raised no script errors', async (t) => {
+  t.strictSame(consoleErrors, []);
+});

@@ -1,0 +1,444 @@
+// The SDK (client/dist) against the real gateway: a private redis-server, gateways as
+// child processes, `ws` as the WebSocket (Node 20 has no global one). Each test uses
+// its own user ids. The shared gateway runs with HERALD_DEDUP_WINDOW_S=0 so that a
+// repeated id reaches the client and the SDK's own dedup is what is tested.
+import { randomUUID } from 'node:crypto';
+import t, { type Test } from 'tap';
+import WebSocket from 'ws';
+import {
+  HeraldClient,
+  type AuthResult,
+  type HeraldClientOptions,
+  type HeraldError,
+  type Notification,
+  type StateChange,
+} from '../../client/dist/index.js';
+import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { freePort, waitFor } from '../support/ports.js';
+import { scrape } from '../support/prometheus.js';
+import { startRedis } from '../support/redis.js';
+import { token } from '../support/tokens.js';
+
+const redis = await startRedis();
+t.teardown(() => redis.close());
+const port = await freePort();
+// A fixed port, so a restarted gateway is where the client expects it.
+const env = baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_DEDUP_WINDOW_S: '0' });
+
+async function startShared(): Promise<GatewayProcess> {
+  const g = await startGateway(env);
+  await g.waitForLog((l) => l.msg === 'redis subscription active');
+  return g;
+}
+let gw = await startShared();
+t.teardown(() => gw.stop()); // whichever gateway is current at the end
+const pub = redis.client();
+
+const uid = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
+
+function publish(topic: string, payload: unknown): Promise<number> {
+  return pub.publish(`notifications:${topic}`, JSON.stringify(payload));
+}
+
+/** Every event a client emitted, and waits on them with deadlines. */
+class Recorder {
+  readonly states: StateChange[] = [];
+  readonly notifications: Notification[] = [];
+  readonly errors: HeraldError[] = [];
+  readonly reauths: AuthResult[] = [];
+  #waiters: Array<() => void> = [];
+
+  constructor(readonly client: HeraldClient) {
+    client.on('state', (s) => this.#push(this.states, s));
+    client.on('notification', (n) => this.#push(this.notifications, n));
+    client.on('error', (e) => this.#push(this.errors, e));
+    client.on('reauth', (r) => this.#push(this.reauths, r));
+  }
+
+  #push<T>(list: T[], item: T): void {
+    list.push(item);
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** Resolves with the first item of `list` from index `from` matching `pred`, seen or future. */
+  until<T>(what: string, list: T[], pred: (x: T) => boolean, from = 0, timeoutMs = 10_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const found = list.slice(from).find(pred);
+        if (found === undefined) return false;
+        done();
+        resolve(found);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        done();
+        const gateway = `shared gateway: exit ${gw.proc.exitCode ?? '-'} signal ${gw.proc.signalCode ?? '-'}; stderr: ${gw.stderr().slice(-500)}`;
+        reject(new Error(`no ${what} within ${timeoutMs} ms; states: ${this.states.map(brief).join(' | ')}; ${gateway}`));
+      }, timeoutMs);
+      const waiter = (): void => void check();
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+      };
+      this.#waiters.push(waiter);
+      check();
+    });
+  }
+
+  state(state: StateChange['state'], pred: (s: StateChange) => boolean = () => true, from = 0, timeoutMs?: number): Promise<StateChange> {
+    return this.until(`state ${state}`, this.states, (s) => s.state === state && pred(s), from, timeoutMs);
+  }
+
+  notification(pred: (n: Notification) => boolean, timeoutMs?: number): Promise<Notification> {
+    return this.until('notification', this.notifications, pred, 0, timeoutMs);
+  }
+}
+
+const brief = (s: StateChange): string =>
+  [s.state, s.reason, s.code, s.status, s.delayMs === undefined ? undefined : `+${Math.round(s.delayMs)}ms`].filter((x) => x !== undefined).join(' ');
+
+type Claims = { sub: string; roles?: string[]; topics?: string[] };
+
+/** A client with `ws`, a token function counting its calls, closed at teardown. */
+function connect(t: Test, claims: Claims, opts: Partial<HeraldClientOptions> = {}, url = gw.ws): Recorder & { tokenCalls: () => number } {
+  let calls = 0;
+  const client = new HeraldClient({
+    url,
+    token: async () => {
+      calls++;
+      return token(claims);
+    },
+    WebSocket,
+    backoffInitialMs: 100,
+    backoffMaxMs: 500,
+    ...opts,
+  });
+  t.teardown(() => client.close());
+  return Object.assign(new Recorder(client), { tokenCalls: () => calls });
+}
+
+t.test('notifications arrive as {topic, id, ts, data}; an id delivered twice, even on two topics, is shown once', async (t) => {
+  const sub = uid('dup');
+  const c = connect(t, { sub, roles: [sub] });
+  const open = await c.state('open');
+  t.equal(open.session?.userId, sub);
+  t.same(open.session?.topics, [`user:${sub}`, `role:${sub}`, 'system']);
+  t.same(c.client.session, open.session);
+
+  const before = await scrape(gw.http);
+  const id = `n-${randomUUID()}`;
+  await publish(`user:${sub}`, { id, title: 'hi' });
+  await publish(`user:${sub}`, { id, title: 'hi again' }); // a publisher retry
+  await publish(`role:${sub}`, { id, title: 'hi' }); // the same notification for the role
+  const marker = randomUUID();
+  await publish(`user:${sub}`, { marker });
+  await c.notification((n) => (n.data as { marker?: string }).marker === marker);
+  const after = await scrape(gw.http);
+  t.equal(
+    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'), 4,
+    'the gateway sent all four (its own dedup is off)',
+  );
+  t.equal(c.notifications.length, 2, 'the client showed two: the first copy and the marker');
+  const [n] = c.notifications;
+  t.equal(n?.topic, `user:${sub}`);
+  t.equal(n?.id, id);
+  t.same(n?.data, { id, title: 'hi' }, 'the first copy wins');
+  t.type(n?.ts, 'number');
+});
+
+t.test('subscribe resolves once the gateway confirms; a topic the token does not grant fails with forbidden and is not kept', async (t) => {
+  const sub = uid('grants');
+  const c = connect(t, { sub, topics: [`org:${sub}`] });
+  await c.state('open');
+  await c.client.subscribe(`org:${sub}`);
+  await t.rejects(c.client.subscribe('org:someone-else'), { name: 'HeraldError', code: 'forbidden', topic: 'org:someone-else', sent: true });
+  t.same(c.client.topics, [`org:${sub}`]);
+  await publish(`org:${sub}`, { n: 1 });
+  t.same((await c.notification((n) => n.topic === `org:${sub}`)).data, { n: 1 });
+});
+
+t.test('after a gateway restart on the same port the client reconnects by itself, re-subscribes, and sends an ack queued offline', async (t) => {
+  const sub = uid('restart');
+  const topic = `org:${sub}`;
+  const c = connect(t, { sub, topics: [topic] });
+  const first = await c.state('open');
+  await c.client.subscribe(topic);
+  await publish(topic, { n: 1 });
+  await c.notification((n) => n.topic === topic);
+
+  const from = c.states.length;
+  await gw.stop();
+  const down = await c.state('reconnecting', () => true, from);
+  t.same([down.code, down.reason], [1001, 'shutting_down'], 'graceful shutdown: 1001 shutting_down, and the client will come back');
+  t.not(c.client.state, 'open');
+  const notificationId = `n-${randomUUID()}`;
+  const acked = c.client.ack(notificationId); // no connection: waits in the queue
+
+  gw = await startShared();
+  const again = await c.state('open', () => true, from);
+  t.not(again.session?.connectionId, first.session?.connectionId, 'a new connection');
+  await acked;
+  const entries = await pub.xrange('herald:events', '-', '+');
+  const fields = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
+  const mine = fields.filter((f) => f['notificationId'] === notificationId);
+  t.equal(mine.length, 1, 'the queued ack reached the events stream once');
+  t.match(mine[0], { type: 'ack', userId: sub, connectionId: again.session?.connectionId });
+
+  // The gateway handles a connection's frames in order, so once this pong is back the
+  // re-subscribe sent before it has been applied.
+  await c.client.ping();
+  t.same(c.client.topics, [topic]);
+  const marker = randomUUID();
+  await publish(topic, { marker });
+  const n = await c.notification((x) => (x.data as { marker?: string }).marker === marker);
+  t.equal(n.topic, topic, 'a notification on the re-subscribed topic arrives');
+
+  const m = await scrape(gw.http);
+  t.equal(m.value('herald_connections_opened_total'), 1, 'the restarted gateway saw exactly one connection from the client');
+  t.equal(m.value('herald_connections'), 1);
+});
+
+t.test('an expired token refused with 401 at the upgrade: the token function is called again and the next attempt succeeds', async (t) => {
+  const sub = uid('expired');
+  const calls: string[] = [];
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: async () => {
+      calls.push(calls.length === 0 ? 'expired' : 'fresh');
+      return token({ sub }, { expiresIn: calls.length === 1 ? -60 : 3600 });
+    },
+    WebSocket,
+    backoffInitialMs: 5000, // a backoff would show as a 5 s gap: the fresh-token retry is immediate
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  await c.state('open');
+  t.same(calls, ['expired', 'fresh']);
+  t.same(c.states.map(brief), ['connecting connect', 'reconnecting refused 1006 401 +0ms', 'open connected'], 'ws shows the 401; retried at once');
+});
+
+/**
+ * `ws` with only what a browser's WebSocket offers (no 'unexpected-response', no
+ * terminate): a refused upgrade is then just an error and a close 1006.
+ */
+class BrowserApiWebSocket {
+  readonly #ws: WebSocket;
+  constructor(url: string, protocols: string[]) {
+    this.#ws = new WebSocket(url, protocols);
+  }
+  get readyState(): number {
+    return this.#ws.readyState;
+  }
+  send(data: string): void {
+    this.#ws.send(data);
+  }
+  close(code?: number, reason?: string): void {
+    this.#ws.close(code, reason);
+  }
+  addEventListener(type: 'open' | 'message' | 'close' | 'error', fn: (ev: unknown) => void): void {
+    this.#ws.addEventListener(type, fn);
+  }
+}
+
+t.test('with only the browser WebSocket API, a 401 (seen as close 1006 before open) also gets one immediate retry with a fresh token', async (t) => {
+  const sub = uid('browser');
+  let calls = 0;
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: () => token({ sub }, { expiresIn: ++calls === 1 ? -60 : 3600 }),
+    WebSocket: BrowserApiWebSocket,
+    backoffInitialMs: 5000,
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  await c.state('open');
+  t.equal(calls, 2);
+  t.same(c.states.map(brief), ['connecting connect', 'reconnecting refused 1006 +0ms', 'open connected'], 'no status, same outcome');
+});
+
+t.test('a token that keeps being refused backs off after the one immediate retry', async (t) => {
+  const sub = uid('refused');
+  let calls = 0;
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: () => {
+      calls++;
+      return token({ sub }, { expiresIn: -60 });
+    },
+    WebSocket,
+    backoffInitialMs: 100,
+    backoffMaxMs: 200,
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  await c.until('three failed attempts', c.states, () => c.states.filter((s) => s.state === 'reconnecting').length >= 3);
+  const delays = c.states.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs ?? -1);
+  t.equal(delays[0], 0, 'the first retry is immediate');
+  t.ok(delays.slice(1).every((d) => d >= 0 && d <= 200), `then jittered backoff within the cap: ${delays.join(', ')}`);
+  t.ok(c.states.slice(1).every((s) => s.status === 401));
+});
+
+t.test('at its token\'s exp the gateway closes with 1008 token_expired, and the client comes back at once with a fresh token', async (t) => {
+  const sub = uid('exp');
+  let calls = 0;
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: () => token({ sub }, { expiresIn: ++calls === 1 ? 2 : 3600 }),
+    WebSocket,
+    backoffInitialMs: 5000,
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  const first = await c.state('open');
+  const expired = await c.state('reconnecting', () => true, 0, 5000);
+  t.same([expired.code, expired.reason, expired.delayMs], [1008, 'token_expired', 0]);
+  const again = await c.state('open', () => true, 2);
+  t.not(again.session?.connectionId, first.session?.connectionId);
+  t.equal(calls, 2, 'a fresh token for the new connection');
+});
+
+t.test('reauthBeforeExpiryMs renews the token in place: the connection outlives its first token', async (t) => {
+  const sub = uid('reauth');
+  let calls = 0;
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: () => token({ sub }, { expiresIn: ++calls === 1 ? 3 : 3600 }),
+    WebSocket,
+    reauthBeforeExpiryMs: 2000,
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  const open = await c.state('open');
+  const firstExp = Date.now() + 3000;
+  const renewed = await c.until('reauth', c.reauths, () => true);
+  t.ok(renewed.expiresAt > Date.now() + 3_000_000, 'the new expiry is the new token\'s');
+  t.same(renewed.revoked, []);
+  await waitFor('the first token to be past its exp and the gateway\'s 250 ms sweep', () => Date.now() > firstExp + 1000, 5000);
+  await client.ping();
+  t.equal(client.session?.connectionId, open.session?.connectionId, 'still the same connection');
+  t.same(c.states.map((s) => s.state), ['connecting', 'open']);
+});
+
+t.test('reauth() with a token that no longer grants a topic: the topic is revoked and not re-subscribed', async (t) => {
+  const sub = uid('revoke');
+  let calls = 0;
+  const client = new HeraldClient({
+    url: gw.ws,
+    token: () => token({ sub, ...(++calls === 1 ? { topics: ['org:a', 'org:b'] } : { topics: ['org:a'] }) }),
+    WebSocket,
+  });
+  t.teardown(() => client.close());
+  const c = new Recorder(client);
+  await c.state('open');
+  await client.subscribe('org:a');
+  await client.subscribe('org:b');
+  const r = await client.reauth();
+  t.same(r.revoked, ['org:b']);
+  t.same(client.topics, ['org:a']);
+  t.ok(r.topics?.includes('org:a') && !r.topics.includes('org:b'));
+});
+
+t.test('a 1008 rate_limited close does not loop: state closed with the reason, requests fail with closed', async (t) => {
+  const g = await startGateway(baseEnv({ HERALD_RATE_LIMIT_MESSAGES: '3', HERALD_RATE_LIMIT_WINDOW_S: '60' }));
+  t.teardown(() => g.stop());
+  const sub = uid('flood');
+  const c = connect(t, { sub }, { backoffInitialMs: 10, backoffMaxMs: 20 }, g.ws);
+  await c.state('open'); // the ping at open is frame 1 of 3
+  const outcomes = await Promise.all(Array.from({ length: 8 }, () => c.client.ping().then(() => 'pong', (e: HeraldError) => e.code)));
+  t.same(outcomes, ['pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited', 'closed', 'closed', 'closed'], 'frames 1-3 answered, 4-6 refused, the 7th closes');
+  const closed = await c.state('closed');
+  t.same(closed, { state: 'closed', reason: 'rate_limited', code: 1008 });
+  await t.rejects(c.client.ack('n-1'), { code: 'closed' });
+  // A looping client would be back within its 20 ms backoff; a second client's whole
+  // connection takes longer than that, so count upgrades after it.
+  const other = connect(t, { sub: uid('other') }, {}, g.ws);
+  await other.state('open');
+  await other.client.ping();
+  const m = await scrape(g.http);
+  t.equal(m.value('herald_connections_opened_total'), 2, 'the flooding client never came back');
+  t.equal(c.states.filter((s) => s.state === 'reconnecting').length, 0);
+  t.equal(c.client.state, 'closed');
+});
+
+/** `ws`, counting the sockets alive at once (made and not yet closed or given up by the SDK). */
+class CountingWebSocket extends WebSocket {
+  static live = 0;
+  static maxLive = 0;
+  static made = 0;
+  #counted = true;
+  constructor(url: string, protocols: string[]) {
+    super(url, protocols);
+    CountingWebSocket.made++;
+    CountingWebSocket.maxLive = Math.max(CountingWebSocket.maxLive, ++CountingWebSocket.live);
+    this.once('close', () => this.#release());
+  }
+  #release(): void {
+    if (this.#counted) CountingWebSocket.live--;
+    this.#counted = false;
+  }
+  override terminate(): void {
+    this.#release();
+    super.terminate();
+  }
+  override close(code?: number, reason?: string): void {
+    this.#release();
+    super.close(code, reason);
+  }
+}
+
+t.test('a frozen gateway (SIGSTOP): the missing pong triggers a reconnect, slow opens are given up one at a time, and one connection remains', async (t) => {
+  const g = await startGateway(baseEnv());
+  let frozen = false;
+  t.teardown(async () => {
+    if (frozen) g.proc.kill('SIGCONT');
+    await g.stop();
+  });
+  const sub = uid('frozen');
+  const c = connect(t, { sub }, {
+    WebSocket: CountingWebSocket,
+    pingIntervalMs: 200,
+    pongTimeoutMs: 600,
+    connectTimeoutMs: 800,
+    backoffInitialMs: 100,
+    backoffMaxMs: 300,
+  }, g.ws);
+  const first = await c.state('open');
+
+  g.proc.kill('SIGSTOP');
+  frozen = true;
+  const from = c.states.length;
+  const lost = await c.state('reconnecting', () => true, from, 5000);
+  t.equal(lost.reason, 'pong_timeout', 'no pong within 600 ms: the connection is taken as dead');
+  // The kernel still accepts TCP connections for the frozen process, so the next
+  // upgrade hangs: the client must wait it out, give up, and only then try again.
+  const slow = await c.state('reconnecting', (s) => s.reason === 'connect_timeout', from, 5000);
+  t.ok(slow, 'a hanging upgrade is given up after connectTimeoutMs');
+  const madeWhileFrozen = CountingWebSocket.made;
+  t.ok(madeWhileFrozen >= 2, `sockets made so far: ${madeWhileFrozen}`);
+  t.equal(CountingWebSocket.maxLive, 1, 'never two sockets at once');
+
+  g.proc.kill('SIGCONT');
+  frozen = false;
+  const back = await c.state('open', () => true, from, 10_000);
+  t.not(back.session?.connectionId, first.session?.connectionId);
+  t.equal(CountingWebSocket.maxLive, 1, 'still never two sockets at once');
+  await waitFor('the gateway to hold only the live connection', async () => (await scrape(g.http)).value('herald_connections') === 1, 10_000, 50);
+  const m = await scrape(g.http);
+  t.equal(m.value('herald_connections'), 1);
+  t.equal(m.value('herald_connections_opened_total') - m.sum('herald_connections_closed_total'), 1);
+});
+
+t.test('close() closes the connection normally and for good', async (t) => {
+  const sub = uid('bye');
+  const c = connect(t, { sub });
+  await c.state('open');
+  const before = await scrape(gw.http);
+  c.client.close();
+  t.same(c.states.at(-1), { state: 'closed', reason: 'client_closed' });
+  await waitFor('the gateway to count the close', async () => {
+    const m = await scrape(gw.http);
+    return m.value('herald_connections_closed_total', { reason: 'normal' }) - before.value('herald_connections_closed_total', { reason: 'normal' }) === 1;
+  }, 5000, 25);
+  t.equal(c.client.session, undefined);
+  t.same(c.client.quality, { level: 'offline', rttMs: undefined });
+});
