@@ -3,10 +3,12 @@
 // readiness: true only while the pattern subscription is confirmed.
 import { performance } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
-import type { Deliverer } from './deliver.js';
+import { isTooLarge, type Deliverer } from './deliver.js';
+import { createHistory, type History, type HistoryConfig, type Position, type ResumePoint } from './history.js';
 import type { Logger } from './log.js';
 import { reconnectDelay } from './limits.js';
 import type { Metrics } from './metrics.js';
+import { encode } from './protocol.js';
 import { channelToTopic, topicToChannel } from './topics.js';
 
 export interface ClientEvent {
@@ -23,6 +25,8 @@ export interface Bridge {
   publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
   /** XADD to the events stream, capped with MAXLEN ~. */
   recordEvent(event: ClientEvent): Promise<void>;
+  /** The history, when on. */
+  readonly history: History | undefined;
   close(): Promise<void>;
 }
 
@@ -33,10 +37,16 @@ export interface BridgeOptions {
   deliverer: Deliverer;
   log: Logger;
   metrics: Metrics;
+  /** undefined = history off (HERALD_HISTORY_SIZE or HERALD_HISTORY_TTL_S is 0). */
+  history: HistoryConfig | undefined;
+  maxNotificationBytes: number;
 }
 
+/** Messages recorded per FCALL: bounds one call's Redis time and its reply. */
+const RECORD_BATCH = 256;
+
 export function createBridge(opts: BridgeOptions): Bridge {
-  const { url, prefix, events, deliverer, log, metrics } = opts;
+  const { url, prefix, events, deliverer, log, metrics, maxNotificationBytes } = opts;
   const pattern = `${prefix}:*`;
   const blog = log.child({ component: 'bridge' });
 
@@ -46,7 +56,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
     autoResubscribe: false,
     maxRetriesPerRequest: null,
     retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
-    connectionName: 'herald-subscriber',
+    // The pid tells gateways on one host apart in CLIENT LIST.
+    connectionName: `herald-subscriber-${process.pid}`,
   });
   const publisher = new Redis(url, {
     lazyConnect: true,
@@ -54,8 +65,11 @@ export function createBridge(opts: BridgeOptions): Bridge {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
-    connectionName: 'herald-publisher',
+    connectionName: `herald-publisher-${process.pid}`,
   });
+  const history = opts.history === undefined ? undefined : createHistory(publisher, prefix, opts.history);
+  /** The function library is loaded on the publisher's current connection. */
+  let libraryLoaded = history === undefined;
 
   // Ready = the pattern subscription is confirmed and the publisher (for /publish and
   // client events) is connected; readiness and the up gauge follow it.
@@ -64,7 +78,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
   let closing = false;
   let lastError = '';
   const update = (why: string): void => {
-    const value = subscribed && publisher.status === 'ready';
+    const value = subscribed && publisher.status === 'ready' && libraryLoaded;
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
@@ -78,10 +92,16 @@ export function createBridge(opts: BridgeOptions): Bridge {
 
   // Counts lost connections, not retries: one outage is one reconnect.
   let connected = false;
+  /** Set once a subscription was lost: the next one fills the gap from history. */
+  let dropped = false;
   subscriber.on('ready', () => {
     connected = true;
     subscriber.psubscribe(pattern).then(
-      () => setSubscribed(true, 'subscribed'),
+      () => {
+        setSubscribed(true, 'subscribed');
+        if (dropped && history !== undefined) void fillGap(history);
+        dropped = false;
+      },
       (err: Error) => {
         // Without the subscription the gateway is useless: start over on a new connection.
         blog.warn({ err: err.message }, 'psubscribe failed; reconnecting');
@@ -89,14 +109,36 @@ export function createBridge(opts: BridgeOptions): Bridge {
       },
     );
   });
-  subscriber.on('close', () => setSubscribed(false, 'subscriber connection closed'));
+  subscriber.on('close', () => {
+    if (subscribed) dropped = true;
+    setSubscribed(false, 'subscriber connection closed');
+  });
   subscriber.on('reconnecting', () => {
     if (connected) metrics.redisReconnects.inc();
     connected = false;
     setSubscribed(false, 'subscriber reconnecting');
   });
-  publisher.on('ready', () => update('publisher ready'));
-  publisher.on('close', () => update('publisher connection closed'));
+  publisher.on('ready', () => {
+    if (history === undefined) {
+      update('publisher ready');
+      return;
+    }
+    // A Redis that restarted without its data lost the library too: load it every time.
+    history.load().then(
+      () => {
+        libraryLoaded = true;
+        update('publisher ready');
+      },
+      (err: Error) => {
+        blog.error({ err: err.message }, 'cannot load the herald function library; reconnecting');
+        publisher.disconnect(true);
+      },
+    );
+  });
+  publisher.on('close', () => {
+    if (history !== undefined) libraryLoaded = false;
+    update('publisher connection closed');
+  });
   for (const [name, client] of [['subscriber', subscriber], ['publisher', publisher]] as const) {
     client.on('error', (err: Error) => {
       // ioredis repeats the same error on every retry; log each distinct one once.
@@ -110,6 +152,32 @@ export function createBridge(opts: BridgeOptions): Bridge {
     });
   }
 
+  // History on: each message is recorded (or found, when another gateway or
+  // herald_publish recorded it) before delivery, so that its frame carries its
+  // position. Messages are batched per event-loop turn into one FCALL; replies come
+  // back in order on the one connection, so delivery order is kept.
+  let pending: Array<{ topic: string; payload: string; receivedAt: number }> = [];
+  let flushScheduled = false;
+  function flush(h: History): void {
+    flushScheduled = false;
+    while (pending.length > 0) {
+      const batch = pending.slice(0, RECORD_BATCH);
+      pending = pending.slice(RECORD_BATCH);
+      h.record(batch).then(
+        (positions: Position[]) => {
+          metrics.historyWrites('ok', batch.length);
+          batch.forEach((m, i) => deliverer.deliver(m.topic, m.payload, m.receivedAt, positions[i]));
+        },
+        (err: Error) => {
+          // Delivered live without a position rather than not at all.
+          metrics.historyWrites('failed', batch.length);
+          blog.warn({ err: err.message, messages: batch.length }, 'history write failed; delivered without positions');
+          for (const m of batch) deliverer.deliver(m.topic, m.payload, m.receivedAt);
+        },
+      );
+    }
+  }
+
   subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
     const receivedAt = performance.now();
     metrics.redisMessages.inc();
@@ -118,8 +186,56 @@ export function createBridge(opts: BridgeOptions): Bridge {
       metrics.notificationDropped('invalid_topic');
       return;
     }
-    deliverer.deliver(topic, message, receivedAt);
+    if (history === undefined || isTooLarge(message, maxNotificationBytes)) {
+      deliverer.deliver(topic, message, receivedAt);
+      return;
+    }
+    pending.push({ topic, payload: message, receivedAt });
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flush, history);
+    }
   });
+
+  /**
+   * After the subscription was lost and regained: what this gateway's clients missed
+   * meanwhile, from each held topic's history since the last entry delivered here.
+   * A topic whose gap cannot be filled gets a `resumed` frame with recovered: false.
+   */
+  async function fillGap(h: History): Promise<void> {
+    deliverer.pruneOffsets();
+    const epoch = h.epoch;
+    if (epoch === undefined || deliverer.lastOffsets.size === 0) return;
+    const points = new Map<string, ResumePoint>();
+    for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
+    let recoveries;
+    try {
+      recoveries = await h.since(epoch, points, Date.now());
+    } catch (err) {
+      blog.warn({ err: (err as Error).message, topics: points.size }, 'gap fill failed');
+      for (const topic of points.keys()) unrecoverable(topic);
+      return;
+    }
+    let replayed = 0;
+    for (const [topic, r] of recoveries) {
+      if (!r.recovered) {
+        unrecoverable(topic);
+        continue;
+      }
+      metrics.gapFill('filled');
+      for (const e of r.entries) {
+        const outcome = deliverer.deliver(topic, e.payload, performance.now(), { id: e.id, offset: e.offset, ts: e.ts, epoch: h.epoch ?? epoch, replayed: true });
+        if (outcome === 'published') replayed++;
+      }
+    }
+    metrics.replayedNotifications.inc(replayed);
+    blog.info({ topics: recoveries.size, replayed }, 'gap filled after resubscribing');
+  }
+
+  function unrecoverable(topic: string): void {
+    metrics.gapFill('unrecoverable');
+    deliverer.signal(topic, encode({ type: 'resumed', topics: { [topic]: { recovered: false } } }));
+  }
 
   subscriber.connect().catch(() => undefined); // retried by retryStrategy; errors logged above
   publisher.connect().catch(() => undefined);
@@ -128,7 +244,12 @@ export function createBridge(opts: BridgeOptions): Bridge {
     get up() {
       return up;
     },
+    history,
     async publish(items) {
+      if (history !== undefined) {
+        await history.publish(items);
+        return;
+      }
       const pipeline = publisher.pipeline();
       for (const { topic, payload } of items) pipeline.publish(topicToChannel(prefix, topic), payload);
       const results = await pipeline.exec();

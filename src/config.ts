@@ -1,6 +1,7 @@
 // Environment -> frozen, typed Config. Pure: takes the env, touches nothing else.
 // Every error names the variable, so a misconfigured gateway fails at start with
 // a message an operator can act on.
+import type { HistoryConfig } from './history.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -75,6 +76,8 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Serve the demo page and the client SDK under /demo (development; `make run` sets it). */
   demo: boolean;
+  /** Per-topic history for resume (Redis mode); undefined = off (embedded mode, or a 0 setting). */
+  history: HistoryConfig | undefined;
 }
 
 export interface TlsConfig {
@@ -329,7 +332,15 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     workers: workers(env, cpuCount),
     tls: tls(env),
     demo: bool(env, 'HERALD_DEMO', false),
+    history: undefined,
   };
+  const historySize = int(env, 'HERALD_HISTORY_SIZE', 100, 0, 100_000);
+  const historyTtlS = int(env, 'HERALD_HISTORY_TTL_S', 300, 0, 7 * 86400, ' seconds');
+  const recoveryMax = int(env, 'HERALD_RECOVERY_MAX', 300, 1, 100_000);
+  if (config.redisUrl !== undefined && historySize > 0 && historyTtlS > 0) {
+    // A payload seen again within this window is the same message (another gateway's copy).
+    config.history = { size: historySize, ttlMs: historyTtlS * 1000, seenWindowMs: 60_000, recoveryMax };
+  }
   if (config.workers > 1 && config.redisUrl === undefined) {
     throw new ConfigError(
       `HERALD_WORKERS: ${config.workers} workers need HERALD_REDIS_URL (in embedded mode each process would deliver only to its own clients)`,

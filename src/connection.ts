@@ -6,7 +6,9 @@ import type { Admission } from './admission.js';
 import type { AuthResult, Identity, Verifier } from './auth.js';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
+import { buildNotification } from './deliver.js';
 import { createExpiryWheel } from './expiry.js';
+import type { Recovery, ResumePoint } from './history.js';
 import type { Logger } from './log.js';
 import { consume, newRateWindow, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
@@ -80,6 +82,11 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function send(ws: Socket, frame: ServerFrame): void {
     // 2 = dropped: the socket already holds maxBackpressure unsent.
     if (ws.send(encode(frame)) === 2) metrics.backpressureDrops.inc();
+    else metrics.messagesSent.inc();
+  }
+
+  function sendRaw(ws: Socket, frame: string): void {
+    if (ws.send(frame) === 2) metrics.backpressureDrops.inc();
     else metrics.messagesSent.inc();
   }
 
@@ -226,6 +233,51 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   }, 1000);
   backpressureSweep.unref();
 
+  /**
+   * `resume`: replay what the client missed on topics it holds, in order, each frame
+   * marked replayed, then say per topic whether the replay is complete. Never a
+   * partial replay: a topic that cannot be recovered whole replays nothing.
+   */
+  function resume(ws: Socket, ud: UserData, frame: Extract<ClientFrame, { type: 'resume' }>): void {
+    const history = bridge?.history;
+    const points = new Map<string, ResumePoint>();
+    const answer = new Map<string, Recovery>();
+    for (const [topic, point] of Object.entries(frame.topics)) {
+      if (history !== undefined && ws.isSubscribed(topic)) points.set(topic, point);
+      else answer.set(topic, { recovered: false, why: 'trimmed' });
+    }
+    const reply = (recoveries: Map<string, Recovery>): void => {
+      const topics: Record<string, { recovered: boolean }> = Object.create(null) as Record<string, { recovered: boolean }>;
+      let replayed = 0;
+      for (const [topic, r] of recoveries) {
+        topics[topic] = { recovered: r.recovered };
+        metrics.resume(r.recovered ? 'recovered' : 'unrecovered');
+        if (!r.recovered) continue;
+        for (const e of r.entries) {
+          const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: frame.epoch, replayed: true };
+          sendRaw(ws, buildNotification(topic, e.payload, e.ts, undefined, position).frame);
+          replayed++;
+        }
+      }
+      metrics.replayedNotifications.inc(replayed);
+      send(ws, { type: 'resumed', topics, ...withId(frame.id) });
+    };
+    if (points.size === 0 || history === undefined) {
+      reply(answer);
+      return;
+    }
+    history.since(frame.epoch, points, Date.now()).then(
+      (recoveries) => {
+        for (const [t, r] of recoveries) answer.set(t, r);
+        if (!ud.closed) ws.cork(() => reply(answer));
+      },
+      (err: Error) => {
+        log.warn({ connectionId: ud.connectionId, err: err.message }, 'resume failed');
+        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, 'history could not be read; retry later', frame.id));
+      },
+    );
+  }
+
   function dispatch(ws: Socket, ud: UserData, frame: ClientFrame): void {
     switch (frame.type) {
       case 'ping':
@@ -243,6 +295,9 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         return;
       case 'auth':
         renewToken(ws, ud, frame.token, frame.id);
+        return;
+      case 'resume':
+        resume(ws, ud, frame);
         return;
       default: {
         const never: never = frame;
@@ -278,6 +333,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         topics,
         heartbeatMs,
         serverTime: Date.now(),
+        ...(bridge?.history?.epoch !== undefined ? { epoch: bridge.history.epoch } : {}),
       });
       if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId }, 'connection open');
     },

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { DedupWindow } from './dedup.js';
+import { compareOffsets, type Position } from './history.js';
 import type { Metrics } from './metrics.js';
 import { encodeNotification } from './protocol.js';
 
@@ -20,7 +21,10 @@ const MAX_PAYLOAD_ID = 128;
  * `data` is the payload parsed as JSON, or the raw string when it is not JSON. The
  * payload's own `id` (a string on an object payload) becomes the notification id.
  */
-export function buildNotification(topic: string, payload: string, ts: number, newId: () => string = randomUUID): Notification {
+export function buildNotification(
+  topic: string, payload: string, ts: number, newId: () => string = randomUUID,
+  position?: Position & { replayed?: boolean },
+): Notification {
   let parsed: unknown;
   let dataJson: string;
   try {
@@ -33,6 +37,11 @@ export function buildNotification(topic: string, payload: string, ts: number, ne
   const own =
     parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
   const idFromPayload = typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID;
+  // A recorded notification's id and time come from its history entry: the same on
+  // every gateway and in every replay.
+  if (position !== undefined) {
+    return { id: position.id, idFromPayload: true, frame: encodeNotification(topic, position.id, position.ts, dataJson, position) };
+  }
   const id = idFromPayload ? (own as string) : newId();
   return { id, idFromPayload, frame: encodeNotification(topic, id, ts, dataJson) };
 }
@@ -46,11 +55,42 @@ export interface Publisher {
 /** `no_subscribers`: nobody on this gateway holds the topic (normal with several gateways). */
 export type DeliveryOutcome = 'published' | 'no_subscribers' | 'duplicate' | 'too_large';
 
+/** String length is a lower bound on UTF-8 bytes; only near the limit count exactly. */
+export function isTooLarge(payload: string, maxBytes: number): boolean {
+  return payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes);
+}
+
+/** At most this many topics' last offsets are kept for gap fills; past it, idle ones go. */
+const MAX_TRACKED_TOPICS = 100_000;
+
 export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow; metrics: Metrics; maxBytes: number }) {
   const { publisher, dedup, metrics, maxBytes } = deps;
+  /** Topic -> offset of the last recorded notification delivered here (for gap fills). */
+  const lastOffsets = new Map<string, string>();
+
+  function track(topic: string, offset: string): void {
+    if (lastOffsets.size >= MAX_TRACKED_TOPICS && !lastOffsets.has(topic)) {
+      for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);
+    }
+    const prev = lastOffsets.get(topic);
+    if (prev !== undefined ? compareOffsets(offset, prev) > 0 : lastOffsets.size < MAX_TRACKED_TOPICS) lastOffsets.set(topic, offset);
+  }
+
   return {
-    /** `receivedAt` is performance.now() when the payload arrived, for the latency histogram. */
-    deliver(topic: string, payload: string, receivedAt: number = performance.now()): DeliveryOutcome {
+    lastOffsets: lastOffsets as ReadonlyMap<string, string>,
+    /** A frame for every subscriber of `topic` (e.g. a `resumed` signal); false when none. */
+    signal(topic: string, frame: string): boolean {
+      return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
+    },
+    /** Forgets topics nobody here holds any more. */
+    pruneOffsets(): void {
+      for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);
+    },
+    /**
+     * `receivedAt` is performance.now() when the payload arrived, for the latency
+     * histogram. `position` is the notification's history entry, when history is on.
+     */
+    deliver(topic: string, payload: string, receivedAt: number = performance.now(), position?: Position & { replayed?: boolean }): DeliveryOutcome {
       // Every gateway sees every message; most topics have no subscriber on this one.
       // One native lookup skips the parse, the dedup and the encode for them.
       const recipients = publisher.numSubscribers(topic);
@@ -58,12 +98,12 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
         metrics.notificationsUnrouted.inc();
         return 'no_subscribers';
       }
-      // String length is a lower bound on UTF-8 bytes; only near the limit count exactly.
-      if (payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes)) {
+      if (isTooLarge(payload, maxBytes)) {
         metrics.notificationDropped('too_large');
         return 'too_large';
       }
-      const n = buildNotification(topic, payload, Date.now());
+      const n = buildNotification(topic, payload, Date.now(), randomUUID, position);
+      if (position !== undefined) track(topic, position.offset);
       if (n.idFromPayload && dedup.seen(`${topic}\n${n.id}`, performance.now())) {
         metrics.notificationDropped('duplicate');
         return 'duplicate';

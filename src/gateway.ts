@@ -51,7 +51,10 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   });
   const bridge: Bridge | undefined = config.redisUrl === undefined
     ? undefined
-    : createBridge({ url: config.redisUrl, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics });
+    : createBridge({
+      url: config.redisUrl, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
+      history: config.history, maxNotificationBytes: config.maxNotificationBytes,
+    });
   const lifecycle = createLifecycle({
     log,
     timeoutMs: config.shutdownTimeoutMs,

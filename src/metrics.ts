@@ -81,6 +81,32 @@ export function createMetrics() {
     registers: [registry],
   });
   for (const r of ['ok', 'subject_mismatch', ...AUTH_FAILURES]) reauths.labels(r).inc(0);
+  const historyWrites = new Counter({
+    name: 'herald_history_writes_total',
+    help: 'Messages this gateway recorded in (or found in) the topic history before delivery, by result',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of ['ok', 'failed']) historyWrites.labels(r).inc(0);
+  const resumes = new Counter({
+    name: 'herald_resumes_total',
+    help: 'Topics clients asked to resume, by result: recovered, or unrecovered (epoch changed, history trimmed, too many missed, not held)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of ['recovered', 'unrecovered']) resumes.labels(r).inc(0);
+  const gapFills = new Counter({
+    name: 'herald_gap_fills_total',
+    help: 'Topics this gateway refilled from history after its Redis subscription came back, by result',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of ['filled', 'unrecoverable']) gapFills.labels(r).inc(0);
+  const replayedNotifications = new Counter({
+    name: 'herald_replayed_notifications_total',
+    help: 'Notifications sent again from history (client resumes and gap fills)',
+    registers: [registry],
+  });
   const admissionRefused = new Counter({
     name: 'herald_admission_refused_total',
     help: 'Upgrades refused by admission control or request limits, by reason',
@@ -158,6 +184,10 @@ export function createMetrics() {
     rateLimited,
     authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
     authDuration,
+    historyWrites: (result: 'ok' | 'failed', n: number) => historyWrites.labels(result).inc(n),
+    resume: (result: 'recovered' | 'unrecovered') => resumes.labels(result).inc(),
+    gapFill: (result: 'filled' | 'unrecoverable') => gapFills.labels(result).inc(),
+    replayedNotifications,
     reauth: (result: AuthFailure | 'ok' | 'subject_mismatch') => reauths.labels(result).inc(),
     originRejected,
     admissionRefused: (reason: AdmissionReason) => admissionRefused.labels(reason).inc(),

@@ -12,7 +12,8 @@ export type ClientFrame =
   | { type: 'unsubscribe'; topic: string; id?: RequestId }
   | { type: 'ack'; notificationId: string; id?: RequestId }
   | { type: 'mark_read'; notificationId: string; id?: RequestId }
-  | { type: 'auth'; token: string; id?: RequestId };
+  | { type: 'auth'; token: string; id?: RequestId }
+  | { type: 'resume'; epoch: string; topics: Record<string, { offset: string } | { since: number }>; id?: RequestId };
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -48,13 +49,14 @@ export const Close = {
 export type CloseReason = (typeof Close)[keyof typeof Close]['reason'];
 
 export type ServerFrame =
-  | { type: 'connected'; connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number }
+  | { type: 'connected'; connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number; epoch?: string }
   | { type: 'pong'; id?: RequestId; ts: number }
   | { type: 'subscribed'; topic: string; id?: RequestId }
   | { type: 'unsubscribed'; topic: string; id?: RequestId }
   | { type: 'acked'; notificationId: string; id: RequestId }
   | { type: 'marked_read'; notificationId: string; id: RequestId }
   | { type: 'authenticated'; expiresAt: number; topics: string[]; revoked: string[]; id?: RequestId }
+  | { type: 'resumed'; topics: Record<string, { recovered: boolean }>; id?: RequestId }
   | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
 
 export function encode(frame: ServerFrame): string {
@@ -65,8 +67,15 @@ export function encode(frame: ServerFrame): string {
  * The notification frame, built by concatenation around `dataJson` (already valid JSON):
  * the payload is never parsed and re-serialised just to be wrapped.
  */
-export function encodeNotification(topic: string, id: string, ts: number, dataJson: string): string {
-  return `{"type":"notification","topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts},"data":${dataJson}}`;
+export function encodeNotification(
+  topic: string, id: string, ts: number, dataJson: string,
+  position?: { offset: string; epoch: string; replayed?: boolean },
+): string {
+  const head = `{"type":"notification","topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts}`;
+  if (position === undefined) return `${head},"data":${dataJson}}`;
+  // Offsets (`<ms>-<seq>`) and epochs (hex) need no escaping.
+  const replayed = position.replayed === true ? ',"replayed":true' : '';
+  return `${head},"offset":"${position.offset}","epoch":"${position.epoch}"${replayed},"data":${dataJson}}`;
 }
 
 const ID_SCHEMA = {
@@ -96,6 +105,20 @@ const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameTyp
   ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
   // The token's own size limit (HERALD_MAX_TOKEN_BYTES) is the verifier's to apply.
   ['auth', ajv.compile(frameSchema('auth', { token: { type: 'string', minLength: 1, maxLength: 65536 } }))],
+  ['resume', ajv.compile(frameSchema('resume', {
+    epoch: { type: 'string', minLength: 1, maxLength: 64 },
+    topics: {
+      type: 'object',
+      maxProperties: 256,
+      propertyNames: TOPIC_SCHEMA,
+      additionalProperties: {
+        oneOf: [
+          { type: 'object', properties: { offset: { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' } }, required: ['offset'], additionalProperties: false },
+          { type: 'object', properties: { since: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } }, required: ['since'], additionalProperties: false },
+        ],
+      },
+    },
+  }))],
 ]);
 
 /**

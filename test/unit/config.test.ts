@@ -50,6 +50,7 @@ t.test('an env with only a secret yields the documented default for every settin
     workers: 1,
     tls: undefined,
     demo: false,
+    history: undefined,
   };
   t.strictSame(c, expected);
 });

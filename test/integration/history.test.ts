@@ -1,0 +1,231 @@
+// Durable delivery: every notification is recorded once in its topic's history
+// stream (plain PUBLISH through the gateways, or herald_publish in one step), frames
+// carry their position, `resume` replays what a client missed or says it cannot,
+// and a gateway whose subscription dropped fills the gap for its own clients.
+import { randomUUID } from 'node:crypto';
+import t, { type Test } from 'tap';
+import { TestClient, type Frame } from '../support/client.js';
+import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { waitFor } from '../support/ports.js';
+import { scrape } from '../support/prometheus.js';
+import { startRedis, type RedisServer } from '../support/redis.js';
+import { token } from '../support/tokens.js';
+
+const PUBLISH_KEY = 'history-test-publish-key-0123456789';
+
+type Client = TestClient & { welcome: Frame };
+const uid = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
+
+async function gateway(t: Test, redis: RedisServer, extra: Record<string, string> = {}): Promise<GatewayProcess> {
+  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PUBLISH_KEY: PUBLISH_KEY, HERALD_LOG_LEVEL: 'info', ...extra }));
+  t.teardown(() => gw.stop());
+  await gw.waitForLog((l) => l.msg === 'redis subscription active');
+  return gw;
+}
+
+async function connect(t: Test, gw: GatewayProcess, sub: string, topics: string[] = []): Promise<Client> {
+  const c = await TestClient.connect(gw.ws, { headers: { authorization: `Bearer ${await token({ sub, topics })}` } });
+  t.teardown(() => c.close());
+  return c;
+}
+
+type Entry = { offset: string; fields: Record<string, string> };
+async function history(redis: RedisServer, topic: string): Promise<Entry[]> {
+  const raw = (await redis.client().xrange(`herald:history:${topic}`, '-', '+')) as Array<[string, string[]]>;
+  return raw.map(([offset, f]) => ({ offset, fields: Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])) }));
+}
+
+const redis = await startRedis();
+t.teardown(() => redis.close());
+const pub = redis.client();
+
+t.test('a plain PUBLISH is recorded once and delivered with its position; connected carries the epoch', async (t) => {
+  const gw = await gateway(t, redis);
+  const sub = uid('pos');
+  const c = await connect(t, gw, sub);
+  t.match(c.welcome['epoch'], /^[0-9a-f]+$/, 'connected names the epoch');
+  await pub.publish(`notifications:user:${sub}`, JSON.stringify({ id: 'n-1', title: 'hi' }));
+  await pub.publish(`notifications:user:${sub}`, JSON.stringify({ title: 'no id' }));
+  const [a, b] = [await c.next('notification'), await c.next('notification')];
+  t.equal(a['id'], 'n-1');
+  t.match(a['offset'], /^\d+-\d+$/);
+  t.equal(a['epoch'], c.welcome['epoch']);
+  t.same(a['data'], { id: 'n-1', title: 'hi' });
+  t.equal(a['ts'], Number(String(a['offset']).split('-')[0]), 'ts is the entry time');
+  t.match(b['id'], /^\d+-\d+@[0-9a-f]{8}$/, 'an id-less payload gets an id derived from its entry');
+  t.ok(String(b['offset']) > String(a['offset']) || String(b['offset']).length > String(a['offset']).length, 'offsets increase');
+  const entries = await history(redis, `user:${sub}`);
+  t.same(entries.map((e) => e.offset), [a['offset'], b['offset']]);
+  t.same(entries[0]?.fields, { d: JSON.stringify({ id: 'n-1', title: 'hi' }), i: 'n-1' });
+  const ttl = await pub.pttl(`herald:history:user:${sub}`);
+  t.ok(ttl > 0 && ttl <= 300_000, `the stream expires when the topic goes quiet (pttl ${ttl})`);
+});
+
+t.test('with two gateways a plain PUBLISH is recorded once, and both deliver the same id and offset', async (t) => {
+  const [g1, g2] = [await gateway(t, redis), await gateway(t, redis)];
+  const sub = uid('two');
+  const [c1, c2] = [await connect(t, g1, sub), await connect(t, g2, sub)];
+  for (let i = 0; i < 20; i++) await pub.publish(`notifications:user:${sub}`, JSON.stringify({ n: i }));
+  const got1: Frame[] = [];
+  const got2: Frame[] = [];
+  for (let i = 0; i < 20; i++) {
+    got1.push(await c1.next('notification'));
+    got2.push(await c2.next('notification'));
+  }
+  t.same(got1.map((f) => [f['id'], f['offset']]), got2.map((f) => [f['id'], f['offset']]), 'same ids and offsets on both gateways');
+  t.equal((await history(redis, `user:${sub}`)).length, 20, 'twenty entries, not forty');
+});
+
+t.test('herald_publish and POST /publish record and publish in one step', async (t) => {
+  const gw = await gateway(t, redis);
+  const sub = uid('fcall');
+  const c = await connect(t, gw, sub);
+  const reply = (await pub.call('FCALL', 'herald_publish', '1', `user:${sub}`, JSON.stringify({ id: 'f-1' }))) as string[];
+  t.equal(reply.length, 3, 'offset, id, epoch');
+  const f = await c.next('notification');
+  t.same([f['offset'], f['id'], f['epoch']], reply);
+  const r = await fetch(`${gw.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ topic: `user:${sub}`, data: { id: 'p-1' } }),
+  });
+  t.equal(r.status, 202);
+  const g = await c.next('notification');
+  t.equal(g['id'], 'p-1');
+  t.same((await history(redis, `user:${sub}`)).map((e) => e.fields['i']), ['f-1', 'p-1'], 'each recorded once, in order');
+});
+
+t.test('resume', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_RECOVERY_MAX: '5' });
+  const sub = uid('resume');
+  const topic = `user:${sub}`;
+  const first = await connect(t, gw, sub);
+  const epoch = first.welcome['epoch'] as string;
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'r-1' }));
+  const seen = await first.next('notification');
+  await first.close();
+  for (const id of ['r-2', 'r-3', 'r-4']) await pub.publish(`notifications:${topic}`, JSON.stringify({ id }));
+  await waitFor('three more entries', async () => (await history(redis, topic)).length === 4, 5000);
+
+  t.test('replays what was missed after an offset, in order, marked replayed, then says recovered', async (t) => {
+    const c = await connect(t, gw, sub);
+    const reply = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: seen['offset'] } }, id: 'res' });
+    t.same(reply, { type: 'resumed', topics: { [topic]: { recovered: true } }, id: 'res' });
+    const replayed = c.inbox.filter((f) => f.type === 'notification');
+    t.same(replayed.map((f) => f['id']), ['r-2', 'r-3', 'r-4']);
+    t.ok(replayed.every((f) => f['replayed'] === true && f['epoch'] === epoch), 'each marked replayed, with the epoch');
+  });
+
+  t.test('a since time replays everything newer', async (t) => {
+    const c = await connect(t, gw, sub);
+    const reply = await c.request({ type: 'resume', epoch, topics: { [topic]: { since: Number(String(seen['offset']).split('-')[0]) } }, id: 1 });
+    t.same(reply['topics'], { [topic]: { recovered: true } });
+    t.same(c.inbox.filter((f) => f.type === 'notification').map((f) => f['id']), ['r-1', 'r-2', 'r-3', 'r-4']);
+  });
+
+  t.test('nothing missed: recovered with no replay', async (t) => {
+    const last = (await history(redis, topic)).at(-1)?.offset as string;
+    const c = await connect(t, gw, sub);
+    const reply = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: last } }, id: 2 });
+    t.same(reply['topics'], { [topic]: { recovered: true } });
+    t.equal(c.inbox.filter((f) => f.type === 'notification').length, 0);
+  });
+
+  t.test('another epoch, a topic not held, more than HERALD_RECOVERY_MAX: recovered false, nothing replayed', async (t) => {
+    const c = await connect(t, gw, sub);
+    const other = await c.request({ type: 'resume', epoch: 'feedface', topics: { [topic]: { offset: seen['offset'] } }, id: 3 });
+    t.same(other['topics'], { [topic]: { recovered: false } }, 'epoch changed');
+    const notHeld = await c.request({ type: 'resume', epoch, topics: { 'user:someone-else': { since: 0 } }, id: 4 });
+    t.same(notHeld['topics'], { 'user:someone-else': { recovered: false } }, 'a topic the connection does not hold');
+    for (let i = 5; i <= 10; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `r-${i}` }));
+    await c.next('notification'); // wait until the live ones arrived (and drop them)
+    c.inbox.length = 0;
+    const tooMany = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: seen['offset'] } }, id: 5 });
+    t.same(tooMany['topics'], { [topic]: { recovered: false } }, '9 missed, at most 5 replayed: none');
+    t.equal(c.inbox.filter((f) => f.type === 'notification' && f['replayed'] === true).length, 0, 'never a partial replay');
+    const m = await scrape(gw.http);
+    t.ok(m.value('herald_resumes_total', { result: 'unrecovered' }) >= 3);
+    t.ok(m.value('herald_resumes_total', { result: 'recovered' }) >= 3);
+    t.ok(m.value('herald_replayed_notifications_total') >= 7);
+  });
+
+  t.test('an invalid resume frame is invalid_message', async (t) => {
+    const c = await connect(t, gw, sub);
+    const rows = [
+      { type: 'resume', topics: {} },
+      { type: 'resume', epoch, topics: { [topic]: { offset: 'nope' } } },
+      { type: 'resume', epoch, topics: { [topic]: { offset: '1-1', since: 1 } } },
+      { type: 'resume', epoch, topics: { 'bad topic': { since: 1 } } },
+    ];
+    for (const [i, frame] of rows.entries()) t.equal((await c.request({ ...frame, id: i }))['code'], 'invalid_message', JSON.stringify(frame));
+  });
+});
+
+t.test('a trimmed history cannot be resumed', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_HISTORY_SIZE: '3' });
+  const sub = uid('trim');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 't-0' }));
+  const seen = await c.next('notification');
+  for (let i = 1; i <= 5; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `t-${i}` }));
+  for (let i = 1; i <= 5; i++) await c.next('notification');
+  t.equal((await history(redis, topic)).length, 3, 'HERALD_HISTORY_SIZE entries kept');
+  const reply = await c.request({ type: 'resume', epoch: c.welcome['epoch'], topics: { [topic]: { offset: seen['offset'] } }, id: 1 });
+  t.same(reply['topics'], { [topic]: { recovered: false } }, 't-1 and t-2 were trimmed: not a complete replay');
+});
+
+t.test('with history off, frames carry no position and every resume is unrecovered', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_HISTORY_SIZE: '0' });
+  const sub = uid('off');
+  const c = await connect(t, gw, sub);
+  t.notOk('epoch' in c.welcome);
+  await pub.publish(`notifications:user:${sub}`, JSON.stringify({ id: 'o-1' }));
+  const f = await c.next('notification');
+  t.notOk('offset' in f);
+  t.same(await history(redis, `user:${sub}`), []);
+  const reply = await c.request({ type: 'resume', epoch: 'x', topics: { [`user:${sub}`]: { since: 0 } }, id: 1 });
+  t.same(reply['topics'], { [`user:${sub}`]: { recovered: false } });
+});
+
+t.test('a gateway whose subscription drops fills the gap for its connected clients from history', async (t) => {
+  const gw = await gateway(t, redis);
+  const sub = uid('gap');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'g-0' }));
+  t.equal((await c.next('notification'))['id'], 'g-0');
+  // Kill this gateway's subscriber and record a message in the same breath: the
+  // PUBLISH cannot reach the killed connection, so only the gap fill can deliver it.
+  const list = String(await pub.client('LIST'));
+  const subscriberId = new RegExp(`id=(\\d+) [^\\n]*name=herald-subscriber-${gw.proc.pid}`).exec(list)?.[1];
+  t.ok(subscriberId, 'found the gateway subscriber');
+  const p = pub.pipeline();
+  p.client('KILL', 'ID', subscriberId as string);
+  p.call('FCALL', 'herald_publish', '1', topic, JSON.stringify({ id: 'g-1' }));
+  await p.exec();
+  const f = await c.next('notification');
+  t.equal(f['id'], 'g-1', 'the missed notification arrives after the resubscribe');
+  t.equal(f['replayed'], true, 'marked replayed');
+  t.equal(c.ws.readyState, c.ws.OPEN, 'the client never disconnected');
+  await gw.waitForLog((l) => l.msg === 'gap filled after resubscribing');
+  t.ok((await scrape(gw.http)).value('herald_gap_fills_total', { result: 'filled' }) >= 1);
+});
+
+t.test('after Redis lost its data the gateway tells its clients the gap cannot be filled', async (t) => {
+  const own = await startRedis();
+  t.teardown(() => own.close());
+  const gw = await gateway(t, own);
+  const sub = uid('lost');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  await own.client().publish(`notifications:${topic}`, JSON.stringify({ id: 'l-0' }));
+  const before = await c.next('notification');
+  await own.kill(); // no persistence: the history and the epoch are gone
+  await own.start();
+  const signal = await c.next('resumed', { timeoutMs: 15_000 });
+  t.same(signal, { type: 'resumed', topics: { [topic]: { recovered: false } } });
+  await own.client().publish(`notifications:${topic}`, JSON.stringify({ id: 'l-1' }));
+  const after = await c.next('notification');
+  t.not(after['epoch'], before['epoch'], 'a new epoch after the data loss');
+});
