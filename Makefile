@@ -67,7 +67,7 @@ dist-test/.build-stamp: dist/.build-stamp client/dist/.build-stamp tsconfig.test
 	$(TSC) -p tsconfig.test.json
 	@touch $@
 
-dist-bench/.build-stamp: dist/.build-stamp tsconfig.bench.json $(BENCH)
+dist-bench/.build-stamp: dist/.build-stamp client/dist/.build-stamp tsconfig.bench.json $(BENCH)
 	$(TSC) -p tsconfig.bench.json
 	@touch $@
 

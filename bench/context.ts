@@ -21,6 +21,8 @@ export interface Options {
   out: string | undefined;
   /** Write gateway CPU profiles (node --cpu-prof) to this folder. */
   cpuProfDir: string | undefined;
+  /** Herald's per-topic history (on by default in Redis mode); off = HERALD_HISTORY_SIZE=0. */
+  history: boolean;
 }
 
 export interface Context {

@@ -17,7 +17,7 @@ import { ROOT, hasTaskset, killAll, startGateway, startRedis, startWorker } from
 import { rssKiB } from './stats.js';
 import type { Target } from './worker.js';
 
-const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'baseline' | 'out' | 'cpuProfDir'>> = {
+const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'baseline' | 'out' | 'cpuProfDir' | 'history'>> = {
   // A few seconds: the test suite runs this so the harness cannot rot.
   smoke: { connections: 200, gateways: 1, workers: 2, concurrency: 50, targetedRates: [500], broadcastRates: [5], stepSeconds: 1, churnFraction: 0.1 },
   // About two minutes: `make bench`.
@@ -36,7 +36,7 @@ const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'baseline' | 'o
 
 const USAGE = `usage: npm run bench -- [--profile smoke|quick|full] [--connections N] [--gateways N] [--workers N]
        [--concurrency N] [--rates 2000,5000,max] [--broadcast-rates 1,2,5] [--step-seconds S]
-       [--churn 0.1] [--no-baseline] [--no-pin] [--out FILE.json] [--cpu-prof DIR]`;
+       [--churn 0.1] [--no-baseline] [--no-pin] [--no-history] [--out FILE.json] [--cpu-prof DIR]`;
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -46,6 +46,7 @@ function parseOptions(argv: string[]): Options {
       connections: { type: 'string' }, gateways: { type: 'string' }, workers: { type: 'string' }, concurrency: { type: 'string' },
       rates: { type: 'string' }, 'broadcast-rates': { type: 'string' }, 'step-seconds': { type: 'string' }, churn: { type: 'string' },
       'no-baseline': { type: 'boolean', default: false }, 'no-pin': { type: 'boolean', default: false },
+      'no-history': { type: 'boolean', default: false },
       out: { type: 'string' }, 'cpu-prof': { type: 'string' }, help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -78,6 +79,7 @@ function parseOptions(argv: string[]): Options {
     baseline: !values['no-baseline'],
     out: values.out,
     cpuProfDir: values['cpu-prof'],
+    history: !values['no-history'],
   };
   // One process holds at most ~19,500 sockets here (open-files hard limit 20,000).
   const perProcess = 19_000;
@@ -121,7 +123,7 @@ async function runTarget(target: Target, opts: Options, redisUrl: string, secret
   const loadCpu = pin ? '1' : undefined;
   if (pin && hasTaskset) execSync(`taskset -p -c 1 ${process.pid}`, { stdio: 'ignore' });
   log(`${target}: starting ${opts.gateways} gateway process(es)`);
-  const gateways = await Promise.all(Array.from({ length: opts.gateways }, () => startGateway(target, { redisUrl, secret, cpu: gwCpu, cpuProfDir: opts.cpuProfDir })));
+  const gateways = await Promise.all(Array.from({ length: opts.gateways }, () => startGateway(target, { redisUrl, secret, cpu: gwCpu, cpuProfDir: opts.cpuProfDir, history: opts.history })));
   const workers = Array.from({ length: opts.workers }, () => startWorker(loadCpu));
   const publisher = new IORedis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
   let step = 0;
@@ -171,7 +173,7 @@ function report(results: TargetResult[], opts: Options, m: ReturnType<typeof mac
   lines.push(`## Herald bench: profile ${opts.profile}, ${opts.connections.toLocaleString('en-US')} connections`);
   lines.push('');
   lines.push(`Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, commit ${m.commit}, ${m.date}.`);
-  lines.push(`Gateways: ${opts.gateways} process(es); client workers: ${opts.workers}; pinning: ${opts.pin && hasTaskset && m.cores >= 2 ? 'gateways CPU 0, load CPU 1' : 'off'}; step ${opts.stepSeconds} s.`);
+  lines.push(`Gateways: ${opts.gateways} process(es); client workers: ${opts.workers}; pinning: ${opts.pin && hasTaskset && m.cores >= 2 ? 'gateways CPU 0, load CPU 1' : 'off'}; step ${opts.stepSeconds} s; Herald history ${opts.history ? 'on' : 'off'}.`);
   lines.push('Ratios in parentheses are Herald ÷ baseline (a minimal uWS server, same harness and frames).');
   lines.push('');
   lines.push('### connect');

@@ -87,7 +87,7 @@ export interface GatewayProc {
 
 export async function startGateway(
   target: Target,
-  opts: { redisUrl: string; secret: string; cpu: string | undefined; cpuProfDir: string | undefined },
+  opts: { redisUrl: string; secret: string; cpu: string | undefined; cpuProfDir: string | undefined; history: boolean },
 ): Promise<GatewayProc> {
   const port = await freePort();
   const env: Record<string, string> = target === 'herald'
@@ -99,6 +99,7 @@ export async function startGateway(
         HERALD_JWT_SECRET: opts.secret,
         HERALD_LOG_LEVEL: 'info',
         HERALD_IDLE_TIMEOUT_S: '120',
+        ...(opts.history ? {} : { HERALD_HISTORY_SIZE: '0' }),
       }
     : { PATH: process.env['PATH'] ?? '', PORT: String(port), REDIS_URL: opts.redisUrl };
   const profile = opts.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];

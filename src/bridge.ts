@@ -94,12 +94,15 @@ export function createBridge(opts: BridgeOptions): Bridge {
   let connected = false;
   /** Set once a subscription was lost: the next one fills the gap from history. */
   let dropped = false;
+  /** The epoch the delivered offsets belong to, as it was when the subscription dropped
+   *  (a reconnecting publisher may already have read a new one: Redis lost its data). */
+  let epochAtDrop: string | undefined;
   subscriber.on('ready', () => {
     connected = true;
     subscriber.psubscribe(pattern).then(
       () => {
         setSubscribed(true, 'subscribed');
-        if (dropped && history !== undefined) void fillGap(history);
+        if (dropped && history !== undefined) void fillGap(history, epochAtDrop);
         dropped = false;
       },
       (err: Error) => {
@@ -110,7 +113,10 @@ export function createBridge(opts: BridgeOptions): Bridge {
     );
   });
   subscriber.on('close', () => {
-    if (subscribed) dropped = true;
+    if (subscribed && !dropped) {
+      dropped = true;
+      epochAtDrop = history?.epoch;
+    }
     setSubscribed(false, 'subscriber connection closed');
   });
   subscriber.on('reconnecting', () => {
@@ -202,10 +208,11 @@ export function createBridge(opts: BridgeOptions): Bridge {
    * meanwhile, from each held topic's history since the last entry delivered here.
    * A topic whose gap cannot be filled gets a `resumed` frame with recovered: false.
    */
-  async function fillGap(h: History): Promise<void> {
+  async function fillGap(h: History, epoch: string | undefined): Promise<void> {
     deliverer.pruneOffsets();
-    const epoch = h.epoch;
     if (epoch === undefined || deliverer.lastOffsets.size === 0) return;
+    // The history is read through the publisher: wait (bounded) for it to be back.
+    for (let waited = 0; !libraryLoaded && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     const points = new Map<string, ResumePoint>();
     for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
     let recoveries;

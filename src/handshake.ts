@@ -85,8 +85,9 @@ export function isOriginAllowed(origin: string, allowed: readonly string[] | und
   if (allowed === undefined || origin === '') return true;
   const o = origin.toLowerCase();
   for (const rule of allowed) {
-    if (rule === o) return true;
     const star = rule.indexOf('://*.');
+    // A wildcard rule never matches its own text: `https://*.example.org` is not an origin.
+    if (star === -1 && rule === o) return true;
     if (star !== -1) {
       const scheme = rule.slice(0, star + 3);
       const suffix = rule.slice(star + 4); // ".example.com[:port]"

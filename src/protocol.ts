@@ -143,7 +143,8 @@ export type Decoded =
 /** The id to echo in a reply, if the (possibly invalid) frame carried a usable one. */
 function echoableId(o: Record<string, unknown>): RequestId | undefined {
   const id = o['id'];
-  if (typeof id === 'string' && id.length >= 1 && id.length <= 64) return id;
+  // Counted in code points, as the schema (ajv) counts maxLength.
+  if (typeof id === 'string' && id.length >= 1 && (id.length <= 64 || [...id].length <= 64)) return id;
   if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0) return id;
   return undefined;
 }

@@ -1,8 +1,8 @@
 // HeraldClient: one logical connection to a Herald gateway that survives the loss of
 // any number of sockets. It owns at most one socket at a time; everything the app
 // asked for (topics, requests in the offline queue) outlives the socket and is replayed
-// on the next one. The pure parts live in backoff.ts, dedup.ts and requests.ts.
-import { createBackoff, type Backoff } from './backoff.js';
+// on the next one. The pure parts live in backoff.ts, dedup.ts, requests.ts and resume.ts.
+import { backoffCap, createBackoff, type Backoff } from './backoff.js';
 import { createDedupWindow, type DedupWindow } from './dedup.js';
 import { Emitter } from './emitter.js';
 import {
@@ -16,10 +16,12 @@ import {
   isTopic,
   type ClientFrame,
   type Notification,
+  type ResumedTopics,
   type ServerFrame,
   type Session,
 } from './protocol.js';
 import { HeraldError, createRequests, systemClock, type Clock, type Requests } from './requests.js';
+import { ResumeState, resumeFrames, type ResumeFrame } from './resume.js';
 
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket, Node 22's
@@ -59,8 +61,15 @@ export interface HeraldClientOptions {
   requestTimeoutMs?: number;
   /** Requests held while offline; one more fails with `queue_full`. Default 100. */
   maxQueue?: number;
-  /** Notification ids remembered to drop repeats. Default 1000. */
+  /** Notification ids remembered to drop repeats (live and replayed alike). Default 10000. */
   dedupWindow?: number;
+  /**
+   * Recover missed notifications on every reconnect (gateways with history: Redis
+   * mode): the client sends a `resume` frame from the last position it saw on each
+   * topic; what was missed arrives as `notification` events (`replayed: true`), and a
+   * `recovery` event says per topic whether that worked. Default true.
+   */
+  resume?: boolean;
   /** App-level ping interval, ms. Default: the server's `heartbeatMs` (0 = only the ping at open). */
   pingIntervalMs?: number;
   /** A ping without a pong within this means a dead connection: reconnect. ms, default 10000. */
@@ -120,13 +129,26 @@ export interface AuthResult {
   topics?: string[];
 }
 
+/** The gateway's answer on a topic after a resume (or its own signal that it lost notifications on it). */
+export interface Recovery {
+  topic: string;
+  /**
+   * true: every missed notification was delivered (as `notification` events, before
+   * this event). false: none were, and some may be missing: reload the topic's state
+   * from your backend.
+   */
+  recovered: boolean;
+}
+
 export interface HeraldEvents {
   notification: Notification;
+  /** Per topic, after each resume on a reconnect, and when a gateway says it could not fill a gap. */
+  recovery: Recovery;
   state: StateChange;
   quality: Quality;
   /** A token renewed on the open connection (reauth(), or automatically with reauthBeforeExpiryMs). */
   reauth: AuthResult;
-  /** Errors no promise can carry: a re-subscribe refused after a reconnect, an automatic reauth failing, a server error without a request id. */
+  /** Errors no promise can carry: a re-subscribe refused after a reconnect, an automatic reauth failing, a resume refused, a server error without a request id. */
   error: HeraldError;
 }
 
@@ -146,6 +168,7 @@ interface Settings {
   goodRttMs: number;
   fairRttMs: number;
   reauthBeforeExpiryMs: number | undefined;
+  resume: boolean;
 }
 
 const DEFAULTS = {
@@ -157,7 +180,10 @@ const DEFAULTS = {
   connectTimeoutMs: 10_000,
   requestTimeoutMs: 10_000,
   maxQueue: 100,
-  dedupWindow: 1_000,
+  // A resume replays up to HERALD_RECOVERY_MAX (300) notifications per topic; repeats of
+  // ones seen before must still be remembered when they arrive, after all those replays.
+  dedupWindow: 10_000,
+  resume: true,
   pongTimeoutMs: 10_000,
   goodRttMs: 150,
   fairRttMs: 500,
@@ -165,6 +191,9 @@ const DEFAULTS = {
 
 /** setTimeout fires at once for delays past 2^31-1 ms. */
 const MAX_TIMER_MS = 2_147_483_647;
+
+/** First retry of a resume the gateway could not serve (`unavailable`: Redis unreadable), ms; then doubling up to backoffMaxMs, jittered. */
+const RESUME_RETRY_MS = 1000;
 
 /** Server error codes that mean "this subscribe had no effect and will not on retry". */
 const REFUSED = new Set(['forbidden', 'too_many_topics', 'invalid_message', 'unknown_type']);
@@ -182,6 +211,24 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   readonly #backoff: Backoff;
   readonly #dedup: DedupWindow;
   readonly #requests: Requests;
+  readonly #random: () => number;
+  /** Positions per topic and unanswered resume points (see resume.ts). */
+  readonly #resume = new ResumeState();
+  /**
+   * The last connection that opened: its epoch, and the latest server time stamped on
+   * a frame it received (every notification sent before that frame had arrived). The
+   * next connection resumes from it.
+   */
+  #previous: { epoch: string | undefined; coveredUntil: number } | undefined;
+  /**
+   * The current connection's latest server timestamp received: `connected.serverTime`,
+   * a pong's `ts`, a notification's `ts`. Server clocks, not the client's: a client
+   * whose timers or event loop were paused (a sleeping laptop, a frozen tab) must not
+   * claim frames it processed late were sent late.
+   */
+  #coveredUntil = 0;
+  /** Resume retries waiting (Redis unreadable at the gateway), cleared with the connection. */
+  readonly #resumeTimers = new Set<unknown>();
 
   #state: ConnectionState = 'closed';
   #socket: WebSocketLike | undefined;
@@ -228,6 +275,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.#WS = WS;
     this.#o = settings(options);
     this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
     this.#backoff = createBackoff(
       { initialMs: this.#o.backoffInitialMs, maxMs: this.#o.backoffMaxMs, factor: this.#o.backoffFactor },
       options.random,
@@ -294,7 +342,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       const e = err as HeraldError;
       // A refusal always drops the topic; a request that never went out drops it only
       // if it was new. A timeout keeps it: the server may have taken it.
-      if (REFUSED.has(e.code) || (!had && e.code !== 'timeout')) this.#topics.delete(topic);
+      if (REFUSED.has(e.code) || (!had && e.code !== 'timeout')) this.#dropTopic(topic);
       throw withTopic(e, topic);
     } finally {
       const n = (this.#subscribing.get(topic) ?? 1) - 1;
@@ -306,7 +354,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   /** Unsubscribes (the topic is no longer re-subscribed, even if this request fails). Initial topics may be left too. */
   async unsubscribe(topic: string): Promise<void> {
     if (!isTopic(topic)) throw new HeraldError('invalid_argument', `unsubscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic`, { topic });
-    this.#topics.delete(topic);
+    this.#dropTopic(topic);
     this.#refuseIfClosed('unsubscribe');
     try {
       await this.#requests.request({ type: 'unsubscribe', topic });
@@ -350,7 +398,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const token = await this.#getToken();
     const reply = await this.#requests.request({ type: 'auth', token }, { queue: false, resend: false });
     this.#currentToken = token;
-    for (const t of reply.revoked) this.#topics.delete(t);
+    for (const t of reply.revoked) this.#dropTopic(t);
     this.#scheduleReauth(reply.expiresAt);
     const result: AuthResult = { expiresAt: reply.expiresAt, revoked: reply.revoked, ...(reply.topics !== undefined ? { topics: reply.topics } : {}) };
     this.emit('reauth', result);
@@ -419,17 +467,29 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.#onConnected(frame);
         return;
       case 'notification': {
-        if (this.#dedup.seen(frame.id)) return;
-        const { topic, id, ts, data } = frame;
-        this.emit('notification', { topic, id, ts, data });
+        const { topic, id, ts, offset, epoch, replayed, data } = frame;
+        this.#coveredUntil = Math.max(this.#coveredUntil, ts);
+        // Every position counts, a repeat's too: it is where the topic stands.
+        if (offset !== undefined && epoch !== undefined) this.#resume.observe(topic, offset, epoch);
+        if (this.#dedup.seen(id)) return;
+        const position = offset !== undefined && epoch !== undefined ? { offset, epoch } : {};
+        this.emit('notification', { topic, id, ts, ...position, ...(replayed === true ? { replayed } : {}), data });
         return;
       }
+      case 'resumed':
+        // The answer to a resume (settled by id), or a gateway's own signal (no id): the same for the app.
+        this.#requests.settle(frame);
+        this.#onResumed(frame.topics);
+        return;
       case 'error':
         if (!this.#requests.settle(frame)) {
           this.emit('error', new HeraldError(frame.code, frame.message, { sent: true, retryAfterMs: frame.retryAfterMs, reason: frame.reason }));
         }
         return;
       case 'pong':
+        this.#coveredUntil = Math.max(this.#coveredUntil, frame.ts);
+        this.#requests.settle(frame);
+        return;
       case 'subscribed':
       case 'unsubscribed':
       case 'acked':
@@ -446,9 +506,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   #onConnected(frame: Extract<ServerFrame, { type: 'connected' }>): void {
     if (this.#session !== undefined) return; // only the first frame of a connection is `connected`
-    const { connectionId, userId, topics, heartbeatMs, serverTime } = frame;
-    const session: Session = { connectionId, userId, topics, heartbeatMs, serverTime };
+    const { connectionId, userId, topics, heartbeatMs, serverTime, epoch } = frame;
+    const session: Session = { connectionId, userId, topics, heartbeatMs, serverTime, ...(epoch !== undefined ? { epoch } : {}) };
     this.#session = session;
+    this.#coveredUntil = serverTime;
     this.#clock.clearTimeout(this.#timers.connect);
     const gen = this.#generation;
     this.#timers.stable = this.#clock.setTimeout(() => {
@@ -462,11 +523,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       if (this.#subscribing.has(topic)) continue;
       this.#requests.request({ type: 'subscribe', topic }, { resend: false }).catch((err: HeraldError) => {
         if (!REFUSED.has(err.code)) return; // lost with the connection: the next one re-subscribes
-        this.#topics.delete(topic);
+        this.#dropTopic(topic);
         this.emit('error', new HeraldError(err.code, `re-subscribe ${topic}: ${err.message}`, { sent: true, topic }));
       });
     }
     this.#requests.attach((f) => this.#send(gen, f));
+    // After the re-subscribes (the gateway handles frames in order): every topic is held when the resume arrives.
+    this.#recover(gen, session);
     this.#setState({ state: 'open', reason: 'connected', session });
     this.#heartbeat(gen);
     if (this.#o.reauthBeforeExpiryMs !== undefined && this.#currentToken !== undefined) {
@@ -567,9 +630,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Clears everything that belongs to one connection. */
   #teardownConnection(): void {
-    const wasOpen = this.#session !== undefined;
+    const session = this.#session;
+    const wasOpen = session !== undefined;
+    if (session !== undefined) {
+      // What the next connection resumes from.
+      this.#previous = { epoch: session.epoch, coveredUntil: this.#coveredUntil };
+    }
     this.#session = undefined;
     for (const k of ['connect', 'ping', 'stable', 'reauth'] as const) this.#clock.clearTimeout(this.#timers[k]);
+    for (const timer of this.#resumeTimers) this.#clock.clearTimeout(timer);
+    this.#resumeTimers.clear();
     this.#requests.detach();
     if (wasOpen || this.#quality.level !== 'offline') {
       this.#quality = { level: 'offline', rttMs: undefined };
@@ -609,6 +679,63 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         if (err.code !== 'disconnected' && err.code !== 'closed') this.emit('error', err);
       });
     }, delay);
+  }
+
+  // ---- recovery ----
+
+  /**
+   * On a new connection after one with history (an epoch): resume every topic this one
+   * holds from where the client stands (resume.ts). The new epoch is noted only after:
+   * the resume names the old one, so that a changed dataset is answered recovered: false.
+   */
+  #recover(gen: number, session: Session): void {
+    const previous = this.#previous;
+    const held = new Set([...session.topics, ...this.#topics]);
+    const plan = this.#o.resume && previous?.epoch !== undefined
+      ? this.#resume.plan(held, { coveredUntil: previous.coveredUntil, now: session.serverTime })
+      : undefined;
+    if (plan === undefined) this.#resume.restart();
+    else for (const frame of resumeFrames(plan.epoch, plan.points)) this.#sendResume(gen, frame, 0);
+    if (session.epoch !== undefined) this.#resume.noteEpoch(session.epoch);
+  }
+
+  #sendResume(gen: number, frame: ResumeFrame, attempt: number): void {
+    this.#requests.request(frame, { queue: false, resend: false }).catch((err: HeraldError) => {
+      // Connection gone (or a late answer timed out): the points stay pending, and the
+      // next connection sends them again; a late `resumed` is still taken.
+      if (gen !== this.#generation || err.code === 'disconnected' || err.code === 'closed' || err.code === 'timeout') return;
+      if (err.code === 'unavailable' || err.code === 'rate_limited') {
+        // The gateway could not read Redis (or we sent too fast): ask again, for the topics still unanswered.
+        const cap = backoffCap(attempt, { initialMs: RESUME_RETRY_MS, maxMs: Math.max(RESUME_RETRY_MS, this.#o.backoffMaxMs), factor: 2 });
+        const delay = err.retryAfterMs ?? Math.min(cap, this.#random() * cap);
+        const timer = this.#clock.setTimeout(() => {
+          this.#resumeTimers.delete(timer);
+          if (gen !== this.#generation) return;
+          const pending = this.#resume.pending;
+          const topics = Object.fromEntries(Object.entries(frame.topics).filter(([t]) => pending.has(t)));
+          if (Object.keys(topics).length > 0) this.#sendResume(gen, { ...frame, topics }, attempt + 1);
+        }, Math.min(MAX_TIMER_MS, delay));
+        this.#resumeTimers.add(timer);
+        return;
+      }
+      // Refused (a gateway that does not know the frame, or finds it invalid): nothing
+      // will be replayed, so the app must take these topics as not recovered.
+      this.emit('error', new HeraldError(err.code, `resume: ${err.message}`, { sent: err.sent, reason: err.reason }));
+      this.#onResumed(Object.fromEntries(Object.keys(frame.topics).map((t) => [t, { recovered: false }])));
+    });
+  }
+
+  #onResumed(topics: ResumedTopics): void {
+    for (const [topic, { recovered }] of Object.entries(topics)) {
+      this.#resume.resolved(topic, recovered);
+      this.emit('recovery', { topic, recovered });
+    }
+  }
+
+  /** A topic the app no longer holds: not re-subscribed, nothing to resume. */
+  #dropTopic(topic: string): void {
+    this.#topics.delete(topic);
+    this.#resume.forget(topic);
   }
 
   // ---- helpers ----
@@ -657,6 +784,7 @@ function settings(o: HeraldClientOptions): Settings {
     goodRttMs: ms('goodRttMs', o.goodRttMs ?? DEFAULTS.goodRttMs),
     fairRttMs: ms('fairRttMs', o.fairRttMs ?? DEFAULTS.fairRttMs),
     reauthBeforeExpiryMs: o.reauthBeforeExpiryMs === undefined ? undefined : ms('reauthBeforeExpiryMs', o.reauthBeforeExpiryMs, true),
+    resume: o.resume ?? DEFAULTS.resume,
   };
   if (s.fairRttMs < s.goodRttMs) throw new RangeError(`HeraldClient fairRttMs: must be >= goodRttMs (${s.goodRttMs}), got ${s.fairRttMs}`);
   return s;

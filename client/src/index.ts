@@ -8,6 +8,7 @@ export type {
   HeraldEvents,
   Quality,
   QualityLevel,
+  Recovery,
   StateChange,
   TokenSource,
   WebSocketConstructor,
@@ -21,5 +22,7 @@ export { createDedupWindow } from './dedup.js';
 export type { DedupWindow } from './dedup.js';
 export { Emitter } from './emitter.js';
 export type { Listener } from './emitter.js';
-export { BEARER_PREFIX, Close, SUBPROTOCOL, decodeServerFrame, isTopic } from './protocol.js';
-export type { ClientFrame, Notification, RequestId, ServerErrorCode, ServerFrame, Session } from './protocol.js';
+export { MAX_RESUME_TOPICS, RESUME_MARGIN_MS, RESUME_OFFSET_MAX_AGE_MS, ResumeState, compareOffsets, parseOffset, resumeFrames } from './resume.js';
+export type { PlanTimes, ResumeFrame, ResumePlan, ResumePoint, TopicPosition } from './resume.js';
+export { BEARER_PREFIX, Close, SUBPROTOCOL, decodeServerFrame, isOffset, isTopic } from './protocol.js';
+export type { ClientFrame, Notification, RequestId, ResumedTopics, ServerErrorCode, ServerFrame, Session } from './protocol.js';

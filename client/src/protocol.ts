@@ -17,7 +17,12 @@ export type ClientFrame =
   | { type: 'ack'; notificationId: string; id?: RequestId }
   | { type: 'mark_read'; notificationId: string; id?: RequestId }
   /** Re-authentication on an open connection (gateways that support it; others answer `unknown_type`). */
-  | { type: 'auth'; token: string; id?: RequestId };
+  | { type: 'auth'; token: string; id?: RequestId }
+  /**
+   * Replay what was missed on topics the connection holds (at most 256 per frame): after
+   * an entry (`offset`, `<ms>-<seq>`) or from a time (`since`, ms), in `epoch`'s dataset.
+   */
+  | { type: 'resume'; epoch: string; topics: Record<string, { offset: string } | { since: number }>; id?: RequestId };
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -41,6 +46,8 @@ export interface Session {
   heartbeatMs: number;
   /** Server clock, ms since the epoch. */
   serverTime: number;
+  /** The history dataset's name, when the gateway keeps history (Redis mode); it changes when Redis loses its data. */
+  epoch?: string;
 }
 
 export interface Notification {
@@ -50,7 +57,16 @@ export interface Notification {
   ts: number;
   /** The published payload: any JSON value. */
   data: unknown;
+  /** With history on: the notification's entry in its topic's history, `<ms>-<seq>` (compare as numbers: see compareOffsets). */
+  offset?: string;
+  /** With history on: the dataset `offset` belongs to. */
+  epoch?: string;
+  /** True when sent from history (a `resume` replay or a gateway's gap fill), not live. */
+  replayed?: boolean;
 }
+
+/** Per topic: whether everything missed was replayed (false: nothing was; reload the topic from your backend). */
+export type ResumedTopics = Record<string, { recovered: boolean }>;
 
 export type ServerFrame =
   | ({ type: 'connected' } & Session)
@@ -62,6 +78,8 @@ export type ServerFrame =
   | { type: 'marked_read'; notificationId: string; id?: RequestId }
   /** Reply to `auth`: the new expiry, the topics held now (when sent) and those the new token no longer grants. */
   | { type: 'authenticated'; expiresAt: number; topics?: string[]; revoked: string[]; id?: RequestId }
+  /** Reply to `resume` (after the replayed notifications), or unsolicited (no id) when a gateway could not fill its own gap. */
+  | { type: 'resumed'; topics: ResumedTopics; id?: RequestId }
   /** `reason` details some codes (auth_failed: why the token was refused). */
   | { type: 'error'; code: ServerErrorCode | (string & {}); message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
 
@@ -73,6 +91,7 @@ export interface ReplyTypes {
   ack: Extract<ServerFrame, { type: 'acked' }>;
   mark_read: Extract<ServerFrame, { type: 'marked_read' }>;
   auth: Extract<ServerFrame, { type: 'authenticated' }>;
+  resume: Extract<ServerFrame, { type: 'resumed' }>;
 }
 
 export const REPLY_TYPE: { readonly [K in ClientFrameType]: ReplyTypes[K]['type'] } = {
@@ -82,6 +101,7 @@ export const REPLY_TYPE: { readonly [K in ClientFrameType]: ReplyTypes[K]['type'
   ack: 'acked',
   mark_read: 'marked_read',
   auth: 'authenticated',
+  resume: 'resumed',
 };
 
 /** Close codes and reasons the client branches on (PROTOCOL.md, "Close codes"). */
@@ -111,12 +131,20 @@ export function isNotificationId(s: string): boolean {
   return s.length >= 1 && s.length <= 128;
 }
 
+const OFFSET_RE = /^\d{1,15}-\d{1,15}$/;
+
+/** A history position as the gateway writes it: `<ms>-<seq>`, up to 15 digits each. */
+export function isOffset(s: string): boolean {
+  return OFFSET_RE.test(s);
+}
+
 type Obj = Record<string, unknown>;
 
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 const isId = (v: unknown): v is RequestId => isStr(v) || (isNum(v) && Number.isSafeInteger(v));
 const isStrArray = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** `{ id }` when the frame carries a usable id, `{}` otherwise (exactOptionalPropertyTypes). */
 function withId(o: Obj): { id?: RequestId } {
@@ -140,14 +168,16 @@ export function decodeServerFrame(text: string): ServerFrame | undefined {
   const type = o['type'];
   switch (type) {
     case 'connected': {
-      const { connectionId, userId, topics, heartbeatMs, serverTime } = o;
+      const { connectionId, userId, topics, heartbeatMs, serverTime, epoch } = o;
       if (!isStr(connectionId) || !isStr(userId) || !isStrArray(topics) || !isNum(heartbeatMs) || !isNum(serverTime)) return undefined;
-      return { type, connectionId, userId, topics, heartbeatMs, serverTime };
+      return { type, connectionId, userId, topics, heartbeatMs, serverTime, ...(isStr(epoch) && epoch !== '' ? { epoch } : {}) };
     }
     case 'notification': {
-      const { topic, id, ts } = o;
+      const { topic, id, ts, offset, epoch } = o;
       if (!isStr(topic) || !isStr(id) || !isNum(ts) || !('data' in o)) return undefined;
-      return { type, topic, id, ts, data: o['data'] };
+      // A position is kept only whole and well-formed: an offset without its epoch cannot be resumed from.
+      const position = isStr(offset) && isOffset(offset) && isStr(epoch) && epoch !== '' ? { offset, epoch } : {};
+      return { type, topic, id, ts, ...position, ...(o['replayed'] === true ? { replayed: true } : {}), data: o['data'] };
     }
     case 'pong':
       return isNum(o['ts']) ? { type, ts: o['ts'], ...withId(o) } : undefined;
@@ -161,6 +191,14 @@ export function decodeServerFrame(text: string): ServerFrame | undefined {
       const { expiresAt, revoked, topics } = o;
       if (!isNum(expiresAt)) return undefined;
       return { type, expiresAt, ...(isStrArray(topics) ? { topics } : {}), revoked: isStrArray(revoked) ? revoked : [], ...withId(o) };
+    }
+    case 'resumed': {
+      const { topics } = o;
+      if (!isObj(topics)) return undefined;
+      const entries = Object.entries(topics);
+      if (!entries.every(([, v]) => isObj(v) && typeof v['recovered'] === 'boolean')) return undefined;
+      // fromEntries defines each key: a topic named `__proto__` stays a plain key.
+      return { type, topics: Object.fromEntries(entries.map(([k, v]) => [k, { recovered: (v as Obj)['recovered'] as boolean }])), ...withId(o) };
     }
     case 'error': {
       const { code, message, retryAfterMs, reason } = o;

@@ -2,7 +2,7 @@
 // PROTOCOL.md documents, undefined for anything else, unknown properties dropped.
 import t from 'tap';
 import { decodeServerFrame, isTopic, type ClientFrame, type ServerFrame } from '../../client/dist/index.js';
-import { decodeClientFrame, encode, type ClientFrame as GatewayClientFrame, type ServerFrame as GatewayServerFrame } from '../../dist/protocol.js';
+import { decodeClientFrame, encode, encodeNotification, type ClientFrame as GatewayClientFrame, type ServerFrame as GatewayServerFrame } from '../../dist/protocol.js';
 
 // The SDK never imports gateway code, so the frame types exist twice. These two lines
 // stop them drifting apart: tsc fails the test build if a frame the gateway sends does
@@ -37,8 +37,50 @@ t.test('documented frames decode to their typed form', async (t) => {
       { type: 'authenticated', expiresAt: 1795450121095, topics: ['user:a'], revoked: ['org:x'], id: 2 },
     ],
     ['{"type":"pong","ts":5,"extra":{"nested":true}}', { type: 'pong', ts: 5 }],
+    // Durable delivery: the epoch, positions, replays, and resumed (a reply, or unsolicited).
+    [
+      '{"type":"connected","connectionId":"c-1","userId":"alice","topics":["user:alice"],"heartbeatMs":30000,"serverTime":1795450121095,"epoch":"18a2f3c4b5d6e7"}',
+      { type: 'connected', connectionId: 'c-1', userId: 'alice', topics: ['user:alice'], heartbeatMs: 30000, serverTime: 1795450121095, epoch: '18a2f3c4b5d6e7' },
+    ],
+    [
+      '{"type":"notification","topic":"user:42","id":"n-1","ts":1795450121095,"offset":"1795450121095-0","epoch":"18a2","data":{"a":1}}',
+      { type: 'notification', topic: 'user:42', id: 'n-1', ts: 1795450121095, offset: '1795450121095-0', epoch: '18a2', data: { a: 1 } },
+    ],
+    [
+      '{"type":"notification","topic":"user:42","id":"n-1","ts":1,"offset":"1-3","epoch":"18a2","replayed":true,"data":null}',
+      { type: 'notification', topic: 'user:42', id: 'n-1', ts: 1, offset: '1-3', epoch: '18a2', replayed: true, data: null },
+    ],
+    [
+      '{"type":"resumed","topics":{"user:42":{"recovered":true},"system":{"recovered":false}},"id":7}',
+      { type: 'resumed', topics: { 'user:42': { recovered: true }, system: { recovered: false } }, id: 7 },
+    ],
+    ['{"type":"resumed","topics":{"user:42":{"recovered":false,"why":"x"}}}', { type: 'resumed', topics: { 'user:42': { recovered: false } } }],
+    ['{"type":"resumed","topics":{}}', { type: 'resumed', topics: {} }],
   ];
   for (const [text, want] of rows) t.same(decodeServerFrame(text), want, text);
+});
+
+t.test('a position is kept only whole and well-formed; replayed only when true', async (t) => {
+  const base = { type: 'notification', topic: 't', id: 'n', ts: 1, data: 1 };
+  const rows: Array<[Record<string, unknown>, Record<string, unknown>]> = [
+    [{ offset: '1-0' }, {}], // no epoch: no position
+    [{ epoch: 'e' }, {}],
+    [{ offset: '1-0', epoch: '' }, {}],
+    [{ offset: 'nope', epoch: 'e' }, {}],
+    [{ offset: 5, epoch: 'e' }, {}],
+    [{ offset: '1-0', epoch: 7 }, {}],
+    [{ replayed: 'true' }, {}],
+    [{ replayed: false }, {}],
+    [{ offset: '12-34', epoch: 'e', replayed: true }, { offset: '12-34', epoch: 'e', replayed: true }],
+  ];
+  for (const [extra, want] of rows) {
+    t.same(decodeServerFrame(JSON.stringify({ ...base, ...extra })), { ...base, ...want }, JSON.stringify(extra));
+  }
+  t.same(decodeServerFrame('{"type":"connected","connectionId":"c","userId":"u","topics":[],"heartbeatMs":0,"serverTime":0,"epoch":5}'),
+    { type: 'connected', connectionId: 'c', userId: 'u', topics: [], heartbeatMs: 0, serverTime: 0 }, 'an epoch that is not a string is dropped');
+  const proto = decodeServerFrame('{"type":"resumed","topics":{"__proto__":{"recovered":false}}}');
+  t.same(Object.keys((proto as { topics: object }).topics), ['__proto__'], 'a topic named __proto__ stays a key');
+  t.equal(Object.getPrototypeOf((proto as { topics: object }).topics), Object.prototype);
 });
 
 t.test('anything else is ignored (undefined): not JSON, not an object, unknown type, missing or mistyped fields', async (t) => {
@@ -55,6 +97,12 @@ t.test('anything else is ignored (undefined): not JSON, not an object, unknown t
     '{"type":"acked","id":1}',
     '{"type":"error","message":"no code"}',
     '{"type":"authenticated","revoked":[]}',
+    '{"type":"resumed"}',
+    '{"type":"resumed","topics":[]}',
+    '{"type":"resumed","topics":null}',
+    '{"type":"resumed","topics":{"t":true}}',
+    '{"type":"resumed","topics":{"t":{}}}',
+    '{"type":"resumed","topics":{"t":{"recovered":"yes"}}}',
   ];
   for (const text of rows) t.equal(decodeServerFrame(text), undefined, JSON.stringify(text));
 });
@@ -81,8 +129,23 @@ t.test('every frame the gateway encodes decodes unchanged in the SDK', async (t)
     { type: 'marked_read', notificationId: 'n1', id: 9 },
     { type: 'authenticated', expiresAt: 3, topics: ['user:u'], revoked: ['org:x'], id: 'renew-1' },
     { type: 'error', code: 'rate_limited', message: 'too many messages', id: 4, retryAfterMs: 4997 },
+    { type: 'connected', connectionId: 'c', userId: 'u', topics: ['user:u'], heartbeatMs: 30000, serverTime: 1, epoch: '18a2f3c4b5d6e7' },
+    { type: 'resumed', topics: { 'user:u': { recovered: true }, system: { recovered: false } }, id: 12 },
+    { type: 'resumed', topics: { 'user:u': { recovered: false } } },
   ];
   for (const f of frames) t.same(decodeServerFrame(encode(f)), gatewayFramesFitTheSdk(f), f.type);
+});
+
+t.test('notification frames as the gateway builds them decode with their position', async (t) => {
+  t.same(decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}')), { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, data: { x: 1 } });
+  t.same(
+    decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}', { offset: '5-0', epoch: '18a2' })),
+    { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, offset: '5-0', epoch: '18a2', data: { x: 1 } },
+  );
+  t.same(
+    decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '"s"', { offset: '5-1', epoch: '18a2', replayed: true })),
+    { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, offset: '5-1', epoch: '18a2', replayed: true, data: 's' },
+  );
 });
 
 t.test('every frame the SDK sends passes the gateway\'s schema', async (t) => {
@@ -93,6 +156,7 @@ t.test('every frame the SDK sends passes the gateway\'s schema', async (t) => {
     { type: 'ack', notificationId: 'n-1', id: 4 },
     { type: 'mark_read', notificationId: 'n-1', id: 5 },
     { type: 'auth', token: 'eyJ.e30.sig', id: 6 },
+    { type: 'resume', epoch: '18a2f3c4b5d6e7', topics: { 'user:42': { offset: '1795450121095-0' }, system: { since: 1795450119095 } }, id: 7 },
   ];
   for (const f of frames) t.same(decodeClientFrame(JSON.stringify(f)), { kind: 'frame', frame: sdkFramesFitTheGateway(f) }, f.type);
 });

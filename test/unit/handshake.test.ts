@@ -215,6 +215,7 @@ t.test('isOriginAllowed accepts only listed origins and subdomains of wildcard r
     ['https://a.\u0435xample.org', false, 'wildcard with Cyrillic е'],
     ['https://\u0430.example.org', false, 'wildcard subdomain with Cyrillic а'],
     ['https://a.example.org.evil.com', false, 'wildcard domain as a prefix of an evil host'],
+    ['https://*.example.org', false, 'the wildcard rule\'s own text is not an origin'],
     [`https://${'a.'.repeat(50_000)}example.org`, true, 'very long subdomain chain still ends in the domain'],
   ];
   for (const [origin, want, name] of rows) t.equal(isOriginAllowed(origin, allowed), want, name);

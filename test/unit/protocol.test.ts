@@ -63,6 +63,9 @@ t.test('an unknown type is unknown_type, echoing the id, with a bounded message'
     ['{"type":"hasOwnProperty"}', undefined],
     ['{"type":"p\u0456ng"}', undefined],
     [JSON.stringify({ type: 'x'.repeat(100_000), id: 1 }), 1],
+    // 40 emoji: 80 UTF-16 units but 40 code points, which is how the schema counts.
+    [JSON.stringify({ type: 'nope', id: '😀'.repeat(40) }), '😀'.repeat(40)],
+    [JSON.stringify({ type: 'nope', id: '😀'.repeat(65) }), undefined],
   ];
   for (const [text, id] of rows) {
     const d = decodeClientFrame(text);
@@ -190,6 +193,8 @@ t.test('close codes and reasons match the protocol table', async (t) => {
     NotJson: { code: 1003, reason: 'invalid_json' },
     RateLimited: { code: 1008, reason: 'rate_limited' },
     MessageTooBig: { code: 1009, reason: 'message_too_big' },
+    TokenExpired: { code: 1008, reason: 'token_expired' },
+    Backpressure: { code: 1013, reason: 'backpressure' },
   });
   for (const { reason } of Object.values(Close)) t.ok(Buffer.byteLength(reason) <= 123, `${reason} fits a close frame`);
 });
