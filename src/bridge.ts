@@ -44,6 +44,8 @@ export interface BridgeOptions {
 
 /** Messages recorded per FCALL: bounds one call's Redis time and its reply. */
 const RECORD_BATCH = 256;
+/** Messages delivered while the history could not be written, kept to record later. */
+const MAX_UNRECORDED = 10_000;
 
 export function createBridge(opts: BridgeOptions): Bridge {
   const { url, prefix, events, deliverer, log, metrics, maxNotificationBytes } = opts;
@@ -133,6 +135,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     history.load().then(
       () => {
         libraryLoaded = true;
+        recordedLate = recordLate(history);
         update('publisher ready');
       },
       (err: Error) => {
@@ -163,6 +166,23 @@ export function createBridge(opts: BridgeOptions): Bridge {
   // position. Messages are batched per event-loop turn into one FCALL; replies come
   // back in order on the one connection, so delivery order is kept.
   let pending: Array<{ topic: string; payload: string; receivedAt: number }> = [];
+  let unrecorded: Array<{ topic: string; payload: string }> = [];
+  /** Settles once the messages that failed to record meanwhile are recorded (or given up). */
+  let recordedLate: Promise<void> = Promise.resolve();
+  async function recordLate(h: History): Promise<void> {
+    while (unrecorded.length > 0) {
+      const batch = unrecorded.slice(0, RECORD_BATCH);
+      unrecorded = unrecorded.slice(RECORD_BATCH);
+      try {
+        await h.record(batch);
+        metrics.historyWrites('ok', batch.length);
+      } catch (err) {
+        unrecorded = [...batch, ...unrecorded];
+        blog.warn({ err: (err as Error).message, messages: unrecorded.length }, 'late history write failed; retrying on the next reconnect');
+        return;
+      }
+    }
+  }
   let flushScheduled = false;
   function flush(h: History): void {
     flushScheduled = false;
@@ -175,10 +195,13 @@ export function createBridge(opts: BridgeOptions): Bridge {
           batch.forEach((m, i) => deliverer.deliver(m.topic, m.payload, m.receivedAt, positions[i]));
         },
         (err: Error) => {
-          // Delivered live without a position rather than not at all.
+          // Delivered live without a position rather than not at all, and recorded as
+          // soon as the publisher is back, so that clients who were away can resume it.
           metrics.historyWrites('failed', batch.length);
-          blog.warn({ err: err.message, messages: batch.length }, 'history write failed; delivered without positions');
+          blog.warn({ err: err.message, messages: batch.length }, 'history write failed; delivered without positions, recorded later');
           for (const m of batch) deliverer.deliver(m.topic, m.payload, m.receivedAt);
+          unrecorded.push(...batch.map(({ topic, payload }) => ({ topic, payload })));
+          if (unrecorded.length > MAX_UNRECORDED) unrecorded.splice(0, unrecorded.length - MAX_UNRECORDED);
         },
       );
     }
@@ -213,6 +236,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     if (epoch === undefined || deliverer.lastOffsets.size === 0) return;
     // The history is read through the publisher: wait (bounded) for it to be back.
     for (let waited = 0; !libraryLoaded && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    await recordedLate;
     const points = new Map<string, ResumePoint>();
     for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
     let recoveries;

@@ -74,8 +74,16 @@ async function publish(args: string[]): Promise<void> {
     redis.on('error', () => undefined); // reported by the rejected command below
     try {
       await redis.connect();
-      const receivers = await redis.publish(channel, text);
-      process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'})\n`);
+      // herald_publish (loaded by the gateways) records the history entry and publishes
+      // in one step; without it (history off) a plain PUBLISH is all there is.
+      try {
+        const [offset, id] = (await redis.call('FCALL', 'herald_publish', '1', topic, text)) as [string, string];
+        process.stdout.write(`published to redis ${channel} with herald_publish (id ${id}, offset ${offset})\n`);
+      } catch (err) {
+        if (!/function not found/i.test((err as Error).message)) throw err;
+        const receivers = await redis.publish(channel, text);
+        process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'}; history off: no herald_publish function)\n`);
+      }
     } finally {
       redis.disconnect();
     }

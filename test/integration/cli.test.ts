@@ -109,14 +109,29 @@ t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected 
 
   const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"title":"hi"}'], env, cwd);
   t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, 'published to redis notifications:user:alice (1 gateway subscriber)');
+  t.match(run.stdout, /^published to redis notifications:user:alice with herald_publish \(id \S+, offset \d+-\d+\)/);
   const n = await c.next('notification');
   t.same([n['topic'], n['data']], ['user:alice', { title: 'hi' }]);
+  const entries = await redis.client().xrange('herald:history:user:alice', '-', '+');
+  t.same(entries.map(([offset]) => offset), [n['offset']], 'recorded in the history in the same step');
 
   const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words'], env, cwd);
   t.equal(text.code, 0, text.stderr);
   t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string');
   t.same(c.inbox, []);
+
+  t.test('with history off (no herald_publish function) it falls back to a plain PUBLISH', async (t) => {
+    const bare = await startRedis();
+    t.teardown(() => bare.close());
+    const off = await startGateway(baseEnv({ HERALD_REDIS_URL: bare.url, HERALD_HISTORY_SIZE: '0' }));
+    t.teardown(() => off.stop());
+    await off.waitForLog((l) => l.msg === 'redis subscription active');
+    const client = await connect(t, off.ws, await token({ sub: 'alice' }));
+    const r = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"n":1}'], { ...PATH_ONLY, HERALD_REDIS_URL: bare.url }, cwd);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, 'published to redis notifications:user:alice (1 gateway subscriber; history off');
+    t.same((await client.next('notification'))['data'], { n: 1 });
+  });
 });
 
 t.test('herald publish with an unreachable HERALD_REDIS_URL fails with exit 1', async (t) => {
