@@ -44,6 +44,8 @@ export interface BridgeOptions {
 
 /** Messages recorded per FCALL: bounds one call's Redis time and its reply. */
 const RECORD_BATCH = 256;
+/** The second gap-fill pass after a resubscribe, ms. */
+const LATE_FILL_MS = 2000;
 /** Messages delivered while the history could not be written, kept to record later. */
 const MAX_UNRECORDED = 10_000;
 
@@ -99,12 +101,20 @@ export function createBridge(opts: BridgeOptions): Bridge {
   /** The epoch the delivered offsets belong to, as it was when the subscription dropped
    *  (a reconnecting publisher may already have read a new one: Redis lost its data). */
   let epochAtDrop: string | undefined;
+  /** The last offsets delivered here when the subscription dropped: where gap fills start. */
+  let offsetsAtDrop: ReadonlyMap<string, string> = new Map();
   subscriber.on('ready', () => {
     connected = true;
     subscriber.psubscribe(pattern).then(
       () => {
         setSubscribed(true, 'subscribed');
-        if (dropped && history !== undefined) void fillGap(history, epochAtDrop);
+        if (dropped && history !== undefined) {
+          // A second pass a little later catches what other gateways recorded late
+          // (their history writes failed while Redis was away). What the first pass or
+          // live delivery already sent is dropped by the dedup window.
+          const [epoch, offsets] = [epochAtDrop, offsetsAtDrop];
+          void fillGap(history, epoch, offsets, true).then(() => setTimeout(() => void fillGap(history, epoch, offsets, false), LATE_FILL_MS).unref());
+        }
         dropped = false;
       },
       (err: Error) => {
@@ -118,6 +128,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
     if (subscribed && !dropped) {
       dropped = true;
       epochAtDrop = history?.epoch;
+      deliverer.pruneOffsets();
+      offsetsAtDrop = new Map(deliverer.lastOffsets);
     }
     setSubscribed(false, 'subscriber connection closed');
   });
@@ -231,36 +243,36 @@ export function createBridge(opts: BridgeOptions): Bridge {
    * meanwhile, from each held topic's history since the last entry delivered here.
    * A topic whose gap cannot be filled gets a `resumed` frame with recovered: false.
    */
-  async function fillGap(h: History, epoch: string | undefined): Promise<void> {
-    deliverer.pruneOffsets();
-    if (epoch === undefined || deliverer.lastOffsets.size === 0) return;
+  async function fillGap(h: History, epoch: string | undefined, offsets: ReadonlyMap<string, string>, first: boolean): Promise<void> {
+    if (epoch === undefined || offsets.size === 0) return;
     // The history is read through the publisher: wait (bounded) for it to be back.
     for (let waited = 0; !libraryLoaded && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     await recordedLate;
     const points = new Map<string, ResumePoint>();
-    for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
+    for (const [topic, offset] of offsets) points.set(topic, { offset });
     let recoveries;
     try {
       recoveries = await h.since(epoch, points, Date.now());
     } catch (err) {
       blog.warn({ err: (err as Error).message, topics: points.size }, 'gap fill failed');
-      for (const topic of points.keys()) unrecoverable(topic);
+      if (first) for (const topic of points.keys()) unrecoverable(topic);
       return;
     }
     let replayed = 0;
     for (const [topic, r] of recoveries) {
       if (!r.recovered) {
-        unrecoverable(topic);
+        // The first pass decides; the late pass only adds what turned up since.
+        if (first) unrecoverable(topic);
         continue;
       }
-      metrics.gapFill('filled');
+      if (first) metrics.gapFill('filled');
       for (const e of r.entries) {
         const outcome = deliverer.deliver(topic, e.payload, performance.now(), { id: e.id, offset: e.offset, ts: e.ts, epoch: h.epoch ?? epoch, replayed: true });
         if (outcome === 'published') replayed++;
       }
     }
     metrics.replayedNotifications.inc(replayed);
-    blog.info({ topics: recoveries.size, replayed }, 'gap filled after resubscribing');
+    blog.info({ topics: recoveries.size, replayed, pass: first ? 'first' : 'late' }, 'gap filled after resubscribing');
   }
 
   function unrecoverable(topic: string): void {
