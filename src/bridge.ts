@@ -44,6 +44,22 @@ export interface BridgeOptions {
 
 /** Messages recorded per FCALL: bounds one call's Redis time and its reply. */
 const RECORD_BATCH = 256;
+/** How long an ack or mark_read waits for a publisher that is reconnecting, ms. */
+const EVENT_WAIT_MS = 2000;
+
+/** Resolves when `client` is ready, or after `ms` (the command then fails as usual). */
+function readyWithin(client: Redis, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once('ready', done);
+  });
+}
+
 /** The second gap-fill pass after a resubscribe, ms. */
 const LATE_FILL_MS = 2000;
 /** Messages delivered while the history could not be written, kept to record later. */
@@ -300,6 +316,9 @@ export function createBridge(opts: BridgeOptions): Bridge {
       if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('pipeline aborted');
     },
     async recordEvent(e) {
+      // A gateway that just started (or reconnected) accepts sockets before its
+      // publisher is back: wait for it briefly rather than fail the client's event.
+      if (publisher.status !== 'ready') await readyWithin(publisher, EVENT_WAIT_MS);
       await publisher.xadd(
         events.stream, 'MAXLEN', '~', String(events.maxLen), '*',
         'type', e.type, 'userId', e.userId, 'notificationId', e.notificationId,

@@ -7,7 +7,7 @@
 // so each message is recorded once however many gateways see it. The `epoch` names
 // the Redis dataset: it changes when Redis loses its data, and positions from another
 // epoch cannot be resumed.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
 export interface HistoryConfig {
@@ -67,12 +67,34 @@ local function epoch()
   return e
 end
 
--- Records the payload once per seen window; returns 'offset id' (the existing
--- entry's when another caller recorded the same payload first).
-local function record(topic, payload)
+-- A payload's n-th publish (on one topic, within the seen window) is the same message
+-- for every caller: each gateway counts the copies of the payload it receives, and
+-- its n-th copy maps to the n-th entry recorded for that payload, recorded by
+-- whichever caller gets there first. So a payload is recorded once per publish, not
+-- once per gateway, and a payload published twice is two notifications.
+-- caller '' (herald_publish) is always a new publish. Returns 'offset id'.
+local function record(caller, topic, payload)
   local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
-  local seen = redis.call('GET', seen_key)
-  if seen then return seen end
+  local recorded = tonumber(redis.call('HGET', seen_key, '#') or '0')
+  local n
+  if caller == '' then
+    n = recorded + 1
+  else
+    n = redis.call('HINCRBY', seen_key, 'g:' .. caller, 1)
+    if n <= recorded then
+      local value = redis.call('HGET', seen_key, tostring(n))
+      -- Copies of one publish reach every gateway within milliseconds: an entry more
+      -- than 10 s old is an earlier publish this caller missed, so this is a new one.
+      local t = redis.call('TIME')
+      local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      if value and tonumber(string.match(value, '^(%d+)')) > now_ms - 10000 then
+        redis.call('PEXPIRE', seen_key, SEEN_MS)
+        return value
+      end
+    end
+    n = recorded + 1
+    redis.call('HSET', seen_key, 'g:' .. caller, n)
+  end
   local key = '${HISTORY_PREFIX}' .. topic
   local id = nil
   local ok, doc = pcall(cjson.decode, payload)
@@ -83,7 +105,8 @@ local function record(topic, payload)
   redis.call('XTRIM', key, 'MINID', '~', tostring(ms - TTL_MS))
   redis.call('PEXPIRE', key, TTL_MS)
   local value = offset .. ' ' .. id
-  redis.call('SET', seen_key, value, 'PX', SEEN_MS)
+  redis.call('HSET', seen_key, '#', n, tostring(n), value)
+  redis.call('PEXPIRE', seen_key, SEEN_MS)
   return value
 end
 
@@ -92,7 +115,7 @@ end
 redis.register_function('herald_publish', function(keys, args)
   local topic, payload = keys[1], args[1]
   local e = epoch()
-  local value = record(topic, payload)
+  local value = record('', topic, payload)
   redis.call('PUBLISH', PREFIX .. ':' .. topic, payload)
   local sp = string.find(value, ' ', 1, true)
   return { string.sub(value, 1, sp - 1), string.sub(value, sp + 1), e }
@@ -101,11 +124,13 @@ end)
 -- FCALL herald_epoch 0: the dataset's epoch (created on first use).
 redis.register_function('herald_epoch', function() return epoch() end)
 
--- FCALL herald_record 0 <topic> <payload> [<topic> <payload> ...]: what gateways call
--- for each message a plain PUBLISH brought; returns {epoch, 'offset id', ...}.
+-- FCALL herald_record 0 <caller> <topic> <payload> [<topic> <payload> ...]: what a
+-- gateway (caller: its unique name) calls for each message a plain PUBLISH brought;
+-- returns {epoch, 'offset id', ...}.
 redis.register_function('herald_record', function(keys, args)
   local out = { epoch() }
-  for i = 1, #args, 2 do out[#out + 1] = record(args[i], args[i + 1]) end
+  local caller = args[1]
+  for i = 2, #args, 2 do out[#out + 1] = record(caller, args[i], args[i + 1]) end
   return out
 end)
 `;
@@ -148,6 +173,8 @@ export interface History {
 
 export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryConfig): History {
   const library = functionLibrary(channelPrefix, cfg);
+  /** This gateway's name in the seen keys: unique per process start. */
+  const caller = `${process.pid}-${randomBytes(4).toString('hex')}`;
   let epoch: string | undefined;
 
   return {
@@ -162,7 +189,7 @@ export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryC
     },
 
     async record(batch) {
-      const args: string[] = [];
+      const args: string[] = [caller];
       for (const { topic, payload } of batch) args.push(topic, payload);
       const out = (await redis.call('FCALL', 'herald_record', '0', ...args)) as string[];
       const e = out[0] as string;

@@ -107,7 +107,7 @@ t.test('a client that stops reading is closed once its backlog passes HERALD_MAX
   slow.client.ws.pause(); // stops reading the socket: the kernel buffers fill, then uWS's
   await burst(healthy, slowSub);
 
-  await waitFor('the gateway to close the paused client', async () => (await openConnections(gw)) === HEALTHY, 10_000);
+  await waitFor('the gateway to close the paused client', async () => (await openConnections(gw)) === HEALTHY, 30_000);
   for (const [i, c] of healthy.entries()) {
     if (c.seqs.size !== MESSAGES) t.fail(`healthy client ${i} got ${c.seqs.size} of ${MESSAGES}`);
   }
