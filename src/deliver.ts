@@ -82,6 +82,10 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
     signal(topic: string, frame: string): boolean {
       return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
     },
+    /** Forgets a topic's last offset (nobody here holds it any more). */
+    forgetOffset(topic: string): void {
+      lastOffsets.delete(topic);
+    },
     /** Forgets topics nobody here holds any more. */
     pruneOffsets(): void {
       for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);

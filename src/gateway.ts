@@ -64,7 +64,10 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   // Per-address state is forgotten once idle; one sweep for the process.
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
-  const connections = createConnectionHandlers({ config, metrics, log, bridge, admission, verifier });
+  const connections = createConnectionHandlers({
+    config, metrics, log, bridge, admission, verifier,
+    ...(config.history !== undefined ? { onTopicIdle: (topic: string) => deliverer.forgetOffset(topic) } : {}),
+  });
 
   // /stats and /metrics: this process, or under the supervisor every worker's.
   const startedAt = Date.now();

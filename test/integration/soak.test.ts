@@ -69,9 +69,14 @@ t.teardown(() => redis.close());
 // tens of thousands of them would only fill memory (not warn: startGateway waits for
 // the info line 'herald listening' to learn the port). The inspector (loopback, any
 // free port) lets the test ask V8 for a full garbage collection; see fullGc().
+// The dedup window is bounded state by design (HERALD_DEDUP_MAX_ENTRIES keys, expired
+// lazily); with history on every notification has a stable id and enters it, so a
+// small bound keeps it from reading as growth here. (Its own bound is unit-tested.)
 // A failed start throws out of this top-level await, before tap runs any teardown:
 // stop the redis-server first, or it outlives the test.
-const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_LOG_LEVEL: 'info', NODE_OPTIONS: '--inspect=127.0.0.1:0' }))
+const gw = await startGateway(baseEnv({
+  HERALD_REDIS_URL: redis.url, HERALD_LOG_LEVEL: 'info', NODE_OPTIONS: '--inspect=127.0.0.1:0', HERALD_DEDUP_MAX_ENTRIES: '1000',
+}))
   .catch(async (err: unknown) => {
     await redis.close();
     throw err;
