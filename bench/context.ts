@@ -32,6 +32,8 @@ export interface Context {
   gateways: GatewayProc[];
   workers: Worker[];
   publisher: IORedis;
+  /** The redis-server (one for every target): its CPU per delivery is reported too. */
+  redisPid: number;
   /** Connections that completed their upgrade in the connect scenario. */
   connected: number;
   nextStep(): number;

@@ -67,55 +67,73 @@ local function epoch()
   return e
 end
 
--- A payload's n-th publish (on one topic, within the seen window) is the same message
--- for every caller: each gateway counts the copies of the payload it receives, and
--- its n-th copy maps to the n-th entry recorded for that payload, recorded by
--- whichever caller gets there first. So a payload is recorded once per publish, not
--- once per gateway, and a payload published twice is two notifications.
--- caller '' (herald_publish) is always a new publish. Returns 'offset id'.
-local function record(caller, topic, payload)
-  local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
-  local recorded = tonumber(redis.call('HGET', seen_key, '#') or '0')
-  local n
-  if caller == '' then
-    n = recorded + 1
-  else
-    n = redis.call('HINCRBY', seen_key, 'g:' .. caller, 1)
-    if n <= recorded then
-      local value = redis.call('HGET', seen_key, tostring(n))
-      -- Copies of one publish reach every gateway within milliseconds: an entry more
-      -- than 10 s old is an earlier publish this caller missed, so this is a new one.
-      local t = redis.call('TIME')
-      local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-      if value and tonumber(string.match(value, '^(%d+)')) > now_ms - 10000 then
-        redis.call('PEXPIRE', seen_key, SEEN_MS)
-        return value
-      end
-    end
-    n = recorded + 1
-    redis.call('HSET', seen_key, 'g:' .. caller, n)
-  end
-  local key = '${HISTORY_PREFIX}' .. topic
-  local id = nil
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The payload's own id (a string, 1-128 bytes, on an object payload), as the gateway
+-- reads it. Only payloads mentioning "id" are decoded.
+local function payload_id(payload)
+  if not string.find(payload, '"id"', 1, true) then return nil end
   local ok, doc = pcall(cjson.decode, payload)
-  if ok and type(doc) == 'table' and type(doc.id) == 'string' and #doc.id > 0 and #doc.id <= 128 then id = doc.id end
+  if ok and type(doc) == 'table' and type(doc.id) == 'string' and #doc.id > 0 and #doc.id <= 128 then return doc.id end
+  return nil
+end
+
+-- Appends an entry; returns 'offset id'. The stream's expiry is set once per call per
+-- topic (touched), not per entry: a Lua redis.call costs about a microsecond or two,
+-- and that is most of what recording costs. Age is enforced when history is read.
+local function append(topic, payload, touched)
+  local key = '${HISTORY_PREFIX}' .. topic
+  local id = payload_id(payload)
   local offset = redis.call('XADD', key, 'MAXLEN', SIZE, '*', 'd', payload, 'i', id or '')
+  touched[key] = true
   if not id then id = offset .. '@' .. string.sub(redis.sha1hex(topic), 1, 8) end
-  local ms = tonumber(string.match(offset, '^(%d+)'))
-  redis.call('XTRIM', key, 'MINID', '~', tostring(ms - TTL_MS))
-  redis.call('PEXPIRE', key, TTL_MS)
-  local value = offset .. ' ' .. id
-  redis.call('HSET', seen_key, '#', n, tostring(n), value)
+  return offset .. ' ' .. id
+end
+
+local function expire(touched)
+  for key in pairs(touched) do redis.call('PEXPIRE', key, TTL_MS) end
+end
+
+-- A payload's n-th publish (on one topic, within the seen window) is the same message
+-- for every caller: each gateway counts the copies of the payload it receives (field
+-- <caller>), and its n-th copy maps to the n-th entry recorded for that payload
+-- (field <n>), recorded by whichever caller gets there first. So a payload is recorded
+-- once per publish, not once per gateway, and a payload published twice is two
+-- notifications. A caller's count never passes the entries recorded by one, so a
+-- missing field <n> means "not recorded yet".
+local function record(caller, topic, payload, now, touched)
+  local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
+  local n = redis.call('HINCRBY', seen_key, caller, 1)
+  local value = redis.call('HGET', seen_key, n)
+  if value then
+    -- Copies of one publish reach every gateway within milliseconds: an entry more
+    -- than 10 s old is an earlier publish this caller missed, so this is a new one.
+    if tonumber(string.match(value, '^(%d+)')) > now - 10000 then return value end
+    n = tonumber(redis.call('HGET', seen_key, '#')) + 1
+    redis.call('HSET', seen_key, caller, n)
+  end
+  value = append(topic, payload, touched)
+  redis.call('HSET', seen_key, n, value, '#', n)
   redis.call('PEXPIRE', seen_key, SEEN_MS)
   return value
 end
 
 -- FCALL herald_publish 1 <topic> <payload>: record, then PUBLISH; returns
--- {offset, id, epoch}. Gateways receive the PUBLISH and find the entry.
+-- {offset, id, epoch}. Gateways receive the PUBLISH and find the entry: it counts as
+-- the payload's next copy (field '#').
 redis.register_function('herald_publish', function(keys, args)
   local topic, payload = keys[1], args[1]
   local e = epoch()
-  local value = record('', topic, payload)
+  local touched = {}
+  local value = append(topic, payload, touched)
+  local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
+  local n = redis.call('HINCRBY', seen_key, '#', 1)
+  redis.call('HSET', seen_key, n, value)
+  redis.call('PEXPIRE', seen_key, SEEN_MS)
+  expire(touched)
   redis.call('PUBLISH', PREFIX .. ':' .. topic, payload)
   local sp = string.find(value, ' ', 1, true)
   return { string.sub(value, 1, sp - 1), string.sub(value, sp + 1), e }
@@ -129,8 +147,9 @@ redis.register_function('herald_epoch', function() return epoch() end)
 -- returns {epoch, 'offset id', ...}.
 redis.register_function('herald_record', function(keys, args)
   local out = { epoch() }
-  local caller = args[1]
-  for i = 2, #args, 2 do out[#out + 1] = record(caller, args[i], args[i + 1]) end
+  local caller, now, touched = args[1], now_ms(), {}
+  for i = 2, #args, 2 do out[#out + 1] = record(caller, args[i], args[i + 1], now, touched) end
+  expire(touched)
   return out
 end)
 `;
@@ -149,9 +168,10 @@ function position(value: string, epoch: string): Position {
 
 /** Stream ids compared as (ms, seq). */
 export function compareOffsets(a: string, b: string): number {
-  const [am = 0, as = 0] = a.split('-').map(Number);
-  const [bm = 0, bs = 0] = b.split('-').map(Number);
-  return am !== bm ? am - bm : as - bs;
+  const ai = a.indexOf('-');
+  const bi = b.indexOf('-');
+  const ms = Number(a.slice(0, ai)) - Number(b.slice(0, bi));
+  return ms !== 0 ? ms : Number(a.slice(ai + 1)) - Number(b.slice(bi + 1));
 }
 
 const OFFSET_RE = /^\d{1,15}-\d{1,15}$/;
@@ -258,7 +278,17 @@ export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryC
             return;
           }
           entries = entries.slice(1);
+          // Entries past the age bound count as trimmed (the stream is only trimmed by
+          // count as it is written: cheaper than an XTRIM per entry).
+          if (entries[0] !== undefined && entries[0].ts <= nowMs - cfg.ttlMs) {
+            out.set(topic, { recovered: false, why: 'trimmed' });
+            return;
+          }
         } else {
+          if (entries[0] !== undefined && entries[0].ts <= nowMs - cfg.ttlMs) {
+            out.set(topic, { recovered: false, why: 'trimmed' });
+            return;
+          }
           const stream = info as unknown[];
           const trimmed = Number(infoField(stream, 'entries-added')) > Number(infoField(stream, 'length'));
           const oldest = (infoField(stream, 'first-entry') as [string] | null)?.[0];

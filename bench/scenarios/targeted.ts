@@ -1,7 +1,7 @@
 // targeted: Redis PUBLISHes notifications:user:<n mod N> at stepped rates; each message
 // goes to exactly one user. Delivered/s, lost, duplicated and end-to-end latency per step.
 import { collect, gatewayCpu, publishBatched, type Collected, type Context } from '../context.js';
-import { quantile, round } from '../stats.js';
+import { cpuMicros, quantile, round } from '../stats.js';
 
 export interface RateStep {
   rate: number | 'max';
@@ -17,6 +17,8 @@ export interface RateStep {
   maxMs: number;
   gatewayCpuMicrosPerDelivery: number;
   loadCpuMicrosPerDelivery: number;
+  /** redis-server's CPU: the publishing script and, with history on, the recording. */
+  redisCpuMicrosPerDelivery: number;
 }
 
 /** One step of `kind` at `rate` messages/s (Infinity = as fast as Redis takes them). */
@@ -25,16 +27,17 @@ export async function rateStep(ctx: Context, rate: number, kind: 'targeted' | 'b
   for (const w of ctx.workers) w.tell({ cmd: 'step', step });
   const cpu0 = gatewayCpu(ctx);
   const self0 = process.cpuUsage();
+  const redis0 = cpuMicros(ctx.redisPid);
   const pub = await publishBatched(ctx.publisher, rate, ctx.opts.stepSeconds, { step, users: ctx.users, system: kind === 'broadcast' });
   const got = await collect(ctx, step, { sent: pub.sent, kind });
-  return summarize(rate, pub, got, gatewayCpu(ctx) - cpu0, process.cpuUsage(self0));
+  return summarize(rate, pub, got, gatewayCpu(ctx) - cpu0, process.cpuUsage(self0), cpuMicros(ctx.redisPid) - redis0);
 }
 
 export function targeted(ctx: Context, rate: number): Promise<RateStep> {
   return rateStep(ctx, rate, 'targeted');
 }
 
-function summarize(rate: number, pub: { sent: number; seconds: number }, got: Collected, gatewayMicros: number, self: NodeJS.CpuUsage): RateStep {
+function summarize(rate: number, pub: { sent: number; seconds: number }, got: Collected, gatewayMicros: number, self: NodeJS.CpuUsage, redisMicros: number): RateStep {
   const delivered = Math.max(1, got.received);
   return {
     rate: Number.isFinite(rate) ? rate : 'max',
@@ -50,5 +53,6 @@ function summarize(rate: number, pub: { sent: number; seconds: number }, got: Co
     maxMs: round(got.latency.max, 2),
     gatewayCpuMicrosPerDelivery: round(gatewayMicros / delivered, 2),
     loadCpuMicrosPerDelivery: round((got.loadCpuMicros + self.user + self.system) / delivered, 2),
+    redisCpuMicrosPerDelivery: round(redisMicros / delivered, 2),
   };
 }

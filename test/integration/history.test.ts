@@ -175,6 +175,30 @@ t.test('a trimmed history cannot be resumed', async (t) => {
   t.same(reply['topics'], { [topic]: { recovered: false } }, 't-1 and t-2 were trimmed: not a complete replay');
 });
 
+t.test('entries older than HERALD_HISTORY_TTL_S count as trimmed, even while the stream lives on', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_HISTORY_TTL_S: '2' });
+  const sub = uid('age');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'a-0' }));
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'a-1' }));
+  const [a0, a1] = [await c.next('notification'), await c.next('notification')];
+  await new Promise((r) => setTimeout(r, 1200));
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'a-2' })); // keeps the stream alive
+  const a2 = await c.next('notification');
+  await new Promise((r) => setTimeout(r, 1200));
+  t.equal((await history(redis, topic)).length, 3, 'a-1 is still in the stream, 2.4 s old');
+  const epoch = c.welcome['epoch'];
+  const fromA0 = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: a0['offset'] } }, id: 1 });
+  t.same(fromA0['topics'], { [topic]: { recovered: false } }, 'after a-0 comes a-1, past the age bound');
+  const sinceA1 = await c.request({ type: 'resume', epoch, topics: { [topic]: { since: a1['ts'] } }, id: 2 });
+  t.same(sinceA1['topics'], { [topic]: { recovered: false } }, 'since a-1: the same');
+  const fromA1 = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: a1['offset'] } }, id: 3 });
+  t.same(fromA1['topics'], { [topic]: { recovered: true } }, 'after a-1 comes only a-2, within the bound');
+  const replayed = await c.next('notification');
+  t.same([replayed['id'], replayed['replayed']], [a2['id'], true]);
+});
+
 t.test('with history off, frames carry no position and every resume is unrecovered', async (t) => {
   const gw = await gateway(t, redis, { HERALD_HISTORY_SIZE: '0' });
   const sub = uid('off');
