@@ -3,9 +3,11 @@
 // carry their position, `resume` replays what a client missed or says it cannot,
 // and a gateway whose subscription dropped fills the gap for its own clients.
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { baseEnv, ROOT, startGateway, type GatewayProcess } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
@@ -93,6 +95,40 @@ t.test('herald_publish and POST /publish record and publish in one step', async 
   const g = await c.next('notification');
   t.equal(g['id'], 'p-1');
   t.same((await history(redis, `user:${sub}`)).map((e) => e.fields['i']), ['f-1', 'p-1'], 'each recorded once, in order');
+});
+
+t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; herald_publish also needs its topics as keys', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs/DELIVERY.md'), 'utf8');
+  const rule = /^\s*user herald on >LONG-RANDOM-PASSWORD (.+)$/m.exec(doc)?.[1];
+  if (rule === undefined) throw new Error('no ACL rule in docs/DELIVERY.md');
+  t.ok(readFileSync(join(ROOT, 'docs/SECURITY.md'), 'utf8').includes(rule), 'docs/SECURITY.md shows the same rule');
+  const admin = redis.client();
+  await admin.call('ACL', 'SETUSER', 'herald', 'reset', 'on', '>acl-test-password', ...rule.split(' '));
+  t.teardown(() => admin.call('ACL', 'DELUSER', 'herald'));
+  const url = redis.url.replace('redis://', 'redis://herald:acl-test-password@');
+  const gw = await gateway(t, { ...redis, url });
+  const sub = uid('acl');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'acl-1' }));
+  const first = await c.next('notification');
+  t.match(first['offset'], /^\d+-\d+$/, 'recorded through herald_record');
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'acl-2' }));
+  await c.next('notification');
+  const reply = await c.request({ type: 'resume', epoch: c.welcome['epoch'], topics: { [topic]: { offset: first['offset'] } }, id: 1 });
+  t.same(reply['topics'], { [topic]: { recovered: true } }, 'resume reads the history');
+  const replayed = await c.next('notification');
+  t.same([replayed['id'], replayed['replayed']], ['acl-2', true], 'and replays from it');
+  t.equal((await c.request({ type: 'ack', notificationId: 'acl-1', id: 2 }))['type'], 'acked', 'client events reach herald:events');
+  const post = (): Promise<Response> => fetch(`${gw.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ topic, data: { id: 'acl-3' } }),
+  });
+  t.equal((await post()).status, 503, 'without key permission on the topic, herald_publish is refused');
+  await admin.call('ACL', 'SETUSER', 'herald', '%RW~user:*');
+  t.equal((await post()).status, 202, 'with %RW~user:* it publishes');
+  t.equal((await c.next('notification'))['id'], 'acl-3');
 });
 
 t.test('resume', async (t) => {
