@@ -60,6 +60,8 @@ function readyWithin(client: Redis, ms: number): Promise<void> {
   });
 }
 
+/** How far before the newest entry heard a gap fill starts on topics without an offset, ms. */
+const GAP_MARGIN_MS = 2000;
 /** The second gap-fill pass after a resubscribe, ms. */
 const LATE_FILL_MS = 2000;
 /** Messages delivered while the history could not be written, kept to record later. */
@@ -117,19 +119,26 @@ export function createBridge(opts: BridgeOptions): Bridge {
   /** The epoch the delivered offsets belong to, as it was when the subscription dropped
    *  (a reconnecting publisher may already have read a new one: Redis lost its data). */
   let epochAtDrop: string | undefined;
-  /** The last offsets delivered here when the subscription dropped: where gap fills start. */
-  let offsetsAtDrop: ReadonlyMap<string, string> = new Map();
+  /** Where gap fills start, per topic held here when the subscription dropped: the last
+   *  offset delivered here, or (no notification delivered on it yet) a time. */
+  let pointsAtDrop: ReadonlyMap<string, ResumePoint> = new Map();
+  /** The newest entry time (Redis clock, ms) in a history reply: what this gateway had
+   *  heard when its subscription dropped. */
+  let latestEntryMs: number | undefined;
+  /** Wall clock when the subscription was last confirmed: the fallback for that. */
+  let subscribedAt = Date.now();
   subscriber.on('ready', () => {
     connected = true;
     subscriber.psubscribe(pattern).then(
       () => {
         setSubscribed(true, 'subscribed');
+        subscribedAt = Date.now();
         if (dropped && history !== undefined) {
           // A second pass a little later catches what other gateways recorded late
           // (their history writes failed while Redis was away). What the first pass or
           // live delivery already sent is dropped by the dedup window.
-          const [epoch, offsets] = [epochAtDrop, offsetsAtDrop];
-          void fillGap(history, epoch, offsets, true).then(() => setTimeout(() => void fillGap(history, epoch, offsets, false), LATE_FILL_MS).unref());
+          const [epoch, points] = [epochAtDrop, pointsAtDrop];
+          void fillGap(history, epoch, points, true).then(() => setTimeout(() => void fillGap(history, epoch, points, false), LATE_FILL_MS).unref());
         }
         dropped = false;
       },
@@ -145,10 +154,24 @@ export function createBridge(opts: BridgeOptions): Bridge {
       dropped = true;
       epochAtDrop = history?.epoch;
       deliverer.pruneOffsets();
-      offsetsAtDrop = new Map(deliverer.lastOffsets);
+      pointsAtDrop = gapPoints();
     }
     setSubscribed(false, 'subscriber connection closed');
   });
+  /**
+   * A topic with a notification delivered here resumes after its offset. A held topic
+   * without one resumes from shortly before the newest entry this gateway had heard
+   * of (GAP_MARGIN_MS covers entries recorded out of publish order; what was already
+   * delivered is dropped by the dedup window).
+   */
+  function gapPoints(): Map<string, ResumePoint> {
+    const points = new Map<string, ResumePoint>();
+    if (history === undefined) return points;
+    for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
+    const since = (latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS;
+    for (const topic of deliverer.heldTopics) if (!points.has(topic)) points.set(topic, { since });
+    return points;
+  }
   subscriber.on('reconnecting', () => {
     if (connected) metrics.redisReconnects.inc();
     connected = false;
@@ -221,6 +244,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
         (positions: Position[]) => {
           metrics.historyWrites('ok', batch.length);
           batch.forEach((m, i) => deliverer.deliver(m.topic, m.payload, m.receivedAt, positions[i]));
+          const last = positions.at(-1)?.ts;
+          if (last !== undefined && (latestEntryMs === undefined || last > latestEntryMs)) latestEntryMs = last;
         },
         (err: Error) => {
           // Delivered live without a position rather than not at all, and recorded as
@@ -256,16 +281,14 @@ export function createBridge(opts: BridgeOptions): Bridge {
 
   /**
    * After the subscription was lost and regained: what this gateway's clients missed
-   * meanwhile, from each held topic's history since the last entry delivered here.
+   * meanwhile, from each held topic's history since the point taken at the drop (gapPoints).
    * A topic whose gap cannot be filled gets a `resumed` frame with recovered: false.
    */
-  async function fillGap(h: History, epoch: string | undefined, offsets: ReadonlyMap<string, string>, first: boolean): Promise<void> {
-    if (epoch === undefined || offsets.size === 0) return;
+  async function fillGap(h: History, epoch: string | undefined, points: ReadonlyMap<string, ResumePoint>, first: boolean): Promise<void> {
+    if (epoch === undefined || points.size === 0) return;
     // The history is read through the publisher: wait (bounded) for it to be back.
     for (let waited = 0; !libraryLoaded && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     await recordedLate;
-    const points = new Map<string, ResumePoint>();
-    for (const [topic, offset] of offsets) points.set(topic, { offset });
     let recoveries;
     try {
       recoveries = await h.since(epoch, points, Date.now());

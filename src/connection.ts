@@ -67,6 +67,8 @@ export interface ConnectionDeps {
   log: Logger;
   /** undefined in embedded mode: ack/mark_read are then acknowledged and discarded. */
   bridge: Bridge | undefined;
+  /** A topic got its first subscriber here. */
+  onTopicHeld?: (topic: string) => void;
   /** A topic lost its last subscriber here (per-topic state elsewhere can go). */
   onTopicIdle?: (topic: string) => void;
 }
@@ -315,8 +317,10 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
     /** uWS reports every change of a topic's subscriber count, closes included. */
     subscription(_ws: Socket, topic: ArrayBuffer, newCount: number, oldCount: number): void {
-      if (oldCount === 0 && newCount > 0) topicCount++;
-      else if (newCount === 0 && oldCount > 0) {
+      if (oldCount === 0 && newCount > 0) {
+        topicCount++;
+        deps.onTopicHeld?.(Buffer.from(topic).toString());
+      } else if (newCount === 0 && oldCount > 0) {
         topicCount--;
         deps.onTopicIdle?.(Buffer.from(topic).toString());
       }

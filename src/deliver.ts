@@ -67,6 +67,8 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
   const { publisher, dedup, metrics, maxBytes } = deps;
   /** Topic -> offset of the last recorded notification delivered here (for gap fills). */
   const lastOffsets = new Map<string, string>();
+  /** Topics held here (history on): a gap fill covers them even before their first notification. */
+  const held = new Set<string>();
 
   function track(topic: string, offset: string): void {
     if (lastOffsets.size >= MAX_TRACKED_TOPICS && !lastOffsets.has(topic)) {
@@ -78,6 +80,11 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
 
   return {
     lastOffsets: lastOffsets as ReadonlyMap<string, string>,
+    heldTopics: held as ReadonlySet<string>,
+    /** A topic got its first subscriber here. */
+    holdTopic(topic: string): void {
+      held.add(topic);
+    },
     /** A frame for every subscriber of `topic` (e.g. a `resumed` signal); false when none. */
     signal(topic: string, frame: string): boolean {
       return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
@@ -85,6 +92,7 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
     /** Forgets a topic's last offset (nobody here holds it any more). */
     forgetOffset(topic: string): void {
       lastOffsets.delete(topic);
+      held.delete(topic);
     },
     /** Forgets topics nobody here holds any more. */
     pruneOffsets(): void {

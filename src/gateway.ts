@@ -66,7 +66,9 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   sweeper.unref();
   const connections = createConnectionHandlers({
     config, metrics, log, bridge, admission, verifier,
-    ...(config.history !== undefined ? { onTopicIdle: (topic: string) => deliverer.forgetOffset(topic) } : {}),
+    ...(config.history !== undefined
+      ? { onTopicHeld: (topic: string) => deliverer.holdTopic(topic), onTopicIdle: (topic: string) => deliverer.forgetOffset(topic) }
+      : {}),
   });
 
   // /stats and /metrics: this process, or under the supervisor every worker's.

@@ -253,20 +253,26 @@ t.test('a gateway whose subscription drops fills the gap for its connected clien
   const sub = uid('gap');
   const topic = `user:${sub}`;
   const c = await connect(t, gw, sub);
+  // A second client whose topic has had no notification yet: no offset to start from.
+  const quietSub = uid('gap-quiet');
+  const quiet = await connect(t, gw, quietSub);
   await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'g-0' }));
   t.equal((await c.next('notification'))['id'], 'g-0');
-  // Kill this gateway's subscriber and record a message in the same breath: the
-  // PUBLISH cannot reach the killed connection, so only the gap fill can deliver it.
+  // Kill this gateway's subscriber and record messages in the same breath: the
+  // PUBLISH cannot reach the killed connection, so only the gap fill can deliver them.
   const list = String(await pub.client('LIST'));
   const subscriberId = new RegExp(`id=(\\d+) [^\\n]*name=herald-subscriber-${gw.proc.pid}`).exec(list)?.[1];
   t.ok(subscriberId, 'found the gateway subscriber');
   const p = pub.pipeline();
   p.client('KILL', 'ID', subscriberId as string);
   p.call('FCALL', 'herald_publish', '1', topic, JSON.stringify({ id: 'g-1' }));
+  p.call('FCALL', 'herald_publish', '1', `user:${quietSub}`, JSON.stringify({ id: 'q-1' }));
   await p.exec();
   const f = await c.next('notification');
   t.equal(f['id'], 'g-1', 'the missed notification arrives after the resubscribe');
   t.equal(f['replayed'], true, 'marked replayed');
+  const q = await quiet.next('notification');
+  t.same([q['id'], q['replayed']], ['q-1', true], 'also on a topic that had no notification before the drop');
   t.equal(c.ws.readyState, c.ws.OPEN, 'the client never disconnected');
   await gw.waitForLog((l) => l.msg === 'gap filled after resubscribing');
   t.ok((await scrape(gw.http)).value('herald_gap_fills_total', { result: 'filled' }) >= 1);
