@@ -84,9 +84,8 @@ end
 -- Appends an entry; returns 'offset id'. The stream's expiry is set once per call per
 -- topic (touched), not per entry: a Lua redis.call costs about a microsecond or two,
 -- and that is most of what recording costs. Age is enforced when history is read.
-local function append(topic, payload, touched)
+local function append(topic, payload, id, touched)
   local key = '${HISTORY_PREFIX}' .. topic
-  local id = payload_id(payload)
   local offset = redis.call('XADD', key, 'MAXLEN', SIZE, '*', 'd', payload, 'i', id or '')
   touched[key] = true
   if not id then id = offset .. '@' .. string.sub(redis.sha1hex(topic), 1, 8) end
@@ -97,14 +96,29 @@ local function expire(touched)
   for key in pairs(touched) do redis.call('PEXPIRE', key, TTL_MS) end
 end
 
--- A payload's n-th publish (on one topic, within the seen window) is the same message
--- for every caller: each gateway counts the copies of the payload it receives (field
--- <caller>), and its n-th copy maps to the n-th entry recorded for that payload
--- (field <n>), recorded by whichever caller gets there first. So a payload is recorded
--- once per publish, not once per gateway, and a payload published twice is two
--- notifications. A caller's count never passes the entries recorded by one, so a
--- missing field <n> means "not recorded yet".
+-- Recording once however many gateways call. A payload with its own id is the same
+-- notification as any payload with that id on the topic within the seen window (the
+-- gateways' dedup drops the repeat too): key herald:seen:<topic>#<id> holds its entry
+-- ('#' never occurs in a topic). Two calls per message, the cheap common case.
+local function id_key(topic, id) return 'herald:seen:' .. topic .. '#' .. id end
+
+-- Without an id, a payload's n-th publish (on one topic, within the seen window) is
+-- the same message for every caller: each gateway counts the copies of the payload it
+-- receives (field <caller> of herald:seen:<topic>:<sha1>), and its n-th copy maps to
+-- the n-th entry recorded for that payload (field <n>), recorded by whichever caller
+-- gets there first. So a payload is recorded once per publish, not once per gateway,
+-- and a payload published twice is two notifications. A caller's count never passes
+-- the entries recorded, so a missing field <n> means "not recorded yet".
 local function record(caller, topic, payload, now, touched)
+  local id = payload_id(payload)
+  if id then
+    local key = id_key(topic, id)
+    local value = redis.call('GET', key)
+    if value then return value end
+    value = append(topic, payload, id, touched)
+    redis.call('SET', key, value, 'PX', SEEN_MS)
+    return value
+  end
   local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
   local n = redis.call('HINCRBY', seen_key, caller, 1)
   local value = redis.call('HGET', seen_key, n)
@@ -115,24 +129,29 @@ local function record(caller, topic, payload, now, touched)
     n = tonumber(redis.call('HGET', seen_key, '#')) + 1
     redis.call('HSET', seen_key, caller, n)
   end
-  value = append(topic, payload, touched)
+  value = append(topic, payload, nil, touched)
   redis.call('HSET', seen_key, n, value, '#', n)
   redis.call('PEXPIRE', seen_key, SEEN_MS)
   return value
 end
 
 -- FCALL herald_publish 1 <topic> <payload>: record, then PUBLISH; returns
--- {offset, id, epoch}. Gateways receive the PUBLISH and find the entry: it counts as
--- the payload's next copy (field '#').
+-- {offset, id, epoch}. Always a new entry. Gateways receive the PUBLISH and find it:
+-- by its id, or as the payload's next copy (field '#').
 redis.register_function('herald_publish', function(keys, args)
   local topic, payload = keys[1], args[1]
   local e = epoch()
   local touched = {}
-  local value = append(topic, payload, touched)
-  local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
-  local n = redis.call('HINCRBY', seen_key, '#', 1)
-  redis.call('HSET', seen_key, n, value)
-  redis.call('PEXPIRE', seen_key, SEEN_MS)
+  local id = payload_id(payload)
+  local value = append(topic, payload, id, touched)
+  if id then
+    redis.call('SET', id_key(topic, id), value, 'PX', SEEN_MS)
+  else
+    local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
+    local n = redis.call('HINCRBY', seen_key, '#', 1)
+    redis.call('HSET', seen_key, n, value)
+    redis.call('PEXPIRE', seen_key, SEEN_MS)
+  end
   expire(touched)
   redis.call('PUBLISH', PREFIX .. ':' .. topic, payload)
   local sp = string.find(value, ' ', 1, true)

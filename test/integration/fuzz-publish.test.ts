@@ -230,11 +230,13 @@ function expect(req: PublishRequest, w: Watcher): Expected {
   const watched = watchedTopics(w.ns);
   for (const { topic, data, own } of items) {
     if (!watched.includes(topic)) continue;
-    // One notification per (topic, own id), and per (topic, payload) for a payload
-    // without one: identical payloads within 60 s are the same entry, same id.
-    const key = own !== undefined ? `id\n${topic}\n${own}` : `payload\n${topic}\n${data}`;
-    if (w.delivered.has(key)) continue;
-    w.delivered.add(key);
+    // One notification per (topic, own id) within the dedup window; a payload without
+    // one is a new notification every time it is published (docs/DELIVERY.md, Identity).
+    if (own !== undefined) {
+      const key = `${topic}\n${own}`;
+      if (w.delivered.has(key)) continue;
+      w.delivered.add(key);
+    }
     notifications.push({ topic, data, id: own });
   }
   return { status: 202, body: { accepted: list.length }, headers: JSON_HEADERS, notifications, early: false, closes: false };
