@@ -78,6 +78,26 @@ t.test('with two gateways a plain PUBLISH is recorded once, and both deliver the
   t.equal((await history(redis, `user:${sub}`)).length, 20, 'twenty entries, not forty');
 });
 
+t.test('with two gateways: one entry per topic and payload id; an id-less payload published twice is two entries', async (t) => {
+  const [g1, g2] = [await gateway(t, redis), await gateway(t, redis)];
+  const sub = uid('ids');
+  const topic = `user:${sub}`;
+  const [c1, c2] = [await connect(t, g1, sub), await connect(t, g2, sub)];
+  const sent = [{ id: 'd-1', v: 1 }, { id: 'd-1', v: 2 }, { x: 1 }, { x: 1 }, { id: 'd-2' }];
+  for (const p of sent) await pub.publish(`notifications:${topic}`, JSON.stringify(p));
+  const entries = await (async () => {
+    await waitFor('five messages recorded', async () => (await history(redis, topic)).length >= 4);
+    return history(redis, topic);
+  })();
+  t.same(entries.map((e) => e.fields['d']), ['{"id":"d-1","v":1}', '{"x":1}', '{"x":1}', '{"id":"d-2"}'], 'the second d-1 maps to the first');
+  for (const c of [c1, c2]) {
+    const got = [await c.next('notification'), await c.next('notification'), await c.next('notification'), await c.next('notification')];
+    t.same(got.map((f) => f['offset']), entries.map((e) => e.offset), 'each gateway delivers each entry once, with its offset');
+    t.equal(new Set(got.map((f) => f['id'])).size, 4, 'four distinct ids');
+  }
+  t.equal(await pub.exists(`herald:seen:${topic}#d-1`), 1, 'the id keys the seen entry');
+});
+
 t.test('herald_publish and POST /publish record and publish in one step', async (t) => {
   const gw = await gateway(t, redis);
   const sub = uid('fcall');
