@@ -96,13 +96,21 @@ async function burst(healthy: Counted[], slowSub: string): Promise<void> {
 }
 
 const openConnections = async (gw: GatewayProcess) => (await scrape(gw.http)).value('herald_connections');
+/** For failure messages: the gateway's closes by reason, and what the clients saw. */
+async function closedSoFar(gw: GatewayProcess, clients: Counted[]): Promise<string> {
+  const m = await scrape(gw.http);
+  const reasons = m.samples.filter((s) => s.name === 'herald_connections_closed_total' && s.value > 0).map((s) => `${s.labels['reason']}=${s.value}`);
+  const seen = clients.filter((c) => c.client.ws.readyState !== c.client.ws.OPEN || c.errors.length > 0)
+    .map((c) => `${c.client.welcome['userId']}: state ${c.client.ws.readyState} ${c.errors.map((e) => e.message).join(',')}`);
+  return `${reasons.join(' ') || 'none'}; clients: ${seen.join('; ') || 'all open'}`;
+}
 
 t.test('a client that stops reading is closed once its backlog passes HERALD_MAX_BACKPRESSURE_BYTES, and 1,000 others receive every message', async (t) => {
   const gw = await gateway(t, true);
   const healthy = await connectMany(t, gw, HEALTHY, `h-${randomUUID().slice(0, 6)}`);
   const slow = await counted(t, gw, `slow-${randomUUID().slice(0, 6)}`);
   const slowSub = slow.client.welcome['userId'] as string;
-  t.equal(await openConnections(gw), HEALTHY + 1);
+  t.equal(await openConnections(gw), HEALTHY + 1, `all open (closed so far: ${await closedSoFar(gw, [...healthy, slow])})`);
 
   slow.client.ws.pause(); // stops reading the socket: the kernel buffers fill, then uWS's
   await burst(healthy, slowSub);
