@@ -216,8 +216,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
   // herald_publish recorded it) before delivery, so that its frame carries its
   // position. Messages are batched per event-loop turn into one FCALL; replies come
   // back in order on the one connection, so delivery order is kept.
-  let pending: Array<{ topic: string; payload: string; receivedAt: number }> = [];
-  let unrecorded: Array<{ topic: string; payload: string }> = [];
+  let pending: Array<{ topic: string; payload: Buffer; receivedAt: number }> = [];
+  let unrecorded: Array<{ topic: string; payload: Buffer }> = [];
   /** Settles once the messages that failed to record meanwhile are recorded (or given up). */
   let recordedLate: Promise<void> = Promise.resolve();
   async function recordLate(h: History): Promise<void> {
@@ -260,10 +260,12 @@ export function createBridge(opts: BridgeOptions): Bridge {
     }
   }
 
-  subscriber.on('pmessage', (_pattern: string, channel: string, message: string) => {
+  // Payloads stay the bytes Redis sent: recorded as they are, and decoded only when a
+  // subscriber here will get them (most messages, with several gateways, go elsewhere).
+  subscriber.on('pmessageBuffer', (_pattern: string, channel: Buffer, message: Buffer) => {
     const receivedAt = performance.now();
     metrics.redisMessages.inc();
-    const topic = channelToTopic(prefix, channel);
+    const topic = channelToTopic(prefix, channel.toString());
     if (topic === undefined) {
       metrics.notificationDropped('invalid_topic');
       return;

@@ -56,7 +56,8 @@ export interface Publisher {
 export type DeliveryOutcome = 'published' | 'no_subscribers' | 'duplicate' | 'too_large';
 
 /** String length is a lower bound on UTF-8 bytes; only near the limit count exactly. */
-export function isTooLarge(payload: string, maxBytes: number): boolean {
+export function isTooLarge(payload: string | Buffer, maxBytes: number): boolean {
+  if (typeof payload !== 'string') return payload.length > maxBytes;
   return payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes);
 }
 
@@ -75,7 +76,9 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
       for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);
     }
     const prev = lastOffsets.get(topic);
-    if (prev !== undefined ? compareOffsets(offset, prev) > 0 : lastOffsets.size < MAX_TRACKED_TOPICS) lastOffsets.set(topic, offset);
+    // Same length: the string order is the numeric one (`<ms>-<seq>`, no leading zeros).
+    const newer = prev === undefined || (offset.length === prev.length ? offset > prev : compareOffsets(offset, prev) > 0);
+    if (newer && (prev !== undefined || lastOffsets.size < MAX_TRACKED_TOPICS)) lastOffsets.set(topic, offset);
   }
 
   return {
@@ -102,7 +105,7 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
      * `receivedAt` is performance.now() when the payload arrived, for the latency
      * histogram. `position` is the notification's history entry, when history is on.
      */
-    deliver(topic: string, payload: string, receivedAt: number = performance.now(), position?: Position & { replayed?: boolean }): DeliveryOutcome {
+    deliver(topic: string, payload: string | Buffer, receivedAt: number = performance.now(), position?: Position & { replayed?: boolean }): DeliveryOutcome {
       // Every gateway sees every message; most topics have no subscriber on this one.
       // One native lookup skips the parse, the dedup and the encode for them.
       const recipients = publisher.numSubscribers(topic);
@@ -114,7 +117,9 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
         metrics.notificationDropped('too_large');
         return 'too_large';
       }
-      const n = buildNotification(topic, payload, Date.now(), randomUUID, position);
+      // A payload from Redis stays bytes until it has somewhere to go.
+      const text = typeof payload === 'string' ? payload : payload.toString();
+      const n = buildNotification(topic, text, Date.now(), randomUUID, position);
       if (position !== undefined) track(topic, position.offset);
       if (n.idFromPayload && dedup.seen(`${topic}\n${n.id}`, performance.now())) {
         metrics.notificationDropped('duplicate');

@@ -203,7 +203,7 @@ export interface History {
   /** Loads (or replaces) the function library: call on every publisher (re)connect. */
   load(): Promise<void>;
   /** herald_record for a batch of plain-PUBLISH messages, in order. */
-  record(batch: readonly { topic: string; payload: string }[]): Promise<Position[]>;
+  record(batch: readonly { topic: string; payload: string | Buffer }[]): Promise<Position[]>;
   /** herald_publish for each item, in order (one pipeline). */
   publish(items: readonly { topic: string; payload: string }[]): Promise<Position[]>;
   /** What a client (or this gateway) missed on each topic since its point. */
@@ -228,7 +228,7 @@ export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryC
     },
 
     async record(batch) {
-      const args: string[] = [caller];
+      const args: Array<string | Buffer> = [caller];
       for (const { topic, payload } of batch) args.push(topic, payload);
       const out = (await redis.call('FCALL', 'herald_record', '0', ...args)) as string[];
       const e = out[0] as string;
