@@ -153,7 +153,6 @@ export function createBridge(opts: BridgeOptions): Bridge {
     if (subscribed && !dropped) {
       dropped = true;
       epochAtDrop = history?.epoch;
-      deliverer.pruneOffsets();
       pointsAtDrop = gapPoints();
     }
     setSubscribed(false, 'subscriber connection closed');
@@ -166,10 +165,11 @@ export function createBridge(opts: BridgeOptions): Bridge {
    */
   function gapPoints(): Map<string, ResumePoint> {
     const points = new Map<string, ResumePoint>();
-    if (history === undefined) return points;
-    for (const [topic, offset] of deliverer.lastOffsets) points.set(topic, { offset });
     const since = (latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS;
-    for (const topic of deliverer.heldTopics) if (!points.has(topic)) points.set(topic, { since });
+    for (const topic of deliverer.heldTopics) {
+      const offset = deliverer.lastOffsets.get(topic);
+      points.set(topic, offset !== undefined ? { offset } : { since });
+    }
     return points;
   }
   subscriber.on('reconnecting', () => {

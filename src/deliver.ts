@@ -61,7 +61,7 @@ export function isTooLarge(payload: string | Buffer, maxBytes: number): boolean 
   return payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes);
 }
 
-/** At most this many topics' last offsets are kept for gap fills; past it, idle ones go. */
+/** At most this many topics' last offsets are kept for gap fills. */
 const MAX_TRACKED_TOPICS = 100_000;
 
 export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow; metrics: Metrics; maxBytes: number }) {
@@ -71,14 +71,14 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
   /** Topics held here (history on): a gap fill covers them even before their first notification. */
   const held = new Set<string>();
 
+  /** Offsets only arrive for held topics, and releaseTopic drops them: no pruning. Past
+   *  the cap a new topic is not tracked, and a gap fill starts it from a time instead. */
   function track(topic: string, offset: string): void {
-    if (lastOffsets.size >= MAX_TRACKED_TOPICS && !lastOffsets.has(topic)) {
-      for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);
-    }
     const prev = lastOffsets.get(topic);
-    // Same length: the string order is the numeric one (`<ms>-<seq>`, no leading zeros).
-    const newer = prev === undefined || (offset.length === prev.length ? offset > prev : compareOffsets(offset, prev) > 0);
-    if (newer && (prev !== undefined || lastOffsets.size < MAX_TRACKED_TOPICS)) lastOffsets.set(topic, offset);
+    // Same length: the string order is the numeric one (`<ms>-<seq>` from Redis, no leading zeros).
+    const newer = prev === undefined ? lastOffsets.size < MAX_TRACKED_TOPICS
+      : offset.length === prev.length ? offset > prev : compareOffsets(offset, prev) > 0;
+    if (newer) lastOffsets.set(topic, offset);
   }
 
   return {
@@ -92,14 +92,10 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
     signal(topic: string, frame: string): boolean {
       return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
     },
-    /** Forgets a topic's last offset (nobody here holds it any more). */
-    forgetOffset(topic: string): void {
+    /** Nobody here holds the topic any more: forget it and its last offset. */
+    releaseTopic(topic: string): void {
       lastOffsets.delete(topic);
       held.delete(topic);
-    },
-    /** Forgets topics nobody here holds any more. */
-    pruneOffsets(): void {
-      for (const t of lastOffsets.keys()) if (publisher.numSubscribers(t) === 0) lastOffsets.delete(t);
     },
     /**
      * `receivedAt` is performance.now() when the payload arrived, for the latency

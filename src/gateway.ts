@@ -67,7 +67,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   const connections = createConnectionHandlers({
     config, metrics, log, bridge, admission, verifier,
     ...(config.history !== undefined
-      ? { onTopicHeld: (topic: string) => deliverer.holdTopic(topic), onTopicIdle: (topic: string) => deliverer.forgetOffset(topic) }
+      ? { onTopicHeld: (topic: string) => deliverer.holdTopic(topic), onTopicIdle: (topic: string) => deliverer.releaseTopic(topic) }
       : {}),
   });
 

@@ -96,23 +96,25 @@ local function expire(touched)
   for key in pairs(touched) do redis.call('PEXPIRE', key, TTL_MS) end
 end
 
--- Recording once however many gateways call. A payload with its own id is the same
--- notification as any payload with that id on the topic within the seen window (the
--- gateways' dedup drops the repeat too): key herald:seen:<topic>#<id> holds its entry
--- ('#' never occurs in a topic). Two calls per message, the cheap common case.
-local function id_key(topic, id) return 'herald:seen:' .. topic .. '#' .. id end
-
+-- Recording once, however many gateways call; returns 'offset id'.
+--
+-- A payload with its own id is the same notification as any payload with that id on
+-- the topic within the seen window (the gateways' dedup drops the repeat too): key
+-- herald:seen:<topic>#<id> holds its entry ('#' never occurs in a topic). One GET for
+-- every caller that finds it recorded.
+--
 -- Without an id, a payload's n-th publish (on one topic, within the seen window) is
 -- the same message for every caller: each gateway counts the copies of the payload it
 -- receives (field <caller> of herald:seen:<topic>:<sha1>), and its n-th copy maps to
 -- the n-th entry recorded for that payload (field <n>), recorded by whichever caller
 -- gets there first. So a payload is recorded once per publish, not once per gateway,
 -- and a payload published twice is two notifications. A caller's count never passes
--- the entries recorded, so a missing field <n> means "not recorded yet".
+-- the entries recorded, so a missing field <n> means "not recorded yet". caller nil
+-- (herald_publish) is always a new publish, and now is then unused.
 local function record(caller, topic, payload, now, touched)
   local id = payload_id(payload)
   if id then
-    local key = id_key(topic, id)
+    local key = 'herald:seen:' .. topic .. '#' .. id
     local value = redis.call('GET', key)
     if value then return value end
     value = append(topic, payload, id, touched)
@@ -120,38 +122,35 @@ local function record(caller, topic, payload, now, touched)
     return value
   end
   local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
-  local n = redis.call('HINCRBY', seen_key, caller, 1)
-  local value = redis.call('HGET', seen_key, n)
-  if value then
-    -- Copies of one publish reach every gateway within milliseconds: an entry more
-    -- than 10 s old is an earlier publish this caller missed, so this is a new one.
-    if tonumber(string.match(value, '^(%d+)')) > now - 10000 then return value end
-    n = tonumber(redis.call('HGET', seen_key, '#')) + 1
-    redis.call('HSET', seen_key, caller, n)
+  local n
+  if caller then
+    n = redis.call('HINCRBY', seen_key, caller, 1)
+    local value = redis.call('HGET', seen_key, n)
+    if value then
+      -- Copies of one publish reach every gateway within milliseconds: an entry more
+      -- than 10 s old is an earlier publish this caller missed, so this is a new one.
+      if tonumber(string.match(value, '^(%d+)')) > now - 10000 then return value end
+      n = nil
+    end
   end
-  value = append(topic, payload, nil, touched)
+  if not n then
+    n = tonumber(redis.call('HGET', seen_key, '#') or '0') + 1
+    if caller then redis.call('HSET', seen_key, caller, n) end
+  end
+  local value = append(topic, payload, nil, touched)
   redis.call('HSET', seen_key, n, value, '#', n)
   redis.call('PEXPIRE', seen_key, SEEN_MS)
   return value
 end
 
 -- FCALL herald_publish 1 <topic> <payload>: record, then PUBLISH; returns
--- {offset, id, epoch}. Always a new entry. Gateways receive the PUBLISH and find it:
--- by its id, or as the payload's next copy (field '#').
+-- {offset, id, epoch}. The same rules as the gateways' recording: an id already
+-- recorded on the topic returns its entry. Gateways receive the PUBLISH and find it.
 redis.register_function('herald_publish', function(keys, args)
   local topic, payload = keys[1], args[1]
   local e = epoch()
   local touched = {}
-  local id = payload_id(payload)
-  local value = append(topic, payload, id, touched)
-  if id then
-    redis.call('SET', id_key(topic, id), value, 'PX', SEEN_MS)
-  else
-    local seen_key = 'herald:seen:' .. topic .. ':' .. redis.sha1hex(payload)
-    local n = redis.call('HINCRBY', seen_key, '#', 1)
-    redis.call('HSET', seen_key, n, value)
-    redis.call('PEXPIRE', seen_key, SEEN_MS)
-  end
+  local value = record(nil, topic, payload, nil, touched)
   expire(touched)
   redis.call('PUBLISH', PREFIX .. ':' .. topic, payload)
   local sp = string.find(value, ' ', 1, true)
@@ -297,17 +296,7 @@ export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryC
             return;
           }
           entries = entries.slice(1);
-          // Entries past the age bound count as trimmed (the stream is only trimmed by
-          // count as it is written: cheaper than an XTRIM per entry).
-          if (entries[0] !== undefined && entries[0].ts <= nowMs - cfg.ttlMs) {
-            out.set(topic, { recovered: false, why: 'trimmed' });
-            return;
-          }
         } else {
-          if (entries[0] !== undefined && entries[0].ts <= nowMs - cfg.ttlMs) {
-            out.set(topic, { recovered: false, why: 'trimmed' });
-            return;
-          }
           const stream = info as unknown[];
           const trimmed = Number(infoField(stream, 'entries-added')) > Number(infoField(stream, 'length'));
           const oldest = (infoField(stream, 'first-entry') as [string] | null)?.[0];
@@ -316,7 +305,10 @@ export function createHistory(redis: Redis, channelPrefix: string, cfg: HistoryC
             return;
           }
         }
-        if (entries.length > cfg.recoveryMax) out.set(topic, { recovered: false, why: 'too_many' });
+        // Entries past the age bound count as trimmed (the stream is only trimmed by
+        // count as it is written: cheaper than an XTRIM per entry).
+        if (entries[0] !== undefined && entries[0].ts <= nowMs - cfg.ttlMs) out.set(topic, { recovered: false, why: 'trimmed' });
+        else if (entries.length > cfg.recoveryMax) out.set(topic, { recovered: false, why: 'too_many' });
         else out.set(topic, { recovered: true, entries });
       });
       return out;

@@ -18,7 +18,7 @@ const PUBLISH_KEY = 'history-test-publish-key-0123456789';
 type Client = TestClient & { welcome: Frame };
 const uid = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
 
-async function gateway(t: Test, redis: RedisServer, extra: Record<string, string> = {}): Promise<GatewayProcess> {
+async function gateway(t: Test, redis: { url: string }, extra: Record<string, string> = {}): Promise<GatewayProcess> {
   const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PUBLISH_KEY: PUBLISH_KEY, HERALD_LOG_LEVEL: 'info', ...extra }));
   t.teardown(() => gw.stop());
   await gw.waitForLog((l) => l.msg === 'redis subscription active');
@@ -85,10 +85,8 @@ t.test('with two gateways: one entry per topic and payload id; an id-less payloa
   const [c1, c2] = [await connect(t, g1, sub), await connect(t, g2, sub)];
   const sent = [{ id: 'd-1', v: 1 }, { id: 'd-1', v: 2 }, { x: 1 }, { x: 1 }, { id: 'd-2' }];
   for (const p of sent) await pub.publish(`notifications:${topic}`, JSON.stringify(p));
-  const entries = await (async () => {
-    await waitFor('five messages recorded', async () => (await history(redis, topic)).length >= 4);
-    return history(redis, topic);
-  })();
+  await waitFor('four entries recorded', async () => (await history(redis, topic)).length >= 4);
+  const entries = await history(redis, topic);
   t.same(entries.map((e) => e.fields['d']), ['{"id":"d-1","v":1}', '{"x":1}', '{"x":1}', '{"id":"d-2"}'], 'the second d-1 maps to the first');
   for (const c of [c1, c2]) {
     const got = [await c.next('notification'), await c.next('notification'), await c.next('notification'), await c.next('notification')];
@@ -96,6 +94,9 @@ t.test('with two gateways: one entry per topic and payload id; an id-less payloa
     t.equal(new Set(got.map((f) => f['id'])).size, 4, 'four distinct ids');
   }
   t.equal(await pub.exists(`herald:seen:${topic}#d-1`), 1, 'the id keys the seen entry');
+  const again = (await pub.call('FCALL', 'herald_publish', '1', topic, JSON.stringify({ id: 'd-1', v: 3 }))) as string[];
+  t.same(again.slice(0, 2), [entries[0]?.offset, 'd-1'], 'herald_publish with a recorded id answers that entry');
+  t.equal((await history(redis, topic)).length, 4, 'and adds none');
 });
 
 t.test('herald_publish and POST /publish record and publish in one step', async (t) => {
@@ -126,7 +127,7 @@ t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; he
   await admin.call('ACL', 'SETUSER', 'herald', 'reset', 'on', '>acl-test-password', ...rule.split(' '));
   t.teardown(() => admin.call('ACL', 'DELUSER', 'herald'));
   const url = redis.url.replace('redis://', 'redis://herald:acl-test-password@');
-  const gw = await gateway(t, { ...redis, url });
+  const gw = await gateway(t, { url });
   const sub = uid('acl');
   const topic = `user:${sub}`;
   const c = await connect(t, gw, sub);
