@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Redis as IORedis } from 'ioredis';
-import { functionLibrary } from '../dist/history.js';
+import { functionLibrary, librarySettings } from '../dist/library.js';
 import { killAll, startRedis } from './services.js';
 
 const { values } = parseArgs({
@@ -25,7 +25,7 @@ if (!Number.isSafeInteger(TOPICS) || TOPICS < 1 || TOPICS > 100_000) throw new E
 if (!Number.isSafeInteger(SIZE) || SIZE < 1 || SIZE > 100_000) throw new Error('--size: expected 1-100000 (HERALD_HISTORY_SIZE)');
 
 // The gateway defaults: HERALD_HISTORY_TTL_S 300, the fixed 60 s seen window.
-const LIBRARY = functionLibrary('notifications', { size: SIZE, ttlMs: 300_000, seenWindowMs: 60_000, recoveryMax: 300 });
+const LIBRARY = functionLibrary(librarySettings('herald', 'notifications', { size: SIZE, ttlMs: 300_000, recoveryMax: 300 }, 2));
 
 /** [payload bytes, notifications per topic]; more than SIZE means trimmed: the steady state of a busy topic. */
 const CASES: ReadonlyArray<[number, number]> = [
@@ -99,8 +99,8 @@ async function measure(redis: IORedis, bytes: number, perTopic: number): Promise
   const withSeen = await usedMemory(redis);
 
   let streamBytes = 0;
-  for (let i = 0; i < TOPICS; i++) streamBytes += Number(await redis.call('MEMORY', 'USAGE', `herald:history:${topic(i)}`, 'SAMPLES', '0'));
-  const kept = Number(await redis.xlen(`herald:history:${topic(0)}`));
+  for (let i = 0; i < TOPICS; i++) streamBytes += Number(await redis.call('MEMORY', 'USAGE', `herald:history:{${topic(i)}}`, 'SAMPLES', '0'));
+  const kept = Number(await redis.xlen(`herald:history:{${topic(0)}}`));
   const seen = await seenKeys(redis);
   let seenKeyBytes = 0;
   const sample = seen.slice(0, 1000);

@@ -1,14 +1,28 @@
-// The Redis side: a pattern subscriber that turns `<prefix>:<topic>` messages into
-// deliveries, and a publisher for POST /publish and client events. `up` drives
-// readiness: true only while the pattern subscription is confirmed.
-import { performance } from 'node:perf_hooks';
+// The Redis side, assembled: a subscriber connection routed by interest (interest.ts),
+// a command connection for POST /publish, client events, history reads and recording,
+// the recorder role when history is on (recorder.ts), and the gap fill after a
+// subscriber drop (gapfill.ts). This module's own state machine is readiness: `up`
+// while every held topic is subscribed and the command connection is ready (with
+// history on, with the function library loaded).
+//
+// Who subscribes to what (docs/DELIVERY.md has the picture):
+//   history off: each gateway SUBSCRIBEs `<prefix>:<topic>` for the topics it holds.
+//   history on:  recorders PSUBSCRIBE `<prefix>:*` and record; the library announces each
+//                recorded notification on `<ns>:notify:{<topic>}`, which each gateway
+//                SUBSCRIBEs for the topics it holds. herald_publish announces directly.
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { isTooLarge, type Deliverer } from './deliver.js';
-import { createHistory, type History, type HistoryConfig, type Position, type ResumePoint } from './history.js';
+import type { Deliverer } from './deliver.js';
+import { createGapFill } from './gapfill.js';
+import { createHistory, LibraryConflict, type History, type HistoryConfig } from './history.js';
+import { createInterest, type Subscriptions } from './interest.js';
+import { names as namesOf } from './keys.js';
+import { decodeAnnouncement, librarySettings } from './library.js';
 import type { Logger } from './log.js';
 import { reconnectDelay } from './limits.js';
 import type { Metrics } from './metrics.js';
-import { encode } from './protocol.js';
+import { offsetMs } from './offsets.js';
+import { createRecorder, type Recorder } from './recorder.js';
 import { channelToTopic, topicToChannel } from './topics.js';
 
 export interface ClientEvent {
@@ -19,19 +33,24 @@ export interface ClientEvent {
 }
 
 export interface Bridge {
-  /** True while the subscriber holds its pattern subscription and the publisher is connected. */
+  /** True while every held topic is subscribed and the command connection is ready. */
   readonly up: boolean;
-  /** PUBLISH each item (one pipeline); rejects when Redis is unreachable. */
+  /** What connections need of the routing: holding topics, and waiting for them. */
+  readonly subscriptions: Subscriptions;
+  /** Publish each item (one pipeline): herald_publish with history on, else PUBLISH. */
   publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
   /** XADD to the events stream, capped with MAXLEN ~. */
   recordEvent(event: ClientEvent): Promise<void>;
   /** The history, when on. */
   readonly history: History | undefined;
+  /** The recorder slot this gateway holds (history on), or undefined. */
+  readonly recorderSlot: number | undefined;
   close(): Promise<void>;
 }
 
 export interface BridgeOptions {
   url: string;
+  namespace: string;
   prefix: string;
   events: { stream: string; maxLen: number };
   deliverer: Deliverer;
@@ -39,16 +58,23 @@ export interface BridgeOptions {
   metrics: Metrics;
   /** undefined = history off (HERALD_HISTORY_SIZE or HERALD_HISTORY_TTL_S is 0). */
   history: HistoryConfig | undefined;
+  recorders: number;
   maxNotificationBytes: number;
+  /** Topics held by every connection (system, role:*): subscribed once, never left. */
+  sticky(topic: string): boolean;
+  /** Redis holds this deployment's library with other settings, or another's with our
+   *  prefix, when this gateway first reaches it: it must not start. */
+  onConflict(err: LibraryConflict): void;
 }
 
-/** Messages recorded per FCALL: bounds one call's Redis time and its reply. */
-const RECORD_BATCH = 256;
-/** How long an ack or mark_read waits for a publisher that is reconnecting, ms. */
+/** How long an ack or mark_read waits for a command connection that is reconnecting, ms. */
 const EVENT_WAIT_MS = 2000;
+/** After a library conflict found once running, the next look, ms. */
+const CONFLICT_RETRY_MS = 5000;
 
-/** Resolves when `client` is ready, or after `ms` (the command then fails as usual). */
+/** Resolves when `client` is ready, or after `ms` (a command then fails as usual). */
 function readyWithin(client: Redis, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {
       clearTimeout(timer);
@@ -60,146 +86,153 @@ function readyWithin(client: Redis, ms: number): Promise<void> {
   });
 }
 
-/** How far before the newest entry heard a gap fill starts on topics without an offset, ms. */
-const GAP_MARGIN_MS = 2000;
-/** The second gap-fill pass after a resubscribe, ms. */
-const LATE_FILL_MS = 2000;
-/** Messages delivered while the history could not be written, kept to record later. */
-const MAX_UNRECORDED = 10_000;
-
 export function createBridge(opts: BridgeOptions): Bridge {
-  const { url, prefix, events, deliverer, log, metrics, maxNotificationBytes } = opts;
-  const pattern = `${prefix}:*`;
+  const { url, prefix, events, deliverer, log, metrics } = opts;
+  const names = namesOf(opts.namespace);
   const blog = log.child({ component: 'bridge' });
+  /** This gateway's name in recorder leases and seen keys: unique per process start. */
+  const caller = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
   const subscriber = new Redis(url, {
     lazyConnect: true,
-    // We re-subscribe ourselves on every 'ready' so that `up` means "subscription confirmed".
+    // interest.ts subscribes again on every 'ready', so that `up` means "confirmed"; a
+    // SUBSCRIBE cut off by a lost connection fails rather than being sent again.
     autoResubscribe: false,
+    autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: null,
     retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
     // The pid tells gateways on one host apart in CLIENT LIST.
     connectionName: `herald-subscriber-${process.pid}`,
   });
-  const publisher = new Redis(url, {
+  const commands = new Redis(url, {
     lazyConnect: true,
     // Fail fast while Redis is away: callers answer 503 rather than queue unboundedly.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
-    connectionName: `herald-publisher-${process.pid}`,
+    connectionName: `herald-commands-${process.pid}`,
   });
-  const history = opts.history === undefined ? undefined : createHistory(publisher, prefix, opts.history);
-  /** The function library is loaded on the publisher's current connection. */
-  let libraryLoaded = history === undefined;
 
-  // Ready = the pattern subscription is confirmed and the publisher (for /publish and
-  // client events) is connected; readiness and the up gauge follow it.
-  let subscribed = false;
+  const history = opts.history === undefined
+    ? undefined
+    : createHistory(commands, names, librarySettings(opts.namespace, prefix, opts.history, opts.recorders), opts.history);
+  const recorder: Recorder | undefined = history === undefined
+    ? undefined
+    : createRecorder({
+      subscriber, commands, names, prefix, caller, maxNotificationBytes: opts.maxNotificationBytes,
+      onEpoch: (e) => history.noteEpoch(e), metrics, log,
+    });
+
+  // History on: what arrives is a recorded notification announced with its position.
+  // Off: the payload as published.
+  const onMessage = history === undefined
+    ? (topic: string, message: Buffer, receivedAt: number): void => {
+      deliverer.deliver(topic, message, receivedAt);
+    }
+    : (topic: string, message: Buffer, receivedAt: number): void => {
+      const a = decodeAnnouncement(message);
+      if (a === undefined) {
+        metrics.notificationDropped('malformed');
+        return;
+      }
+      history.noteEpoch(a.epoch);
+      deliverer.deliver(topic, a.payload, receivedAt, { id: a.id, offset: a.offset, epoch: a.epoch, ts: offsetMs(a.offset) });
+    };
+
+  const gapFill = history === undefined
+    ? undefined
+    : createGapFill({
+      history, deliverer, held: () => interest.held, commandsReady: (ms) => readyWithin(commands, ms), metrics, log,
+    });
+
+  const interest = createInterest({
+    subscriber,
+    channelOf: history === undefined ? (t) => topicToChannel(prefix, t) : names.notify,
+    topicOf: history === undefined ? (c) => channelToTopic(prefix, c) : names.topicOfNotify,
+    sticky: opts.sticky,
+    onMessage,
+    onIdle: (topic) => deliverer.forget(topic),
+    onState: (subscribed) => {
+      if (subscribed) gapFill?.subscribed();
+      else gapFill?.lost();
+      update(subscribed ? 'subscribed' : 'subscriber connection lost');
+    },
+    metrics,
+    log,
+  });
+  interest.hold('system');
+
+  // The subscriber connection's events, in the order that matters: the recorder's
+  // pattern goes out before the topic channels, so once they are confirmed after a
+  // reconnect (and the gap fill reads from there), recording is back too.
+  subscriber.on('ready', () => {
+    recorder?.subscriberReady();
+    interest.connectionReady();
+  });
+  const lost = (): void => {
+    recorder?.subscriberLost();
+    interest.connectionLost();
+  };
+  subscriber.on('close', lost);
+  subscriber.on('reconnecting', lost);
+  subscriber.on('end', lost);
+  subscriber.on('messageBuffer', interest.onMessage);
+  if (recorder !== undefined) subscriber.on('pmessageBuffer', recorder.onMessage);
+
+  /** With history on, the library is loaded on the command connection's current session. */
+  let libraryLoaded = history === undefined;
+  let everLoaded = false;
   let up = false;
   let closing = false;
-  let lastError = '';
-  const update = (why: string): void => {
-    const value = subscribed && publisher.status === 'ready' && libraryLoaded;
+  function update(why: string): void {
+    const value = !closing && interest.up && commands.status === 'ready' && libraryLoaded;
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
-    if (value) blog.info({ pattern }, 'redis subscription active');
+    if (value) blog.info({ namespace: opts.namespace, history: history !== undefined }, 'redis subscription active');
     else if (!closing) blog.warn({ why }, 'redis unavailable');
-  };
-  const setSubscribed = (value: boolean, why: string): void => {
-    subscribed = value;
-    update(why);
-  };
+  }
 
   // Counts lost connections, not retries: one outage is one reconnect.
   let connected = false;
-  /** Set once a subscription was lost: the next one fills the gap from history. */
-  let dropped = false;
-  /** The epoch the delivered offsets belong to, as it was when the subscription dropped
-   *  (a reconnecting publisher may already have read a new one: Redis lost its data). */
-  let epochAtDrop: string | undefined;
-  /** Where gap fills start, per topic held here when the subscription dropped: the last
-   *  offset delivered here, or (no notification delivered on it yet) a time. */
-  let pointsAtDrop: ReadonlyMap<string, ResumePoint> = new Map();
-  /** The newest entry time (Redis clock, ms) in a history reply: what this gateway had
-   *  heard when its subscription dropped. */
-  let latestEntryMs: number | undefined;
-  /** Wall clock when the subscription was last confirmed: the fallback for that. */
-  let subscribedAt = Date.now();
   subscriber.on('ready', () => {
     connected = true;
-    subscriber.psubscribe(pattern).then(
-      () => {
-        setSubscribed(true, 'subscribed');
-        subscribedAt = Date.now();
-        if (dropped && history !== undefined) {
-          // A second pass a little later catches what other gateways recorded late
-          // (their history writes failed while Redis was away). What the first pass or
-          // live delivery already sent is dropped by the dedup window.
-          const [epoch, points] = [epochAtDrop, pointsAtDrop];
-          void fillGap(history, epoch, points, true).then(() => setTimeout(() => void fillGap(history, epoch, points, false), LATE_FILL_MS).unref());
-        }
-        dropped = false;
-      },
-      (err: Error) => {
-        // Without the subscription the gateway is useless: start over on a new connection.
-        blog.warn({ err: err.message }, 'psubscribe failed; reconnecting');
-        subscriber.disconnect(true);
-      },
-    );
   });
-  subscriber.on('close', () => {
-    if (subscribed && !dropped) {
-      dropped = true;
-      epochAtDrop = history?.epoch;
-      pointsAtDrop = gapPoints();
-    }
-    setSubscribed(false, 'subscriber connection closed');
-  });
-  /**
-   * A topic with a notification delivered here resumes after its offset. A held topic
-   * without one resumes from shortly before the newest entry this gateway had heard
-   * of (GAP_MARGIN_MS covers entries recorded out of publish order; what was already
-   * delivered is dropped by the dedup window).
-   */
-  function gapPoints(): Map<string, ResumePoint> {
-    const points = new Map<string, ResumePoint>();
-    const since = (latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS;
-    for (const topic of deliverer.heldTopics) {
-      const offset = deliverer.lastOffsets.get(topic);
-      points.set(topic, offset !== undefined ? { offset } : { since });
-    }
-    return points;
-  }
   subscriber.on('reconnecting', () => {
     if (connected) metrics.redisReconnects.inc();
     connected = false;
-    setSubscribed(false, 'subscriber reconnecting');
   });
-  publisher.on('ready', () => {
+
+  commands.on('ready', () => {
     if (history === undefined) {
-      update('publisher ready');
+      update('command connection ready');
       return;
     }
-    // A Redis that restarted without its data lost the library too: load it every time.
+    // A Redis that restarted without its data lost the library too: look every time.
     history.load().then(
       () => {
         libraryLoaded = true;
-        recordedLate = recordLate(history);
-        update('publisher ready');
+        everLoaded = true;
+        recorder?.libraryLoaded();
+        update('library loaded');
       },
       (err: Error) => {
-        blog.error({ err: err.message }, 'cannot load the herald function library; reconnecting');
-        publisher.disconnect(true);
+        if (err instanceof LibraryConflict && !everLoaded) {
+          opts.onConflict(err);
+          return;
+        }
+        blog.error({ err }, 'cannot load the function library; trying again');
+        setTimeout(() => commands.disconnect(true), err instanceof LibraryConflict ? CONFLICT_RETRY_MS : 0).unref();
       },
     );
   });
-  publisher.on('close', () => {
+  commands.on('close', () => {
     if (history !== undefined) libraryLoaded = false;
-    update('publisher connection closed');
+    update('command connection closed');
   });
-  for (const [name, client] of [['subscriber', subscriber], ['publisher', publisher]] as const) {
+
+  let lastError = '';
+  for (const [name, client] of [['subscriber', subscriber], ['commands', commands]] as const) {
     client.on('error', (err: Error) => {
       // ioredis repeats the same error on every retry; log each distinct one once.
       if (err.message !== lastError) {
@@ -212,129 +245,24 @@ export function createBridge(opts: BridgeOptions): Bridge {
     });
   }
 
-  // History on: each message is recorded (or found, when another gateway or
-  // herald_publish recorded it) before delivery, so that its frame carries its
-  // position. Messages are batched per event-loop turn into one FCALL; replies come
-  // back in order on the one connection, so delivery order is kept.
-  let pending: Array<{ topic: string; payload: Buffer; receivedAt: number }> = [];
-  let unrecorded: Array<{ topic: string; payload: Buffer }> = [];
-  /** Settles once the messages that failed to record meanwhile are recorded (or given up). */
-  let recordedLate: Promise<void> = Promise.resolve();
-  async function recordLate(h: History): Promise<void> {
-    while (unrecorded.length > 0) {
-      const batch = unrecorded.slice(0, RECORD_BATCH);
-      unrecorded = unrecorded.slice(RECORD_BATCH);
-      try {
-        await h.record(batch);
-        metrics.historyWrites('ok', batch.length);
-      } catch (err) {
-        unrecorded = [...batch, ...unrecorded];
-        blog.warn({ err: (err as Error).message, messages: unrecorded.length }, 'late history write failed; retrying on the next reconnect');
-        return;
-      }
-    }
-  }
-  let flushScheduled = false;
-  function flush(h: History): void {
-    flushScheduled = false;
-    while (pending.length > 0) {
-      const batch = pending.slice(0, RECORD_BATCH);
-      pending = pending.slice(RECORD_BATCH);
-      h.record(batch).then(
-        (positions: Position[]) => {
-          metrics.historyWrites('ok', batch.length);
-          batch.forEach((m, i) => deliverer.deliver(m.topic, m.payload, m.receivedAt, positions[i]));
-          const last = positions.at(-1)?.ts;
-          if (last !== undefined && (latestEntryMs === undefined || last > latestEntryMs)) latestEntryMs = last;
-        },
-        (err: Error) => {
-          // Delivered live without a position rather than not at all, and recorded as
-          // soon as the publisher is back, so that clients who were away can resume it.
-          metrics.historyWrites('failed', batch.length);
-          blog.warn({ err: err.message, messages: batch.length }, 'history write failed; delivered without positions, recorded later');
-          for (const m of batch) deliverer.deliver(m.topic, m.payload, m.receivedAt);
-          unrecorded.push(...batch.map(({ topic, payload }) => ({ topic, payload })));
-          if (unrecorded.length > MAX_UNRECORDED) unrecorded.splice(0, unrecorded.length - MAX_UNRECORDED);
-        },
-      );
-    }
-  }
-
-  // Payloads stay the bytes Redis sent: recorded as they are, and decoded only when a
-  // subscriber here will get them (most messages, with several gateways, go elsewhere).
-  subscriber.on('pmessageBuffer', (_pattern: string, channel: Buffer, message: Buffer) => {
-    const receivedAt = performance.now();
-    metrics.redisMessages.inc();
-    const topic = channelToTopic(prefix, channel.toString());
-    if (topic === undefined) {
-      metrics.notificationDropped('invalid_topic');
-      return;
-    }
-    if (history === undefined || isTooLarge(message, maxNotificationBytes)) {
-      deliverer.deliver(topic, message, receivedAt);
-      return;
-    }
-    pending.push({ topic, payload: message, receivedAt });
-    if (!flushScheduled) {
-      flushScheduled = true;
-      setImmediate(flush, history);
-    }
-  });
-
-  /**
-   * After the subscription was lost and regained: what this gateway's clients missed
-   * meanwhile, from each held topic's history since the point taken at the drop (gapPoints).
-   * A topic whose gap cannot be filled gets a `resumed` frame with recovered: false.
-   */
-  async function fillGap(h: History, epoch: string | undefined, points: ReadonlyMap<string, ResumePoint>, first: boolean): Promise<void> {
-    if (epoch === undefined || points.size === 0) return;
-    // The history is read through the publisher: wait (bounded) for it to be back.
-    for (let waited = 0; !libraryLoaded && waited < 10_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
-    await recordedLate;
-    let recoveries;
-    try {
-      recoveries = await h.since(epoch, points, Date.now());
-    } catch (err) {
-      blog.warn({ err: (err as Error).message, topics: points.size }, 'gap fill failed');
-      if (first) for (const topic of points.keys()) unrecoverable(topic);
-      return;
-    }
-    let replayed = 0;
-    for (const [topic, r] of recoveries) {
-      if (!r.recovered) {
-        // The first pass decides; the late pass only adds what turned up since.
-        if (first) unrecoverable(topic);
-        continue;
-      }
-      if (first) metrics.gapFill('filled');
-      for (const e of r.entries) {
-        const outcome = deliverer.deliver(topic, e.payload, performance.now(), { id: e.id, offset: e.offset, ts: e.ts, epoch: h.epoch ?? epoch, replayed: true });
-        if (outcome === 'published') replayed++;
-      }
-    }
-    metrics.replayedNotifications.inc(replayed);
-    blog.info({ topics: recoveries.size, replayed, pass: first ? 'first' : 'late' }, 'gap filled after resubscribing');
-  }
-
-  function unrecoverable(topic: string): void {
-    metrics.gapFill('unrecoverable');
-    deliverer.signal(topic, encode({ type: 'resumed', topics: { [topic]: { recovered: false } } }));
-  }
-
   subscriber.connect().catch(() => undefined); // retried by retryStrategy; errors logged above
-  publisher.connect().catch(() => undefined);
+  commands.connect().catch(() => undefined);
 
   return {
     get up() {
       return up;
     },
+    subscriptions: interest,
     history,
+    get recorderSlot() {
+      return recorder?.slot;
+    },
     async publish(items) {
       if (history !== undefined) {
         await history.publish(items);
         return;
       }
-      const pipeline = publisher.pipeline();
+      const pipeline = commands.pipeline();
       for (const { topic, payload } of items) pipeline.publish(topicToChannel(prefix, topic), payload);
       const results = await pipeline.exec();
       const failed = results?.find(([err]) => err !== null);
@@ -342,9 +270,9 @@ export function createBridge(opts: BridgeOptions): Bridge {
     },
     async recordEvent(e) {
       // A gateway that just started (or reconnected) accepts sockets before its
-      // publisher is back: wait for it briefly rather than fail the client's event.
-      if (publisher.status !== 'ready') await readyWithin(publisher, EVENT_WAIT_MS);
-      await publisher.xadd(
+      // command connection is back: wait for it briefly rather than fail the event.
+      await readyWithin(commands, EVENT_WAIT_MS);
+      await commands.xadd(
         events.stream, 'MAXLEN', '~', String(events.maxLen), '*',
         'type', e.type, 'userId', e.userId, 'notificationId', e.notificationId,
         'connectionId', e.connectionId, 'ts', String(Date.now()),
@@ -352,16 +280,17 @@ export function createBridge(opts: BridgeOptions): Bridge {
     },
     async close() {
       closing = true;
-      setSubscribed(false, 'closing');
+      update('closing');
       // Each step is bounded: a Redis that hangs must not hold the shutdown.
       const within = (p: Promise<unknown>): Promise<unknown> =>
         Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
+      await within(recorder?.close() ?? Promise.resolve());
+      await interest.close();
       const quit = async (client: Redis): Promise<void> => {
         if (client.status === 'ready') await within(client.quit());
         client.disconnect();
       };
-      if (subscriber.status === 'ready') await within(subscriber.punsubscribe(pattern));
-      await Promise.all([quit(subscriber), quit(publisher)]);
+      await Promise.all([quit(subscriber), quit(commands)]);
     },
   };
 }

@@ -2,6 +2,7 @@
 // `herald token` mints a JWT with the configured secret; `herald publish` sends a
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
+import { ConfigError, channelPrefix, namespace } from './config.js';
 import { readDevSecrets } from './dev.js';
 import { isValidTopic, topicToChannel } from './topics.js';
 // ioredis and jose load only for the command that needs them: usage errors stay instant.
@@ -66,23 +67,26 @@ async function publish(args: string[]): Promise<void> {
   if (values.data === undefined) throw new UsageError('--data is required');
   const text = values.data;
 
-  const redisUrl = env['HERALD_REDIS_URL'];
+  const redisUrl = env['HERALD_REDIS_URL']?.trim();
   if (redisUrl !== undefined && redisUrl !== '') {
-    const channel = topicToChannel(env['HERALD_CHANNEL_PREFIX'] || 'notifications', topic);
+    // The same parsers as the gateway's: a value read from a file keeps no stray newline.
+    const ns = namespace(env);
+    const channel = topicToChannel(channelPrefix(env, ns), topic);
+    const fn = `${ns}_publish`;
     const { Redis } = await import('ioredis');
     const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
     redis.on('error', () => undefined); // reported by the rejected command below
     try {
       await redis.connect();
-      // herald_publish (loaded by the gateways) records the history entry and publishes
+      // <ns>_publish (loaded by the gateways) records the history entry and announces it
       // in one step; without it (history off) a plain PUBLISH is all there is.
       try {
-        const [offset, id] = (await redis.call('FCALL', 'herald_publish', '1', topic, text)) as [string, string];
-        process.stdout.write(`published to redis ${channel} with herald_publish (id ${id}, offset ${offset})\n`);
+        const [offset, id] = (await redis.call('FCALL', fn, '1', topic, text)) as [string, string];
+        process.stdout.write(`published ${topic} with ${fn} (id ${id}, offset ${offset})\n`);
       } catch (err) {
         if (!/function not found/i.test((err as Error).message)) throw err;
         const receivers = await redis.publish(channel, text);
-        process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'}; history off: no herald_publish function)\n`);
+        process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'}; history off: no ${fn} function)\n`);
       }
     } finally {
       redis.disconnect();
@@ -128,7 +132,7 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   const code = (err as { code?: unknown }).code;
-  if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+  if (err instanceof UsageError || err instanceof ConfigError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
     process.stderr.write(`herald: ${(err as Error).message}\n${USAGE}\n`);
     process.exit(64);
   }

@@ -43,6 +43,9 @@ export interface Config {
   wsPath: string;
   /** undefined = embedded mode: no Redis, /publish delivers to this process only. */
   redisUrl: string | undefined;
+  /** Names this deployment's Redis keys, internal channels and function library, so
+   *  that several deployments can share one Redis server (keys.ts). */
+  namespace: string;
   channelPrefix: string;
   jwt: JwtConfig;
   /** undefined = any Origin is accepted. */
@@ -78,6 +81,8 @@ export interface Config {
   demo: boolean;
   /** Per-topic history for resume (Redis mode); undefined = off (embedded mode, or a 0 setting). */
   history: HistoryConfig | undefined;
+  /** Recorder slots (history on): how many gateways record plain PUBLISHes at once. */
+  recorders: number;
 }
 
 export interface TlsConfig {
@@ -258,12 +263,35 @@ function redisUrl(env: Env): string | undefined {
   return parsed.protocol + url.slice(parsed.protocol.length);
 }
 
-export function loadConfig(env: Env, cpuCount = 1): Config {
-  const key = jwtKey(env);
+/** A namespace is a Redis function library name too: letters, digits and underscores. */
+const NAMESPACE_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+
+/** HERALD_NAMESPACE, parsed (the CLI uses it too). */
+export function namespace(env: Env): string {
+  const ns = str(env, 'HERALD_NAMESPACE') ?? 'herald';
+  if (!NAMESPACE_RE.test(ns)) {
+    throw new ConfigError(`HERALD_NAMESPACE: expected a letter then up to 31 of [A-Za-z0-9_], got ${JSON.stringify(ns)}`);
+  }
+  return ns;
+}
+
+/** HERALD_CHANNEL_PREFIX, parsed and checked against the namespace (the CLI uses it too). */
+export function channelPrefix(env: Env, ns: string): string {
   const prefix = str(env, 'HERALD_CHANNEL_PREFIX') ?? 'notifications';
   if (!PREFIX_RE.test(prefix) || prefix.length > 64) {
     throw new ConfigError(`HERALD_CHANNEL_PREFIX: expected up to 64 of [A-Za-z0-9_.@-] (":" between parts), got ${JSON.stringify(prefix)}`);
   }
+  // The recorders' pattern <prefix>:* must not match the namespace's internal channels.
+  if (prefix === ns || prefix.startsWith(`${ns}:`)) {
+    throw new ConfigError(`HERALD_CHANNEL_PREFIX: ${JSON.stringify(prefix)} overlaps the internal channels of HERALD_NAMESPACE ${JSON.stringify(ns)} (${ns}:notify:*); choose another prefix`);
+  }
+  return prefix;
+}
+
+export function loadConfig(env: Env, cpuCount = 1): Config {
+  const key = jwtKey(env);
+  const ns = namespace(env);
+  const prefix = channelPrefix(env, ns);
   const logLevel = (str(env, 'HERALD_LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`HERALD_LOG_LEVEL: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
@@ -281,7 +309,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
   const audience = list(env, 'HERALD_JWT_AUDIENCE');
   const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
   if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new ConfigError(`HERALD_HOST: expected an address or host name, got ${JSON.stringify(host)}`);
-  const eventsStream = str(env, 'HERALD_EVENTS_STREAM') ?? 'herald:events';
+  const eventsStream = str(env, 'HERALD_EVENTS_STREAM') ?? `${ns}:events`;
   if (!/^[A-Za-z0-9:_.@-]{1,128}$/.test(eventsStream)) {
     throw new ConfigError(`HERALD_EVENTS_STREAM: expected a Redis key of [A-Za-z0-9:_.@-], got ${JSON.stringify(eventsStream)}`);
   }
@@ -291,6 +319,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     port: int(env, 'HERALD_PORT', 8080, 0, 65535),
     wsPath: path(env),
     redisUrl: redisUrl(env),
+    namespace: ns,
     channelPrefix: prefix,
     jwt: {
       key,
@@ -333,13 +362,13 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     tls: tls(env),
     demo: bool(env, 'HERALD_DEMO', false),
     history: undefined,
+    recorders: int(env, 'HERALD_RECORDERS', 2, 1, 16),
   };
   const historySize = int(env, 'HERALD_HISTORY_SIZE', 100, 0, 100_000);
   const historyTtlS = int(env, 'HERALD_HISTORY_TTL_S', 300, 0, 7 * 86400, ' seconds');
   const recoveryMax = int(env, 'HERALD_RECOVERY_MAX', 300, 1, 100_000);
   if (config.redisUrl !== undefined && historySize > 0 && historyTtlS > 0) {
-    // A payload seen again within this window is the same message (another gateway's copy).
-    config.history = { size: historySize, ttlMs: historyTtlS * 1000, seenWindowMs: 60_000, recoveryMax };
+    config.history = { size: historySize, ttlMs: historyTtlS * 1000, recoveryMax };
   }
   if (config.workers > 1 && config.redisUrl === undefined) {
     throw new ConfigError(

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { buildNotification } from './deliver.js';
 import { createExpiryWheel } from './expiry.js';
 import type { Recovery, ResumePoint } from './history.js';
+import type { Subscriptions } from './interest.js';
 import type { Logger } from './log.js';
 import { consume, newRateWindow, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
@@ -26,6 +27,11 @@ export interface UserData {
    *  counted against the limit; derived from the identity, not stored per socket). */
   extraTopics: number;
   readonly rate: RateWindow;
+  /** Requests in progress that later frames must wait for (a subscription being set up
+   *  in Redis, a token renewal, a resume): frames arriving meanwhile queue in `waiting`
+   *  and are handled in order once it is 0, so replies and state follow frame order. */
+  busy: number;
+  waiting: ClientFrame[] | undefined;
   closed: boolean;
   /** Set just before the server ends the socket, so the close metric says why. */
   closeReason: CloseLabel | undefined;
@@ -40,6 +46,8 @@ export function newUserData(connectionId: string, identity: Identity, ip: string
     identity,
     extraTopics: 0,
     rate: newRateWindow(performance.now()),
+    busy: 0,
+    waiting: undefined,
     closed: false,
     closeReason: undefined,
   };
@@ -67,14 +75,15 @@ export interface ConnectionDeps {
   log: Logger;
   /** undefined in embedded mode: ack/mark_read are then acknowledged and discarded. */
   bridge: Bridge | undefined;
-  /** A topic got its first subscriber here. */
-  onTopicHeld?: (topic: string) => void;
-  /** A topic lost its last subscriber here (per-topic state elsewhere can go). */
-  onTopicIdle?: (topic: string) => void;
+  /** Which topics Redis routes here (interest.ts); embedded mode: alwaysSubscribed. */
+  subscriptions: Subscriptions;
 }
 
+/** Frames queued behind a request in progress, at most. */
+const MAX_WAITING = 256;
+
 export function createConnectionHandlers(deps: ConnectionDeps) {
-  const { config, metrics, log, bridge, admission, verifier } = deps;
+  const { config, metrics, log, bridge, admission, verifier, subscriptions } = deps;
   const { maxPayloadBytes, maxTopicsPerConnection } = config;
   const { messages: rateLimit, windowMs } = config.rateLimit;
   const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
@@ -108,22 +117,60 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
 
+  /** A request later frames wait for begins (see UserData.busy). */
+  function begin(ud: UserData): void {
+    ud.busy++;
+  }
+
+  /** ...and ends: handle what waited, in order, until another request is in progress. */
+  function finish(ws: Socket, ud: UserData): void {
+    ud.busy--;
+    const queue = ud.waiting;
+    if (queue === undefined || ud.closed) return;
+    while (ud.busy === 0 && queue.length > 0) dispatch(ws, ud, queue.shift() as ClientFrame);
+    if (queue.length === 0 && ud.waiting === queue) ud.waiting = undefined;
+  }
+
+  /**
+   * Subscribes `ws` to `topics` (none of which it holds yet) once Redis delivers them to
+   * this gateway, then runs `then` in the same step: from that reply on, nothing
+   * published to them is missed. Nothing reaches the socket for them before.
+   */
+  function subscribeThen(ws: Socket, ud: UserData, topics: readonly string[], then: () => void): void {
+    for (const t of topics) subscriptions.hold(t); // reserved while Redis confirms
+    begin(ud);
+    let inHandler = true;
+    subscriptions.whenSubscribed(topics, () => {
+      const complete = (): void => {
+        if (!ud.closed) {
+          for (const t of topics) ws.subscribe(t);
+          then();
+        }
+        for (const t of topics) subscriptions.release(t);
+        finish(ws, ud);
+      };
+      // After the handler returned: the socket may have closed, and writes must be corked.
+      if (inHandler || ud.closed) complete();
+      else ws.cork(complete);
+    });
+    inHandler = false;
+  }
+
   function subscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
+    const reply = (): void => send(ws, { type: 'subscribed', topic, ...withId(id) });
+    if (ws.isSubscribed(topic)) return reply();
     if (!isBaseTopic(ud.identity, topic)) {
       if (!isGranted(ud.identity.grants, topic)) {
         sendError(ws, ErrorCode.Forbidden, `not allowed to subscribe to ${topic}`, id);
         return;
       }
-      if (!ws.isSubscribed(topic)) {
-        if (ud.extraTopics >= maxTopicsPerConnection) {
-          sendError(ws, ErrorCode.TooManyTopics, `at most ${maxTopicsPerConnection} subscribed topics per connection`, id);
-          return;
-        }
-        ud.extraTopics++;
+      if (ud.extraTopics >= maxTopicsPerConnection) {
+        sendError(ws, ErrorCode.TooManyTopics, `at most ${maxTopicsPerConnection} subscribed topics per connection`, id);
+        return;
       }
+      ud.extraTopics++;
     }
-    ws.subscribe(topic);
-    send(ws, { type: 'subscribed', topic, ...withId(id) });
+    subscribeThen(ws, ud, [topic], reply);
   }
 
   function unsubscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
@@ -172,14 +219,23 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   /** An `auth` frame: verify the new token, then swap identity, grants and expiry. */
   function renewToken(ws: Socket, ud: UserData, token: string, id: RequestId | undefined): void {
+    begin(ud);
     verifier.verify(token).then(
       (result) => {
         // After an await: the socket may have closed meanwhile, and writes must be corked.
-        if (!ud.closed) ws.cork(() => applyRenewal(ws, ud, result, id));
+        if (ud.closed) return;
+        ws.cork(() => {
+          applyRenewal(ws, ud, result, id);
+          finish(ws, ud);
+        });
       },
       (err: Error) => {
-        log.error({ connectionId: ud.connectionId, err: err.message }, 'token verification crashed');
-        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, 'the token could not be verified; retry later', id));
+        log.error({ connectionId: ud.connectionId, err }, 'token verification crashed');
+        if (ud.closed) return;
+        ws.cork(() => {
+          sendError(ws, ErrorCode.Unavailable, 'the token could not be verified; retry later', id);
+          finish(ws, ud);
+        });
       },
     );
   }
@@ -208,13 +264,16 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         revoked.push(topic);
       }
     }
-    for (const topic of initialTopics(next.userId, next.roles)) ws.subscribe(topic);
     expiries.remove(ws, ud.identity.expiresAt);
     expiries.add(ws, next.expiresAt);
     ud.identity = next;
     ud.extraTopics = extraTopics;
     metrics.reauth('ok');
-    send(ws, { type: 'authenticated', expiresAt: next.expiresAt, topics: ws.getTopics(), revoked, ...withId(id) });
+    // New role topics join before the reply, as on connect.
+    const joined = initialTopics(next.userId, next.roles).filter((t) => !ws.isSubscribed(t));
+    subscribeThen(ws, ud, joined, () => {
+      send(ws, { type: 'authenticated', expiresAt: next.expiresAt, topics: ws.getTopics(), revoked, ...withId(id) });
+    });
   }
 
   // Slow readers. uWS skips publishes to a socket holding maxBackpressure unsent but
@@ -270,14 +329,24 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       reply(answer);
       return;
     }
+    // One resume at a time per connection: later frames wait for its answer.
+    begin(ud);
     history.since(frame.epoch, points, Date.now()).then(
       (recoveries) => {
         for (const [t, r] of recoveries) answer.set(t, r);
-        if (!ud.closed) ws.cork(() => reply(answer));
+        if (ud.closed) return;
+        ws.cork(() => {
+          reply(answer);
+          finish(ws, ud);
+        });
       },
       (err: Error) => {
-        log.warn({ connectionId: ud.connectionId, err: err.message }, 'resume failed');
-        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, 'history could not be read; retry later', frame.id));
+        log.warn({ connectionId: ud.connectionId, err }, 'resume failed');
+        if (ud.closed) return;
+        ws.cork(() => {
+          sendError(ws, ErrorCode.Unavailable, 'history could not be read; retry later', frame.id);
+          finish(ws, ud);
+        });
       },
     );
   }
@@ -319,10 +388,10 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     subscription(_ws: Socket, topic: ArrayBuffer, newCount: number, oldCount: number): void {
       if (oldCount === 0 && newCount > 0) {
         topicCount++;
-        deps.onTopicHeld?.(Buffer.from(topic).toString());
+        subscriptions.hold(Buffer.from(topic).toString());
       } else if (newCount === 0 && oldCount > 0) {
         topicCount--;
-        deps.onTopicIdle?.(Buffer.from(topic).toString());
+        subscriptions.release(Buffer.from(topic).toString());
       }
       metrics.topics.set(topicCount);
     },
@@ -330,19 +399,21 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     open(ws: Socket): void {
       const ud = ws.getUserData();
       sockets.add(ws);
-      const topics = initialTopics(ud.identity.userId, ud.identity.roles);
-      for (const t of topics) ws.subscribe(t);
       expiries.add(ws, ud.identity.expiresAt);
       metrics.connectionsOpened.inc();
       metrics.connectionsOpen.inc();
-      send(ws, {
-        type: 'connected',
-        connectionId: ud.connectionId,
-        userId: ud.identity.userId,
-        topics,
-        heartbeatMs,
-        serverTime: Date.now(),
-        ...(bridge?.history?.epoch !== undefined ? { epoch: bridge.history.epoch } : {}),
+      // `connected` promises delivery: it goes out once Redis routes the topics here.
+      const topics = initialTopics(ud.identity.userId, ud.identity.roles);
+      subscribeThen(ws, ud, topics, () => {
+        send(ws, {
+          type: 'connected',
+          connectionId: ud.connectionId,
+          userId: ud.identity.userId,
+          topics,
+          heartbeatMs,
+          serverTime: Date.now(),
+          ...(bridge?.history?.epoch !== undefined ? { epoch: bridge.history.epoch } : {}),
+        });
       });
       if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId }, 'connection open');
     },
@@ -371,7 +442,15 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         case 'unknown_type':
           return sendError(ws, ErrorCode.UnknownType, decoded.message, id);
         case 'frame':
-          return dispatch(ws, ud, decoded.frame);
+          if (ud.busy === 0) return dispatch(ws, ud, decoded.frame);
+          // Behind a request in progress: handled in order once it is answered.
+          ud.waiting ??= [];
+          if (ud.waiting.length >= MAX_WAITING) {
+            metrics.rateLimited.inc();
+            return sendError(ws, ErrorCode.RateLimited, `at most ${MAX_WAITING} frames may wait for a request in progress`, id, { retryAfterMs: 1000 });
+          }
+          ud.waiting.push(decoded.frame);
+          return;
       }
     },
 

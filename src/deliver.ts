@@ -1,11 +1,12 @@
 // Payload -> notification frame, encoded once -> one native publish to a uWS topic.
-// Used by the Redis bridge and by POST /publish in embedded mode. uWS does the
-// fan-out in C++; there is no per-subscriber work in JS.
+// Used for what Redis routes here (interest.ts), gap fills, and POST /publish in
+// embedded mode. uWS does the fan-out in C++; there is no per-subscriber work in JS.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { DedupWindow } from './dedup.js';
-import { compareOffsets, type Position } from './history.js';
+import type { Position } from './history.js';
 import type { Metrics } from './metrics.js';
+import { isAfter, offsetMs } from './offsets.js';
 import { encodeNotification } from './protocol.js';
 
 export interface Notification {
@@ -52,7 +53,7 @@ export interface Publisher {
   numSubscribers(topic: string): number;
 }
 
-/** `no_subscribers`: nobody on this gateway holds the topic (normal with several gateways). */
+/** `no_subscribers`: nobody on this gateway holds the topic (it was just left). */
 export type DeliveryOutcome = 'published' | 'no_subscribers' | 'duplicate' | 'too_large';
 
 /** String length is a lower bound on UTF-8 bytes; only near the limit count exactly. */
@@ -68,42 +69,40 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
   const { publisher, dedup, metrics, maxBytes } = deps;
   /** Topic -> offset of the last recorded notification delivered here (for gap fills). */
   const lastOffsets = new Map<string, string>();
-  /** Topics held here (history on): a gap fill covers them even before their first notification. */
-  const held = new Set<string>();
+  /** The newest entry time (Redis clock, ms) delivered here: where gap fills start on
+   *  topics without an offset. */
+  let latestEntryMs: number | undefined;
 
-  /** Offsets only arrive for held topics, and releaseTopic drops them: no pruning. Past
-   *  the cap a new topic is not tracked, and a gap fill starts it from a time instead. */
+  /** Offsets only arrive for held topics, and forget() drops them: no pruning. Past the
+   *  cap a new topic is not tracked, and a gap fill starts it from a time instead. */
   function track(topic: string, offset: string): void {
     const prev = lastOffsets.get(topic);
-    // Same length: the string order is the numeric one (`<ms>-<seq>` from Redis, no leading zeros).
-    const newer = prev === undefined ? lastOffsets.size < MAX_TRACKED_TOPICS
-      : offset.length === prev.length ? offset > prev : compareOffsets(offset, prev) > 0;
-    if (newer) lastOffsets.set(topic, offset);
+    if (prev === undefined ? lastOffsets.size < MAX_TRACKED_TOPICS : isAfter(offset, prev)) {
+      lastOffsets.set(topic, offset);
+      const ms = offsetMs(offset);
+      if (latestEntryMs === undefined || ms > latestEntryMs) latestEntryMs = ms;
+    }
   }
 
   return {
     lastOffsets: lastOffsets as ReadonlyMap<string, string>,
-    heldTopics: held as ReadonlySet<string>,
-    /** A topic got its first subscriber here. */
-    holdTopic(topic: string): void {
-      held.add(topic);
+    get latestEntryMs() {
+      return latestEntryMs;
     },
     /** A frame for every subscriber of `topic` (e.g. a `resumed` signal); false when none. */
     signal(topic: string, frame: string): boolean {
       return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
     },
-    /** Nobody here holds the topic any more: forget it and its last offset. */
-    releaseTopic(topic: string): void {
+    /** Nobody here holds the topic any more: forget its last offset. */
+    forget(topic: string): void {
       lastOffsets.delete(topic);
-      held.delete(topic);
     },
     /**
      * `receivedAt` is performance.now() when the payload arrived, for the latency
      * histogram. `position` is the notification's history entry, when history is on.
      */
     deliver(topic: string, payload: string | Buffer, receivedAt: number = performance.now(), position?: Position & { replayed?: boolean }): DeliveryOutcome {
-      // Every gateway sees every message; most topics have no subscriber on this one.
-      // One native lookup skips the parse, the dedup and the encode for them.
+      // Redis routes only held topics here, but one may have been left a moment ago.
       const recipients = publisher.numSubscribers(topic);
       if (recipients === 0) {
         metrics.notificationsUnrouted.inc();

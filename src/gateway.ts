@@ -11,6 +11,8 @@ import { createConnectionHandlers } from './connection.js';
 import { loadDemoAssets } from './demo.js';
 import { createDedupWindow } from './dedup.js';
 import { createDeliverer, type Publisher } from './deliver.js';
+import { LibraryConflict } from './history.js';
+import { alwaysSubscribed } from './interest.js';
 import { createLifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
@@ -33,6 +35,9 @@ export interface Gateway {
 export interface GatewayOptions {
   /** Set in a worker under the supervisor: share the port with the other workers. */
   workerId: number | undefined;
+  /** Redis holds another deployment's function library, or ours with other settings
+   *  (found when the gateway first reaches Redis): the gateway must stop. */
+  onConflict?: (err: LibraryConflict) => void;
 }
 
 export async function startGateway(config: Config, log: Logger, uws: Uws, opts: GatewayOptions = { workerId: undefined }): Promise<Gateway> {
@@ -52,8 +57,13 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   const bridge: Bridge | undefined = config.redisUrl === undefined
     ? undefined
     : createBridge({
-      url: config.redisUrl, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
-      history: config.history, maxNotificationBytes: config.maxNotificationBytes,
+      url: config.redisUrl, namespace: config.namespace, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
+      history: config.history, recorders: config.recorders, maxNotificationBytes: config.maxNotificationBytes,
+      sticky: (topic) => topic === 'system' || topic.startsWith('role:'),
+      onConflict: (err) => {
+        if (opts.onConflict !== undefined) opts.onConflict(err);
+        else throw err;
+      },
     });
   const lifecycle = createLifecycle({
     log,
@@ -65,10 +75,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
   const connections = createConnectionHandlers({
-    config, metrics, log, bridge, admission, verifier,
-    ...(config.history !== undefined
-      ? { onTopicHeld: (topic: string) => deliverer.holdTopic(topic), onTopicIdle: (topic: string) => deliverer.releaseTopic(topic) }
-      : {}),
+    config, metrics, log, bridge, admission, verifier, subscriptions: bridge?.subscriptions ?? alwaysSubscribed,
   });
 
   // /stats and /metrics: this process, or under the supervisor every worker's.
@@ -81,6 +88,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     rssBytes: process.memoryUsage.rss(),
     uptimeS: Math.round((Date.now() - startedAt) / 1000),
     redis: bridge === undefined ? 'embedded' : bridge.up ? 'up' : 'down',
+    ...(bridge?.recorderSlot !== undefined ? { recorderSlot: bridge.recorderSlot } : {}),
   });
   const siblings = createSiblings({ stats: async () => localStats(), metrics: () => metrics.registry.getMetricsAsJSON() });
   const observe = {

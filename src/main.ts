@@ -83,7 +83,10 @@ async function main(): Promise<void> {
 
   let gateway;
   try {
-    gateway = await startGateway(config, log, uws, { workerId });
+    gateway = await startGateway(config, log, uws, {
+      workerId,
+      onConflict: (err) => fatal(`configuration error: ${err.message}`, 2),
+    });
   } catch (err) {
     if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
     log.fatal({ err: (err as Error).message }, 'cannot start');

@@ -16,8 +16,12 @@ export const ADMISSION_REASONS = [
 ] as const;
 export type AdmissionReason = (typeof ADMISSION_REASONS)[number];
 
-export const DROP_REASONS = ['invalid_topic', 'too_large', 'duplicate'] as const;
+/** malformed: a message on an internal channel that is not an announcement (someone else published there). */
+export const DROP_REASONS = ['invalid_topic', 'too_large', 'duplicate', 'malformed'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
+
+export const HISTORY_WRITE_RESULTS = ['recorded', 'found', 'failed', 'dropped'] as const;
+export type HistoryWriteResult = (typeof HISTORY_WRITE_RESULTS)[number];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -37,7 +41,36 @@ export function createMetrics() {
     help: 'Frames handed to uWS for clients (a notification counts once per subscriber)',
     registers: [registry],
   });
-  const redisMessages = new Counter({ name: 'herald_redis_messages_total', help: 'Messages received from Redis channels', registers: [registry] });
+  const redisMessages = new Counter({
+    name: 'herald_redis_messages_total',
+    help: 'Messages Redis sent this gateway, by source: topic (its interest subscriptions) or pattern (the recorder role)',
+    labelNames: ['source'],
+    registers: [registry],
+  });
+  const redisMessagesTopic = redisMessages.labels('topic');
+  const redisMessagesPattern = redisMessages.labels('pattern');
+  const redisSubscriptions = new Gauge({
+    name: 'herald_redis_subscriptions',
+    help: 'Redis channels this gateway is subscribed to (one per topic held here)',
+    registers: [registry],
+  });
+  const redisSubscriptionCommands = new Counter({
+    name: 'herald_redis_subscription_commands_total',
+    help: 'SUBSCRIBE and UNSUBSCRIBE commands sent (each for up to 1,000 channels), by command',
+    labelNames: ['command'],
+    registers: [registry],
+  });
+  for (const c of ['subscribe', 'unsubscribe']) redisSubscriptionCommands.labels(c).inc(0);
+  const recorder = new Gauge({
+    name: 'herald_recorder',
+    help: '1 while this gateway holds a recorder slot (records plain PUBLISHes into history)',
+    registers: [registry],
+  });
+  const recorderLeases = new Counter({
+    name: 'herald_recorder_leases_total',
+    help: 'Times this gateway took a recorder slot (at start, or over from a gateway that stopped renewing it)',
+    registers: [registry],
+  });
   const notificationsPublished = new Counter({
     name: 'herald_notifications_published_total',
     help: 'Notifications published to uWS topics (from Redis or POST /publish)',
@@ -83,11 +116,11 @@ export function createMetrics() {
   for (const r of ['ok', 'subject_mismatch', ...AUTH_FAILURES]) reauths.labels(r).inc(0);
   const historyWrites = new Counter({
     name: 'herald_history_writes_total',
-    help: 'Messages this gateway recorded in (or found in) the topic history before delivery, by result',
+    help: 'Plain PUBLISHes this gateway handled as a recorder, by result: recorded (by this call), found (another recorder had), failed (a call failed; retried), dropped (over the waiting bound; lost)',
     labelNames: ['result'],
     registers: [registry],
   });
-  for (const r of ['ok', 'failed']) historyWrites.labels(r).inc(0);
+  for (const r of HISTORY_WRITE_RESULTS) historyWrites.labels(r).inc(0);
   const resumes = new Counter({
     name: 'herald_resumes_total',
     help: 'Topics clients asked to resume, by result: recovered, or unrecovered (epoch changed, history trimmed, too many missed, not held)',
@@ -157,7 +190,7 @@ export function createMetrics() {
   const topics = new Gauge({ name: 'herald_topics', help: 'Topics with at least one subscriber on this process', registers: [registry] });
   const redisUp = new Gauge({
     name: 'herald_redis_up',
-    help: '1 while the Redis pattern subscription is active and the publisher connected (always 0 in embedded mode)',
+    help: '1 while every topic held here is subscribed in Redis and the command connection is ready (always 0 in embedded mode)',
     registers: [registry],
   });
 
@@ -175,7 +208,11 @@ export function createMetrics() {
     connectionClosed: (reason: CloseLabel) => connectionsClosed.labels(reason).inc(),
     messagesReceived,
     messagesSent,
-    redisMessages,
+    redisMessages: (source: 'topic' | 'pattern') => (source === 'topic' ? redisMessagesTopic : redisMessagesPattern).inc(),
+    redisSubscriptions,
+    redisSubscriptionCommand: (command: 'subscribe' | 'unsubscribe') => redisSubscriptionCommands.labels(command).inc(),
+    recorder,
+    recorderLeases,
     notificationsPublished,
     notificationsUnrouted,
     notificationDropped: (reason: DropReason) => notificationsDropped.labels(reason).inc(),
@@ -184,7 +221,7 @@ export function createMetrics() {
     rateLimited,
     authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
     authDuration,
-    historyWrites: (result: 'ok' | 'failed', n: number) => historyWrites.labels(result).inc(n),
+    historyWrites: (result: HistoryWriteResult, n: number) => historyWrites.labels(result).inc(n),
     resume: (result: 'recovered' | 'unrecovered') => resumes.labels(result).inc(),
     gapFill: (result: 'filled' | 'unrecoverable') => gapFills.labels(result).inc(),
     replayedNotifications,

@@ -10,6 +10,8 @@ export interface WorkerStats {
   rssBytes: number;
   uptimeS: number;
   redis: 'up' | 'down' | 'embedded';
+  /** The recorder slot this worker holds (history on), if any. */
+  recorderSlot?: number;
 }
 
 export interface HostStats {

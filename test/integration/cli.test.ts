@@ -109,16 +109,32 @@ t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected 
 
   const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"title":"hi"}'], env, cwd);
   t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, /^published to redis notifications:user:alice with herald_publish \(id \S+, offset \d+-\d+\)/);
+  t.match(run.stdout, /^published user:alice with herald_publish \(id \S+, offset \d+-\d+\)/);
   const n = await c.next('notification');
   t.same([n['topic'], n['data']], ['user:alice', { title: 'hi' }]);
-  const entries = await redis.client().xrange('herald:history:user:alice', '-', '+');
+  const entries = await redis.client().xrange('herald:history:{user:alice}', '-', '+');
   t.same(entries.map(([offset]) => offset), [n['offset']], 'recorded in the history in the same step');
 
   const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words'], env, cwd);
   t.equal(text.code, 0, text.stderr);
   t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string');
   t.same(c.inbox, []);
+
+  t.test('it reads HERALD_NAMESPACE and HERALD_CHANNEL_PREFIX as the gateway does (a trailing newline from a mounted file included)', async (t) => {
+    const acme = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'acme', HERALD_CHANNEL_PREFIX: 'acme-notifications' }));
+    t.teardown(() => acme.stop());
+    await acme.waitForLog((l) => l.msg === 'redis subscription active');
+    const client = await connect(t, acme.ws, await token({ sub: 'alice' }));
+    const r = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"n":"acme"}'], {
+      ...PATH_ONLY, HERALD_REDIS_URL: `${redis.url}\n`, HERALD_NAMESPACE: 'acme\n', HERALD_CHANNEL_PREFIX: 'acme-notifications\n',
+    }, cwd);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /^published user:alice with acme_publish \(id \S+, offset \d+-\d+\)/);
+    t.same((await client.next('notification'))['data'], { n: 'acme' }, 'delivered by the acme deployment');
+    const bad = await cli(t, ['publish', '--topic', 'user:alice', '--data', '1'], { ...PATH_ONLY, HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'no-dashes' }, cwd);
+    t.equal(bad.code, 64, 'a namespace the gateway would refuse is a usage error');
+    t.match(bad.stderr, 'HERALD_NAMESPACE');
+  });
 
   t.test('with history off (no herald_publish function) it falls back to a plain PUBLISH', async (t) => {
     const bare = await startRedis();

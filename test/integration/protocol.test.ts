@@ -325,8 +325,8 @@ t.test('ack and mark_read in Redis mode', async (t) => {
   t.teardown(() => rgw.stop());
   const r = redis.client();
   await rgw.waitForLog((l) => l.msg === 'redis subscription active');
-  // The publisher (which XADDs) connects alongside the subscriber; wait until Redis sees it.
-  await waitFor('the gateway publisher connection', async () => String(await r.client('LIST')).includes('name=herald-publisher'), 5000);
+  // The command connection (which XADDs) connects alongside the subscriber; wait until Redis sees it.
+  await waitFor('the gateway command connection', async () => String(await r.client('LIST')).includes('name=herald-commands'), 5000);
 
   /** herald:events entries written by one connection, as field objects. */
   async function eventsOf(connectionId: unknown): Promise<Array<Record<string, string>>> {

@@ -15,7 +15,7 @@ import {
   type ResumePoint,
 } from '../../client/dist/index.js';
 import { decodeClientFrame } from '../../dist/protocol.js';
-import { compareOffsets as gatewayCompareOffsets } from '../../dist/history.js';
+import { compareOffsets as gatewayCompareOffsets } from '../../dist/offsets.js';
 
 t.test('offsets are (ms, seq) numbers, not strings', async (t) => {
   t.ok(compareOffsets('999-0', '1000-0') < 0, "'999-0' is before '1000-0' (a string comparison says after)");

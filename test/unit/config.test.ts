@@ -22,6 +22,7 @@ t.test('an env with only a secret yields the documented default for every settin
     port: 8080,
     wsPath: '/ws',
     redisUrl: undefined,
+    namespace: 'herald',
     channelPrefix: 'notifications',
     jwt: {
       key: { kind: 'secret', secret: SECRET },
@@ -51,6 +52,7 @@ t.test('an env with only a secret yields the documented default for every settin
     tls: undefined,
     demo: false,
     history: undefined,
+    recorders: 2,
   };
   t.strictSame(c, expected);
 });
@@ -363,4 +365,29 @@ t.test('HERALD_TLS_*: cert and key together make a TLS config; passphrase and CA
     HERALD_JWT_SECRET: SECRET, HERALD_TLS_CERT_FILE: '/c.pem', HERALD_TLS_KEY_FILE: '/k.pem', HERALD_TLS_PASSPHRASE: ' s p ', HERALD_TLS_CA_FILE: '/ca.pem',
   });
   t.strictSame(full.tls, { certFile: '/c.pem', keyFile: '/k.pem', passphrase: ' s p ', caFile: '/ca.pem' }, 'a passphrase is taken verbatim');
+});
+
+t.test('HERALD_NAMESPACE names the deployment; the channel prefix may not reach into it', async (t) => {
+  t.equal(loadConfig({ ...base, HERALD_NAMESPACE: 'acme_2' }).namespace, 'acme_2');
+  t.equal(loadConfig({ ...base, HERALD_NAMESPACE: ' acme\n' }).namespace, 'acme', 'trimmed');
+  t.equal(loadConfig({ ...base, HERALD_NAMESPACE: 'acme' }).events.stream, 'acme:events', "the events stream follows the namespace unless set");
+  for (const bad of ['2acme', 'a-b', 'a:b', 'a b', 'a'.repeat(33), 'héllo', '{x}', '*']) {
+    const err = errorOf({ ...base, HERALD_NAMESPACE: bad });
+    t.type(err, ConfigError, JSON.stringify(bad));
+    t.match((err as Error).message, /^HERALD_NAMESPACE: /);
+  }
+  for (const [ns, prefix] of [['herald', 'herald'], ['herald', 'herald:x'], ['acme', 'acme:notify']]) {
+    const err = errorOf({ ...base, HERALD_NAMESPACE: ns, HERALD_CHANNEL_PREFIX: prefix });
+    t.type(err, ConfigError, `${prefix} in namespace ${ns}`);
+    t.match((err as Error).message, /^HERALD_CHANNEL_PREFIX: .*overlaps the internal channels of HERALD_NAMESPACE/);
+  }
+  t.equal(loadConfig({ ...base, HERALD_CHANNEL_PREFIX: 'heraldry' }).channelPrefix, 'heraldry', 'a prefix that merely starts with the namespace is fine');
+});
+
+t.test('HERALD_RECORDERS: 1-16 recorder slots, 2 by default', async (t) => {
+  t.equal(loadConfig({ ...base, HERALD_RECORDERS: '1' }).recorders, 1);
+  t.equal(loadConfig({ ...base, HERALD_RECORDERS: '16' }).recorders, 16);
+  for (const bad of ['0', '17', '-1', 'two', '1.5']) {
+    t.match((errorOf({ ...base, HERALD_RECORDERS: bad }) as Error).message, /^HERALD_RECORDERS: expected an integer 1-16/, bad);
+  }
 });

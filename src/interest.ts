@@ -1,0 +1,262 @@
+// Interest routing: the gateway's Redis subscriber holds one channel per topic that a
+// connection here holds (or is about to), so Redis sends this gateway only what it will
+// deliver, whatever the number of gateways. Topics are reference-counted (uWS reports
+// a topic's first and last subscriber; a connection being set up reserves its topics),
+// and SUBSCRIBE/UNSUBSCRIBE are batched: a burst of connects costs a few commands, not
+// one per connection. One state machine: the subscriber connection and its channels.
+import { performance } from 'node:perf_hooks';
+import type { Redis } from 'ioredis';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+
+/** What connections need of the routing; embedded mode has a trivial one. */
+export interface Subscriptions {
+  /** One more holder of `topic` here (a uWS subscriber, or a connection being set up). */
+  hold(topic: string): void;
+  /** One holder fewer; at none the channel is left (in the next batch). */
+  release(topic: string): void;
+  /**
+   * Calls `done` once Redis delivers every one of `topics` to this gateway: at once
+   * when it already does, or when the subscriber connection is down (the gap fill
+   * covers that time once it is back).
+   */
+  whenSubscribed(topics: readonly string[], done: () => void): void;
+}
+
+export const alwaysSubscribed: Subscriptions = {
+  hold: () => undefined,
+  release: () => undefined,
+  whenSubscribed: (_topics, done) => done(),
+};
+
+export interface InterestOptions {
+  /** The subscriber connection (autoResubscribe off: connectionReady subscribes again).
+   *  Its owner calls connectionReady, connectionLost and onMessage. */
+  subscriber: Redis;
+  channelOf(topic: string): string;
+  /** channelOf's inverse; undefined for a channel that is not one of ours. */
+  topicOf(channel: string): string | undefined;
+  /** Held by every connection (system, role:*): subscribed once, never left. */
+  sticky(topic: string): boolean;
+  onMessage(topic: string, message: Buffer, receivedAt: number): void;
+  /** A topic nobody here holds any more (per-topic state elsewhere can go). */
+  onIdle(topic: string): void;
+  /** true once every held topic is subscribed after a (re)connect; false when the connection is lost. */
+  onState(up: boolean): void;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export interface Interest extends Subscriptions {
+  /** Topics held here: what a gap fill covers. */
+  readonly held: Iterable<string>;
+  readonly up: boolean;
+  /** The connection is (again) ready: subscribe every held topic. */
+  connectionReady(): void;
+  connectionLost(): void;
+  /** A message on one of the topic channels. */
+  onMessage(channel: Buffer, message: Buffer): void;
+  /** Leave every channel (shutdown). */
+  close(): Promise<void>;
+}
+
+/** New topics wait this long for company before their SUBSCRIBE goes out, ms. */
+const SUBSCRIBE_BATCH_MS = 10;
+/**
+ * At most one SUBSCRIBE this often while topics keep coming, ms: a connect storm costs
+ * about ten commands a second however many connections it brings, and a lone connect
+ * still waits only SUBSCRIBE_BATCH_MS.
+ */
+const SUBSCRIBE_EVERY_MS = 100;
+/** Idle topics are left in one UNSUBSCRIBE this often, ms (a topic held again meanwhile stays). */
+const UNSUBSCRIBE_EVERY_MS = 1000;
+/** Channels per command: bounds one command's size and Redis time. */
+const CHUNK = 1000;
+
+interface Waiter {
+  remaining: number;
+  done: () => void;
+}
+
+export function createInterest(opts: InterestOptions): Interest {
+  const { subscriber, metrics, log } = opts;
+  const ilog = log.child({ component: 'interest' });
+  /** Topic -> holders here. Sticky topics stay at >= 1. */
+  const refs = new Map<string, number>();
+  /** Channels Redis confirmed on the current connection. */
+  const active = new Set<string>();
+  /** Held, not yet sent. */
+  const pending = new Set<string>();
+  /** Active, no holder left: left at the next unsubscribe flush unless held again. */
+  const idle = new Set<string>();
+  const waiters = new Map<string, Waiter[]>();
+  let connected = false;
+  let up = false;
+  let inFlight = false;
+  let batchTimer: NodeJS.Timeout | undefined;
+  let lastFlushAt = Number.NEGATIVE_INFINITY;
+  /** Bumped when the connection is lost: answers to commands of an older one are ignored. */
+  let generation = 0;
+
+  function setUp(value: boolean): void {
+    if (up === value) return;
+    up = value;
+    opts.onState(value);
+  }
+
+  function settle(topic: string): void {
+    const list = waiters.get(topic);
+    if (list === undefined) return;
+    waiters.delete(topic);
+    for (const w of list) if (--w.remaining === 0) w.done();
+  }
+
+  function schedule(): void {
+    if (!connected || inFlight || batchTimer !== undefined || pending.size === 0) return;
+    const now = performance.now();
+    batchTimer = setTimeout(flush, Math.max(SUBSCRIBE_BATCH_MS, lastFlushAt + SUBSCRIBE_EVERY_MS - now));
+  }
+
+  /** One SUBSCRIBE of up to CHUNK pending topics; the next goes out when it is confirmed. */
+  function flush(): void {
+    batchTimer = undefined;
+    if (!connected || pending.size === 0) return;
+    const topics: string[] = [];
+    for (const t of pending) {
+      topics.push(t);
+      if (topics.length === CHUNK) break;
+    }
+    for (const t of topics) pending.delete(t);
+    inFlight = true;
+    lastFlushAt = performance.now();
+    const gen = generation;
+    metrics.redisSubscriptionCommand('subscribe');
+    subscriber.subscribe(...topics.map(opts.channelOf)).then(
+      () => {
+        if (gen !== generation) return; // the connection went meanwhile; 'ready' starts over
+        inFlight = false;
+        for (const t of topics) {
+          active.add(t);
+          if (!refs.has(t)) idle.add(t); // released while in flight
+          settle(t);
+        }
+        metrics.redisSubscriptions.set(active.size);
+        // After a (re)connect the backlog goes out at once, a chunk at a time; otherwise
+        // what came meanwhile waits for its batch.
+        if (!up && pending.size > 0) flush();
+        else if (pending.size > 0) schedule();
+        else setUp(true);
+      },
+      (err: Error) => {
+        if (gen !== generation) return;
+        inFlight = false;
+        // Without its channels the gateway delivers nothing: start over on a new connection.
+        ilog.error({ err, channels: topics.length }, 'subscribe failed; reconnecting');
+        subscriber.disconnect(true);
+      },
+    );
+  }
+
+  const unsubscribeTimer = setInterval(() => {
+    if (!connected) return;
+    while (idle.size > 0) {
+      const topics: string[] = [];
+      for (const t of idle) {
+        topics.push(t);
+        if (topics.length === CHUNK) break;
+      }
+      for (const t of topics) {
+        idle.delete(t);
+        active.delete(t);
+      }
+      metrics.redisSubscriptionCommand('unsubscribe');
+      // A topic held again before this is confirmed is subscribed again after it (same
+      // connection, commands in order).
+      subscriber.unsubscribe(...topics.map(opts.channelOf)).catch(() => undefined);
+    }
+    metrics.redisSubscriptions.set(active.size);
+  }, UNSUBSCRIBE_EVERY_MS);
+  unsubscribeTimer.unref();
+
+  function ready(): void {
+    connected = true;
+    active.clear();
+    idle.clear();
+    for (const t of refs.keys()) pending.add(t);
+    if (pending.size === 0) setUp(true);
+    else flush();
+  }
+  function lost(): void {
+    if (!connected) return;
+    connected = false;
+    generation++;
+    inFlight = false;
+    active.clear();
+    pending.clear();
+    idle.clear();
+    clearTimeout(batchTimer);
+    batchTimer = undefined;
+    metrics.redisSubscriptions.set(0);
+    // Whoever waits is answered now: delivery resumes, gap-filled, once the connection is back.
+    for (const t of [...waiters.keys()]) settle(t);
+    setUp(false);
+  }
+
+  return {
+    connectionReady: ready,
+    connectionLost: lost,
+    onMessage(channel, message) {
+      const receivedAt = performance.now();
+      const topic = opts.topicOf(channel.toString());
+      metrics.redisMessages('topic');
+      if (topic === undefined) return;
+      opts.onMessage(topic, message, receivedAt);
+    },
+    get held() {
+      return refs.keys();
+    },
+    get up() {
+      return up;
+    },
+    hold(topic) {
+      const n = refs.get(topic);
+      if (n !== undefined) {
+        refs.set(topic, n + 1);
+        return;
+      }
+      refs.set(topic, 1);
+      if (idle.delete(topic) || active.has(topic)) return;
+      pending.add(topic);
+      schedule();
+    },
+    release(topic) {
+      const n = refs.get(topic);
+      if (n === undefined || opts.sticky(topic)) return;
+      if (n > 1) {
+        refs.set(topic, n - 1);
+        return;
+      }
+      refs.delete(topic);
+      opts.onIdle(topic);
+      if (pending.delete(topic)) settle(topic);
+      else if (active.has(topic)) idle.add(topic);
+    },
+    whenSubscribed(topics, done) {
+      if (!connected) return done();
+      const w: Waiter = { remaining: 0, done };
+      for (const t of topics) {
+        if (active.has(t)) continue;
+        w.remaining++;
+        const list = waiters.get(t);
+        if (list === undefined) waiters.set(t, [w]);
+        else list.push(w);
+      }
+      if (w.remaining === 0) done();
+    },
+    async close() {
+      clearInterval(unsubscribeTimer);
+      clearTimeout(batchTimer);
+      connected = false;
+    },
+  };
+}
