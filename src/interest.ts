@@ -60,14 +60,15 @@ export interface Interest extends Subscriptions {
   close(): Promise<void>;
 }
 
-/** New topics wait this long for company before their SUBSCRIBE goes out, ms. */
-const SUBSCRIBE_BATCH_MS = 10;
 /**
- * At most one SUBSCRIBE this often while topics keep coming, ms: a connect storm costs
- * about ten commands a second however many connections it brings, and a lone connect
- * still waits only SUBSCRIBE_BATCH_MS.
+ * SUBSCRIBEs are paced by a token bucket: while it has tokens a new topic goes out at
+ * once (one command in flight; what arrives meanwhile joins the next), and once a
+ * connect storm empties it, at most SUBSCRIBE_PER_S commands a second go out, each for
+ * everything that arrived meanwhile. A storm of thousands of connects costs a few
+ * dozen commands; a lone connect waits for nothing.
  */
-const SUBSCRIBE_EVERY_MS = 100;
+const SUBSCRIBE_BURST = 10;
+const SUBSCRIBE_PER_S = 10;
 /** Idle topics are left in one UNSUBSCRIBE this often, ms (a topic held again meanwhile stays). */
 const UNSUBSCRIBE_EVERY_MS = 1000;
 /** Channels per command: bounds one command's size and Redis time. */
@@ -94,7 +95,8 @@ export function createInterest(opts: InterestOptions): Interest {
   let up = false;
   let inFlight = false;
   let batchTimer: NodeJS.Timeout | undefined;
-  let lastFlushAt = Number.NEGATIVE_INFINITY;
+  let tokens = SUBSCRIBE_BURST;
+  let tokensAt = performance.now();
   /** Bumped when the connection is lost: answers to commands of an older one are ignored. */
   let generation = 0;
 
@@ -111,10 +113,19 @@ export function createInterest(opts: InterestOptions): Interest {
     for (const w of list) if (--w.remaining === 0) w.done();
   }
 
+  /** Tokens refilled up to now. */
+  function refill(): void {
+    const now = performance.now();
+    tokens = Math.min(SUBSCRIBE_BURST, tokens + ((now - tokensAt) * SUBSCRIBE_PER_S) / 1000);
+    tokensAt = now;
+  }
+
   function schedule(): void {
     if (!connected || inFlight || batchTimer !== undefined || pending.size === 0) return;
-    const now = performance.now();
-    batchTimer = setTimeout(flush, Math.max(SUBSCRIBE_BATCH_MS, lastFlushAt + SUBSCRIBE_EVERY_MS - now));
+    refill();
+    // setTimeout rather than a microtask even when a token is there: the topics of
+    // everything the event loop is handling now go out together.
+    batchTimer = setTimeout(flush, tokens >= 1 ? 0 : ((1 - tokens) * 1000) / SUBSCRIBE_PER_S);
   }
 
   /** One SUBSCRIBE of up to CHUNK pending topics; the next goes out when it is confirmed. */
@@ -128,7 +139,9 @@ export function createInterest(opts: InterestOptions): Interest {
     }
     for (const t of topics) pending.delete(t);
     inFlight = true;
-    lastFlushAt = performance.now();
+    refill();
+    if (up) tokens -= 1; // the resubscribe after a (re)connect is not paced
+
     const gen = generation;
     metrics.redisSubscriptionCommand('subscribe');
     subscriber.subscribe(...topics.map(opts.channelOf)).then(

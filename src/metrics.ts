@@ -49,6 +49,8 @@ export function createMetrics() {
   });
   const redisMessagesTopic = redisMessages.labels('topic');
   const redisMessagesPattern = redisMessages.labels('pattern');
+  redisMessagesTopic.inc(0);
+  redisMessagesPattern.inc(0);
   const redisSubscriptions = new Gauge({
     name: 'herald_redis_subscriptions',
     help: 'Redis channels this gateway is subscribed to (one per topic held here)',

@@ -45,7 +45,13 @@ export class TestClient {
       ws.once('error', reject);
       ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with ${res.statusCode}`)));
     });
-    const welcome = await client.next('connected');
+    // A socket closed before its `connected` frame fails at once, with the close code.
+    const welcome = await Promise.race([
+      client.next('connected'),
+      client.closed.then(({ code, reason }) => {
+        throw new Error(`closed before connected: ${code} ${JSON.stringify(reason)}`);
+      }),
+    ]);
     return Object.assign(client, { welcome });
   }
 
