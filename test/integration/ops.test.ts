@@ -275,9 +275,12 @@ t.test('a bad setting stops the start with exit code 2 and a message naming the 
     [{ HERALD_WS_PATH: '/metrics' }, 'HERALD_WS_PATH'],
     [{ HERALD_JWT_SECRET: 'too-short-secret-value' }, 'HERALD_JWT_SECRET'],
     [{ HERALD_PUBLISH_KEY: 'short-pub-key' }, 'HERALD_PUBLISH_KEY'],
+    // The placeholders k8s/secret.example.yaml used to ship: public, so refused.
+    [{ HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' }, 'HERALD_JWT_SECRET'],
+    [{ HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' }, 'HERALD_PUBLISH_KEY'],
   ];
   const cwd = tempDir(t);
-  // One row per kind of check (integer, range, URL, allowlist, path, secret length):
+  // One row per kind of check (integer, range, URL, allowlist, path, secret length, placeholder):
   // the process must report it and exit 2. Four at a time: each is a whole Node start.
   const results: Array<{ run: SpawnResult; exit: Awaited<SpawnResult['exited']> }> = [];
   for (let i = 0; i < rows.length; i += 4) {

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ConfigError, loadConfig, type Config, type Env } from '../../dist/config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, PLACEHOLDER_MARKERS, loadConfig, type Config, type Env } from '../../dist/config.js';
 
 const SECRET = 's'.repeat(32);
 const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----';
@@ -252,6 +253,39 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     t.type(err, ConfigError, `${row.name}: ConfigError`);
     t.match((err as Error | undefined)?.message ?? '', new RegExp(`^${row.variable}[:,]`), `${row.name}: names ${row.variable}`);
   }
+});
+
+t.test('a key that is a documented placeholder stops the start, naming the variable and never echoing the value', async (t) => {
+  // The first two are the values k8s/secret.example.yaml shipped (and git history keeps).
+  const rows: Array<{ name: string; env: Env; variable: string; value: string }> = [
+    { name: 'the old example JWT secret', env: { HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' }, variable: 'HERALD_JWT_SECRET', value: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' },
+    { name: 'the old example publish key', env: { HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' }, variable: 'HERALD_PUBLISH_KEY', value: 'REPLACE-ME-placeholder-publish-key' },
+    { name: 'a secret with replace-me in lower case', env: { HERALD_JWT_SECRET: 'replace-me-with-a-real-secret-of-32-bytes' }, variable: 'HERALD_JWT_SECRET', value: 'replace-me-with-a-real-secret' },
+    { name: 'a secret with CHANGEME', env: { HERALD_JWT_SECRET: 'CHANGEME-CHANGEME-CHANGEME-CHANGEME' }, variable: 'HERALD_JWT_SECRET', value: 'CHANGEME' },
+    { name: 'a publish key with change_me', env: { HERALD_PUBLISH_KEY: 'change_me_publish_key_0123' }, variable: 'HERALD_PUBLISH_KEY', value: 'change_me' },
+    { name: 'the ACL example password in the Redis URL', env: { HERALD_REDIS_URL: 'redis://herald:LONG-RANDOM-PASSWORD@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'LONG-RANDOM-PASSWORD' },
+    { name: 'a percent-encoded placeholder password', env: { HERALD_REDIS_URL: 'rediss://herald:%43hangeme-now@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'hangeme-now' },
+  ];
+  for (const row of rows) {
+    const err = errorOf({ ...base, ...row.env });
+    t.type(err, ConfigError, `${row.name}: ConfigError`);
+    t.match((err as Error | undefined)?.message ?? '', new RegExp(`^${row.variable}: looks like a documented placeholder`), `${row.name}: names ${row.variable}`);
+    t.notOk(((err as Error | undefined)?.message ?? '').includes(row.value), `${row.name}: the value is not in the message`);
+  }
+  const fine: Env[] = [
+    { HERALD_JWT_SECRET: 'uQ0m3v6l6k3YzP2Hq8s0W1x9cR5tB7nJ4aF2dG6hK8mL0pS3vX5zC7eN9rT1wY3b' },
+    { HERALD_PUBLISH_KEY: '3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d' },
+    { HERALD_REDIS_URL: 'redis://herald:s3cr3t-but-real@redis:6379' },
+    { HERALD_REDIS_URL: 'redis://redis:6379' },
+  ];
+  for (const env of fine) t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
+});
+
+t.test('README.md lists exactly the placeholder markers the gateway refuses', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const line = /looks like a documented placeholder: it contains, in\s+any case, one of ([^.]+)\./.exec(readme)?.[1] ?? '';
+  const listed = [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+  t.strictSame(listed, [...PLACEHOLDER_MARKERS]);
 });
 
 t.test('a ConfigError carries its class name for the fatal message', async (t) => {
