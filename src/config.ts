@@ -62,8 +62,9 @@ export interface Config {
   events: { stream: string; maxLen: number };
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
-  /** Admission control before any JWT work; 0 = no limit. */
-  admission: { maxConnections: number; maxConnectionsPerIp: number; upgradeRatePerIp: number };
+  /** Admission control before any JWT work; 0 = no limit. The per-address limits
+   *  count an IPv6 client by its first `ipv6PrefixBits` bits. */
+  admission: { maxConnections: number; maxConnectionsPerIp: number; upgradeRatePerIp: number; ipv6PrefixBits: number };
   /** Take the client address from the first X-Forwarded-For hop (behind a trusted proxy). */
   trustProxy: boolean;
   /** Per-socket unsent bytes before uWS drops frames or closes the socket. */
@@ -347,6 +348,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
       maxConnections: int(env, 'HERALD_MAX_CONNECTIONS', 0, 0, 10_000_000),
       maxConnectionsPerIp: int(env, 'HERALD_MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
       upgradeRatePerIp: int(env, 'HERALD_UPGRADE_RATE_PER_IP', 0, 0, 1_000_000, ' per second'),
+      ipv6PrefixBits: int(env, 'HERALD_IPV6_PREFIX', 64, 1, 128, ' bits'),
     },
     trustProxy: bool(env, 'HERALD_TRUST_PROXY', false),
     maxBackpressureBytes: int(env, 'HERALD_MAX_BACKPRESSURE_BYTES', 1048576, 1024, 268435456, ' bytes'),

@@ -4,7 +4,7 @@
 // either cork + upgrade or cork + refuse.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { clientAddress, type Admission } from './admission.js';
+import { addressKey, clientAddress, type Admission } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
 import { chooseSubprotocol, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
@@ -94,7 +94,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       return;
     }
 
-    const ip = clientAddress(remoteAddress(res), forwardedFor, config.trustProxy);
+    // Every per-address limit counts by this key: an IPv6 client is its whole prefix.
+    const ip = addressKey(clientAddress(remoteAddress(res), forwardedFor, config.trustProxy), config.admission.ipv6PrefixBits);
     const refusal = admission.admit(ip, performance.now());
     if (refusal !== undefined) {
       metrics.admissionRefused(refusal.reason);

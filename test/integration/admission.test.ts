@@ -157,6 +157,44 @@ t.test('with HERALD_TRUST_PROXY=true the per-address cap follows the first X-For
   t.equal(r.body['reason'], 'too_many_connections_from_address');
 });
 
+t.test('IPv6 clients count by their /64 (HERALD_IPV6_PREFIX): a second address of the same /64 is over a per-address cap of 1', async (t) => {
+  // Behind a trusted proxy, so the test can choose IPv6 client addresses.
+  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
+  const r = await refused(gw.ws, { headers: { ...(await bearer('v6b')), 'x-forwarded-for': '2001:db8:1:2:ffff:ffff:ffff:b' } });
+  t.equal(r.status, 429, 'another address of 2001:db8:1:2::/64 is the same client');
+  t.equal(r.body['reason'], 'too_many_connections_from_address');
+  const next = await connect(t, gw, 'v6c', { headers: { 'x-forwarded-for': '2001:db8:1:3::a' } });
+  t.equal(next.welcome.type, 'connected', 'the next /64 is another client');
+  const v4 = await connect(t, gw, 'v4', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+  t.equal(v4.welcome.type, 'connected', 'IPv4 addresses are unaffected');
+});
+
+t.test('with HERALD_IPV6_PREFIX=128 every IPv6 address is its own client', async (t) => {
+  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1', HERALD_IPV6_PREFIX: '128' });
+  await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
+  const b = await connect(t, gw, 'v6b', { headers: { 'x-forwarded-for': '2001:db8:1:2::b' } });
+  t.equal(b.welcome.type, 'connected');
+  const r = await refused(gw.ws, { headers: { ...(await bearer('v6a2')), 'x-forwarded-for': '2001:db8:1:2:0:0:0:a' } });
+  t.equal(r.status, 429, 'the same address written another way is still the same client');
+});
+
+t.test('on a dual-stack listener (HERALD_HOST=::) IPv4 clients keep one place each and ::1 counts on its own', async (t) => {
+  // uWS reports IPv4 clients of a :: listener as IPv4-mapped IPv6 addresses, which all
+  // share one /64: they must count as their IPv4 addresses, not as one client.
+  const gw = await gateway(t, { HERALD_HOST: '::', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'd2', { localAddress: '127.0.0.2' });
+  const d3 = await connect(t, gw, 'd3', { localAddress: '127.0.0.3' });
+  t.equal(d3.welcome.type, 'connected', '127.0.0.3 is not 127.0.0.2');
+  const again = await refused(gw.ws, { headers: await bearer('d2b'), localAddress: '127.0.0.2' });
+  t.equal(again.status, 429, 'a second connection from 127.0.0.2 is over its cap');
+  const v6 = await TestClient.connect(`ws://[::1]:${gw.port}/ws`, { headers: await bearer('d6') });
+  t.teardown(() => v6.close());
+  t.equal(v6.welcome.type, 'connected', '::1 is another client');
+  const v6again = await refused(`ws://[::1]:${gw.port}/ws`, { headers: await bearer('d6b') });
+  t.equal(v6again.status, 429, 'and has its own cap');
+});
+
 t.test('without HERALD_TRUST_PROXY, X-Forwarded-For is ignored and the socket address counts', async (t) => {
   const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '1' });
   await connect(t, gw, 'y1', { headers: { 'x-forwarded-for': '203.0.113.1' } });

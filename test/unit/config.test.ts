@@ -44,7 +44,7 @@ t.test('an env with only a secret yields the documented default for every settin
     events: { stream: 'herald:events', maxLen: 100000 },
     logLevel: 'info',
     shutdownTimeoutMs: 10_000,
-    admission: { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0 },
+    admission: { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0, ipv6PrefixBits: 64 },
     trustProxy: false,
     maxBackpressureBytes: 1048576,
     closeOnBackpressure: true,
@@ -99,6 +99,7 @@ t.test('valid values for every setting are parsed into their units', async (t) =
     HERALD_DEDUP_WINDOW_S: '0',
     HERALD_LOG_LEVEL: 'DEBUG',
     HERALD_SHUTDOWN_TIMEOUT_S: '3',
+    HERALD_IPV6_PREFIX: ' 48 ',
   });
   t.equal(c.host, '127.0.0.1');
   t.equal(c.port, 0);
@@ -119,6 +120,7 @@ t.test('valid values for every setting are parsed into their units', async (t) =
   t.equal(c.dedup.windowMs, 0);
   t.equal(c.logLevel, 'debug');
   t.equal(c.shutdownTimeoutMs, 3000);
+  t.equal(c.admission.ipv6PrefixBits, 48);
 });
 
 t.test('each key source is recognised', async (t) => {
@@ -247,6 +249,9 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     { name: 'host with a space', env: { HERALD_HOST: 'local host' }, variable: 'HERALD_HOST' },
     { name: 'host with a scheme', env: { HERALD_HOST: 'http://0.0.0.0' }, variable: 'HERALD_HOST' },
     { name: 'events stream with a space', env: { HERALD_EVENTS_STREAM: 'herald events' }, variable: 'HERALD_EVENTS_STREAM' },
+    { name: 'IPv6 prefix 0 (every IPv6 client one address)', env: { HERALD_IPV6_PREFIX: '0' }, variable: 'HERALD_IPV6_PREFIX' },
+    { name: 'IPv6 prefix 129', env: { HERALD_IPV6_PREFIX: '129' }, variable: 'HERALD_IPV6_PREFIX' },
+    { name: 'IPv6 prefix written as /64', env: { HERALD_IPV6_PREFIX: '/64' }, variable: 'HERALD_IPV6_PREFIX' },
   ];
   for (const row of rows) {
     const err = errorOf({ ...base, ...row.env });
@@ -317,6 +322,8 @@ t.test('settings at the edges of their ranges are accepted', async (t) => {
     { env: { HERALD_WS_PATH: '/metrics/ws' }, get: (c) => c.wsPath, want: '/metrics/ws' },
     { env: { HERALD_LOG_LEVEL: 'silent' }, get: (c) => c.logLevel, want: 'silent' },
     { env: { HERALD_HOST: '::' }, get: (c) => c.host, want: '::' },
+    { env: { HERALD_IPV6_PREFIX: '1' }, get: (c) => c.admission.ipv6PrefixBits, want: 1 },
+    { env: { HERALD_IPV6_PREFIX: '128' }, get: (c) => c.admission.ipv6PrefixBits, want: 128 },
   ];
   for (const row of rows) t.strictSame(row.get(loadConfig({ ...base, ...row.env })), row.want, JSON.stringify(row.env));
 });
