@@ -21,8 +21,11 @@ t.test('with HERALD_DEMO on, /demo serves the page, its script and the SDK modul
   const page = await get(`${gw.http}/demo`);
   t.equal(page.status, 200);
   t.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
-  t.equal(page.body, readFileSync(join(ROOT, 'client', 'demo', 'index.html'), 'utf8'), 'the page, byte for byte');
+  t.equal(page.body, readFileSync(join(ROOT, 'client', 'demo', 'index.html'), 'utf8'), 'the page, byte for byte (HERALD_WS_PATH is the default /ws)');
   t.match(page.headers.get('content-security-policy'), /script-src 'self'/);
+  // Sockets only to the page's own origin: a pasted token cannot be sent elsewhere.
+  t.match(page.headers.get('content-security-policy'), /(?:^|; )connect-src 'self';/);
+  t.notMatch(page.headers.get('content-security-policy'), /\b(?:ws|wss):/, 'no ws: or wss: source that would allow any host');
   t.match(page.headers.get('content-security-policy'), /frame-ancestors 'none'/);
   t.equal(page.headers.get('x-content-type-options'), 'nosniff');
 
@@ -40,6 +43,15 @@ t.test('with HERALD_DEMO on, /demo serves the page, its script and the SDK modul
     t.equal(r.status, 404, `${path} is not served`);
     await r.arrayBuffer();
   }
+});
+
+t.test('the page is told the WebSocket path of HERALD_WS_PATH, and its script takes no URL from the address', async (t) => {
+  const gw = await startGateway(baseEnv({ HERALD_DEMO: 'true', HERALD_WS_PATH: '/v1/socket' }));
+  t.teardown(() => gw.stop());
+  const page = await get(`${gw.http}/demo`);
+  t.match(page.body, '<meta name="herald-ws-path" content="/v1/socket">');
+  const script = await get(`${gw.http}/demo/demo.js`);
+  t.notMatch(script.body, /params\.get\('ws'\)/, 'no ?ws= override');
 });
 
 t.test('with HERALD_DEMO unset (production) /demo is 404', async (t) => {
