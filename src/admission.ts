@@ -2,6 +2,7 @@
 // client address (429) and an upgrade rate per address (429). Counts include
 // upgrades still being verified, so a burst cannot overshoot a cap while jose works.
 // Every check is O(1); per-address state is dropped once idle. Pure: time is passed in.
+import { isIP } from 'node:net';
 
 export interface AdmissionLimits {
   /** 0 = no limit. */
@@ -91,6 +92,46 @@ export function createAdmission(limits: AdmissionLimits): Admission {
 export function clientAddress(socketAddress: string, forwardedFor: string, trustProxy: boolean): string {
   if (!trustProxy || forwardedFor === '') return socketAddress;
   const first = forwardedFor.split(',', 1)[0]?.trim() ?? '';
-  // A hop that is not an address (garbage, or absurdly long) is not trusted.
-  return /^[0-9A-Fa-f:.]{2,45}$/.test(first) ? first : socketAddress;
+  // A hop that is not an address (garbage, absurdly long, a zone or a port) is not trusted.
+  return /^[0-9A-Fa-f:.]{2,45}$/.test(first) && isIP(first) !== 0 ? first : socketAddress;
+}
+
+/**
+ * What the per-address limits count by. An IPv4 address as is, and so an
+ * IPv4-mapped IPv6 address (uWS reports IPv4 clients of a dual-stack listener as
+ * `0000:…:ffff:7f00:0001`) in its IPv4 form. Any other IPv6 address is cut to its
+ * first `ipv6PrefixBits` bits (HERALD_IPV6_PREFIX, 64 by default): one subscriber
+ * usually gets a whole /64, which is 2^64 addresses to rotate through.
+ * Anything else is its own key.
+ */
+export function addressKey(address: string, ipv6PrefixBits: number): string {
+  if (isIP(address) !== 6) return address;
+  const h = ipv6Hextets(address);
+  if (h[0] === 0 && h[1] === 0 && h[2] === 0 && h[3] === 0 && h[4] === 0 && h[5] === 0xffff) {
+    const [a, b] = [h[6] ?? 0, h[7] ?? 0];
+    return `${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  const kept = h.map((x, i) => {
+    const bits = Math.max(0, Math.min(16, ipv6PrefixBits - 16 * i));
+    return (x & ((0xffff << (16 - bits)) & 0xffff)).toString(16);
+  });
+  return `${kept.join(':')}/${ipv6PrefixBits}`;
+}
+
+/** The eight 16-bit groups of an address that isIP() called IPv6 (a zone and an IPv4 tail allowed). */
+function ipv6Hextets(address: string): number[] {
+  let s = address;
+  const zone = s.indexOf('%');
+  if (zone !== -1) s = s.slice(0, zone);
+  const lastColon = s.lastIndexOf(':');
+  const tail = s.slice(lastColon + 1);
+  if (tail.includes('.')) {
+    const [a = 0, b = 0, c = 0, d = 0] = tail.split('.').map(Number);
+    s = `${s.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', rest] = s.split('::');
+  const before = head === '' ? [] : head.split(':');
+  const after = rest === undefined || rest === '' ? [] : rest.split(':');
+  const zeros = rest === undefined ? 0 : 8 - before.length - after.length;
+  return [...before, ...Array<string>(zeros).fill('0'), ...after].map((x) => parseInt(x, 16));
 }

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, channelPrefix, namespace } from './config.js';
 import { readDevSecrets } from './dev.js';
-import { isValidTopic, topicToChannel } from './topics.js';
+import { isValidName, isValidTopic, topicToChannel } from './topics.js';
 // ioredis and jose load only for the command that needs them: usage errors stay instant.
 
 const USAGE = `usage:
@@ -37,6 +37,10 @@ async function token(args: string[]): Promise<void> {
     strict: true,
   });
   if (values.sub === undefined || values.sub === '') throw new UsageError('--sub is required');
+  // The gateway refuses such a token (invalid_claims): say so here instead of minting it.
+  if (!isValidName(values.sub)) throw new UsageError('--sub: expected 1-123 of [A-Za-z0-9_.@-] (no ":")');
+  const badRole = csv(values.roles).find((r) => !isValidName(r));
+  if (badRole !== undefined) throw new UsageError(`--roles: ${JSON.stringify(badRole)} is not 1-123 of [A-Za-z0-9_.@-] (no ":")`);
   const ttl = Number(values.ttl ?? '3600');
   if (!Number.isSafeInteger(ttl) || ttl < 1) throw new UsageError(`--ttl: expected a positive number of seconds, got ${values.ttl}`);
   const algorithm = csv(env['HERALD_JWT_ALGORITHMS']).find((a) => a.startsWith('HS')) ?? 'HS256';

@@ -65,8 +65,9 @@ export interface Config {
   events: { stream: string; maxLen: number };
   logLevel: LogLevel;
   shutdownTimeoutMs: number;
-  /** Admission control before any JWT work; 0 = no limit. */
-  admission: { maxConnections: number; maxConnectionsPerIp: number; upgradeRatePerIp: number };
+  /** Admission control before any JWT work; 0 = no limit. The per-address limits
+   *  count an IPv6 client by its first `ipv6PrefixBits` bits. */
+  admission: { maxConnections: number; maxConnectionsPerIp: number; upgradeRatePerIp: number; ipv6PrefixBits: number };
   /** Take the client address from the first X-Forwarded-For hop (behind a trusted proxy). */
   trustProxy: boolean;
   /** Per-socket unsent bytes before uWS drops frames or closes the socket. */
@@ -154,6 +155,25 @@ function list(env: Env, name: string): string[] | undefined {
   return items;
 }
 
+/**
+ * Words that mark a documented placeholder ("REPLACE-ME-…" in the example Secret
+ * this repository once shipped, LONG-RANDOM-PASSWORD in the Redis ACL example).
+ * Such a value is public: anyone who read the repository could mint tokens, publish
+ * or log in to Redis with it, so a key carrying one stops the start. Compared
+ * case-insensitively; a generated key never contains them.
+ */
+export const PLACEHOLDER_MARKERS: readonly string[] = [
+  'replace-me', 'replace_me', 'replaceme', 'change-me', 'change_me', 'changeme', 'placeholder', 'long-random-password',
+];
+
+function refusePlaceholder(name: string, value: string, advice: string): void {
+  const v = value.toLowerCase();
+  // The value itself is never echoed: it may be a real secret after all.
+  if (PLACEHOLDER_MARKERS.some((m) => v.includes(m))) {
+    throw new ConfigError(`${name}: looks like a documented placeholder, which anyone who read the repository knows; ${advice}`);
+  }
+}
+
 function jwtKey(env: Env): JwtKeySource {
   const secret = env['HERALD_JWT_SECRET'];
   const pem = str(env, 'HERALD_JWT_PUBLIC_KEY');
@@ -176,6 +196,7 @@ function jwtKey(env: Env): JwtKeySource {
         `HERALD_JWT_SECRET: must be at least 32 bytes (got ${Buffer.byteLength(secret, 'utf8')}); generate one with \`openssl rand -base64 48\``,
       );
     }
+    refusePlaceholder('HERALD_JWT_SECRET', secret, 'generate one with `openssl rand -base64 48`');
     return { kind: 'secret', secret };
   }
   if (pem !== undefined) return { kind: 'pem', pem };
@@ -259,6 +280,7 @@ function redisUrl(env: Env): string | undefined {
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new ConfigError(`HERALD_REDIS_URL: expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
   }
+  if (parsed.password !== '') refusePlaceholder('HERALD_REDIS_URL', decodeURIComponentSafe(parsed.password), 'set the password of a real Redis user');
   // ioredis turns TLS on only for a lower-case `rediss://`: REDISS:// would go in clear.
   return parsed.protocol + url.slice(parsed.protocol.length);
 }
@@ -306,6 +328,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
   if (publishKey !== undefined && (Buffer.byteLength(publishKey) < 16 || /\s/.test(publishKey))) {
     throw new ConfigError('HERALD_PUBLISH_KEY: must be at least 16 bytes with no whitespace; generate one with `openssl rand -hex 24`');
   }
+  if (publishKey !== undefined) refusePlaceholder('HERALD_PUBLISH_KEY', publishKey, 'generate one with `openssl rand -hex 24`');
   const audience = list(env, 'HERALD_JWT_AUDIENCE');
   const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
   if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new ConfigError(`HERALD_HOST: expected an address or host name, got ${JSON.stringify(host)}`);
@@ -354,6 +377,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
       maxConnections: int(env, 'HERALD_MAX_CONNECTIONS', 0, 0, 10_000_000),
       maxConnectionsPerIp: int(env, 'HERALD_MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
       upgradeRatePerIp: int(env, 'HERALD_UPGRADE_RATE_PER_IP', 0, 0, 1_000_000, ' per second'),
+      ipv6PrefixBits: int(env, 'HERALD_IPV6_PREFIX', 64, 1, 128, ' bits'),
     },
     trustProxy: bool(env, 'HERALD_TRUST_PROXY', false),
     maxBackpressureBytes: int(env, 'HERALD_MAX_BACKPRESSURE_BYTES', 1048576, 1024, 268435456, ' bytes'),
@@ -379,6 +403,14 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     throw new ConfigError('HERALD_WORKERS: workers share one fixed port; set HERALD_PORT to a port number, not 0');
   }
   return deepFreeze(config);
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
 function deepFreeze<T>(o: T): T {

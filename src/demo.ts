@@ -35,10 +35,29 @@ export function loadDemoAssets(clientDir: string = CLIENT_DIR): ReadonlyMap<stri
   return assets;
 }
 
-/** Headers for every demo asset: same-origin scripts only, sockets to any ws(s) host. */
+/**
+ * The assets with the page told where the WebSocket is (HERALD_WS_PATH, a path of
+ * [A-Za-z0-9._~/-], so safe in an attribute): the page connects to its own origin only.
+ */
+export function withWsPath(assets: ReadonlyMap<string, DemoAsset>, wsPath: string): ReadonlyMap<string, DemoAsset> {
+  const out = new Map(assets);
+  for (const key of ['/demo', '/demo/']) {
+    const page = assets.get(key);
+    if (page !== undefined) {
+      out.set(key, { ...page, body: page.body.replace('<meta name="herald-ws-path" content="/ws">', `<meta name="herald-ws-path" content="${wsPath}">`) });
+    }
+  }
+  return out;
+}
+
+/**
+ * Headers for every demo asset: same-origin scripts, and sockets to this origin only
+ * (CSP 3's 'self' covers ws: and wss: on the page's host and port), so a token pasted
+ * into the page cannot be sent to another host.
+ */
 export const DEMO_HEADERS: Readonly<Record<string, string>> = {
   'Content-Security-Policy':
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
 };

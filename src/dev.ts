@@ -39,6 +39,9 @@ export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; gene
     out['HERALD_JWT_SECRET'] = secrets.jwtSecret;
     generated.push('HERALD_JWT_SECRET');
   }
+  // Dev mode prints a 24 h token and serves the demo page with generated secrets:
+  // loopback only, unless HERALD_HOST says otherwise.
+  if ((env['HERALD_HOST'] ?? '').trim() === '') out['HERALD_HOST'] = '127.0.0.1';
   // The demo page is the quickest way to see Herald work; production leaves it off.
   if ((env['HERALD_DEMO'] ?? '') === '') out['HERALD_DEMO'] = 'true';
   if ((env['HERALD_PUBLISH_KEY'] ?? '') === '') {

@@ -1,7 +1,7 @@
 // Assembles the uWS App: HTTP routes, the WebSocket behaviour, listen and stop.
 import type { Config } from './config.js';
 import type { ConnectionHandlers, UserData } from './connection.js';
-import { DEMO_HEADERS, type DemoAsset } from './demo.js';
+import { DEMO_HEADERS, withWsPath, type DemoAsset } from './demo.js';
 import { reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
@@ -87,7 +87,7 @@ export function createServer(deps: ServerDeps): Server {
     app.any('/publish', methodNotAllowed(metrics));
   }
   if (deps.demo !== undefined) {
-    const assets = deps.demo;
+    const assets = withWsPath(deps.demo, config.wsPath);
     const serve = (res: HttpResponse, req: HttpRequest): void => {
       const asset = assets.get(req.getUrl());
       if (asset === undefined) reply(track(res), 404, { error: 'not_found' });

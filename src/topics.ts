@@ -8,6 +8,19 @@ export function isValidTopic(topic: string): boolean {
   return TOPIC_RE.test(topic);
 }
 
+/**
+ * A `sub` or a role: 1-123 of [A-Za-z0-9_.@-], so `user:<sub>` and `role:<r>` are
+ * valid topics. No `:`: with one, `sub` "alice:billing" would own `user:alice:billing`,
+ * a topic that a `user:alice:*` grant hands to alice. Without `:` (and `*`, which the
+ * grammar never allowed), each user and role topic has exactly two parts and no
+ * grant written for one user's sub-topics reaches another user's.
+ */
+const NAME_RE = /^[A-Za-z0-9_.@-]{1,123}$/;
+
+export function isValidName(name: string): boolean {
+  return NAME_RE.test(name);
+}
+
 /** `notifications:user:42` -> `user:42`; undefined when the channel is not ours or the topic is invalid. */
 export function channelToTopic(prefix: string, channel: string): string | undefined {
   if (channel.length <= prefix.length + 1 || !channel.startsWith(prefix) || channel.charCodeAt(prefix.length) !== 58 /* : */) {

@@ -4,7 +4,7 @@
 // either cork + upgrade or cork + refuse.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { clientAddress, type Admission } from './admission.js';
+import { addressKey, clientAddress, type Admission } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
 import { chooseSubprotocol, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
@@ -12,6 +12,7 @@ import { reply, track, type Exchange } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { REFUSAL_LOG_INTERVAL_MS, createRefusalLog } from './refusals.js';
 import { newUserData } from './connection.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
@@ -41,10 +42,18 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   const maxQueryBytes = config.jwt.maxTokenBytes + 1024;
   const maxAuthorizationBytes = config.jwt.maxTokenBytes + 64;
   const ulog = log.child({ component: 'upgrade' });
+  // Refusal lines are bounded (refusals.ts); the counts come once per interval. The
+  // timer lives as long as the process and does not keep it alive.
+  const refusals = createRefusalLog();
+  const summary = setInterval(() => {
+    const s = refusals.flush();
+    if (s !== undefined) ulog.warn({ intervalS: REFUSAL_LOG_INTERVAL_MS / 1000, ...s }, 'upgrade refusals (summary)');
+  }, REFUSAL_LOG_INTERVAL_MS);
+  summary.unref();
 
   function refuse(ex: Exchange, reason: AuthFailure, source: string | undefined): void {
     metrics.authFailure(reason);
-    ulog.warn({ reason, source, remote: ex.finished ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
+    if (refusals.note(reason)) ulog.warn({ reason, source, remote: ex.finished ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
     const status = reason === AuthFailure.KeyUnavailable ? 503 : 401;
     reply(ex, status, { error: status === 401 ? 'unauthorized' : 'unavailable', reason }, {
       headers: status === 401 ? { 'WWW-Authenticate': `Bearer error="invalid_token"` } : {},
@@ -94,7 +103,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       return;
     }
 
-    const ip = clientAddress(remoteAddress(res), forwardedFor, config.trustProxy);
+    // Every per-address limit counts by this key: an IPv6 client is its whole prefix.
+    const ip = addressKey(clientAddress(remoteAddress(res), forwardedFor, config.trustProxy), config.admission.ipv6PrefixBits);
     const refusal = admission.admit(ip, performance.now());
     if (refusal !== undefined) {
       metrics.admissionRefused(refusal.reason);
@@ -109,7 +119,9 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     if (!isOriginAllowed(hs.origin, config.allowedOrigins)) {
       admission.release(ip);
       metrics.originRejected.inc();
-      ulog.warn({ origin: hs.origin.slice(0, 200), remote: remoteAddress(res) }, 'upgrade refused: origin not allowed');
+      if (refusals.note('origin_not_allowed')) {
+        ulog.warn({ origin: hs.origin.slice(0, 200), remote: remoteAddress(res) }, 'upgrade refused: origin not allowed');
+      }
       reply(ex, 403, { error: 'forbidden', reason: 'origin_not_allowed' });
       return;
     }

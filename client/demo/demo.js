@@ -9,7 +9,7 @@ const MAX_ITEMS = 200;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  url: $('url-input'),
+  wsUrl: $('ws-url'),
   token: $('token-input'),
   connect: $('connect-button'),
   disconnect: $('disconnect-button'),
@@ -37,7 +37,12 @@ if (urlToken !== null) {
   const query = params.toString();
   history.replaceState(null, '', location.pathname + (query === '' ? '' : `?${query}`));
 }
-ui.url.value = params.get('ws') ?? `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+// Only ever this page's own origin: a URL taken from the address (the old `?ws=`)
+// would hand the pasted token to whichever host a link names. The CSP
+// (connect-src 'self') blocks any other host too.
+const wsPath = document.querySelector('meta[name="herald-ws-path"]')?.getAttribute('content') ?? '/ws';
+const wsUrl = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${/^\/(?!\/)/.test(wsPath) ? wsPath : '/ws'}`;
+ui.wsUrl.textContent = wsUrl;
 ui.token.value = urlToken ?? '';
 
 function showError(message) {
@@ -53,7 +58,7 @@ function connect() {
     return;
   }
   try {
-    herald = new HeraldClient({ url: ui.url.value.trim(), token });
+    herald = new HeraldClient({ url: wsUrl, token });
   } catch (err) {
     showError(err.message);
     return;

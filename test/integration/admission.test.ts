@@ -4,12 +4,13 @@
 // starts its own gateway with the one limit it exercises, so counts never mix.
 // Clients are spread over 127.0.0.x with ws's localAddress to get distinct addresses.
 import t, { type Test } from 'tap';
+import { connect as tcpConnect } from 'node:net';
 import WebSocket from 'ws';
 import { TestClient, type Frame } from '../support/client.js';
 import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
-import { token } from '../support/tokens.js';
+import { TEST_SECRET, token } from '../support/tokens.js';
 
 type Client = TestClient & { welcome: Frame };
 
@@ -157,6 +158,44 @@ t.test('with HERALD_TRUST_PROXY=true the per-address cap follows the first X-For
   t.equal(r.body['reason'], 'too_many_connections_from_address');
 });
 
+t.test('IPv6 clients count by their /64 (HERALD_IPV6_PREFIX): a second address of the same /64 is over a per-address cap of 1', async (t) => {
+  // Behind a trusted proxy, so the test can choose IPv6 client addresses.
+  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
+  const r = await refused(gw.ws, { headers: { ...(await bearer('v6b')), 'x-forwarded-for': '2001:db8:1:2:ffff:ffff:ffff:b' } });
+  t.equal(r.status, 429, 'another address of 2001:db8:1:2::/64 is the same client');
+  t.equal(r.body['reason'], 'too_many_connections_from_address');
+  const next = await connect(t, gw, 'v6c', { headers: { 'x-forwarded-for': '2001:db8:1:3::a' } });
+  t.equal(next.welcome.type, 'connected', 'the next /64 is another client');
+  const v4 = await connect(t, gw, 'v4', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+  t.equal(v4.welcome.type, 'connected', 'IPv4 addresses are unaffected');
+});
+
+t.test('with HERALD_IPV6_PREFIX=128 every IPv6 address is its own client', async (t) => {
+  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1', HERALD_IPV6_PREFIX: '128' });
+  await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
+  const b = await connect(t, gw, 'v6b', { headers: { 'x-forwarded-for': '2001:db8:1:2::b' } });
+  t.equal(b.welcome.type, 'connected');
+  const r = await refused(gw.ws, { headers: { ...(await bearer('v6a2')), 'x-forwarded-for': '2001:db8:1:2:0:0:0:a' } });
+  t.equal(r.status, 429, 'the same address written another way is still the same client');
+});
+
+t.test('on a dual-stack listener (HERALD_HOST=::) IPv4 clients keep one place each and ::1 counts on its own', async (t) => {
+  // uWS reports IPv4 clients of a :: listener as IPv4-mapped IPv6 addresses, which all
+  // share one /64: they must count as their IPv4 addresses, not as one client.
+  const gw = await gateway(t, { HERALD_HOST: '::', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+  await connect(t, gw, 'd2', { localAddress: '127.0.0.2' });
+  const d3 = await connect(t, gw, 'd3', { localAddress: '127.0.0.3' });
+  t.equal(d3.welcome.type, 'connected', '127.0.0.3 is not 127.0.0.2');
+  const again = await refused(gw.ws, { headers: await bearer('d2b'), localAddress: '127.0.0.2' });
+  t.equal(again.status, 429, 'a second connection from 127.0.0.2 is over its cap');
+  const v6 = await TestClient.connect(`ws://[::1]:${gw.port}/ws`, { headers: await bearer('d6') });
+  t.teardown(() => v6.close());
+  t.equal(v6.welcome.type, 'connected', '::1 is another client');
+  const v6again = await refused(`ws://[::1]:${gw.port}/ws`, { headers: await bearer('d6b') });
+  t.equal(v6again.status, 429, 'and has its own cap');
+});
+
 t.test('without HERALD_TRUST_PROXY, X-Forwarded-For is ignored and the socket address counts', async (t) => {
   const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '1' });
   await connect(t, gw, 'y1', { headers: { 'x-forwarded-for': '203.0.113.1' } });
@@ -190,4 +229,79 @@ t.test('oversized upgrade requests are refused before any token work, each with 
 
   const eight = await connect(t, gw, 'eight', { protocols: ['herald.v1', ...Array.from({ length: 7 }, (_, i) => `p${i}`)] });
   t.equal(eight.ws.protocol, 'herald.v1', 'eight entries are still accepted');
+});
+
+/**
+ * Sends `count` upgrade requests on one kept-alive TCP connection, each as soon as
+ * the previous one is answered, and collects the status of every answer. Not
+ * pipelined: uWS closes a connection that sends a request while an earlier one still
+ * waits for its token to verify.
+ */
+function keptAlive(port: number, authorization: string, count: number): Promise<number[]> {
+  const request =
+    'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: ${authorization}\r\n\r\n`;
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect({ port, host: '127.0.0.1' });
+    let text = '';
+    let sent = 0;
+    // A body is JSON, so a status line is the only place `HTTP/1.1 ` appears.
+    const statuses = (): number[] => [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    const send = (): void => {
+      sent++;
+      socket.write(request);
+    };
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${statuses().length} of ${count} answers within 20 s`));
+    }, 20_000);
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      const answered = statuses().length;
+      if (answered >= count) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(statuses());
+      } else if (answered === sent) {
+        send();
+      }
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      if (statuses().length < count) reject(new Error(`the server closed the connection after ${statuses().length} of ${count} answers`));
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    send();
+  });
+}
+
+t.test('on one kept-alive connection every upgrade request passes admission before its token is verified', async (t) => {
+  const gw = await gateway(t, { HERALD_UPGRADE_RATE_PER_IP: '5' });
+  // A well-formed token signed with another key: refusing it costs a real verification.
+  const forged = `Bearer ${await token({ sub: 'flood' }, { secret: `${TEST_SECRET}-not-this-one` })}`;
+  const statuses = await keptAlive(gw.port, forged, 40);
+  t.equal(statuses.filter((s) => s === 401).length, 5, 'the burst of 5 is verified and refused');
+  t.equal(statuses.filter((s) => s === 429).length, 35, 'the other 35 are refused by admission');
+  const m = await scrape(gw.http);
+  t.equal(m.value('herald_auth_duration_seconds_count'), 5, 'only 5 verifications ran');
+  t.equal(m.value('herald_admission_refused_total', { reason: 'upgrade_rate_exceeded' }), 35);
+});
+
+t.test('a flood of refused upgrades logs 5 lines per reason and one summary with the counts, not a line each', async (t) => {
+  const gw = await gateway(t, { HERALD_LOG_LEVEL: 'info' });
+  const forged = `Bearer ${await token({ sub: 'flood' }, { secret: `${TEST_SECRET}-not-this-one` })}`;
+  const statuses = await keptAlive(gw.port, forged, 300);
+  t.ok(statuses.length === 300 && statuses.every((s) => s === 401), '300 refusals, every one a 401');
+  t.equal((await scrape(gw.http)).value('herald_auth_failures_total', { reason: 'invalid_signature' }), 300, 'the metric counts every one');
+  const summary = await gw.waitForLog((l) => l.msg === 'upgrade refusals (summary)', 15_000);
+  const lines = gw.logs.filter((l) => l.msg === 'upgrade refused' && l['reason'] === 'invalid_signature');
+  t.equal(lines.length, 5, 'five refusals have their own line');
+  t.equal(lines[0]?.['remote'], '127.0.0.1', 'which names the client');
+  t.strictSame(summary['refused'], { invalid_signature: 300 }, 'the summary counts all 300');
+  t.equal(summary['suppressed'], 295);
+  t.equal(summary['intervalS'], 10);
+  t.equal(summary['level'], 'warn');
 });

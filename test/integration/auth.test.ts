@@ -213,6 +213,9 @@ t.test('refusals', async (t) => {
     },
     { name: 'a token whose sub breaks the topic grammar', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: 'alice smith' })) },
     { name: 'a token whose sub is empty', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: '' })) },
+    // Would be subscribed to user:alice:billing, which a user:alice:* grant gives alice.
+    { name: 'a token whose sub contains a colon', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: 'alice:billing' })) },
+    { name: 'a token with a role that contains a colon', reason: 'invalid_claims', headers: async () => bearer(await good({ roles: ['ops:eu'] })) },
     { name: 'a token without exp', reason: 'invalid_claims', headers: async () => bearer(await good({}, { noExp: true })) },
     { name: 'a token whose roles claim is not a string array', reason: 'invalid_claims', headers: async () => bearer(await good({ roles: 'admin' })) },
     { name: 'a garbage token', reason: 'malformed_token', headers: async () => bearer('this-is-not-a-jwt') },

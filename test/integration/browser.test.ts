@@ -5,12 +5,13 @@
 // stopped and started again on the same port and the page reconnects by itself.
 // The README screenshot comes from here: HERALD_SCREENSHOT=docs/demo.png (make screenshot).
 import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import t from 'tap';
 import { ROOT, baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
-import { freePort } from '../support/ports.js';
+import { freePort, waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
@@ -111,6 +112,49 @@ t.test('a gateway restart: the state turns to reconnecting, then open, and new n
   const file = process.env['HERALD_SCREENSHOT'] !== undefined ? resolve(ROOT, process.env['HERALD_SCREENSHOT']) : join(dir as string, 'demo.png');
   await page.screenshot({ path: file, fullPage: true });
   t.ok(statSync(file).size > 10_000, `screenshot written to ${file}`);
+});
+
+t.test('the page connects only to its own origin: ?ws= naming another host is ignored, and the CSP blocks a socket to it', async (t) => {
+  // A TCP listener standing in for an attacker's host: it counts who connects (a
+  // WebSocket to it would carry the token in its handshake).
+  const sockets: string[] = [];
+  const evil: Server = createServer((s) => {
+    sockets.push(`${s.remoteAddress ?? ''}:${s.remotePort ?? ''}`);
+    s.destroy();
+  });
+  const evilPort = await freePort();
+  await new Promise<void>((resolve) => evil.listen(evilPort, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => evil.close(() => resolve())));
+
+  const other = await browser.newPage();
+  t.teardown(() => other.close());
+  const violations: string[] = [];
+  await other.exposeFunction('reportViolation', (v: string) => violations.push(v));
+  await other.addInitScript({
+    content: "document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));",
+  });
+  await other.goto(`http://127.0.0.1:${port}/demo?ws=ws://127.0.0.1:${evilPort}/ws#token=${jwt}`);
+  await other.locator('#state[data-state="open"]').waitFor({ timeout: 15_000 });
+  t.equal(await other.locator('#ws-url').textContent(), `ws://127.0.0.1:${port}/ws`, 'the page shows its own origin');
+  t.equal(await other.locator('#user').textContent(), sub, 'and is connected there');
+
+  // Even a script on the page (say, one injected) cannot open a socket to another host.
+  const outcome = await other.evaluate(async (url) => {
+    try {
+      const ws = new WebSocket(url);
+      return await new Promise<string>((resolve) => {
+        ws.onopen = () => resolve('open');
+        ws.onerror = () => resolve('error');
+        setTimeout(() => resolve('nothing'), 2000);
+      });
+    } catch (err) {
+      return `threw ${(err as Error).name}`;
+    }
+  }, `ws://127.0.0.1:${evilPort}/ws`);
+  t.not(outcome, 'open', `a WebSocket to another host does not open (${outcome})`);
+  await waitFor('the CSP violation report', () => violations.some((v) => v.startsWith('connect-src') && v.includes(String(evilPort))), 5000);
+  t.pass(`the CSP reported it: ${JSON.stringify(violations)}`);
+  t.strictSame(sockets, [], 'the other host never saw a connection');
 });
 
 t.test('the page raised no script errors', async (t) => {

@@ -196,6 +196,8 @@ t.test('usage errors exit 64 with the usage text', async (t) => {
     ['token without --sub', ['token', '--roles', 'admin'], /--sub is required/],
     ['token with an unknown option', ['token', '--sub', 'alice', '--bogus'], /--bogus/],
     ['token with a ttl that is not a number', ['token', '--sub', 'alice', '--ttl', 'soon'], /--ttl/],
+    ['token with a colon in --sub', ['token', '--sub', 'alice:billing'], /--sub: expected/],
+    ['token with a colon in a role', ['token', '--sub', 'alice', '--roles', 'ops,ops:eu'], /--roles: "ops:eu"/],
     ['publish with a bad topic', ['publish', '--topic', 'user:a b', '--data', '1'], /--topic/],
     ['publish without --topic', ['publish', '--data', '1'], /--topic/],
     ['publish without --data', ['publish', '--topic', 'user:alice'], /--data is required/],

@@ -3,6 +3,7 @@
 // and dev mode. Every wait has a deadline.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, get as httpGet } from 'node:http';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -277,9 +278,12 @@ t.test('a bad setting stops the start with exit code 2 and a message naming the 
     [{ HERALD_WS_PATH: '/metrics' }, 'HERALD_WS_PATH'],
     [{ HERALD_JWT_SECRET: 'too-short-secret-value' }, 'HERALD_JWT_SECRET'],
     [{ HERALD_PUBLISH_KEY: 'short-pub-key' }, 'HERALD_PUBLISH_KEY'],
+    // The placeholders k8s/secret.example.yaml used to ship: public, so refused.
+    [{ HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' }, 'HERALD_JWT_SECRET'],
+    [{ HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' }, 'HERALD_PUBLISH_KEY'],
   ];
   const cwd = tempDir(t);
-  // One row per kind of check (integer, range, URL, allowlist, path, secret length):
+  // One row per kind of check (integer, range, URL, allowlist, path, secret length, placeholder):
   // the process must report it and exit 2. Four at a time: each is a whole Node start.
   const results: Array<{ run: SpawnResult; exit: Awaited<SpawnResult['exited']> }> = [];
   for (let i = 0; i < rows.length; i += 4) {
@@ -373,4 +377,52 @@ t.test('--dev with no key starts with a generated secret, says so loudly and pri
   const again = await TestClient.connect(second.ws, { headers: { authorization: `Bearer ${first.token}` } });
   t.teardown(() => again.close());
   t.equal(again.welcome['userId'], 'alice', 'a restart keeps the secret: yesterday\'s dev token still connects');
+});
+
+/** Whether a TCP connection to host:port opens ('open') or how it fails (its error code). */
+function tcpProbe(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve('timeout');
+    }, 3000);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve('open');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code ?? err.message);
+    });
+  });
+}
+
+t.test('--dev listens on 127.0.0.1 only unless HERALD_HOST is set', async (t) => {
+  // Linux routes all of 127.0.0.0/8 to lo: a socket bound to 0.0.0.0 answers on
+  // 127.0.0.2, one bound to 127.0.0.1 does not.
+  async function listening(host: string | undefined): Promise<{ host: unknown; port: number }> {
+    const child = spawnMain(t, ['--dev'], baseEnv({ HERALD_JWT_SECRET: undefined, HERALD_HOST: host }), tempDir(t));
+    let line: Record<string, unknown> | undefined;
+    await waitFor('the listening line', () => {
+      if (child.proc.exitCode !== null) throw new Error(`exited ${child.proc.exitCode}: ${child.stderr()}`);
+      line = child.stdout().split('\n').filter((l) => l.includes('"herald listening"')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+      return line !== undefined;
+    }, 10_000);
+    t.teardown(async () => {
+      child.proc.kill('SIGTERM');
+      await exitWithin(child, 5000);
+    });
+    return { host: line?.['host'], port: line?.['port'] as number };
+  }
+
+  const unset = await listening(undefined);
+  t.equal(unset.host, '127.0.0.1', 'HERALD_HOST unset: the listening line says 127.0.0.1');
+  t.equal(await tcpProbe('127.0.0.1', unset.port), 'open', 'reachable on 127.0.0.1');
+  t.equal(await tcpProbe('127.0.0.2', unset.port), 'ECONNREFUSED', 'not on another address');
+
+  const all = await listening('0.0.0.0');
+  t.equal(all.host, '0.0.0.0', 'HERALD_HOST=0.0.0.0 is honoured in dev mode');
+  t.equal(await tcpProbe('127.0.0.2', all.port), 'open', 'and then reachable on another address');
 });

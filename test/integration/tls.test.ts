@@ -24,6 +24,12 @@ interface Pki {
   serverKeyEncrypted: string;
   /** A key that does not belong to serverCert. */
   otherKey: string;
+  /** A client certificate (and its key) signed by the test CA. */
+  clientCert: string;
+  clientKey: string;
+  /** A client certificate (and its key) signed by another CA, which the gateway does not know. */
+  strangerCert: string;
+  strangerKey: string;
 }
 
 function openssl(dir: string, args: string[]): void {
@@ -45,6 +51,15 @@ function makePki(): Pki {
   ]);
   openssl(dir, ['pkey', '-in', 'server.key', '-aes-256-cbc', '-passout', `pass:${PASSPHRASE}`, '-out', 'server.enc.key']);
   openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', 'other.key']);
+  // Client certificates: one from the test CA, one from a CA of its own.
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  openssl(dir, ['req', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=herald-test-client']);
+  openssl(dir, ['x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2', '-extfile', 'client.ext']);
+  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'stranger-ca.key', '-out', 'stranger-ca.crt', '-days', '2', '-subj', '/CN=Some Other CA']);
+  openssl(dir, ['req', ...ec, '-keyout', 'stranger.key', '-out', 'stranger.csr', '-subj', '/CN=herald-test-client']);
+  openssl(dir, [
+    'x509', '-req', '-in', 'stranger.csr', '-CA', 'stranger-ca.crt', '-CAkey', 'stranger-ca.key', '-CAcreateserial', '-out', 'stranger.crt', '-days', '2', '-extfile', 'client.ext',
+  ]);
   return {
     dir,
     caCert: join(dir, 'ca.crt'),
@@ -52,6 +67,10 @@ function makePki(): Pki {
     serverKey: join(dir, 'server.key'),
     serverKeyEncrypted: join(dir, 'server.enc.key'),
     otherKey: join(dir, 'other.key'),
+    clientCert: join(dir, 'client.crt'),
+    clientKey: join(dir, 'client.key'),
+    strangerCert: join(dir, 'stranger.crt'),
+    strangerKey: join(dir, 'stranger.key'),
   };
 }
 
@@ -70,12 +89,16 @@ async function startTls(t: Test, extra: Record<string, string | undefined> = {})
 }
 
 /** An https request trusting only the test CA; rejects on any TLS or socket error. */
-function httpsCall(url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer | undefined } = {}): Promise<{ status: number; text: string }> {
+function httpsCall(
+  url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer | undefined; client?: ClientIdentity } = {},
+): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, {
       method: opts.method ?? 'GET',
       headers: opts.headers ?? {},
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
+      ...(opts.client !== undefined ? { cert: opts.client.cert, key: opts.client.key } : {}),
+      agent: false, // a fresh TLS handshake per call: the certificate sent is this call's
       timeout: 3000,
     });
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within 3 s`)));
@@ -97,9 +120,19 @@ interface Frame {
   [key: string]: unknown;
 }
 
+/** A client certificate and its key, PEM. */
+interface ClientIdentity {
+  cert: Buffer;
+  key: Buffer;
+}
+
 /** A minimal wss client: TestClient has no `ca` option, so this one opens `ws` itself. */
-async function wssConnect(t: Test, url: string, sub: string): Promise<{ ws: WebSocket; welcome: Frame; next(type: string): Promise<Frame> }> {
-  const ws = new WebSocket(url, { ca: CA, headers: { authorization: `Bearer ${await token({ sub })}` } });
+async function wssConnect(t: Test, url: string, sub: string, client?: ClientIdentity): Promise<{ ws: WebSocket; welcome: Frame; next(type: string): Promise<Frame> }> {
+  const ws = new WebSocket(url, {
+    ca: CA,
+    headers: { authorization: `Bearer ${await token({ sub })}` },
+    ...(client !== undefined ? { cert: client.cert, key: client.key } : {}),
+  });
   t.teardown(() => ws.terminate());
   const inbox: Frame[] = [];
   let wake: (() => void) | undefined;
@@ -209,11 +242,41 @@ t.test('a plain http GET to the TLS port fails', async (t) => {
   t.not(failure?.name, 'TimeoutError', 'it failed rather than hung');
 });
 
-t.test('with HERALD_TLS_CA_FILE set, clients are still not asked for certificates', async (t) => {
+const CLIENT: ClientIdentity = { cert: readFileSync(pki.clientCert), key: readFileSync(pki.clientKey) };
+const STRANGER: ClientIdentity = { cert: readFileSync(pki.strangerCert), key: readFileSync(pki.strangerKey) };
+
+/** How an https call ended: its status, or the error that ended it. */
+async function outcome(call: Promise<{ status: number }>): Promise<string> {
+  try {
+    return `status ${(await call).status}`;
+  } catch (err) {
+    return `error ${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`;
+  }
+}
+
+t.test('with HERALD_TLS_CA_FILE set, clients are asked for a certificate: none or one from that CA is accepted, one from another CA fails the handshake', async (t) => {
   const gw = await startTls(t, { HERALD_TLS_CA_FILE: pki.caCert });
-  t.equal((await httpsCall(`${gw.https}/healthz`, { ca: CA })).status, 200, 'https without a client certificate');
+  t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA })), 'status 200', 'https without a client certificate');
   const alice = await wssConnect(t, gw.wss, 'alice');
   t.equal(alice.welcome['userId'], 'alice', 'wss without a client certificate');
+
+  t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: CLIENT })), 'status 200', 'https with a certificate the CA signed');
+  const bob = await wssConnect(t, gw.wss, 'bob', CLIENT);
+  t.equal(bob.welcome['userId'], 'bob', 'wss with a certificate the CA signed; identity still from the JWT');
+
+  const stranger = await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: STRANGER }));
+  t.match(stranger, /^error /, `https with another CA's certificate fails (${stranger.trim()})`);
+  t.notMatch(stranger, /no answer .* within 3 s/, 'the handshake fails rather than hangs');
+  const ws = new WebSocket(gw.wss, { ca: CA, cert: STRANGER.cert, key: STRANGER.key, headers: { authorization: `Bearer ${await token({ sub: 'carol' })}` } });
+  t.teardown(() => ws.terminate());
+  const r = await firstOutcome(ws);
+  t.not(r.outcome, 'open', `wss with another CA's certificate never opens (${r.outcome} ${r.detail})`);
+  t.not(r.detail, 'no outcome within 3 s', 'it failed rather than hung');
+});
+
+t.test('without HERALD_TLS_CA_FILE no certificate is asked for, so even another CA\'s is never checked', async (t) => {
+  const gw = await startTls(t);
+  t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: STRANGER })), 'status 200');
 });
 
 t.test('an encrypted key starts with the right HERALD_TLS_PASSPHRASE', async (t) => {

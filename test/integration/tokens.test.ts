@@ -104,6 +104,7 @@ t.test('refused renewals answer auth_failed with a reason and leave the old toke
     { name: 'a token signed with another secret', token: () => token({ sub }, { secret: 'x'.repeat(48) }), reason: 'invalid_signature' },
     { name: 'a token with an alg that is not allowed', token: () => token({ sub }, { alg: 'HS512' }), reason: 'algorithm_not_allowed' },
     { name: 'garbage', token: async () => 'not-a-jwt', reason: 'malformed_token' },
+    { name: 'a token adding a role that contains a colon', token: () => token({ sub, roles: ['staff', 'staff:eu'] }), reason: 'invalid_claims' },
     { name: 'a token over HERALD_MAX_TOKEN_BYTES', token: () => token({ sub, pad: 'x'.repeat(6400) }), reason: 'token_too_large' },
   ];
   const c = await connect(t, { sub, roles: ['staff'] }, { expiresIn: 6 });

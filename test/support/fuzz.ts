@@ -1,7 +1,7 @@
 // Shared pieces of the fuzz tests (test/integration/fuzz-*.test.ts): a fixed,
 // overridable seed, hostile strings, JSON texts with raw tokens (number literals JSON
 // allows but JSON.stringify never writes, duplicate keys, deep nesting), text and byte
-// mutations, a raw HTTP exchange over net.Socket, and the gateway's RSS.
+// mutations, a raw HTTP exchange over net.Socket, and the gateway's memory.
 // The oracles live with their tests; everything here only generates or measures.
 import { isUtf8 } from 'node:buffer';
 import { connect, type Socket } from 'node:net';
@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import { TestClient } from './client.js';
 import type { GatewayProcess } from './gateway.js';
 import { scrape } from './prometheus.js';
+import { INSPECTOR_STDERR, memoryAfterGc, type Memory } from './inspector.js';
 import { token } from './tokens.js';
 
 /**
@@ -394,31 +395,6 @@ export function rawExchange(o: RawOptions): Promise<RawExchange> {
 // ---------------------------------------------------------------------------------
 // Memory
 
-/** The gateway's resident set size, from GET /stats. */
-export async function rssBytes(gw: GatewayProcess): Promise<number> {
-  const res = await fetch(`${gw.http}/stats`, { signal: AbortSignal.timeout(5000) });
-  if (res.status !== 200) throw new Error(`/stats answered ${res.status}`);
-  const stats = (await res.json()) as { workers: Array<{ rssBytes: number }> };
-  const rss = stats.workers[0]?.rssBytes;
-  if (typeof rss !== 'number') throw new Error(`/stats has no rssBytes: ${JSON.stringify(stats).slice(0, 200)}`);
-  return rss;
-}
-
-/**
- * RSS once it has had a chance to settle: garbage from the run is collected when V8
- * next needs to, which an idle process may postpone. Samples every 500 ms until the
- * value is at most `limit` or `ms` have passed, and returns the last sample (which
- * the caller then asserts on: a real leak stays above the limit).
- */
-export async function settledRss(gw: GatewayProcess, limit: number, ms = 10_000): Promise<number> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const rss = await rssBytes(gw);
-    if (rss <= limit || Date.now() >= deadline) return rss;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
 export const mb = (bytes: number): string => `${(bytes / 1048576).toFixed(1)} MB`;
 
 // ---------------------------------------------------------------------------------
@@ -439,7 +415,23 @@ export async function checkAlive(t: Test, gw: GatewayProcess): Promise<void> {
   await c.close();
   const bad = gw.logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'raw');
   t.same(bad.slice(0, 5), [], 'no error, fatal or non-JSON log line');
-  t.equal(gw.stderr(), '', 'nothing on stderr');
+  t.equal(gw.stderr().replace(INSPECTOR_STDERR, ''), '', 'nothing on stderr but the inspector\'s own lines');
+}
+
+/**
+ * Asserts that a run leaked nothing: the gateway's memory after a forced full GC,
+ * measured once, against the same measurement before the run. The heap after a full
+ * GC holds only what is still referenced, so it is the leak signal; RSS also counts
+ * uWS's C++ buffers, which a GC does not touch.
+ */
+export async function checkNoLeak(t: Test, gw: GatewayProcess, before: Memory): Promise<void> {
+  const after = await memoryAfterGc(gw);
+  const pct = (a: number, b: number): string => `${(((a - b) / b) * 100).toFixed(1)}%`;
+  t.comment(`after a forced GC: heap used ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} (${pct(after.heapUsed, before.heapUsed)}), ` +
+    `RSS ${mb(before.rss)} -> ${mb(after.rss)} (${pct(after.rss, before.rss)}), external ${mb(before.external)} -> ${mb(after.external)}`);
+  // 10% plus 2 MB: code compiled by the run (V8 keeps it) is not a leak, a retained frame per request is.
+  t.ok(after.heapUsed <= before.heapUsed * 1.1 + 2 * 1048576, `heap used after (${mb(after.heapUsed)}) <= 1.1 × before (${mb(before.heapUsed)}) + 2 MB`);
+  t.ok(after.rss <= before.rss * 1.1, `RSS after (${mb(after.rss)}) <= 1.1 × before (${mb(before.rss)})`);
 }
 
 /** RSS and the V8 heap as /metrics reports them, for the test log (where memory went). */

@@ -1,7 +1,7 @@
 // Admission control is pure (time is passed in), so every rule is a table row here;
 // the integration file proves the gateway wires it to real upgrades.
 import t from 'tap';
-import { clientAddress, createAdmission, type AdmissionLimits, type Refusal } from '../../dist/admission.js';
+import { addressKey, clientAddress, createAdmission, type AdmissionLimits, type Refusal } from '../../dist/admission.js';
 
 const NO_LIMITS: AdmissionLimits = { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0 };
 
@@ -143,6 +143,54 @@ t.test('the client address is the socket address unless the proxy is trusted and
     ['a trailing newline is trimmed like a space', '203.0.113.7\n', true, '203.0.113.7'],
     ['a NUL inside the hop falls back', '203.0.\u0000113.7', true, socket],
     ['a Cyrillic lookalike falls back', '203.0.113.7\u0430', true, socket],
+    ['colons and digits that are no address fall back', '1:2', true, socket],
+    ['an IPv4 octet over 255 falls back', '203.0.113.256', true, socket],
+    ['an IPv4 address with leading zeros falls back', '203.0.113.07', true, socket],
+    ['an IPv6 address with too many groups falls back', '1:2:3:4:5:6:7:8:9', true, socket],
   ];
   for (const [name, xff, trust, want] of rows) t.equal(clientAddress(socket, xff, trust), want, name);
+});
+
+t.test('addressKey: IPv4 as is, IPv4-mapped IPv6 as IPv4, other IPv6 cut to the prefix, anything else as is', async (t) => {
+  const rows: Array<[name: string, address: string, bits: number, want: string]> = [
+    ['IPv4', '203.0.113.7', 64, '203.0.113.7'],
+    ['IPv4 loopback', '127.0.0.1', 64, '127.0.0.1'],
+    ['an IPv6 address in its /64', '2001:db8:1:2:3:4:5:6', 64, '2001:db8:1:2:0:0:0:0/64'],
+    ['another address of the same /64 gets the same key', '2001:db8:1:2:ffff:ffff:ffff:ffff', 64, '2001:db8:1:2:0:0:0:0/64'],
+    ['the next /64 gets another', '2001:db8:1:3::1', 64, '2001:db8:1:3:0:0:0:0/64'],
+    ['compressed form', '2001:db8::1', 64, '2001:db8:0:0:0:0:0:0/64'],
+    ['upper case and leading zeros (uWS writes every digit)', '2001:0DB8:0001:0002:0000:0000:0000:0001', 64, '2001:db8:1:2:0:0:0:0/64'],
+    ['a zone is dropped', 'fe80::1%eth0', 64, 'fe80:0:0:0:0:0:0:0/64'],
+    ['/48', '2001:db8:1:2:3:4:5:6', 48, '2001:db8:1:0:0:0:0:0/48'],
+    ['/56 cuts inside a group', '2001:db8:1:2ff:3:4:5:6', 56, '2001:db8:1:200:0:0:0:0/56'],
+    ['/63 cuts the last bit of the fourth group', '2001:db8:1:3::1', 63, '2001:db8:1:2:0:0:0:0/63'],
+    ['/65 keeps the first bit of the fifth group', '2001:db8:1:2:ffff::1', 65, '2001:db8:1:2:8000:0:0:0/65'],
+    ['/128 keeps the whole address', '2001:db8::1', 128, '2001:db8:0:0:0:0:0:1/128'],
+    ['/1', 'fd00::2', 1, '8000:0:0:0:0:0:0:0/1'],
+    ['IPv6 loopback', '::1', 64, '0:0:0:0:0:0:0:0/64'],
+    ['the unspecified address', '::', 64, '0:0:0:0:0:0:0:0/64'],
+    // uWS reports an IPv4 client of a dual-stack (::) listener like this: it is that
+    // IPv4 address, not a member of the /64 ::ffff:0:0/64 with every other IPv4 client.
+    ['IPv4-mapped, as uWS writes it', '0000:0000:0000:0000:0000:ffff:7f00:0001', 64, '127.0.0.1'],
+    ['IPv4-mapped, dotted tail', '::ffff:203.0.113.7', 64, '203.0.113.7'],
+    ['IPv4-mapped, hex tail', '::ffff:cb00:7107', 128, '203.0.113.7'],
+    ['an IPv4 tail that is not mapped stays IPv6', '64:ff9b::203.0.113.7', 96, '64:ff9b:0:0:0:0:0:0/96'],
+    ['not an address: as is', 'unknown', 64, 'unknown'],
+    ['empty: as is', '', 64, ''],
+  ];
+  for (const [name, address, bits, want] of rows) t.equal(addressKey(address, bits), want, name);
+});
+
+t.test('with /64 keys, addresses of one /64 share the per-address cap and rate, and another /64 does not', async (t) => {
+  const a = createAdmission({ ...NO_LIMITS, maxConnectionsPerIp: 2, upgradeRatePerIp: 3 });
+  const key = (ip: string): string => addressKey(ip, 64);
+  t.equal(a.admit(key('2001:db8:1:2::1'), 0), undefined);
+  t.equal(a.admit(key('2001:db8:1:2::2'), 0), undefined);
+  t.equal(a.admit(key('2001:db8:1:2:abcd::3'), 0)?.reason, 'too_many_connections_from_address', 'a third address of the /64 is over the cap');
+  t.equal(a.admit(key('2001:db8:1:3::1'), 0), undefined, 'the next /64 is another client');
+  a.release(key('2001:db8:1:2::1'));
+  t.equal(a.admit(key('2001:db8:1:2::ffff'), 0), undefined, 'a place given back by one address serves another of the /64');
+  t.equal(a.admit(key('2001:db8:1:2::1'), 0)?.reason, 'too_many_connections_from_address');
+  a.release(key('2001:db8:1:2::2'));
+  t.equal(a.admit(key('2001:db8:1:2::9'), 0)?.reason, 'upgrade_rate_exceeded', 'the /64 has spent its burst of 3');
 });

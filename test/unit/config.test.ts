@@ -1,5 +1,6 @@
 import t from 'tap';
-import { ConfigError, loadConfig, type Config, type Env } from '../../dist/config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, PLACEHOLDER_MARKERS, loadConfig, type Config, type Env } from '../../dist/config.js';
 
 const SECRET = 's'.repeat(32);
 const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----';
@@ -44,7 +45,7 @@ t.test('an env with only a secret yields the documented default for every settin
     events: { stream: 'herald:events', maxLen: 100000 },
     logLevel: 'info',
     shutdownTimeoutMs: 10_000,
-    admission: { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0 },
+    admission: { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0, ipv6PrefixBits: 64 },
     trustProxy: false,
     maxBackpressureBytes: 1048576,
     closeOnBackpressure: true,
@@ -100,6 +101,7 @@ t.test('valid values for every setting are parsed into their units', async (t) =
     HERALD_DEDUP_WINDOW_S: '0',
     HERALD_LOG_LEVEL: 'DEBUG',
     HERALD_SHUTDOWN_TIMEOUT_S: '3',
+    HERALD_IPV6_PREFIX: ' 48 ',
   });
   t.equal(c.host, '127.0.0.1');
   t.equal(c.port, 0);
@@ -120,6 +122,7 @@ t.test('valid values for every setting are parsed into their units', async (t) =
   t.equal(c.dedup.windowMs, 0);
   t.equal(c.logLevel, 'debug');
   t.equal(c.shutdownTimeoutMs, 3000);
+  t.equal(c.admission.ipv6PrefixBits, 48);
 });
 
 t.test('each key source is recognised', async (t) => {
@@ -248,12 +251,48 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     { name: 'host with a space', env: { HERALD_HOST: 'local host' }, variable: 'HERALD_HOST' },
     { name: 'host with a scheme', env: { HERALD_HOST: 'http://0.0.0.0' }, variable: 'HERALD_HOST' },
     { name: 'events stream with a space', env: { HERALD_EVENTS_STREAM: 'herald events' }, variable: 'HERALD_EVENTS_STREAM' },
+    { name: 'IPv6 prefix 0 (every IPv6 client one address)', env: { HERALD_IPV6_PREFIX: '0' }, variable: 'HERALD_IPV6_PREFIX' },
+    { name: 'IPv6 prefix 129', env: { HERALD_IPV6_PREFIX: '129' }, variable: 'HERALD_IPV6_PREFIX' },
+    { name: 'IPv6 prefix written as /64', env: { HERALD_IPV6_PREFIX: '/64' }, variable: 'HERALD_IPV6_PREFIX' },
   ];
   for (const row of rows) {
     const err = errorOf({ ...base, ...row.env });
     t.type(err, ConfigError, `${row.name}: ConfigError`);
     t.match((err as Error | undefined)?.message ?? '', new RegExp(`^${row.variable}[:,]`), `${row.name}: names ${row.variable}`);
   }
+});
+
+t.test('a key that is a documented placeholder stops the start, naming the variable and never echoing the value', async (t) => {
+  // The first two are the values k8s/secret.example.yaml shipped (and git history keeps).
+  const rows: Array<{ name: string; env: Env; variable: string; value: string }> = [
+    { name: 'the old example JWT secret', env: { HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' }, variable: 'HERALD_JWT_SECRET', value: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' },
+    { name: 'the old example publish key', env: { HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' }, variable: 'HERALD_PUBLISH_KEY', value: 'REPLACE-ME-placeholder-publish-key' },
+    { name: 'a secret with replace-me in lower case', env: { HERALD_JWT_SECRET: 'replace-me-with-a-real-secret-of-32-bytes' }, variable: 'HERALD_JWT_SECRET', value: 'replace-me-with-a-real-secret' },
+    { name: 'a secret with CHANGEME', env: { HERALD_JWT_SECRET: 'CHANGEME-CHANGEME-CHANGEME-CHANGEME' }, variable: 'HERALD_JWT_SECRET', value: 'CHANGEME' },
+    { name: 'a publish key with change_me', env: { HERALD_PUBLISH_KEY: 'change_me_publish_key_0123' }, variable: 'HERALD_PUBLISH_KEY', value: 'change_me' },
+    { name: 'the ACL example password in the Redis URL', env: { HERALD_REDIS_URL: 'redis://herald:LONG-RANDOM-PASSWORD@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'LONG-RANDOM-PASSWORD' },
+    { name: 'a percent-encoded placeholder password', env: { HERALD_REDIS_URL: 'rediss://herald:%43hangeme-now@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'hangeme-now' },
+  ];
+  for (const row of rows) {
+    const err = errorOf({ ...base, ...row.env });
+    t.type(err, ConfigError, `${row.name}: ConfigError`);
+    t.match((err as Error | undefined)?.message ?? '', new RegExp(`^${row.variable}: looks like a documented placeholder`), `${row.name}: names ${row.variable}`);
+    t.notOk(((err as Error | undefined)?.message ?? '').includes(row.value), `${row.name}: the value is not in the message`);
+  }
+  const fine: Env[] = [
+    { HERALD_JWT_SECRET: 'uQ0m3v6l6k3YzP2Hq8s0W1x9cR5tB7nJ4aF2dG6hK8mL0pS3vX5zC7eN9rT1wY3b' },
+    { HERALD_PUBLISH_KEY: '3f9a1c7e5b2d8f4a6c0e1b3d5f7a9c2e4b6d8f0a1c3e5b7d' },
+    { HERALD_REDIS_URL: 'redis://herald:s3cr3t-but-real@redis:6379' },
+    { HERALD_REDIS_URL: 'redis://redis:6379' },
+  ];
+  for (const env of fine) t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
+});
+
+t.test('README.md lists exactly the placeholder markers the gateway refuses', async (t) => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const line = /looks like a documented placeholder: it contains, in\s+any case, one of ([^.]+)\./.exec(readme)?.[1] ?? '';
+  const listed = [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+  t.strictSame(listed, [...PLACEHOLDER_MARKERS]);
 });
 
 t.test('a ConfigError carries its class name for the fatal message', async (t) => {
@@ -285,6 +324,8 @@ t.test('settings at the edges of their ranges are accepted', async (t) => {
     { env: { HERALD_WS_PATH: '/metrics/ws' }, get: (c) => c.wsPath, want: '/metrics/ws' },
     { env: { HERALD_LOG_LEVEL: 'silent' }, get: (c) => c.logLevel, want: 'silent' },
     { env: { HERALD_HOST: '::' }, get: (c) => c.host, want: '::' },
+    { env: { HERALD_IPV6_PREFIX: '1' }, get: (c) => c.admission.ipv6PrefixBits, want: 1 },
+    { env: { HERALD_IPV6_PREFIX: '128' }, get: (c) => c.admission.ipv6PrefixBits, want: 128 },
   ];
   for (const row of rows) t.strictSame(row.get(loadConfig({ ...base, ...row.env })), row.want, JSON.stringify(row.env));
 });

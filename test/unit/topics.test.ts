@@ -1,6 +1,6 @@
 import t from 'tap';
 import {
-  NO_GRANTS, channelToTopic, initialTopics, isBaseTopic, isGranted, isValidTopic, parseGrants, topicToChannel, type Grants,
+  NO_GRANTS, channelToTopic, initialTopics, isBaseTopic, isGranted, isValidName, isValidTopic, parseGrants, topicToChannel, type Grants,
 } from '../../dist/topics.js';
 
 t.test('isValidTopic accepts exactly 1-128 of [A-Za-z0-9:_.@-]', async (t) => {
@@ -33,6 +33,38 @@ t.test('isValidTopic accepts exactly 1-128 of [A-Za-z0-9:_.@-]', async (t) => {
     ['🎉', false, 'emoji'],
   ];
   for (const [topic, want, name] of rows) t.equal(isValidTopic(topic), want, name);
+});
+
+t.test('isValidName (sub and roles) accepts 1-123 of [A-Za-z0-9_.@-]: no colon, no star', async (t) => {
+  const rows: Array<[string, boolean, string]> = [
+    ['alice', true, 'a word'],
+    ['42', true, 'digits'],
+    ['a_l.i@c-e', true, 'every allowed punctuation'],
+    ['x'.repeat(123), true, '123 characters: user:<sub> is then 128'],
+    ['x'.repeat(124), false, '124 characters'],
+    ['', false, 'empty'],
+    ['alice:billing', false, 'a colon would make user:alice:billing someone else\'s user topic'],
+    [':', false, 'a lone colon'],
+    ['alice:', false, 'a trailing colon'],
+    [':alice', false, 'a leading colon'],
+    ['alice*', false, 'a star'],
+    ['*', false, 'a lone star'],
+    ['al ice', false, 'a space'],
+    ['\u0430lice', false, 'a Cyrillic а'],
+    ['alice\n', false, 'a trailing newline'],
+    ['alice\u0000', false, 'a NUL'],
+  ];
+  for (const [name, want, why] of rows) t.equal(isValidName(name), want, why);
+});
+
+t.test('with names free of colons, a user:<sub>:* grant covers no other user\'s user topic and a role:<r>:* grant no other role', async (t) => {
+  const grants = parseGrants(['user:alice:*', 'role:ops:*']) as Grants;
+  const names = ['alice', 'alice.billing', 'alice-x', 'ops', 'opsx', 'a', 'x'.repeat(123)].filter(isValidName);
+  for (const n of names) {
+    t.notOk(isGranted(grants, `user:${n}`), `user:${n} is not covered`);
+    t.notOk(isGranted(grants, `role:${n}`), `role:${n} is not covered`);
+  }
+  t.notOk(isValidName('alice:billing'), 'the one name that would be covered is refused');
 });
 
 t.test('channelToTopic strips exactly "<prefix>:" and validates the rest', async (t) => {
