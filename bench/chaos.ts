@@ -1,13 +1,17 @@
 // The chaos run (docs/DELIVERY.md): N SDK clients on three gateway workers sharing
 // one port, one redis-server with appendonly on, and a publisher at R notifications/s
 // for S seconds to user, role and system topics, half plain PUBLISH and half
-// FCALL herald_publish. Meanwhile: one worker is SIGKILLed (its clients reconnect to
-// the others and resume), 10% of clients lose their sockets abruptly and reconnect
-// after 2 s, one worker's Redis subscriber is cut for 3 s, and redis-server restarts.
-// Afterwards every client's notifications are compared with what was published to it:
-// lost (with no recovered:false signal for the topic), duplicated (seen twice by the
-// app after the SDK's de-duplication) and unrecovered (topics signalled
-// recovered:false). Prints a report and a last line `CHAOS <json>`.
+// FCALL herald_publish. Meanwhile: the worker holding a recorder slot is SIGKILLed
+// mid-stream (the other recorder keeps recording, its slot is taken over, its clients
+// reconnect to the others and resume), 10% of clients lose their sockets abruptly and
+// reconnect after 2 s, one worker's Redis subscriber is cut for 3 s, and redis-server
+// restarts (appendonly: no data is lost). Afterwards every client's notifications are
+// compared with what was published to it: lost, duplicated (seen twice by the app after
+// the SDK's de-duplication) and unrecovered (topics signalled recovered:false). A
+// notification counts as lost unless a recovered:false for its topic reached that
+// client after it was published (the signal covers what came before it, nothing
+// after). Prints a report and a last line `CHAOS <json>`; exits 1 on any loss or
+// duplicate.
 //
 //   node dist-bench/chaos.js [--clients 300] [--rate 500] [--seconds 60]
 //
@@ -103,7 +107,7 @@ let gatewayOut = '';
 gateway.stdout?.on('data', (d: Buffer) => (gatewayOut = (gatewayOut + d.toString()).slice(-20_000)));
 gateway.stderr?.on('data', (d: Buffer) => (gatewayOut = (gatewayOut + d.toString()).slice(-20_000)));
 
-interface Stats { workers: Array<{ pid: number; redis: string }> }
+interface Stats { workers: Array<{ pid: number; redis: string; recorderSlot?: number }> }
 async function stats(): Promise<Stats | undefined> {
   try {
     const r = await fetch(`${http}/stats`);
@@ -135,7 +139,8 @@ interface ClientState {
   /** Refuse to connect (a dead network) until this time. */
   blockedUntil: number;
   counts: Map<string, number>;
-  unrecovered: Set<string>;
+  /** Topic -> when the last recovered:false for it arrived (ms). */
+  unrecovered: Map<string, number>;
   open: boolean;
 }
 
@@ -146,7 +151,7 @@ const clients: ClientState[] = [];
 for (let i = 0; i < CLIENTS; i++) {
   const state: ClientState = {
     index: i, sub: `c${i}`, role: `r${i % ROLES}`, herald: undefined as unknown as HeraldClient,
-    sockets: new Set(), blockedUntil: 0, counts: new Map(), unrecovered: new Set(), open: false,
+    sockets: new Set(), blockedUntil: 0, counts: new Map(), unrecovered: new Map(), open: false,
   };
   // A WebSocket class per client: it keeps the live sockets (to cut them) and can
   // play a dead network (connection refused) while blocked.
@@ -168,7 +173,7 @@ for (let i = 0; i < CLIENTS; i++) {
   });
   state.herald.on('notification', (n: { id: string }) => state.counts.set(n.id, (state.counts.get(n.id) ?? 0) + 1));
   state.herald.on('recovery', (r: { topic: string; recovered: boolean }) => {
-    if (!r.recovered) state.unrecovered.add(r.topic);
+    if (!r.recovered) state.unrecovered.set(r.topic, Date.now());
   });
   state.herald.on('state', (s: { state: string }) => {
     state.open = s.state === 'open';
@@ -180,7 +185,7 @@ log(`${CLIENTS} clients open`);
 
 // --- publisher ------------------------------------------------------------------------------
 
-interface Sent { id: string; topic: string; via: 'publish' | 'fcall' }
+interface Sent { id: string; topic: string; via: 'publish' | 'fcall'; at: number }
 /** Published and confirmed: a PUBLISH that reached at least one gateway, or an FCALL that returned. */
 const confirmed: Sent[] = [];
 let failed = 0;
@@ -207,10 +212,10 @@ async function publishFor(ms: number): Promise<void> {
     const batch: Sent[] = [];
     for (; owed >= 1; owed--) {
       const n = seq++;
-      batch.push({ id: `m-${n}`, topic: pickTopic(), via: n % 2 === 0 ? 'publish' : 'fcall' });
+      batch.push({ id: `m-${n}`, topic: pickTopic(), via: n % 2 === 0 ? 'publish' : 'fcall', at: Date.now() });
     }
     await Promise.all(batch.map(async (m) => {
-      const payload = JSON.stringify({ id: m.id, at: Date.now() });
+      const payload = JSON.stringify({ id: m.id, at: m.at });
       try {
         if (m.via === 'publish') {
           // PUBLISH answers how many subscribers got it: 0 = no gateway heard (or recorded) it.
@@ -218,7 +223,7 @@ async function publishFor(ms: number): Promise<void> {
           if (heard === 0) unheard++;
           else confirmed.push(m);
         } else {
-          await pub.call('FCALL', 'herald_publish', '1', m.topic, payload);
+          await pub.call('FCALL', 'herald_publish', '1', m.topic, payload); // the default namespace's
           confirmed.push(m);
         }
       } catch {
@@ -238,11 +243,12 @@ async function chaos(): Promise<void> {
   const when = (f: number): number => base + f * SECONDS * 1000;
 
   await waitUntil(when(0.15));
-  const victim = (await stats())?.workers[0]?.pid;
+  // A recorder: its messages in flight are recorded by the other one.
+  const victim = (await stats())?.workers.find((w) => w.recorderSlot !== undefined)?.pid;
   if (victim !== undefined) {
     process.kill(victim, 'SIGKILL');
-    events.push(`SIGKILL worker ${victim}`);
-    log(`SIGKILL worker ${victim}`);
+    events.push(`SIGKILL worker ${victim} (a recorder)`);
+    log(`SIGKILL worker ${victim} (a recorder)`);
   }
 
   await waitUntil(when(0.3));
@@ -304,9 +310,11 @@ for (const m of confirmed) {
     else list.push(m);
   }
 }
+/** Whether a recovered:false for the topic reached the client after the notification was published. */
+const signalled = (c: ClientState, m: Sent): boolean => (c.unrecovered.get(m.topic) ?? -Infinity) >= m.at;
 const missing = (): number => {
   let n = 0;
-  for (const [c, list] of expected) for (const m of list) if (!c.counts.has(m.id) && !c.unrecovered.has(m.topic)) n++;
+  for (const [c, list] of expected) for (const m of list) if (!c.counts.has(m.id) && !signalled(c, m)) n++;
   return n;
 };
 try {
@@ -322,7 +330,7 @@ const lostSamples: string[] = [];
 for (const c of clients) {
   for (const m of expected.get(c) ?? []) {
     if (c.counts.has(m.id)) continue;
-    if (c.unrecovered.has(m.topic)) excused++;
+    if (signalled(c, m)) excused++;
     else {
       lost++;
       if (lostSamples.length < 10) lostSamples.push(`${c.sub} ${m.topic} ${m.id} (${m.via})`);
@@ -348,4 +356,4 @@ await stopRedisServer();
 rmSync(redisDir, { recursive: true, force: true });
 if (lost > 0) process.stderr.write(`gateway output (last lines):\n${gatewayOut.slice(-3000)}\n`);
 process.stdout.write(`CHAOS ${JSON.stringify(summary)}\n`);
-process.exit(0);
+process.exit(lost > 0 || duplicated > 0 ? 1 : 0);

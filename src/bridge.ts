@@ -37,7 +37,7 @@ export interface Bridge {
   readonly up: boolean;
   /** What connections need of the routing: holding topics, and waiting for them. */
   readonly subscriptions: Subscriptions;
-  /** Publish each item (one pipeline): herald_publish with history on, else PUBLISH. */
+  /** Publish each item, its payload JSON (one pipeline): herald_publish with history on, else PUBLISH. */
   publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
   /** XADD to the events stream, capped with MAXLEN ~. */
   recordEvent(event: ClientEvent): Promise<void>;
@@ -136,7 +136,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
         return;
       }
       history.noteEpoch(a.epoch);
-      deliverer.deliver(topic, a.payload, receivedAt, { id: a.id, offset: a.offset, epoch: a.epoch, ts: offsetMs(a.offset) });
+      deliverer.deliver(topic, a.payload, receivedAt, { id: a.id, offset: a.offset, epoch: a.epoch, ts: offsetMs(a.offset), json: a.json });
     };
 
   const gapFill = history === undefined
@@ -259,7 +259,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
     },
     async publish(items) {
       if (history !== undefined) {
-        await history.publish(items);
+        // POST /publish serialised each item's data: JSON, known without a parse.
+        await history.publish(items.map((i) => ({ ...i, json: true })));
         return;
       }
       const pipeline = commands.pipeline();

@@ -85,7 +85,13 @@ async function publish(args: string[]): Promise<void> {
       // <ns>_publish (loaded by the gateways) records the history entry and announces it
       // in one step; without it (history off) a plain PUBLISH is all there is.
       try {
-        const [offset, id] = (await redis.call('FCALL', fn, '1', topic, text)) as [string, string];
+        let kind = 'j';
+        try {
+          JSON.parse(text);
+        } catch {
+          kind = 't';
+        }
+        const [offset, id] = (await redis.call('FCALL', fn, '1', topic, text, kind)) as [string, string];
         process.stdout.write(`published ${topic} with ${fn} (id ${id}, offset ${offset})\n`);
       } catch (err) {
         if (!/function not found/i.test((err as Error).message)) throw err;

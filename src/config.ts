@@ -84,6 +84,8 @@ export interface Config {
   history: HistoryConfig | undefined;
   /** Recorder slots (history on): how many gateways record plain PUBLISHes at once. */
   recorders: number;
+  /** History entries one connection may be replayed per minute (resumes); 0 = no limit. */
+  replayBudget: number;
 }
 
 export interface TlsConfig {
@@ -387,6 +389,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     demo: bool(env, 'HERALD_DEMO', false),
     history: undefined,
     recorders: int(env, 'HERALD_RECORDERS', 2, 1, 16),
+    replayBudget: int(env, 'HERALD_REPLAY_BUDGET', 2000, 0, 10_000_000, ' entries per minute'),
   };
   const historySize = int(env, 'HERALD_HISTORY_SIZE', 100, 0, 100_000);
   const historyTtlS = int(env, 'HERALD_HISTORY_TTL_S', 300, 0, 7 * 86400, ' seconds');

@@ -11,7 +11,7 @@ import { createExpiryWheel } from './expiry.js';
 import type { Recovery, ResumePoint } from './history.js';
 import type { Subscriptions } from './interest.js';
 import type { Logger } from './log.js';
-import { consume, newRateWindow, type RateWindow } from './limits.js';
+import { consume, newBudget, newRateWindow, spend, type Budget, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
 import { Close, ErrorCode, decodeClientFrame, encode, type ClientFrame, type RequestId, type ServerFrame } from './protocol.js';
 import { initialTopics, isBaseTopic, isGranted } from './topics.js';
@@ -27,9 +27,15 @@ export interface UserData {
    *  counted against the limit; derived from the identity, not stored per socket). */
   extraTopics: number;
   readonly rate: RateWindow;
-  /** Requests in progress that later frames must wait for (a subscription being set up
-   *  in Redis, a token renewal, a resume): frames arriving meanwhile queue in `waiting`
-   *  and are handled in order once it is 0, so replies and state follow frame order. */
+  /** History entries this connection may still be replayed (HERALD_REPLAY_BUDGET). */
+  readonly replay: Budget;
+  /**
+   * Frame order (see canStart): subscriptions being set up in Redis, answered in the
+   * order they were asked (`subscribing`); requests later frames must wait for (a token
+   * renewal, a resume: `busy`); and the frames that wait (`waiting`). Subscribes go
+   * ahead of each other's answers, so one batch covers a client's many topics.
+   */
+  subscribing: Array<{ ready: boolean; complete: () => void }>;
   busy: number;
   waiting: ClientFrame[] | undefined;
   closed: boolean;
@@ -39,13 +45,15 @@ export interface UserData {
 
 export type Socket = WebSocket<UserData>;
 
-export function newUserData(connectionId: string, identity: Identity, ip: string): UserData {
+export function newUserData(connectionId: string, identity: Identity, ip: string, replayBudget: number): UserData {
   return {
     connectionId,
     ip,
     identity,
     extraTopics: 0,
     rate: newRateWindow(performance.now()),
+    replay: newBudget(replayBudget, performance.now()),
+    subscribing: [],
     busy: 0,
     waiting: undefined,
     closed: false,
@@ -117,43 +125,68 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
 
-  /** A request later frames wait for begins (see UserData.busy). */
+  /**
+   * Whether `frame` may be handled now: not while frames wait before it or a renewal or
+   * resume is in progress; and, unless it is a subscribe, not before every subscription
+   * asked earlier is answered (a resume or unsubscribe must find the topic held).
+   */
+  function canStart(ud: UserData, frame: ClientFrame): boolean {
+    if ((ud.waiting?.length ?? 0) > 0 || ud.busy > 0) return false;
+    return frame.type === 'subscribe' || ud.subscribing.length === 0;
+  }
+
+  /** Handles the frames that waited, in order, for as long as they may start. */
+  function drain(ws: Socket, ud: UserData): void {
+    const queue = ud.waiting;
+    if (queue === undefined || ud.closed) return;
+    ud.waiting = undefined;
+    while (queue.length > 0 && canStart(ud, queue[0] as ClientFrame)) dispatch(ws, ud, queue.shift() as ClientFrame);
+    if (queue.length > 0) ud.waiting = ud.waiting === undefined ? queue : [...queue, ...ud.waiting];
+  }
+
+  /** A request later frames wait for begins (see canStart)... */
   function begin(ud: UserData): void {
     ud.busy++;
   }
 
-  /** ...and ends: handle what waited, in order, until another request is in progress. */
+  /** ...and ends. */
   function finish(ws: Socket, ud: UserData): void {
     ud.busy--;
-    const queue = ud.waiting;
-    if (queue === undefined || ud.closed) return;
-    while (ud.busy === 0 && queue.length > 0) dispatch(ws, ud, queue.shift() as ClientFrame);
-    if (queue.length === 0 && ud.waiting === queue) ud.waiting = undefined;
+    drain(ws, ud);
   }
 
   /**
    * Subscribes `ws` to `topics` (none of which it holds yet) once Redis delivers them to
    * this gateway, then runs `then` in the same step: from that reply on, nothing
-   * published to them is missed. Nothing reaches the socket for them before.
+   * published to them is missed. Nothing reaches the socket for them before. Answers
+   * go out in the order they were asked.
    */
   function subscribeThen(ws: Socket, ud: UserData, topics: readonly string[], then: () => void): void {
     for (const t of topics) subscriptions.hold(t); // reserved while Redis confirms
-    begin(ud);
-    let inHandler = true;
-    subscriptions.whenSubscribed(topics, () => {
-      const complete = (): void => {
+    const entry = {
+      ready: false,
+      complete: (): void => {
         if (!ud.closed) {
           for (const t of topics) ws.subscribe(t);
           then();
         }
         for (const t of topics) subscriptions.release(t);
-        finish(ws, ud);
-      };
+      },
+    };
+    ud.subscribing.push(entry);
+    let inHandler = true;
+    subscriptions.whenSubscribed(topics, () => {
+      entry.ready = true;
       // After the handler returned: the socket may have closed, and writes must be corked.
-      if (inHandler || ud.closed) complete();
-      else ws.cork(complete);
+      if (inHandler || ud.closed) completeReady(ws, ud);
+      else ws.cork(() => completeReady(ws, ud));
     });
     inHandler = false;
+  }
+
+  function completeReady(ws: Socket, ud: UserData): void {
+    while (ud.subscribing[0]?.ready === true) (ud.subscribing.shift() as { complete: () => void }).complete();
+    if (ud.subscribing.length === 0) drain(ws, ud);
   }
 
   function subscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
@@ -317,7 +350,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         metrics.resume(r.recovered ? 'recovered' : 'unrecovered');
         if (!r.recovered) continue;
         for (const e of r.entries) {
-          const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: frame.epoch, replayed: true };
+          const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: frame.epoch, replayed: true, json: e.json };
           sendRaw(ws, buildNotification(topic, e.payload, e.ts, undefined, position).frame);
           replayed++;
         }
@@ -333,8 +366,24 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     begin(ud);
     history.since(frame.epoch, points, Date.now()).then(
       (recoveries) => {
-        for (const [t, r] of recoveries) answer.set(t, r);
         if (ud.closed) return;
+        // Each replayed entry is spent from the connection's replay budget: one frame
+        // may not make the gateway send hundreds of topics' history again and again.
+        let entries = 0;
+        for (const r of recoveries.values()) if (r.recovered) entries += r.entries.length;
+        const budget = spend(ud.replay, entries, performance.now(), config.replayBudget);
+        if (budget.kind === 'later') {
+          metrics.rateLimited.inc();
+          ws.cork(() => {
+            sendError(ws, ErrorCode.RateLimited, `a replay of ${entries} notifications is over this connection's replay budget now; retry later`, frame.id, { retryAfterMs: budget.retryAfterMs });
+            finish(ws, ud);
+          });
+          return;
+        }
+        for (const [t, r] of recoveries) {
+          // More than the budget ever holds: nothing is replayed, the client reloads.
+          answer.set(t, budget.kind === 'never' && r.recovered ? { recovered: false, why: 'too_many' } : r);
+        }
         ws.cork(() => {
           reply(answer);
           finish(ws, ud);
@@ -442,7 +491,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         case 'unknown_type':
           return sendError(ws, ErrorCode.UnknownType, decoded.message, id);
         case 'frame':
-          if (ud.busy === 0) return dispatch(ws, ud, decoded.frame);
+          if (canStart(ud, decoded.frame)) return dispatch(ws, ud, decoded.frame);
           // Behind a request in progress: handled in order once it is answered.
           ud.waiting ??= [];
           if (ud.waiting.length >= MAX_WAITING) {

@@ -26,6 +26,13 @@ export function buildNotification(
   topic: string, payload: string, ts: number, newId: () => string = randomUUID,
   position?: Position & { replayed?: boolean },
 ): Notification {
+  // A recorded notification's id and time come from its history entry: the same on
+  // every gateway and in every replay; and whether it is JSON was checked once, when it
+  // was recorded, so it is not parsed again here.
+  if (position?.json !== undefined) {
+    const dataJson = position.json ? payload : JSON.stringify(payload);
+    return { id: position.id, idFromPayload: true, frame: encodeNotification(topic, position.id, position.ts, dataJson, position) };
+  }
   let parsed: unknown;
   let dataJson: string;
   try {
@@ -38,8 +45,6 @@ export function buildNotification(
   const own =
     parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
   const idFromPayload = typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID;
-  // A recorded notification's id and time come from its history entry: the same on
-  // every gateway and in every replay.
   if (position !== undefined) {
     return { id: position.id, idFromPayload: true, frame: encodeNotification(topic, position.id, position.ts, dataJson, position) };
   }

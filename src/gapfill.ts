@@ -80,7 +80,7 @@ export function createGapFill(opts: GapFillOptions): GapFill {
       }
       if (first) metrics.gapFill('filled');
       for (const e of r.entries) {
-        const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: history.epoch ?? epoch, replayed: true };
+        const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: history.epoch ?? epoch, replayed: true, json: e.json };
         if (deliverer.deliver(topic, e.payload, performance.now(), position) === 'published') replayed++;
       }
     }

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Names } from './keys.js';
-import { functionLibrary, planLibrary, type LibrarySettings, type LoadedLibrary } from './library.js';
+import { functionLibrary, isJsonKind, planLibrary, type LibrarySettings, type LoadedLibrary } from './library.js';
 import { compareOffsets, offsetMs } from './offsets.js';
 
 export interface HistoryConfig {
@@ -28,6 +28,8 @@ export interface Position {
   epoch: string;
   /** The entry's time (ms), the ms part of the offset. */
   ts: number;
+  /** Whether the payload is JSON, as checked when it was recorded; undefined = check it. */
+  json?: boolean | undefined;
 }
 
 export interface HistoryEntry {
@@ -36,6 +38,8 @@ export interface HistoryEntry {
   ts: number;
   /** The payload as published. */
   payload: string;
+  /** As Position.json. */
+  json: boolean | undefined;
 }
 
 /** Where a client (or the gateway) resumes a topic from. */
@@ -61,8 +65,8 @@ export interface History {
    * library with our prefix, or ours with other settings (and then changes nothing).
    */
   load(): Promise<void>;
-  /** herald_publish for each item, in order (one pipeline). */
-  publish(items: readonly { topic: string; payload: string }[]): Promise<Position[]>;
+  /** herald_publish for each item, in order (one pipeline); `json`: the payload is JSON (checked by the caller). */
+  publish(items: readonly { topic: string; payload: string; json?: boolean }[]): Promise<Position[]>;
   /** What a client (or this gateway) missed on each topic since its point. */
   since(epoch: string, points: ReadonlyMap<string, ResumePoint>, nowMs: number): Promise<Map<string, Recovery>>;
 }
@@ -105,7 +109,10 @@ export function createHistory(redis: Redis, names: Names, settings: LibrarySetti
 
     async publish(items) {
       const p = redis.pipeline();
-      for (const { topic, payload } of items) p.call('FCALL', publishFn, '1', topic, payload);
+      for (const { topic, payload, json } of items) {
+        if (json === undefined) p.call('FCALL', publishFn, '1', topic, payload);
+        else p.call('FCALL', publishFn, '1', topic, payload, json ? 'j' : 't');
+      }
       const results = await p.exec();
       if (results === null) throw new Error('pipeline aborted');
       return results.map(([err, value]) => {
@@ -193,13 +200,15 @@ function field(info: unknown[], name: string): unknown {
 function entry(topic: string, offset: string, fields: string[]): HistoryEntry {
   let payload = '';
   let id = '';
+  let kind: string | undefined;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     if (fields[i] === 'd') payload = fields[i + 1] as string;
     else if (fields[i] === 'i') id = fields[i + 1] as string;
+    else if (fields[i] === 'k') kind = fields[i + 1];
   }
   // The same derivation as the library's, for entries whose payload had no id.
   if (id === '') id = `${offset}@${sha1Prefix(topic)}`;
-  return { id, offset, ts: offsetMs(offset), payload };
+  return { id, offset, ts: offsetMs(offset), payload, json: isJsonKind(kind) };
 }
 
 function sha1Prefix(s: string): string {

@@ -8,7 +8,7 @@ import type { HistoryConfig } from './history.js';
 import { names } from './keys.js';
 
 /** Bumped whenever the Lua below changes: a newer library is never replaced by an older one. */
-export const LIBRARY_VERSION = 2;
+export const LIBRARY_VERSION = 4;
 
 /** What a library was built with; the same for every gateway of a deployment. */
 export interface LibrarySettings {
@@ -67,12 +67,14 @@ local function payload_id(payload)
   return nil
 end
 
--- Appends an entry; returns 'offset id'. The stream's expiry is set once per call per
--- topic (touched), not per entry: a Lua redis.call costs a microsecond or two, and
--- that is most of what recording costs. Age is enforced when history is read.
-local function append(topic, payload, id, touched)
+-- Appends an entry; returns 'offset id'. kind says what the payload is, as the gateway
+-- that checked it found: 'j' JSON, 't' text, '?' unchecked (field k), so that replays
+-- need not parse it. The stream's expiry is set once per call per topic (touched), not
+-- per entry: a Lua redis.call costs a microsecond or two, and that is most of what
+-- recording costs. Age is enforced when history is read.
+local function append(topic, payload, kind, id, touched)
   local key = history_key(topic)
-  local offset = redis.call('XADD', key, 'MAXLEN', SIZE, '*', 'd', payload, 'i', id or '')
+  local offset = redis.call('XADD', key, 'MAXLEN', SIZE, '*', 'd', payload, 'i', id or '', 'k', kind)
   touched[key] = true
   if not id then id = offset .. '@' .. string.sub(redis.sha1hex(topic), 1, 8) end
   return offset .. ' ' .. id
@@ -96,13 +98,13 @@ end
 -- (since, Redis time in ms) belongs to a publish it never received, so its copy is a
 -- new publish. So a payload published twice is two notifications, recorded once
 -- each. caller nil (herald_publish) is always a new publish, and since is then unused.
-local function record(caller, topic, payload, since, touched)
+local function record(caller, topic, payload, kind, since, touched)
   local id = payload_id(payload)
   if id then
     local key = seen_key(topic) .. '#' .. id
     local value = redis.call('GET', key)
     if value then return value, false end
-    value = append(topic, payload, id, touched)
+    value = append(topic, payload, kind, id, touched)
     redis.call('SET', key, value, 'PX', SEEN_MS)
     return value, true
   end
@@ -120,51 +122,60 @@ local function record(caller, topic, payload, since, touched)
     n = tonumber(redis.call('HGET', seen, '#') or '0') + 1
     if caller then redis.call('HSET', seen, caller, n) end
   end
-  local value = append(topic, payload, nil, touched)
+  local value = append(topic, payload, kind, nil, touched)
   redis.call('HSET', seen, n, value, '#', n)
   redis.call('PEXPIRE', seen, SEEN_MS)
   return value, true
 end
 
 -- A newly recorded notification goes to the gateways holding its topic, on the topic's
--- channel: '<offset> <epoch> <id length in bytes> <id><payload>' (decodeAnnouncement).
-local function announce(topic, value, e, payload)
+-- channel: '<offset> <epoch> <kind> <id length in bytes> <id><payload>'
+-- (decodeAnnouncement). Returns how many gateways Redis sent it to.
+local function announce(topic, value, e, kind, payload)
   local sp = string.find(value, ' ', 1, true)
   local id = string.sub(value, sp + 1)
-  redis.call('PUBLISH', notify_channel(topic), string.sub(value, 1, sp - 1) .. ' ' .. e .. ' ' .. #id .. ' ' .. id .. payload)
+  return redis.call('PUBLISH', notify_channel(topic), string.sub(value, 1, sp - 1) .. ' ' .. e .. ' ' .. kind .. ' ' .. #id .. ' ' .. id .. payload)
 end
 
--- FCALL ${fn('publish')} 1 <topic> <payload>: record and announce in one step; returns
--- {offset, id, epoch}. An id already recorded on the topic returns its entry and is not
--- announced again (it was when it was recorded).
+local function kind_of(k)
+  if k == 'j' or k == 't' then return k end
+  return '?'
+end
+
+-- FCALL ${fn('publish')} 1 <topic> <payload> [j|t]: record and announce in one step;
+-- returns {offset, id, epoch}. The optional kind says the payload is JSON (j) or text
+-- (t); without it gateways check. An id already recorded on the topic returns its
+-- entry and is not announced again (it was when it was recorded).
 redis.register_function('${fn('publish')}', function(keys, args)
-  local topic, payload = keys[1], args[1]
+  local topic, payload, kind = keys[1], args[1], kind_of(args[2])
   local e = epoch()
   local touched = {}
-  local value, new = record(nil, topic, payload, nil, touched)
+  local value, new = record(nil, topic, payload, kind, nil, touched)
   expire(touched)
-  if new then announce(topic, value, e, payload) end
+  if new then announce(topic, value, e, kind, payload) end
   local sp = string.find(value, ' ', 1, true)
   return { string.sub(value, 1, sp - 1), string.sub(value, sp + 1), e }
 end)
 
--- FCALL ${fn('record')} 0 <caller> <since> <topic> <payload> [<topic> <payload> ...]:
--- what a recorder calls for the plain PUBLISHes its pattern subscription brought
--- (since: when that subscription began, Redis time in ms); each message is recorded
--- and announced once, whichever recorder gets there first. Returns {epoch, how many
--- this call recorded}.
+-- FCALL ${fn('record')} 0 <caller> <since> <topic> <kind> <payload> [...]: what a
+-- recorder calls for the plain PUBLISHes its pattern subscription brought (since: when
+-- that subscription began, Redis time in ms; kind: j or t, as the recorder found the
+-- payload); each message is recorded and announced once, whichever recorder gets
+-- there first. Returns {epoch, how many this call recorded, how many gateway
+-- subscriptions its announcements reached}.
 redis.register_function('${fn('record')}', function(keys, args)
   local e = epoch()
-  local caller, since, touched, recorded = args[1], tonumber(args[2]), {}, 0
-  for i = 3, #args, 2 do
-    local value, new = record(caller, args[i], args[i + 1], since, touched)
+  local caller, since, touched, recorded, reached = args[1], tonumber(args[2]), {}, 0, 0
+  for i = 3, #args, 3 do
+    local topic, kind, payload = args[i], kind_of(args[i + 1]), args[i + 2]
+    local value, new = record(caller, topic, payload, kind, since, touched)
     if new then
-      announce(args[i], value, e, args[i + 1])
+      reached = reached + announce(topic, value, e, kind, payload)
       recorded = recorded + 1
     end
   end
   expire(touched)
-  return { e, recorded }
+  return { e, recorded, reached }
 end)
 
 -- FCALL ${fn('epoch')} 0: the dataset's epoch (created on first use).
@@ -259,10 +270,19 @@ export function planLibrary(ours: LibrarySettings, loaded: readonly LoadedLibrar
   return { action: 'keep' };
 }
 
+/** What a payload is, as the gateway that recorded it found: JSON, text, or unchecked. */
+export type PayloadKind = 'j' | 't' | '?';
+
+/** true: embed as JSON; false: as a string; undefined: check. */
+export function isJsonKind(kind: string | undefined): boolean | undefined {
+  return kind === 'j' ? true : kind === 't' ? false : undefined;
+}
+
 /** A recorded notification as announced on its topic's channel. */
 export interface Announcement {
   offset: string;
   epoch: string;
+  json: boolean | undefined;
   id: string;
   /** The payload as published, still bytes. */
   payload: Buffer;
@@ -274,14 +294,16 @@ const SPACE = 0x20;
 export function decodeAnnouncement(message: Buffer): Announcement | undefined {
   const a = message.indexOf(SPACE);
   const b = a === -1 ? -1 : message.indexOf(SPACE, a + 1);
-  const c = b === -1 ? -1 : message.indexOf(SPACE, b + 1);
-  if (c === -1) return undefined;
-  const idLength = Number(message.toString('latin1', b + 1, c));
+  const k = b === -1 ? -1 : message.indexOf(SPACE, b + 1);
+  const c = k === -1 ? -1 : message.indexOf(SPACE, k + 1);
+  if (c === -1 || k !== b + 2) return undefined;
+  const idLength = Number(message.toString('latin1', k + 1, c));
   const idEnd = c + 1 + idLength;
   if (!Number.isSafeInteger(idLength) || idLength < 1 || idEnd > message.length) return undefined;
   return {
     offset: message.toString('latin1', 0, a),
     epoch: message.toString('latin1', a + 1, b),
+    json: isJsonKind(String.fromCharCode(message[b + 1] as number)),
     id: message.toString('utf8', c + 1, idEnd),
     payload: message.subarray(idEnd),
   };

@@ -1,6 +1,6 @@
 // Pure pacing rules: the per-connection message rate limit (a fixed window kept in
 // the connection's UserData and advanced by the caller's clock, so no timer exists
-// per socket) and the Redis reconnect backoff.
+// per socket), the per-connection replay budget, and the Redis reconnect backoff.
 
 export interface RateWindow {
   /** Start of the current window, ms on the caller's monotonic clock. */
@@ -34,6 +34,37 @@ export function consume(w: RateWindow, now: number, limit: number, windowMs: num
   if (w.count <= limit) return ALLOW;
   if (w.count > 2 * limit) return CLOSE;
   return { kind: 'reject', retryAfterMs: Math.max(1, Math.ceil(w.start + windowMs - now)) };
+}
+
+/** A token bucket kept in UserData: refilled by the caller's clock, no timer. */
+export interface Budget {
+  tokens: number;
+  /** When `tokens` was last brought up to date, ms on the caller's monotonic clock. */
+  at: number;
+}
+
+export function newBudget(capacity: number, now: number): Budget {
+  return { tokens: capacity, at: now };
+}
+
+export type Spend = { kind: 'ok' } | { kind: 'later'; retryAfterMs: number } | { kind: 'never' };
+
+/**
+ * Spends `n` of a budget of `capacity` refilled at `capacity` per minute: ok (spent),
+ * later (not enough now: spent nothing; when there will be), or never (more than it
+ * ever holds). `capacity` 0 means no budget at all: always ok.
+ */
+export function spend(b: Budget, n: number, now: number, capacity: number): Spend {
+  if (capacity === 0) return { kind: 'ok' };
+  if (n > capacity) return { kind: 'never' };
+  const elapsed = Math.max(0, now - b.at);
+  b.tokens = Math.min(capacity, b.tokens + (elapsed * capacity) / 60_000);
+  b.at = now;
+  if (n <= b.tokens) {
+    b.tokens -= n;
+    return { kind: 'ok' };
+  }
+  return { kind: 'later', retryAfterMs: Math.max(1, Math.ceil(((n - b.tokens) * 60_000) / capacity)) };
 }
 
 /**

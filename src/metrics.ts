@@ -68,6 +68,11 @@ export function createMetrics() {
     help: '1 while this gateway holds a recorder slot (records plain PUBLISHes into history)',
     registers: [registry],
   });
+  const announcementsReached = new Counter({
+    name: 'herald_recorder_announcements_delivered_total',
+    help: 'Gateway subscriptions redis-server reported reaching with the announcements of what this recorder recorded (the PUBLISH replies inside herald_record)',
+    registers: [registry],
+  });
   const recorderLeases = new Counter({
     name: 'herald_recorder_leases_total',
     help: 'Times this gateway took a recorder slot (at start, or over from a gateway that stopped renewing it)',
@@ -215,6 +220,7 @@ export function createMetrics() {
     redisSubscriptionCommand: (command: 'subscribe' | 'unsubscribe') => redisSubscriptionCommands.labels(command).inc(),
     recorder,
     recorderLeases,
+    announcementsReached,
     notificationsPublished,
     notificationsUnrouted,
     notificationDropped: (reason: DropReason) => notificationsDropped.labels(reason).inc(),

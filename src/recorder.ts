@@ -48,13 +48,15 @@ export interface Recorder {
 
 /** A lease call this often, ms (renewal, or an attempt at a free slot). */
 export const LEASE_EVERY_MS = 1000;
-/** Messages per recording call: bounds one call's Redis time and its reply. */
+/** Messages, and payload bytes, per recording call: bound one call's Redis time and size. */
 const RECORD_BATCH = 256;
+const RECORD_BATCH_BYTES = 1024 * 1024;
 /** Recording calls in flight at once. */
 const MAX_IN_FLIGHT = 4;
 /**
- * Messages waiting to be recorded (Redis slow, or refusing writes) are bounded by count
- * and by bytes; past either bound the oldest are dropped, counted and logged.
+ * Messages waiting to be recorded (Redis slow, or refusing writes), in-flight calls
+ * included, are bounded by count and by bytes; past either bound the oldest waiting are
+ * dropped, counted (herald_history_writes_total{result="dropped"}) and logged.
  */
 export const MAX_QUEUED_MESSAGES = 10_000;
 export const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
@@ -70,9 +72,21 @@ interface Span {
 
 interface Message {
   topic: string;
+  /** j: JSON, t: text (checked here once, so that no gateway parses it again). */
+  kind: 'j' | 't';
   payload: Buffer;
   /** The subscription that brought it. */
   span: Span;
+}
+
+/** The check deliver.ts's buildNotification makes, made once here for every gateway. */
+function isJson(payload: Buffer): boolean {
+  try {
+    JSON.parse(payload.toString());
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function createRecorder(opts: RecorderOptions): Recorder {
@@ -94,6 +108,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const queue: Message[] = [];
   let queuedBytes = 0;
   let inFlight = 0;
+  let inFlightBytes = 0;
+  let inFlightMessages = 0;
   let retryAt = 0;
   let flushScheduled = false;
   let droppedSinceLog = 0;
@@ -101,7 +117,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   function enqueue(m: Message): void {
     queue.push(m);
     queuedBytes += m.payload.length;
-    while (queue.length > MAX_QUEUED_MESSAGES || queuedBytes > MAX_QUEUED_BYTES) {
+    while (queue.length > 0 && (queue.length + inFlightMessages > MAX_QUEUED_MESSAGES || queuedBytes + inFlightBytes > MAX_QUEUED_BYTES)) {
       const old = queue.shift() as Message;
       queuedBytes -= old.payload.length;
       droppedSinceLog++;
@@ -126,27 +142,36 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       const first = (queue[0] as Message).span;
       if (first.since === undefined) return;
       let n = 1;
-      while (n < queue.length && n < RECORD_BATCH && (queue[n] as Message).span === first) n++;
-      const batch = queue.splice(0, n);
-      let bytes = 0;
-      const args: Array<string | Buffer> = [opts.caller, String(first.since)];
-      for (const m of batch) {
-        args.push(m.topic, m.payload);
-        bytes += m.payload.length;
+      let bytes = (queue[0] as Message).payload.length;
+      for (; n < queue.length && n < RECORD_BATCH && (queue[n] as Message).span === first; n++) {
+        const size = (queue[n] as Message).payload.length;
+        if (bytes + size > RECORD_BATCH_BYTES) break;
+        bytes += size;
       }
+      const batch = queue.splice(0, n);
+      const args: Array<string | Buffer> = [opts.caller, String(first.since)];
+      for (const m of batch) args.push(m.topic, m.kind, m.payload);
       queuedBytes -= bytes;
       inFlight++;
+      inFlightBytes += bytes;
+      inFlightMessages += batch.length;
+      const landed = (): void => {
+        inFlight--;
+        inFlightBytes -= bytes;
+        inFlightMessages -= batch.length;
+      };
       commands.call('FCALL', recordFn, '0', ...args).then(
         (reply) => {
-          inFlight--;
-          const [epoch, recorded] = reply as [string, number];
+          landed();
+          const [epoch, recorded, reached] = reply as [string, number, number];
           opts.onEpoch(epoch);
           metrics.historyWrites('recorded', recorded);
+          metrics.announcementsReached.inc(reached);
           metrics.historyWrites('found', batch.length - recorded);
           if (queue.length > 0 && !flushScheduled) flush();
         },
         (err: Error) => {
-          inFlight--;
+          landed();
           // Kept (at the front, in order) and tried again shortly: a notification is
           // delivered once it is recorded, never without its position.
           metrics.historyWrites('failed', batch.length);
@@ -181,7 +206,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       metrics.notificationDropped('too_large');
       return;
     }
-    enqueue({ topic, payload, span });
+    enqueue({ topic, kind: isJson(payload) ? 'j' : 't', payload, span });
   }
 
   function startRecording(): void {

@@ -143,7 +143,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
           refuse(ex, result.reason, found.source);
           return;
         }
-        const userData = newUserData(randomUUID(), result.identity, ip);
+        const userData = newUserData(randomUUID(), result.identity, ip, config.replayBudget);
         ex.finished = true; // the exchange is consumed by the upgrade; close() releases the place
         ex.onAbort = undefined;
         res.cork(() => {

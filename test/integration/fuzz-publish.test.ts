@@ -51,9 +51,13 @@ const gw = await startGateway(baseEnv({
   HERALD_MAX_NOTIFICATION_BYTES: String(MAX_NOTIFICATION),
   // Longer than the file: the oracle's dedup memory never expires mid-run.
   HERALD_DEDUP_WINDOW_S: '3600',
+  // The keepers below subscribe thousands of topics.
+  HERALD_RATE_LIMIT_MESSAGES: '0',
+  HERALD_MAX_TOPICS_PER_CONNECTION: '10000',
 }));
 t.teardown(() => gw.stop());
 await waitFor('/readyz 200 (Redis subscription and publisher up)', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000);
+
 
 // ---------------------------------------------------------------------------------
 // Watchers: one subscriber per run, on topics nobody else uses, so a run knows exactly
@@ -62,6 +66,31 @@ await waitFor('/readyz 200 (Redis subscription and publisher up)', async () => (
 /** Generated topics say WATCH; each run renames it to a 5-character namespace of its own. */
 const MARK = 'WATCH';
 const watchedTopics = (ns: string): string[] => [`user:${ns}`, `${ns}.a`, `${ns}:b.c`, `${ns}@x`];
+/** Run n's namespace. */
+const runNamespace = (n: number): string => `w${(n % 36 ** 4).toString(36).padStart(4, '0')}`;
+
+/**
+ * Keepers: connections that hold every run's topics from the start, so that a run's
+ * watcher finds its topics routed here already and never waits for the gateway's
+ * paced SUBSCRIBEs (interest.ts): thousands of runs, one after the other, would
+ * otherwise spend minutes waiting. They read and drop what they receive.
+ */
+const KEPT_RUNS = 3000;
+async function keeper(from: number, to: number): Promise<WebSocket> {
+  const ws = new WebSocket(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: `keeper-${from}`, topics: ['*'] })}` } });
+  ws.on('error', () => undefined);
+  let answered = 0;
+  const want = (to - from) * watchedTopics('x').length;
+  const done = new Promise<void>((resolve) => ws.on('message', (d: Buffer) => {
+    if (d.toString().startsWith('{"type":"subscribed"') && ++answered === want) resolve();
+  }));
+  await new Promise((resolve) => ws.once('open', resolve));
+  for (let r = from; r < to; r++) for (const topic of watchedTopics(runNamespace(r))) ws.send(JSON.stringify({ type: 'subscribe', topic }));
+  await done;
+  return ws;
+}
+const keepers = [await keeper(0, KEPT_RUNS / 2), await keeper(KEPT_RUNS / 2, KEPT_RUNS)];
+t.teardown(() => keepers.forEach((k) => k.terminate()));
 
 interface Watcher {
   ns: string;
@@ -500,7 +529,7 @@ let runs = 0;
 
 /** One run: a fresh watcher on a fresh namespace, the requests in order, then a barrier. */
 async function run(requests: readonly PublishRequest[]): Promise<void> {
-  const w = await watcher(`w${(runs++ % 36 ** 4).toString(36).padStart(4, '0')}`);
+  const w = await watcher(runNamespace(runs++));
   try {
     for (const req of requests) await exchange(w, req);
     await barrier(w);

@@ -59,7 +59,7 @@ t.test('a plain PUBLISH is recorded once and delivered with its position; connec
   t.ok(String(b['offset']) > String(a['offset']) || String(b['offset']).length > String(a['offset']).length, 'offsets increase');
   const entries = await history(redis, `user:${sub}`);
   t.same(entries.map((e) => e.offset), [a['offset'], b['offset']]);
-  t.same(entries[0]?.fields, { d: JSON.stringify({ id: 'n-1', title: 'hi' }), i: 'n-1' });
+  t.same(entries[0]?.fields, { d: JSON.stringify({ id: 'n-1', title: 'hi' }), i: 'n-1', k: 'j' }, 'the payload as sent, its id, and that the recorder found it JSON');
   const ttl = await pub.pttl(`herald:history:{user:${sub}}`);
   t.ok(ttl > 0 && ttl <= 300_000, `the stream expires when the topic goes quiet (pttl ${ttl})`);
 });

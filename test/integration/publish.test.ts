@@ -287,7 +287,7 @@ t.test('redis mode', async (t) => {
     await barrier(t, gw1.http, a, c1, c2);
     const announced = seen.filter(([channel]) => channel.startsWith('herald:notify:'));
     t.equal(announced.length, 2, 'announced once each (the notification and the barrier), on the topic channel');
-    t.equal(announced[0]?.[1], `${f1['offset']} ${f1['epoch']} ${String(f1['id']).length} ${f1['id']}{"title":"hi"}`, 'as <offset> <epoch> <id length> <id><data>');
+    t.equal(announced[0]?.[1], `${f1['offset']} ${f1['epoch']} j ${String(f1['id']).length} ${f1['id']}{"title":"hi"}`, 'as <offset> <epoch> <kind: j = JSON> <id length> <id><data>');
     t.same(seen.filter(([channel]) => channel.startsWith('notifications:')), [], 'never on <prefix>:<topic>: no recorder is in its path');
   });
 

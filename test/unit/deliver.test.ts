@@ -207,3 +207,14 @@ t.test('a topic without subscribers is skipped before any parsing and counted as
   t.equal(await counter_(metrics, 'herald_messages_sent_total'), 0);
   t.equal(dedup.size, 0, 'nothing is recorded for dedup');
 });
+
+t.test('a recorded payload whose kind is known is embedded as stored, never parsed again', async (t) => {
+  const position = { id: 'n-1', offset: '5-0', epoch: 'e1', ts: 5 };
+  // Not JSON, but marked JSON when it was recorded: embedded as is, which shows no parse happened.
+  const asIs = buildNotification('user:a', '{"a": 1,', 9, undefined, { ...position, json: true });
+  t.equal(asIs.frame, '{"type":"notification","topic":"user:a","id":"n-1","ts":5,"offset":"5-0","epoch":"e1","data":{"a": 1,}');
+  const text = buildNotification('user:a', '{"looks":"like json"}', 9, undefined, { ...position, json: false });
+  t.same(JSON.parse(text.frame).data, '{"looks":"like json"}', 'marked text: a JSON string, whatever it looks like');
+  const unchecked = buildNotification('user:a', ' {"a":1} ', 9, undefined, position);
+  t.same(JSON.parse(unchecked.frame).data, { a: 1 }, 'unmarked (herald_publish without a kind): checked here');
+});

@@ -49,18 +49,18 @@ t.test('planLibrary refuses another deployment, naming every setting that differ
   t.match(prefix.action === 'refuse' ? prefix.problems[0] : '', /^HERALD_CHANNEL_PREFIX: "notifications" is already used by HERALD_NAMESPACE "acme"/);
 });
 
-t.test('announcements: <offset> <epoch> <id length> <id><payload>', async (t) => {
-  const ok: Array<[string, { offset: string; epoch: string; id: string; payload: string }]> = [
-    ['1-0 ab 1 x{}', { offset: '1-0', epoch: 'ab', id: 'x', payload: '{}' }],
-    ['1795459742477-12 6b048a9e06a6d2 3 n 1{"id":"n 1"}', { offset: '1795459742477-12', epoch: '6b048a9e06a6d2', id: 'n 1', payload: '{"id":"n 1"}' }],
-    ['5-0 e 18 5-0@49a5e271 hello world', { offset: '5-0', epoch: 'e', id: '5-0@49a5e271 hello', payload: ' world' }],
-    ['5-0 e 4 éé', { offset: '5-0', epoch: 'e', id: 'éé', payload: '' }],
+t.test('announcements: <offset> <epoch> <kind> <id length> <id><payload>', async (t) => {
+  const ok: Array<[string, { offset: string; epoch: string; json: boolean | undefined; id: string; payload: string }]> = [
+    ['1-0 ab j 1 x{}', { offset: '1-0', epoch: 'ab', json: true, id: 'x', payload: '{}' }],
+    ['1795459742477-12 6b048a9e06a6d2 j 3 n 1{"id":"n 1"}', { offset: '1795459742477-12', epoch: '6b048a9e06a6d2', json: true, id: 'n 1', payload: '{"id":"n 1"}' }],
+    ['5-0 e t 18 5-0@49a5e271 hello world', { offset: '5-0', epoch: 'e', json: false, id: '5-0@49a5e271 hello', payload: ' world' }],
+    ['5-0 e ? 4 éé', { offset: '5-0', epoch: 'e', json: undefined, id: 'éé', payload: '' }],
   ];
   for (const [text, want] of ok) {
     const a = decodeAnnouncement(Buffer.from(text));
     t.same(a === undefined ? a : { ...a, payload: a.payload.toString() }, want, JSON.stringify(text));
   }
-  for (const bad of ['', '1-0', '1-0 e', '1-0 e 1', '1-0 e x y', '1-0 e 0 ', '1-0 e -1 x', '1-0 e 9 short', '1-0 e 1.5 xx', '{"title":"a plain payload"}']) {
+  for (const bad of ['', '1-0', '1-0 e', '1-0 e j', '1-0 e j 1', '1-0 e 1 x{}', '1-0 e jj 1 x', '1-0 e j x y', '1-0 e j 0 ', '1-0 e j -1 x', '1-0 e j 9 short', '1-0 e j 1.5 xx', '{"title":"a plain payload"}']) {
     t.equal(decodeAnnouncement(Buffer.from(bad)), undefined, JSON.stringify(bad));
   }
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { consume, newRateWindow, reconnectDelay, type RateDecision } from '../../dist/limits.js';
+import { consume, newBudget, newRateWindow, reconnectDelay, spend, type RateDecision } from '../../dist/limits.js';
 
 /** Runs `n` messages at time `now` and returns the decisions' kinds. */
 function burst(w: ReturnType<typeof newRateWindow>, n: number, now: number, limit: number, windowMs: number): string[] {
@@ -116,4 +116,21 @@ t.test('the Redis reconnect delay doubles from 50-100 ms to a cap of 250-500 ms,
   // Never more than 500 ms apart: with connect and re-subscribe, delivery resumes
   // within 1 s of Redis returning (test/integration/outage.test.ts measures it).
   for (let attempt = 1; attempt < 100; attempt++) t.ok(reconnectDelay(attempt, Math.random()) <= 500);
+});
+
+t.test('replay budget: spends what it holds, says when it will hold more, refuses what it never can', async (t) => {
+  const cap = 600; // per minute: 10 a second
+  const b = newBudget(cap, 0);
+  t.same(spend(b, 500, 0, cap), { kind: 'ok' });
+  t.same(spend(b, 100, 0, cap), { kind: 'ok' }, 'exactly the rest');
+  t.same(spend(b, 50, 0, cap), { kind: 'later', retryAfterMs: 5000 }, 'empty: 50 entries take 5 s to come back');
+  t.equal(b.tokens, 0, 'a refusal spends nothing');
+  t.same(spend(b, 50, 5000, cap), { kind: 'ok' }, 'and 5 s later they are there');
+  t.same(spend(b, 601, 5000, cap), { kind: 'never' }, 'more than the budget ever holds');
+  t.same(spend(b, 1, 10 ** 9, cap), { kind: 'ok' });
+  t.equal(b.tokens, cap - 1, 'refills to the cap, never past it');
+  t.same(spend(b, 10 ** 9, 0, 0), { kind: 'ok' }, '0: no budget');
+  const c = newBudget(cap, 1000);
+  t.same(spend(c, cap, 500, cap), { kind: 'ok' }, 'a clock that goes back refills nothing and breaks nothing');
+  t.same(spend(c, 1, 500, cap).kind, 'later');
 });
