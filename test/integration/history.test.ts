@@ -320,3 +320,34 @@ t.test('after Redis lost its data the gateway tells its clients the gap cannot b
   const after = await c.next('notification');
   t.not(after['epoch'], before['epoch'], 'a new epoch after the data loss');
 });
+
+t.test('resume: one at a time per connection, each replayed entry spent from HERALD_REPLAY_BUDGET', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_REPLAY_BUDGET: '5' });
+  const sub = uid('budget');
+  const topic = `user:${sub}`;
+  const c = await connect(t, gw, sub);
+  const epoch = c.welcome['epoch'];
+  await pub.publish(`notifications:${topic}`, JSON.stringify({ id: 'b-0' }));
+  const first = await c.next('notification');
+  for (let i = 1; i <= 4; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `b-${i}` }));
+  for (let i = 1; i <= 4; i++) await c.next('notification');
+  const from = { [topic]: { offset: first['offset'] } };
+
+  t.same((await c.request({ type: 'resume', epoch, topics: from, id: 'r1' }))['topics'], { [topic]: { recovered: true } }, '4 entries: within the budget of 5');
+  t.equal(c.inbox.filter((f) => f['replayed'] === true).length, 4);
+  c.inbox.length = 0;
+
+  // A resume and a ping back to back: the ping waits for the resume's answer.
+  c.send({ type: 'resume', epoch, topics: from, id: 'r2' });
+  c.send({ type: 'ping', id: 'p' });
+  const answer = await c.next('*');
+  t.match(answer, { type: 'error', code: 'rate_limited', id: 'r2' }, '4 more than the 1 left: rate_limited, nothing replayed');
+  t.ok(Number(answer['retryAfterMs']) > 30_000 && Number(answer['retryAfterMs']) <= 36_000, `retry once 3 entries came back (${String(answer['retryAfterMs'])} ms at 5 a minute)`);
+  t.match(await c.next('*'), { type: 'pong', id: 'p' }, 'then the pong: one request at a time, in order');
+
+  for (let i = 5; i <= 10; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `b-${i}` }));
+  for (let i = 5; i <= 10; i++) await c.next('notification');
+  const over = await c.request({ type: 'resume', epoch, topics: from, id: 'r3' });
+  t.same(over['topics'], { [topic]: { recovered: false } }, '10 entries: more than the budget ever holds, so recovered: false');
+  t.equal(c.inbox.filter((f) => f['replayed'] === true).length, 0, 'and nothing replayed');
+});
