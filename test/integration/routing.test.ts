@@ -123,6 +123,19 @@ for (const history of [true, false]) {
       t.equal(await numsub('system'), 3, 'system stays subscribed on every gateway');
     });
 
+    t.test('a topic a renewed token no longer grants is revoked and its channel left', async (t) => {
+      const u = uid('renew');
+      const feed = `feed:${uid('r')}`;
+      const c = await connect(t, gws[0] as GatewayProcess, u, [feed]);
+      await c.request({ type: 'subscribe', topic: feed, id: 1 });
+      const numsub = async (): Promise<number> => Number(((await pub.call('PUBSUB', 'NUMSUB', channelOf(feed))) as unknown[])[1]);
+      t.equal(await numsub(), 1);
+      const renewed = await c.request({ type: 'auth', token: await token({ sub: u }), id: 2 });
+      t.same(renewed['revoked'], [feed], 'revoked by the new token');
+      await waitFor('the revoked topic\'s channel to be left', async () => (await numsub()) === 0, 3000, 50);
+      t.pass('left within the batch interval');
+    });
+
     if (!history) return;
 
     t.test('three gateways, two recorders: every plain PUBLISH is recorded and announced exactly once', async (t) => {
