@@ -60,6 +60,8 @@ export interface BridgeOptions {
   history: HistoryConfig | undefined;
   recorders: number;
   maxNotificationBytes: number;
+  /** HERALD_RECORDER_MAX_WAITING_BYTES. */
+  recorderMaxWaitingBytes: number;
   /** Topics held by every connection (system, role:*): subscribed once, never left. */
   sticky(topic: string): boolean;
   /** Redis holds this deployment's library with other settings, or another's with our
@@ -119,7 +121,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
   const recorder: Recorder | undefined = history === undefined
     ? undefined
     : createRecorder({
-      subscriber, commands, names, prefix, caller, maxNotificationBytes: opts.maxNotificationBytes,
+      subscriber, commands, names, prefix, caller, maxNotificationBytes: opts.maxNotificationBytes, maxWaitingBytes: opts.recorderMaxWaitingBytes,
       onEpoch: (e) => history.noteEpoch(e), metrics, log,
     });
 

@@ -84,6 +84,8 @@ export interface Config {
   history: HistoryConfig | undefined;
   /** Recorder slots (history on): how many gateways record plain PUBLISHes at once. */
   recorders: number;
+  /** Payload bytes a recorder holds while recording fails (in-flight calls included); past it the oldest are dropped. */
+  recorderMaxWaitingBytes: number;
   /** History entries one connection may be replayed per minute (resumes); 0 = no limit. */
   replayBudget: number;
 }
@@ -389,6 +391,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     demo: bool(env, 'HERALD_DEMO', false),
     history: undefined,
     recorders: int(env, 'HERALD_RECORDERS', 2, 1, 16),
+    recorderMaxWaitingBytes: int(env, 'HERALD_RECORDER_MAX_WAITING_BYTES', 33_554_432, 65_536, 4_294_967_296, ' bytes'),
     replayBudget: int(env, 'HERALD_REPLAY_BUDGET', 2000, 0, 10_000_000, ' entries per minute'),
   };
   const historySize = int(env, 'HERALD_HISTORY_SIZE', 100, 0, 100_000);

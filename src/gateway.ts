@@ -59,6 +59,7 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     : createBridge({
       url: config.redisUrl, namespace: config.namespace, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
       history: config.history, recorders: config.recorders, maxNotificationBytes: config.maxNotificationBytes,
+      recorderMaxWaitingBytes: config.recorderMaxWaitingBytes,
       sticky: (topic) => topic === 'system' || topic.startsWith('role:'),
       onConflict: (err) => {
         if (opts.onConflict !== undefined) opts.onConflict(err);

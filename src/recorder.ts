@@ -25,6 +25,8 @@ export interface RecorderOptions {
   /** This gateway's name in leases and seen keys: unique per process start. */
   caller: string;
   maxNotificationBytes: number;
+  /** Bytes of payload that may wait to be recorded, calls in flight included (HERALD_RECORDER_MAX_WAITING_BYTES). */
+  maxWaitingBytes: number;
   /** The epoch each recording call answers with. */
   onEpoch(epoch: string): void;
   metrics: Metrics;
@@ -55,11 +57,11 @@ const RECORD_BATCH_BYTES = 1024 * 1024;
 const MAX_IN_FLIGHT = 4;
 /**
  * Messages waiting to be recorded (Redis slow, or refusing writes), in-flight calls
- * included, are bounded by count and by bytes; past either bound the oldest waiting are
- * dropped, counted (herald_history_writes_total{result="dropped"}) and logged.
+ * included, are bounded by count and by bytes (RecorderOptions.maxWaitingBytes); past
+ * either bound the oldest waiting are dropped, counted
+ * (herald_history_writes_total{result="dropped"}) and logged.
  */
 export const MAX_QUEUED_MESSAGES = 10_000;
-export const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 /** After a failed recording call, the next try, ms. */
 const RETRY_MS = 1000;
 
@@ -117,12 +119,13 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   function enqueue(m: Message): void {
     queue.push(m);
     queuedBytes += m.payload.length;
-    while (queue.length > 0 && (queue.length + inFlightMessages > MAX_QUEUED_MESSAGES || queuedBytes + inFlightBytes > MAX_QUEUED_BYTES)) {
+    while (queue.length > 0 && (queue.length + inFlightMessages > MAX_QUEUED_MESSAGES || queuedBytes + inFlightBytes > opts.maxWaitingBytes)) {
       const old = queue.shift() as Message;
       queuedBytes -= old.payload.length;
       droppedSinceLog++;
       metrics.historyWrites('dropped', 1);
     }
+    if (droppedSinceLog > 0 && Date.now() - dropLoggedAt >= 10_000) logDrops();
     if (!flushScheduled) {
       flushScheduled = true;
       setImmediate(flush);
@@ -188,11 +191,15 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     }
   }
 
-  const dropLog = setInterval(() => {
+  // The first drop is logged at once, then at most one line each 10 s with the count.
+  let dropLoggedAt = Number.NEGATIVE_INFINITY;
+  function logDrops(): void {
     if (droppedSinceLog === 0) return;
-    rlog.error({ dropped: droppedSinceLog, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: MAX_QUEUED_BYTES }, 'notifications dropped: too many waiting to be recorded');
+    rlog.error({ dropped: droppedSinceLog, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: opts.maxWaitingBytes }, 'notifications dropped: too many waiting to be recorded');
     droppedSinceLog = 0;
-  }, 10_000);
+    dropLoggedAt = Date.now();
+  }
+  const dropLog = setInterval(logDrops, 10_000);
   dropLog.unref();
 
   function onMessage(_pattern: Buffer, channel: Buffer, payload: Buffer): void {

@@ -351,3 +351,34 @@ t.test('resume: one at a time per connection, each replayed entry spent from HER
   t.same(over['topics'], { [topic]: { recovered: false } }, '10 entries: more than the budget ever holds, so recovered: false');
   t.equal(c.inbox.filter((f) => f['replayed'] === true).length, 0, 'and nothing replayed');
 });
+
+t.test('while Redis refuses writes a recorder holds what waits, bounded by bytes: the oldest are dropped and counted, the rest delivered once recorded', async (t) => {
+  const own = await startRedis();
+  t.teardown(() => own.close());
+  const admin = own.client();
+  const gw = await gateway(t, own, { HERALD_RECORDER_MAX_WAITING_BYTES: String(1024 * 1024), HERALD_MAX_NOTIFICATION_BYTES: '65536' });
+  const sub = uid('oom');
+  const c = await connect(t, gw, sub);
+  // noeviction with no room: every write (herald_record) fails with OOM; PUBLISH still works.
+  const used = Number(/used_memory:(\d+)/.exec(String(await admin.info('memory')))?.[1]);
+  await admin.config('SET', 'maxmemory-policy', 'noeviction');
+  await admin.config('SET', 'maxmemory', String(used));
+  const pad = 'x'.repeat(60_000);
+  for (let i = 0; i < 40; i++) t.equal(await admin.publish(`notifications:user:${sub}`, JSON.stringify({ id: `o-${i}`, pad })), 1, `o-${i} reached the recorder`);
+  const count = async (result: string): Promise<number> => (await scrape(gw.http)).value('herald_history_writes_total', { result });
+  await waitFor('the drops to be counted', async () => (await count('dropped')) > 0, 5000, 50);
+  const dropped = await count('dropped');
+  // 1 MiB holds 17 payloads of 60 KB: the first 23 went.
+  t.equal(dropped, 23, '40 × 60 KB against 1 MiB: the 23 oldest dropped');
+  t.ok((await count('failed')) > 0, 'the failing calls are counted');
+  await gw.waitForLog((l) => l.msg === 'notifications dropped: too many waiting to be recorded' && l['dropped'] !== undefined);
+  t.pass('and logged');
+  t.equal(c.inbox.length, 0, 'nothing delivered while nothing could be recorded');
+
+  await admin.config('SET', 'maxmemory', '0');
+  const got: string[] = [];
+  for (let i = 0; i < 40 - dropped; i++) got.push(String((await c.next('notification', { timeoutMs: 5000 }))['id']));
+  t.same(got, Array.from({ length: 40 - dropped }, (_, i) => `o-${i + dropped}`), 'the newest 17 arrive once Redis takes writes again, in order, with positions');
+  await own.client().publish(`notifications:user:${sub}`, JSON.stringify({ id: 'after' }));
+  t.equal((await c.next('notification'))['id'], 'after', 'and nothing else');
+});

@@ -54,6 +54,7 @@ t.test('an env with only a secret yields the documented default for every settin
     demo: false,
     history: undefined,
     recorders: 2,
+    recorderMaxWaitingBytes: 33_554_432,
     replayBudget: 2000,
   };
   t.strictSame(c, expected);
