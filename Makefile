@@ -10,7 +10,7 @@ CLIENT_SRC := $(shell find client/src -name '*.ts')
 TSC := node_modules/.bin/tsc
 TAP := node_modules/.bin/tap
 
-.PHONY: help install redis chromium build build-bench run test soak screenshot bench coverage clean
+.PHONY: help install redis chromium build build-bench run test soak screenshot bench bench-results coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
@@ -18,6 +18,7 @@ help:
 	@echo "make soak   the connect/disconnect leak soak alone, 600 s (SOAK_S=seconds; make test runs it for 60 s)"
 	@echo "make screenshot  retake docs/demo.png with the browser test"
 	@echo "make bench  the load-test harness, quick profile (see bench/README.md)"
+	@echo "make bench-results  every run bench/RESULTS.md shows, then RESULTS.md from their records (about 20 min; commit first)"
 	@echo "make build  compile src/ to dist/ and the client SDK (client/) to client/dist/"
 	@echo "make coverage  the tests with a coverage report (not enforced)"
 	@echo "make clean  remove build output"
@@ -101,6 +102,11 @@ soak: install redis dist-test/.build-stamp
 # The quick profile (about two minutes); `npm run bench -- --profile full` for 50,000 connections.
 bench: install redis dist-bench/.build-stamp
 	node dist-bench/run.js --profile quick
+
+# Every run RESULTS.md shows (bench/runs.ts), in order, each writing its record to
+# bench/data/, then RESULTS.md from those records. Refuses uncommitted code.
+bench-results: install redis dist-bench/.build-stamp
+	node dist-bench/results.js
 
 coverage: install redis chromium dist-test/.build-stamp dist-bench/.build-stamp
 	HERALD_CHROMIUM=$(CHROMIUM) $(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration

@@ -15,6 +15,7 @@ export interface Options {
   targetedRates: number[];
   broadcastRates: number[];
   stepSeconds: number;
+  /** 0 = no churn scenario. */
   churnFraction: number;
   pin: boolean;
   baseline: boolean;
@@ -42,9 +43,20 @@ export interface Context {
 export const wallNow = (): number => performance.timeOrigin + performance.now();
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** The payload every bench notification carries: step, sequence, publish time (ms). */
-export function payload(step: number, n: number): string {
-  return `{"id":"${step}-${n}","s":${step},"n":${n},"t":${wallNow()}}`;
+/** The payload every bench notification carries: step, sequence, publish time (ms),
+ *  and for a message meant for one user that user, so a misrouted one is seen. */
+export function payload(step: number, n: number, user?: number): string {
+  return `{"id":"${step}-${n}","s":${step},"n":${n},"t":${wallNow()}${user === undefined ? '' : `,"u":${user}`}}`;
+}
+
+/** What a paced publisher did: `reached` is the sum of the PUBLISH replies, redis-server's
+ *  own count of the subscriptions its messages reached; `firstSendAt` is wall-clock ms. */
+export interface Published {
+  sent: number;
+  failed: number;
+  seconds: number;
+  firstSendAt: number;
+  reached: number;
 }
 
 /**
@@ -58,19 +70,22 @@ export async function publishPaced(
   seconds: number,
   message: (n: number) => [channel: string, payload: string],
   limit = Number.POSITIVE_INFINITY,
-): Promise<{ sent: number; failed: number; seconds: number }> {
+): Promise<Published> {
   const window = 4000;
   let sent = 0;
   let failed = 0;
+  let reached = 0;
   let inflight = 0;
+  const firstSendAt = wallNow();
   const start = performance.now();
   const deadline = start + seconds * 1000;
   const fire = (): void => {
     const [channel, body] = message(sent++);
     inflight++;
     redis.publish(channel, body).then(
-      () => {
+      (n) => {
         inflight--;
+        reached += n;
       },
       () => {
         inflight--;
@@ -86,25 +101,34 @@ export async function publishPaced(
   const took = (performance.now() - start) / 1000;
   while (inflight > 0) await sleep(1);
   // Sent = accepted by Redis: a PUBLISH that failed is not counted as sent (or lost).
-  return { sent: sent - failed, failed, seconds: took };
+  return { sent: sent - failed, failed, seconds: took, firstSendAt, reached };
 }
 
 /**
  * Redis builds and PUBLISHes a batch of bench payloads itself, stamping each with its
  * own clock (TIME, the same wall clock the workers read). One EVALSHA per batch keeps
  * the publisher's CPU per message small, so it is not the load side's bottleneck.
- * Message n goes to notifications:user:<n mod users>, or to notifications:system.
+ * Message n goes to notifications:user:<n mod users> (its payload naming that user as
+ * "u"), or to notifications:system. The script returns the sum of its PUBLISH replies:
+ * how many subscriptions redis-server itself says it reached, which the runner checks
+ * against the gateways' own counters.
  */
 const PUBLISH_BATCH_LUA = `
 local n0, count, users, step, system = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5] == '1'
+local reached = 0
 for i = 0, count - 1 do
   local n = n0 + i
   local t = redis.call('TIME')
   local ms = string.format('%d.%03d', t[1] * 1000 + math.floor(t[2] / 1000), t[2] % 1000)
-  local channel = system and 'notifications:system' or ('notifications:user:' .. (n % users))
-  redis.call('PUBLISH', channel, '{"id":"' .. step .. '-' .. n .. '","s":' .. step .. ',"n":' .. n .. ',"t":' .. ms .. '}')
+  local body = '{"id":"' .. step .. '-' .. n .. '","s":' .. step .. ',"n":' .. n .. ',"t":' .. ms
+  if system then
+    reached = reached + redis.call('PUBLISH', 'notifications:system', body .. '}')
+  else
+    local user = n % users
+    reached = reached + redis.call('PUBLISH', 'notifications:user:' .. user, body .. ',"u":' .. user .. '}')
+  end
 end
-return count`;
+return reached`;
 
 type BatchPublisher = IORedis & { benchPublish(n0: number, count: number, users: number, step: number, system: string): Promise<number> };
 
@@ -120,13 +144,15 @@ export async function publishBatched(
   rate: number,
   seconds: number,
   target: { step: number; users: number; system: boolean },
-): Promise<{ sent: number; failed: number; seconds: number }> {
+): Promise<Published> {
   const pub = withBatchPublish(redis);
   const maxBatch = 200;
   let queued = 0;
   let sent = 0;
   let failed = 0;
+  let reached = 0;
   let inflight = 0;
+  const firstSendAt = wallNow();
   const start = performance.now();
   const deadline = start + seconds * 1000;
   while (performance.now() < deadline) {
@@ -137,9 +163,10 @@ export async function publishBatched(
       queued += count;
       inflight++;
       pub.benchPublish(n0, count, target.users, target.step, target.system ? '1' : '0').then(
-        () => {
+        (n) => {
           inflight--;
           sent += count;
+          reached += n;
         },
         () => {
           inflight--;
@@ -151,14 +178,20 @@ export async function publishBatched(
   }
   const took = (performance.now() - start) / 1000;
   while (inflight > 0) await sleep(1);
-  return { sent, failed, seconds: took };
+  return { sent, failed, seconds: took, firstSendAt, reached };
 }
 
 export interface Collected {
   received: number;
   /** What the connected clients should have received. */
   expected: number;
+  /** Per recipient: the sum over connections of max(0, expected − received). */
+  lost: number;
   duplicates: number;
+  reordered: number;
+  misrouted: number;
+  /** Wall-clock ms of the last receipt in any worker (0 = none). */
+  lastReceiptAt: number;
   latency: Histogram;
   loadCpuMicros: number;
 }
@@ -183,11 +216,17 @@ export async function collect(
     const reports = await Promise.all(
       ctx.workers.map((w) => w.ask({ cmd: 'report', step, sent: expect.sent, kind: expect.kind, users: ctx.users }, 'report', 10_000)),
     );
-    const out: Collected = { received: 0, expected: 0, duplicates: 0, latency: newHistogram(), loadCpuMicros: 0 };
+    const out: Collected = {
+      received: 0, expected: 0, lost: 0, duplicates: 0, reordered: 0, misrouted: 0, lastReceiptAt: 0, latency: newHistogram(), loadCpuMicros: 0,
+    };
     for (const { report } of reports) {
       out.received += report.received;
       out.expected += report.expected;
+      out.lost += report.lost;
       out.duplicates += report.duplicates;
+      out.reordered += report.reordered;
+      out.misrouted += report.misrouted;
+      out.lastReceiptAt = Math.max(out.lastReceiptAt, report.lastReceiptAt);
       out.loadCpuMicros += report.cpuMicros;
       merge(out.latency, report.latency);
     }
@@ -196,7 +235,7 @@ export async function collect(
       last = out.received;
       lastChange = t;
     }
-    if (out.received >= out.expected || t - lastChange > quietMs || t - started > maxMs) return out;
+    if (out.lost === 0 || t - lastChange > quietMs || t - started > maxMs) return out;
     await sleep(200);
   }
 }

@@ -19,6 +19,13 @@ export function killAll(): void {
   for (const p of owned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
 }
 process.on('exit', killAll);
+// A signal ends the process without 'exit' handlers: stop what it started first.
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(128 + (sig === 'SIGTERM' ? 15 : 2));
+  });
+}
 
 export const hasTaskset = spawnSync('taskset', ['--version']).error === undefined;
 

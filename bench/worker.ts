@@ -1,6 +1,8 @@
 // A load-generating child process: holds a slice of the bench's WebSocket clients
 // (well under the per-process open-files limit), bound to its own loopback source
 // address, and measures what arrives. Driven by the runner over IPC.
+// Every delivery is checked against its recipient: a targeted payload names its user
+// ("u"), and one that reaches another user's connection is counted as misrouted.
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
@@ -17,9 +19,19 @@ export type WorkerCommand =
   | { cmd: 'close' };
 
 export interface StepReport {
+  /** Deliveries to their intended connection, duplicates and misrouted ones not counted. */
   received: number;
   expected: number;
+  /** Per recipient: the sum over connections of max(0, expected − received). */
+  lost: number;
+  /** The same notification (step and sequence number) again on one connection. */
   duplicates: number;
+  /** Received after a later one of the same step on that connection (counted as received too). */
+  reordered: number;
+  /** Notifications whose payload names another user than the connection's. */
+  misrouted: number;
+  /** Wall-clock ms of the step's last receipt (0 = none): delivered/s ends there. */
+  lastReceiptAt: number;
   latency: Histogram;
   cpuMicros: number;
 }
@@ -38,7 +50,14 @@ const send = (e: WorkerEvent): void => {
 interface Conn {
   user: number;
   ws: WebSocket | undefined;
+  /** Highest sequence number of the current step received, -1 = none yet. */
   lastN: number;
+  /** Sequence numbers of the current step received: a repeat is a duplicate, an
+   *  earlier one after a later one only out of order. Bounded by the step's messages
+   *  for this connection; cleared by `step`. */
+  seen: Set<number>;
+  /** Deliveries in the current step (reset by `step`). */
+  got: number;
 }
 
 let conns: Conn[] = [];
@@ -52,14 +71,15 @@ let churned = new Set<number>();
 function stepReport(s: number): StepReport {
   let r = steps.get(s);
   if (r === undefined) {
-    r = { received: 0, expected: 0, duplicates: 0, latency: newHistogram(), cpuMicros: 0 };
+    r = { received: 0, expected: 0, lost: 0, duplicates: 0, reordered: 0, misrouted: 0, lastReceiptAt: 0, latency: newHistogram(), cpuMicros: 0 };
     steps.set(s, r);
   }
   return r;
 }
 
 const NOTIFICATION = Buffer.from('{"type":"notification"');
-const STAMP = /"s":(\d+),"n":(\d+),"t":([\d.]+)/;
+// "u" (the intended user) is in targeted payloads only; broadcasts reach everyone.
+const STAMP = /"s":(\d+),"n":(\d+),"t":([\d.]+)(?:,"u":(\d+))?/;
 
 function onMessage(conn: Conn, raw: WebSocket.RawData): void {
   // Only the stamp at the end of the frame is read: a full JSON.parse per frame would
@@ -73,13 +93,24 @@ function onMessage(conn: Conn, raw: WebSocket.RawData): void {
   const n = Number(m[2]);
   const t = Number(m[3]);
   const r = stepReport(s);
-  if (s === step && n <= conn.lastN) {
-    r.duplicates++;
+  const arrived = now();
+  r.lastReceiptAt = arrived;
+  if (m[4] !== undefined && Number(m[4]) !== conn.user) {
+    r.misrouted++;
     return;
   }
-  if (s === step) conn.lastN = n;
+  if (s === step) {
+    if (conn.seen.has(n)) {
+      r.duplicates++;
+      return;
+    }
+    conn.seen.add(n);
+    if (n < conn.lastN) r.reordered++;
+    else conn.lastN = n;
+    conn.got++;
+  }
   r.received++;
-  record(r.latency, now() - t);
+  record(r.latency, arrived - t);
 }
 
 async function tokenFor(user: number, secret: Uint8Array): Promise<string> {
@@ -153,16 +184,28 @@ async function openMany(list: Conn[], c: NonNullable<typeof config>, concurrency
   };
 }
 
-/** What this worker's connected clients should have received. */
-function expectedOf(m: Extract<WorkerCommand, { cmd: 'report' }>): number {
+/** What one connected client should have received of the step's messages. */
+function expectedFor(c: Conn, m: Extract<WorkerCommand, { cmd: 'report' }>): number {
+  if (m.kind === 'broadcast') return m.sent;
+  if (m.kind === 'listed') return churned.has(c.user) ? 1 : 0;
+  return c.user < m.sent ? Math.floor((m.sent - 1 - c.user) / m.users) + 1 : 0;
+}
+
+/**
+ * What this worker's connected clients should have received, and what they miss,
+ * counted per recipient: one client's surplus (there is none without duplicates or
+ * misrouting, both counted apart) cannot hide another's loss.
+ */
+function tally(m: Extract<WorkerCommand, { cmd: 'report' }>): { expected: number; lost: number } {
   let expected = 0;
+  let lost = 0;
   for (const c of conns) {
     if (c.ws === undefined) continue;
-    if (m.kind === 'broadcast') expected += m.sent;
-    else if (m.kind === 'listed') expected += churned.has(c.user) ? 1 : 0;
-    else if (c.user < m.sent) expected += Math.floor((m.sent - 1 - c.user) / m.users) + 1;
+    const e = expectedFor(c, m);
+    expected += e;
+    lost += Math.max(0, e - (m.step === step ? c.got : 0));
   }
-  return expected;
+  return { expected, lost };
 }
 
 process.on('message', (m: WorkerCommand) => {
@@ -174,7 +217,7 @@ async function handle(m: WorkerCommand): Promise<void> {
     case 'connect': {
       config = m;
       conns = [];
-      for (let u = m.from; u < m.to; u++) conns.push({ user: u, ws: undefined, lastN: -1 });
+      for (let u = m.from; u < m.to; u++) conns.push({ user: u, ws: undefined, lastN: -1, seen: new Set(), got: 0 });
       const cpu = process.cpuUsage();
       const r = await openMany(conns, m, m.concurrency);
       const used = process.cpuUsage(cpu);
@@ -183,13 +226,17 @@ async function handle(m: WorkerCommand): Promise<void> {
     }
     case 'step':
       step = m.step;
-      for (const c of conns) c.lastN = -1;
+      for (const c of conns) {
+        c.lastN = -1;
+        c.seen.clear();
+        c.got = 0;
+      }
       cpuAtStep = process.cpuUsage();
       return;
     case 'report': {
       const r = stepReport(m.step);
       const used = process.cpuUsage(cpuAtStep);
-      send({ ev: 'report', step: m.step, report: { ...r, expected: expectedOf(m), cpuMicros: used.user + used.system } });
+      send({ ev: 'report', step: m.step, report: { ...r, ...tally(m), cpuMicros: used.user + used.system } });
       return;
     }
     case 'churn': {

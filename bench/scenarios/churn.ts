@@ -11,7 +11,9 @@ export interface ChurnResult {
   reconnectSeconds: number;
   /** From the drop until every reconnected client received a notification. */
   backAndFlowingSeconds: number;
+  /** Per recipient: reconnected clients that did not get their notification. */
   lost: number;
+  misrouted: number;
 }
 
 export async function churn(ctx: Context): Promise<ChurnResult> {
@@ -23,7 +25,7 @@ export async function churn(ctx: Context): Promise<ChurnResult> {
   const users = results.flatMap((r) => r.users);
   const step = ctx.nextStep();
   for (const w of ctx.workers) w.tell({ cmd: 'step', step });
-  await publishPaced(ctx.publisher, Number.POSITIVE_INFINITY, 60, (n) => [`notifications:user:${users[n]}`, payload(step, n)], users.length);
+  await publishPaced(ctx.publisher, Number.POSITIVE_INFINITY, 60, (n) => [`notifications:user:${users[n]}`, payload(step, n, users[n])], users.length);
   const got = await collect(ctx, step, { sent: users.length, kind: 'listed' });
   return {
     dropped: users.length,
@@ -31,6 +33,7 @@ export async function churn(ctx: Context): Promise<ChurnResult> {
     failed: results.reduce((s, r) => s + r.failed, 0),
     reconnectSeconds: round(reconnectSeconds, 2),
     backAndFlowingSeconds: round((performance.now() - started) / 1000, 2),
-    lost: Math.max(0, got.expected - got.received),
+    lost: got.lost,
+    misrouted: got.misrouted,
   };
 }

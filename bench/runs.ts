@@ -1,0 +1,38 @@
+// The runs RESULTS.md shows, in the order results.ts makes them: each one's exact
+// arguments and where its record is kept (bench/data/, committed).
+
+export interface Run {
+  id: string;
+  title: string;
+  args: string[];
+}
+
+export const SCALE_GATEWAYS = [1, 2, 4] as const;
+
+export const scaleId = (gateways: number, history: boolean): string => `scale-g${gateways}-history-${history ? 'on' : 'off'}`;
+
+export const RUNS: readonly Run[] = [
+  {
+    id: 'quick',
+    title: 'Quick profile: 5,000 connections, one gateway, history on, with the baseline',
+    args: ['--profile', 'quick'],
+  },
+  ...SCALE_GATEWAYS.flatMap((g) =>
+    [true, false].map((history): Run => ({
+      id: scaleId(g, history),
+      title: `Scale profile: 8,000 connections on ${g} gateway${g === 1 ? '' : 's'}, history ${history ? 'on' : 'off'}`,
+      args: ['--profile', 'scale', '--gateways', String(g), ...(history ? [] : ['--no-history'])],
+    })),
+  ),
+  {
+    id: 'full',
+    title: 'Full profile: 50,000 connections on 4 gateways, history on, with the baseline',
+    args: ['--profile', 'full'],
+  },
+];
+
+/** Where a run's record is kept, from the repository's root. */
+export const dataFile = (id: string, dir = 'bench/data'): string => `${dir}/${id}.json`;
+
+/** The run's command line, as results.ts runs it from the repository's root. */
+export const commandOf = (run: Run): string[] => ['node', 'dist-bench/run.js', ...run.args, '--out', dataFile(run.id)];
