@@ -62,7 +62,7 @@ export interface BridgeOptions {
   maxNotificationBytes: number;
   /** HERALD_RECORDER_MAX_WAITING_BYTES. */
   recorderMaxWaitingBytes: number;
-  /** Topics held by every connection (system, role:*): subscribed once, never left. */
+  /** Topics held by every connection (system): subscribed once, never left. */
   sticky(topic: string): boolean;
   /** Redis holds this deployment's library with other settings, or another's with our
    *  prefix, when this gateway first reaches it: it must not start. */

@@ -11,7 +11,7 @@ import { createExpiryWheel } from './expiry.js';
 import type { Recovery, ResumePoint } from './history.js';
 import type { Subscriptions } from './interest.js';
 import type { Logger } from './log.js';
-import { consume, newBudget, newRateWindow, spend, type Budget, type RateWindow } from './limits.js';
+import { available, consume, newBudget, newRateWindow, spend, type Budget, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
 import { Close, ErrorCode, decodeClientFrame, encode, type ClientFrame, type RequestId, type ServerFrame } from './protocol.js';
 import { initialTopics, isBaseTopic, isGranted } from './topics.js';
@@ -362,6 +362,12 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       reply(answer);
       return;
     }
+    // An exhausted budget refuses before any Redis read.
+    if (available(ud.replay, performance.now(), config.replayBudget) < 1) {
+      metrics.rateLimited.inc();
+      sendError(ws, ErrorCode.RateLimited, "this connection's replay budget is spent; retry later", frame.id, { retryAfterMs: Math.ceil(60_000 / config.replayBudget) });
+      return;
+    }
     // One resume at a time per connection: later frames wait for its answer.
     begin(ud);
     history.since(frame.epoch, points, Date.now()).then(
@@ -381,8 +387,9 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
           return;
         }
         for (const [t, r] of recoveries) {
-          // More than the budget ever holds: nothing is replayed, the client reloads.
-          answer.set(t, budget.kind === 'never' && r.recovered ? { recovered: false, why: 'too_many' } : r);
+          // More than the budget ever holds: nothing is replayed, and the topics that had
+          // something to replay are reloaded by the client.
+          answer.set(t, budget.kind === 'never' && r.recovered && r.entries.length > 0 ? { recovered: false, why: 'too_many' } : r);
         }
         ws.cork(() => {
           reply(answer);

@@ -60,7 +60,9 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
       url: config.redisUrl, namespace: config.namespace, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
       history: config.history, recorders: config.recorders, maxNotificationBytes: config.maxNotificationBytes,
       recorderMaxWaitingBytes: config.recorderMaxWaitingBytes,
-      sticky: (topic) => topic === 'system' || topic.startsWith('role:'),
+      // Every connection holds `system`. Role topics are left like any other when nobody
+      // holds them: a `role:*` grant must not grow the gateway's subscriptions unbounded.
+      sticky: (topic) => topic === 'system',
       onConflict: (err) => {
         if (opts.onConflict !== undefined) opts.onConflict(err);
         else throw err;

@@ -36,7 +36,7 @@ export interface InterestOptions {
   channelOf(topic: string): string;
   /** channelOf's inverse; undefined for a channel that is not one of ours. */
   topicOf(channel: string): string | undefined;
-  /** Held by every connection (system, role:*): subscribed once, never left. */
+  /** Held by every connection (system): subscribed once, never left. */
   sticky(topic: string): boolean;
   onMessage(topic: string, message: Buffer, receivedAt: number): void;
   /** A topic nobody here holds any more (per-topic state elsewhere can go). */

@@ -49,6 +49,14 @@ export function newBudget(capacity: number, now: number): Budget {
 
 export type Spend = { kind: 'ok' } | { kind: 'later'; retryAfterMs: number } | { kind: 'never' };
 
+/** What the budget holds now (refilled up to `now`); Infinity with no budget. */
+export function available(b: Budget, now: number, capacity: number): number {
+  if (capacity === 0) return Number.POSITIVE_INFINITY;
+  b.tokens = Math.min(capacity, b.tokens + (Math.max(0, now - b.at) * capacity) / 60_000);
+  b.at = Math.max(b.at, now);
+  return b.tokens;
+}
+
 /**
  * Spends `n` of a budget of `capacity` refilled at `capacity` per minute: ok (spent),
  * later (not enough now: spent nothing; when there will be), or never (more than it

@@ -101,7 +101,7 @@ export function createMetrics() {
     registers: [registry],
   });
   const errors = new Counter({ name: 'herald_errors_total', help: 'Error frames sent to clients, by code', labelNames: ['code'], registers: [registry] });
-  const rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Client frames rejected by the rate limit', registers: [registry] });
+  const rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Client frames refused with rate_limited: over the rate limit, too many waiting behind a request, or a resume over the replay budget', registers: [registry] });
   const authFailures = new Counter({
     name: 'herald_auth_failures_total',
     help: 'Upgrades refused, by reason',

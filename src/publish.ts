@@ -1,6 +1,7 @@
 // POST /publish: an authenticated, bounded way for backends to send notifications
-// over HTTP. In Redis mode it PUBLISHes (so every gateway delivers); in embedded
-// mode it delivers to this process's clients.
+// over HTTP. In Redis mode it records and announces each item (herald_publish, history
+// on) or PUBLISHes it (history off), so every gateway holding the topic delivers; in
+// embedded mode it delivers to this process's clients.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Ajv } from 'ajv';
 import type { Bridge } from './bridge.js';

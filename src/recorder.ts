@@ -61,7 +61,7 @@ const MAX_IN_FLIGHT = 4;
  * either bound the oldest waiting are dropped, counted
  * (herald_history_writes_total{result="dropped"}) and logged.
  */
-export const MAX_QUEUED_MESSAGES = 10_000;
+export const MAX_QUEUED_MESSAGES = 100_000;
 /** After a failed recording call, the next try, ms. */
 const RETRY_MS = 1000;
 

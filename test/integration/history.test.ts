@@ -196,8 +196,7 @@ t.test('resume', async (t) => {
     const notHeld = await c.request({ type: 'resume', epoch, topics: { 'user:someone-else': { since: 0 } }, id: 4 });
     t.same(notHeld['topics'], { 'user:someone-else': { recovered: false } }, 'a topic the connection does not hold');
     for (let i = 5; i <= 10; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `r-${i}` }));
-    await c.next('notification'); // wait until the live ones arrived (and drop them)
-    c.inbox.length = 0;
+    for (let i = 5; i <= 10; i++) await c.next('notification'); // live, hence recorded (and dropped here)
     const tooMany = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: seen['offset'] } }, id: 5 });
     t.same(tooMany['topics'], { [topic]: { recovered: false } }, '9 missed, at most 5 replayed: none');
     t.equal(c.inbox.filter((f) => f.type === 'notification' && f['replayed'] === true).length, 0, 'never a partial replay');
