@@ -42,19 +42,21 @@ export function createGapFill(opts: GapFillOptions): GapFill {
   /** Wall clock when the subscriptions were last confirmed. */
   let subscribedAt: number | undefined;
   /** Set while dropped: the epoch the delivered offsets belong to (a reconnecting
-   *  command connection may already have read a new one: Redis lost its data), and
-   *  where topics without a delivered offset start. */
-  let drop: { epoch: string | undefined; sinceMs: number } | undefined;
+   *  command connection may already have read a new one: Redis lost its data), the
+   *  offsets delivered up to the drop (taken then: live notifications that arrive with
+   *  the resubscription, before the fill starts, must not move a topic's start past
+   *  what was missed), and where topics without one start. */
+  let drop: { epoch: string | undefined; offsets: ReadonlyMap<string, string>; sinceMs: number } | undefined;
 
   /**
    * A topic with a notification delivered here resumes after its offset; any other
    * held topic from shortly before the newest entry this gateway had heard of
    * (GAP_MARGIN_MS covers entries recorded out of publish order).
    */
-  function points(sinceMs: number): Map<string, ResumePoint> {
+  function points(offsets: ReadonlyMap<string, string>, sinceMs: number): Map<string, ResumePoint> {
     const out = new Map<string, ResumePoint>();
     for (const topic of opts.held()) {
-      const offset = deliverer.lastOffsets.get(topic);
+      const offset = offsets.get(topic);
       out.set(topic, offset !== undefined ? { offset } : { since: sinceMs });
     }
     return out;
@@ -97,16 +99,16 @@ export function createGapFill(opts: GapFillOptions): GapFill {
     subscribed() {
       subscribedAt = Date.now();
       if (drop === undefined) return;
-      const { epoch, sinceMs } = drop;
+      const { epoch, offsets, sinceMs } = drop;
       drop = undefined;
-      const at = points(sinceMs);
+      const at = points(offsets, sinceMs);
       void fill(epoch, at, true).then(() => setTimeout(() => void fill(epoch, at, false), LATE_FILL_MS).unref());
     },
     lost() {
       // Only a subscription that was up can have missed anything; a second loss before
       // the fill keeps the first point.
       if (subscribedAt === undefined || drop !== undefined) return;
-      drop = { epoch: history.epoch, sinceMs: (deliverer.latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS };
+      drop = { epoch: history.epoch, offsets: new Map(deliverer.lastOffsets), sinceMs: (deliverer.latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS };
     },
   };
 }

@@ -174,7 +174,17 @@ t.test('a 100 KB token is refused with 401 token_too_large in every source, befo
   ];
   for (const row of rows) {
     const before = await scrape(gw.http);
-    const r = await refusedUpgrade(row.url, { headers: row.headers, protocols: row.protocols });
+    // This uWS build now and then resets a connection whose ~100 KB header block arrived
+    // in several reads (PROTOCOL.md, Refused upgrades) before answering: that is the
+    // transport, not the refusal under test, so such an attempt is made again (at most twice).
+    let r: Awaited<ReturnType<typeof refusedUpgrade>> | undefined;
+    for (let attempt = 0; r === undefined; attempt++) {
+      try {
+        r = await refusedUpgrade(row.url, { headers: row.headers, protocols: row.protocols });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ECONNRESET' || attempt === 2) throw err;
+      }
+    }
     t.equal(r.status, 401, row.name);
     t.same(r.body, { error: 'unauthorized', reason: 'token_too_large' }, row.name);
     const after = await scrape(gw.http);
