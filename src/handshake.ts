@@ -99,3 +99,17 @@ export function isOriginAllowed(origin: string, allowed: readonly string[] | und
   }
   return false;
 }
+
+/**
+ * Whether a `Connection` header lists the `upgrade` token, as RFC 6455 requires of a
+ * handshake (`Upgrade`, `keep-alive, Upgrade`...). uWS hands Herald any request with
+ * an `Upgrade` header; one that says `Connection: close` is marked for closing, and
+ * this uWS build then closes the socket right after an upgrade made after an await
+ * (the client sees a 101, then a 1006), so such requests are refused instead.
+ */
+export function connectionListsUpgrade(header: string): boolean {
+  for (const part of header.split(',')) {
+    if (part.trim().toLowerCase() === 'upgrade') return true;
+  }
+  return false;
+}

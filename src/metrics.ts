@@ -13,6 +13,7 @@ export type CloseLabel = (typeof CLOSE_REASONS)[number];
 
 export const ADMISSION_REASONS = [
   'too_many_connections', 'too_many_connections_from_address', 'upgrade_rate_exceeded', 'too_many_protocols', 'uri_too_long',
+  'connection_not_upgrade',
 ] as const;
 export type AdmissionReason = (typeof ADMISSION_REASONS)[number];
 

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { addressKey, clientAddress, type Admission } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
-import { chooseSubprotocol, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
+import { chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
 import { reply, track, type Exchange } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
@@ -64,6 +64,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const secKey = req.getHeader('sec-websocket-key');
     const secExtensions = req.getHeader('sec-websocket-extensions');
     const forwardedFor = config.trustProxy ? req.getHeader('x-forwarded-for') : '';
+    const connection = req.getHeader('connection');
     const hs: UpgradeRequest = {
       authorization: req.getHeader('authorization'),
       protocols: req.getHeader('sec-websocket-protocol'),
@@ -76,6 +77,11 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const readiness = lifecycle.readiness();
     if (!readiness.ready && readiness.reason === 'draining') {
       reply(ex, 503, { error: 'unavailable', reason: 'draining' });
+      return;
+    }
+    if (!connectionListsUpgrade(connection)) {
+      metrics.admissionRefused('connection_not_upgrade');
+      reply(ex, 400, { error: 'bad_request', reason: 'connection_not_upgrade' }, { close: true });
       return;
     }
     // A long query or subprotocol list that carries a token is an oversized token

@@ -231,6 +231,57 @@ t.test('oversized upgrade requests are refused before any token work, each with 
   t.equal(eight.ws.protocol, 'herald.v1', 'eight entries are still accepted');
 });
 
+/** One raw upgrade request with `connection` as its Connection header; what came back and whether the server closed. */
+function rawUpgrade(port: number, connection: string, authorization: string): Promise<{ text: string; closedByServer: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    let text = '';
+    let settled = false;
+    const done = (closedByServer: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text, closedByServer });
+    };
+    // Long enough for `connected` and for the close this uWS build makes right after an
+    // upgrade of a Connection: close request (within a millisecond when it happens).
+    const timer = setTimeout(() => done(false), 1000);
+    socket.on('connect', () => {
+      socket.write(
+        `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\nUpgrade: websocket\r\n` +
+          `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${authorization}\r\n\r\n`,
+      );
+    });
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+    });
+    socket.on('error', () => undefined); // a reset ends like a close: 'close' follows
+    socket.on('close', () => done(true));
+    socket.on('timeout', reject);
+  });
+}
+
+t.test('an upgrade whose Connection header does not list upgrade is refused with 400; the usual forms are upgraded and stay open', async (t) => {
+  const gw = await gateway(t, {});
+  const { authorization } = await bearer('conn');
+  for (const connection of ['close', 'keep-alive']) {
+    const r = await rawUpgrade(gw.port, connection, authorization);
+    t.match(r.text, /^HTTP\/1\.1 400 /, `Connection: ${connection} gets 400`);
+    t.match(r.text, /\{"error":"bad_request","reason":"connection_not_upgrade"\}$/);
+    t.ok(r.closedByServer, 'and the connection is closed after the reply');
+  }
+  for (const connection of ['Upgrade', 'keep-alive, Upgrade', 'upgrade']) {
+    const r = await rawUpgrade(gw.port, connection, authorization);
+    t.match(r.text, /^HTTP\/1\.1 101 /, `Connection: ${connection} is upgraded`);
+    t.match(r.text, /"type":"connected"/, 'the connected frame arrives');
+    t.notOk(r.closedByServer, 'and the socket stays open');
+  }
+  const m = await scrape(gw.http);
+  t.equal(m.value('herald_admission_refused_total', { reason: 'connection_not_upgrade' }), 2);
+  t.equal(m.value('herald_connections_opened_total'), 3, 'only the three handshakes were upgraded');
+});
+
 /**
  * Sends `count` upgrade requests on one kept-alive TCP connection, each as soon as
  * the previous one is answered, and collects the status of every answer. Not

@@ -55,9 +55,10 @@ export async function fuzzCheck<T>(
   const d = await fc.check(property, {
     seed,
     numRuns,
-    // Shrinking runs on real connections: bounded, so a gateway that died cannot keep
-    // a file running for minutes. Hitting the bound fails the run.
-    interruptAfterTimeLimit: 25_000,
+    // Runs and shrinking are on real connections: bounded, so a gateway that died cannot
+    // keep a file running for minutes (tap's limit is 120 s a file), yet loose enough for
+    // a loaded CI machine (a lane of closers takes about 25 s there). Hitting it fails.
+    interruptAfterTimeLimit: 60_000,
     markInterruptAsFailure: true,
   });
   if (!d.failed) return undefined;

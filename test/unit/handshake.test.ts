@@ -1,6 +1,6 @@
 import t from 'tap';
 import {
-  SUBPROTOCOLS, TOKEN_COOKIE, chooseSubprotocol, findToken, isOriginAllowed, type UpgradeRequest,
+  SUBPROTOCOLS, TOKEN_COOKIE, chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest,
 } from '../../dist/handshake.js';
 
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
@@ -233,4 +233,12 @@ t.test('an unset allowlist accepts every origin; an empty one accepts only reque
   for (const origin of ['https://evil.com', 'null', '', '__proto__']) t.ok(isOriginAllowed(origin, undefined), origin);
   t.notOk(isOriginAllowed('https://app.example.com', []));
   t.ok(isOriginAllowed('', []));
+});
+
+t.test('a handshake is one whose Connection header lists the upgrade token', async (t) => {
+  const rows: Array<[string, boolean]> = [
+    ['Upgrade', true], ['upgrade', true], ['UPGRADE', true], ['keep-alive, Upgrade', true], ['Upgrade , keep-alive', true], [' upgrade ', true],
+    ['close', false], ['keep-alive', false], ['', false], ['Upgraded', false], ['no-upgrade', false], ['Upgrade;q=1', false], ['close, keep-alive', false],
+  ];
+  for (const [header, want] of rows) t.equal(connectionListsUpgrade(header), want, JSON.stringify(header));
 });
