@@ -222,12 +222,18 @@ const originValue: fc.Arbitrary<string> = fc.oneof(
   { weight: 1, arbitrary: printable(60) },
 );
 
-const handshake: Array<[string, string]> = [
+const handshake = (connection: string): Array<[string, string]> => [
   ['Upgrade', 'websocket'],
-  ['Connection', 'Upgrade'],
+  ['Connection', connection],
   ['Sec-WebSocket-Version', '13'],
   ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
 ];
+
+/** Mostly what browsers and ws send; sometimes a header without the upgrade token (400). */
+const connectionValue: fc.Arbitrary<string> = fc.oneof(
+  { weight: 20, arbitrary: fc.constantFrom('Upgrade', 'keep-alive, Upgrade', 'upgrade', 'Upgrade, close') },
+  { weight: 1, arbitrary: fc.constantFrom('close', 'keep-alive', 'Upgraded', 'close, keep-alive') },
+);
 
 /** A request uWS hands to Herald: header names of [A-Za-z0-9-], printable values, at most 48 headers, a block well under 128 KB. */
 const request: fc.Arbitrary<UpgradeRequest> = fc
@@ -236,6 +242,7 @@ const request: fc.Arbitrary<UpgradeRequest> = fc
     path: fc.oneof({ weight: 40, arbitrary: fc.constant('/ws') }, { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '//ws', '/ws%2F', '/wss', '/', '/healthz/x') }),
     query: maybe(queryValue, 0.3),
     handshake: fc.oneof({ weight: 30, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
+    connection: connectionValue,
     authorization: maybe(authorizationValue, 0.6),
     protocols: maybe(protocolsValue, 0.3),
     cookie: maybe(cookieValue, 0.2),
@@ -249,7 +256,7 @@ const request: fc.Arbitrary<UpgradeRequest> = fc
   .map((r) => {
     const name = (n: string): string => (r.upperCase ? n.toUpperCase() : n);
     const headers: Array<[string, string]> = [['Host', '127.0.0.1']];
-    if (r.handshake) headers.push(...handshake);
+    if (r.handshake) headers.push(...handshake(r.connection));
     if (r.authorization !== undefined) headers.push([name('Authorization'), r.authorization]);
     if (r.protocols !== undefined) headers.push([name('Sec-WebSocket-Protocol'), r.protocols]);
     if (r.cookie !== undefined) headers.push([name('Cookie'), r.cookie]);
@@ -322,6 +329,12 @@ function answer(req: UpgradeRequest): Answer {
   if (req.method !== 'GET') return notFound;
   if (header(req, 'upgrade') === '') {
     return { status: 426, body: { error: 'upgrade_required' }, headers: { ...JSON_HEADERS, upgrade: 'websocket' }, closes: false };
+  }
+  const connection = header(req, 'connection');
+  if (!connection.split(',').some((p) => p.trim().toLowerCase() === 'upgrade')) {
+    // uWS takes any 5-byte Connection value for `close` and then does not echo it.
+    const echo = connection.length === 5 ? {} : { connection: 'close' };
+    return { status: 400, body: { error: 'bad_request', reason: 'connection_not_upgrade' }, headers: { ...JSON_HEADERS, ...echo }, closes: true };
   }
   const query = req.query ?? '';
   if (query.length > MAX_QUERY) {
@@ -526,7 +539,7 @@ t.test(`${MIN_REQUESTS} generated upgrade requests each get the documented answe
   await phase(t, MIN_REQUESTS, SEED);
   t.comment(`${counts.requests} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, ${counts.dropped} over 4 KB dropped by uWS; by answer: ${JSON.stringify([...counts.byAnswer].sort())}`);
   t.ok(counts.requests >= MIN_REQUESTS, `${counts.requests} requests answered by Herald (at least ${MIN_REQUESTS})`);
-  for (const answer of ['101', '400 too_many_protocols', '401 conflicting_tokens', '401 missing_token', '401 malformed_token', '401 token_too_large', '401 invalid_signature', '401 token_expired', '403 origin_not_allowed', '404 not_found', '414 uri_too_long', '426 upgrade_required', '429 too_many_connections_from_address']) {
+  for (const answer of ['101', '400 connection_not_upgrade', '400 too_many_protocols', '401 conflicting_tokens', '401 missing_token', '401 malformed_token', '401 token_too_large', '401 invalid_signature', '401 token_expired', '403 origin_not_allowed', '404 not_found', '414 uri_too_long', '426 upgrade_required', '429 too_many_connections_from_address']) {
     t.ok(counts.byAnswer.has(answer), `some requests were answered ${answer}`);
   }
 });
