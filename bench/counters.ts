@@ -53,8 +53,11 @@ export function parseCounters(text: string): Counters {
   return c;
 }
 
+/** A gateway still working through an overloaded step's backlog answers late: wait for it. */
+const SCRAPE_TIMEOUT_MS = 120_000;
+
 export async function scrape(port: number): Promise<Counters> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`gateway on ${port}: /metrics answered ${res.status}`);
   return parseCounters(await res.text());
 }
