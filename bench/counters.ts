@@ -62,6 +62,9 @@ export async function scrape(port: number): Promise<Counters> {
   return parseCounters(await res.text());
 }
 
+/** How long settledCounters waits for the gateways to go quiet. */
+const SETTLE_MAX_MS = 120_000;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const same = (a: Counters[], b: Counters[]): boolean =>
   a.every((x, i) => (Object.keys(x) as (keyof Counters)[]).every((k) => x[k] === b[i]?.[k]));
@@ -69,14 +72,19 @@ const same = (a: Counters[], b: Counters[]): boolean =>
 /**
  * Every gateway's counters once they stopped moving: a recorder counts its
  * announcements when its recording call answers, which can be just after the
- * deliveries it announced arrived. Two equal readings 200 ms apart, at most 10 tries.
+ * deliveries it announced arrived; and after an overloaded step the gateways work
+ * through what Redis already sent them (recording, announcing) for a while. The next
+ * step must not start, nor this one be counted, before that ends: readings 250 ms
+ * apart, equal for a second, within SETTLE_MAX_MS.
  */
 export async function settledCounters(ports: number[]): Promise<Counters[]> {
+  const started = Date.now();
   let prev = await Promise.all(ports.map(scrape));
-  for (let i = 0; i < 10; i++) {
-    await sleep(200);
+  let stable = 0;
+  while (stable < 4 && Date.now() - started < SETTLE_MAX_MS) {
+    await sleep(250);
     const next = await Promise.all(ports.map(scrape));
-    if (same(prev, next)) return next;
+    stable = same(prev, next) ? stable + 1 : 0;
     prev = next;
   }
   return prev;
