@@ -3,6 +3,7 @@
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
 import { ConfigError, channelPrefix, namespace } from './config.js';
+import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
 import { isValidName, isValidTopic, topicToChannel } from './topics.js';
 // ioredis and jose load only for the command that needs them: usage errors stay instant.
@@ -85,12 +86,7 @@ async function publish(args: string[]): Promise<void> {
       // <ns>_publish (loaded by the gateways) records the history entry and announces it
       // in one step; without it (history off) a plain PUBLISH is all there is.
       try {
-        let kind = 'j';
-        try {
-          JSON.parse(text);
-        } catch {
-          kind = 't';
-        }
+        const kind = isJson(text) ? 'j' : 't';
         const [offset, id] = (await redis.call('FCALL', fn, '1', topic, text, kind)) as [string, string];
         process.stdout.write(`published ${topic} with ${fn} (id ${id}, offset ${offset})\n`);
       } catch (err) {

@@ -18,6 +18,16 @@ export interface Notification {
 
 const MAX_PAYLOAD_ID = 128;
 
+/** Whether a payload is JSON: embedded as is in `data` when it is, as a string when not. */
+export function isJson(payload: string): boolean {
+  try {
+    JSON.parse(payload);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * `data` is the payload parsed as JSON, or the raw string when it is not JSON. The
  * payload's own `id` (a string on an object payload) becomes the notification id.

@@ -6,6 +6,7 @@
 // one per connection. One state machine: the subscriber connection and its channels.
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
+import { available, newBudget, spend } from './limits.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
@@ -69,6 +70,8 @@ export interface Interest extends Subscriptions {
  */
 const SUBSCRIBE_BURST = 10;
 const SUBSCRIBE_PER_S = 10;
+/** The bucket's refill period: SUBSCRIBE_BURST tokens per this many ms. */
+const SUBSCRIBE_REFILL_MS = (1000 * SUBSCRIBE_BURST) / SUBSCRIBE_PER_S;
 /** Idle topics are left in one UNSUBSCRIBE this often, ms (a topic held again meanwhile stays). */
 const UNSUBSCRIBE_EVERY_MS = 1000;
 /** Channels per command: bounds one command's size and Redis time. */
@@ -95,8 +98,7 @@ export function createInterest(opts: InterestOptions): Interest {
   let up = false;
   let inFlight = false;
   let batchTimer: NodeJS.Timeout | undefined;
-  let tokens = SUBSCRIBE_BURST;
-  let tokensAt = performance.now();
+  const bucket = newBudget(SUBSCRIBE_BURST, performance.now());
   /** Bumped when the connection is lost: answers to commands of an older one are ignored. */
   let generation = 0;
 
@@ -113,19 +115,12 @@ export function createInterest(opts: InterestOptions): Interest {
     for (const w of list) if (--w.remaining === 0) w.done();
   }
 
-  /** Tokens refilled up to now. */
-  function refill(): void {
-    const now = performance.now();
-    tokens = Math.min(SUBSCRIBE_BURST, tokens + ((now - tokensAt) * SUBSCRIBE_PER_S) / 1000);
-    tokensAt = now;
-  }
-
   function schedule(): void {
     if (!connected || inFlight || batchTimer !== undefined || pending.size === 0) return;
-    refill();
+    const tokens = available(bucket, performance.now(), SUBSCRIBE_BURST, SUBSCRIBE_REFILL_MS);
     // setTimeout rather than a microtask even when a token is there: the topics of
     // everything the event loop is handling now go out together.
-    batchTimer = setTimeout(flush, tokens >= 1 ? 0 : ((1 - tokens) * 1000) / SUBSCRIBE_PER_S);
+    batchTimer = setTimeout(flush, tokens >= 1 ? 0 : Math.ceil(((1 - tokens) * 1000) / SUBSCRIBE_PER_S));
   }
 
   /** One SUBSCRIBE of up to CHUNK pending topics; the next goes out when it is confirmed. */
@@ -139,9 +134,8 @@ export function createInterest(opts: InterestOptions): Interest {
     }
     for (const t of topics) pending.delete(t);
     inFlight = true;
-    refill();
-    if (up) tokens -= 1; // the resubscribe after a (re)connect is not paced
-
+    // The resubscribe after a (re)connect is not paced.
+    if (up) spend(bucket, 1, performance.now(), SUBSCRIBE_BURST, SUBSCRIBE_REFILL_MS);
     const gen = generation;
     metrics.redisSubscriptionCommand('subscribe');
     subscriber.subscribe(...topics.map(opts.channelOf)).then(

@@ -270,10 +270,8 @@ export function planLibrary(ours: LibrarySettings, loaded: readonly LoadedLibrar
   return { action: 'keep' };
 }
 
-/** What a payload is, as the gateway that recorded it found: JSON, text, or unchecked. */
-export type PayloadKind = 'j' | 't' | '?';
-
-/** true: embed as JSON; false: as a string; undefined: check. */
+/** A history entry's or announcement's kind (j: JSON, t: text, anything else:
+ *  unchecked) -> true: embed as JSON; false: as a string; undefined: check. */
 export function isJsonKind(kind: string | undefined): boolean | undefined {
   return kind === 'j' ? true : kind === 't' ? false : undefined;
 }

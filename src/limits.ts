@@ -36,7 +36,8 @@ export function consume(w: RateWindow, now: number, limit: number, windowMs: num
   return { kind: 'reject', retryAfterMs: Math.max(1, Math.ceil(w.start + windowMs - now)) };
 }
 
-/** A token bucket kept in UserData: refilled by the caller's clock, no timer. */
+/** A token bucket, refilled by the caller's clock (no timer): `capacity` tokens per
+ *  `periodMs` (a minute unless said otherwise), holding at most `capacity`. */
 export interface Budget {
   tokens: number;
   /** When `tokens` was last brought up to date, ms on the caller's monotonic clock. */
@@ -49,30 +50,27 @@ export function newBudget(capacity: number, now: number): Budget {
 
 export type Spend = { kind: 'ok' } | { kind: 'later'; retryAfterMs: number } | { kind: 'never' };
 
-/** What the budget holds now (refilled up to `now`); Infinity with no budget. */
-export function available(b: Budget, now: number, capacity: number): number {
+/** What the budget holds now (refilled up to `now`); Infinity with no budget (capacity 0). */
+export function available(b: Budget, now: number, capacity: number, periodMs = 60_000): number {
   if (capacity === 0) return Number.POSITIVE_INFINITY;
-  b.tokens = Math.min(capacity, b.tokens + (Math.max(0, now - b.at) * capacity) / 60_000);
+  b.tokens = Math.min(capacity, b.tokens + (Math.max(0, now - b.at) * capacity) / periodMs);
   b.at = Math.max(b.at, now);
   return b.tokens;
 }
 
 /**
- * Spends `n` of a budget of `capacity` refilled at `capacity` per minute: ok (spent),
- * later (not enough now: spent nothing; when there will be), or never (more than it
- * ever holds). `capacity` 0 means no budget at all: always ok.
+ * Spends `n`: ok (spent), later (not enough now: spent nothing; when there will be),
+ * or never (more than the budget ever holds). Capacity 0 means no budget: always ok.
  */
-export function spend(b: Budget, n: number, now: number, capacity: number): Spend {
+export function spend(b: Budget, n: number, now: number, capacity: number, periodMs = 60_000): Spend {
   if (capacity === 0) return { kind: 'ok' };
   if (n > capacity) return { kind: 'never' };
-  const elapsed = Math.max(0, now - b.at);
-  b.tokens = Math.min(capacity, b.tokens + (elapsed * capacity) / 60_000);
-  b.at = now;
-  if (n <= b.tokens) {
+  const tokens = available(b, now, capacity, periodMs);
+  if (n <= tokens) {
     b.tokens -= n;
     return { kind: 'ok' };
   }
-  return { kind: 'later', retryAfterMs: Math.max(1, Math.ceil(((n - b.tokens) * 60_000) / capacity)) };
+  return { kind: 'later', retryAfterMs: Math.max(1, Math.ceil(((n - tokens) * periodMs) / capacity)) };
 }
 
 /**

@@ -7,7 +7,7 @@
 // without a message lost; a lapsed slot is taken by another gateway within
 // LEASE_TTL_MS + LEASE_EVERY_MS. One state machine: whether this gateway records.
 import type { Redis } from 'ioredis';
-import { isTooLarge } from './deliver.js';
+import { isJson, isTooLarge } from './deliver.js';
 import type { Names } from './keys.js';
 import { LEASE_TTL_MS } from './library.js';
 import type { Logger } from './log.js';
@@ -79,16 +79,6 @@ interface Message {
   payload: Buffer;
   /** The subscription that brought it. */
   span: Span;
-}
-
-/** The check deliver.ts's buildNotification makes, made once here for every gateway. */
-function isJson(payload: Buffer): boolean {
-  try {
-    JSON.parse(payload.toString());
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export function createRecorder(opts: RecorderOptions): Recorder {
@@ -213,7 +203,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       metrics.notificationDropped('too_large');
       return;
     }
-    enqueue({ topic, kind: isJson(payload) ? 'j' : 't', payload, span });
+    // Checked once here for every gateway, which then embeds the payload without a parse.
+    enqueue({ topic, kind: isJson(payload.toString()) ? 'j' : 't', payload, span });
   }
 
   function startRecording(): void {
