@@ -6,7 +6,7 @@
 // one per connection. One state machine: the subscriber connection and its channels.
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
-import { available, newBudget, spend } from './limits.js';
+import { available, newBudget } from './limits.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
@@ -134,8 +134,12 @@ export function createInterest(opts: InterestOptions): Interest {
     }
     for (const t of topics) pending.delete(t);
     inFlight = true;
-    // The resubscribe after a (re)connect is not paced.
-    if (up) spend(bucket, 1, performance.now(), SUBSCRIBE_BURST, SUBSCRIBE_REFILL_MS);
+    // The resubscribe after a (re)connect is not paced. A token is taken even when the
+    // timer fired a hair early (timers keep whole ms): the debt delays the next command.
+    if (up) {
+      available(bucket, performance.now(), SUBSCRIBE_BURST, SUBSCRIBE_REFILL_MS);
+      bucket.tokens -= 1;
+    }
     const gen = generation;
     metrics.redisSubscriptionCommand('subscribe');
     subscriber.subscribe(...topics.map(opts.channelOf)).then(

@@ -21,6 +21,7 @@
 // The rate limit is raised to 1,000 frames per connection per hour, so the schema and
 // dispatch, not the limit, get most frames; one batch in ten is long enough to be
 // rate limited and closed with 1008, which the oracle predicts too.
+import { isAfter } from '../../dist/offsets.js';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
@@ -972,6 +973,11 @@ async function resumeInRedis(w: Wire): Promise<void> {
       const topic = String(n['topic']);
       const ok = n['type'] === 'notification' && n['replayed'] === true && n['epoch'] === EPOCH && OFFSET_RE.test(String(n['offset'])) && answers[topic]?.recovered === true;
       if (!ok) throw new Error(`${show(w)}: not a replay of a recovered topic: ${JSON.stringify(n).slice(0, 300)}`);
+      // Only what was recorded, and only after the point asked for.
+      const offset = String(n['offset']);
+      if (!RECORDED_OFFSETS.includes(offset)) throw new Error(`${show(w)}: replayed ${offset}, which was never recorded`);
+      const from = (request.topics[topic] as { offset?: unknown } | undefined)?.offset;
+      if (typeof from === 'string' && OFFSET_RE.test(from) && !isAfter(offset, from)) throw new Error(`${show(w)}: replayed ${offset}, not after the point ${from}`);
       counts.replayed++;
     }
   } finally {

@@ -59,8 +59,9 @@ t.test('isValidName (sub and roles) accepts 1-123 of [A-Za-z0-9_.@-]: no colon, 
 
 t.test('with names free of colons, a user:<sub>:* grant covers no other user\'s user topic and a role:<r>:* grant no other role', async (t) => {
   const grants = parseGrants(['user:alice:*', 'role:ops:*']) as Grants;
-  const names = ['alice', 'alice.billing', 'alice-x', 'ops', 'opsx', 'a', 'x'.repeat(123)].filter(isValidName);
+  const names = ['alice', 'alice.billing', 'alice-x', 'ops', 'opsx', 'a', 'x'.repeat(123)];
   for (const n of names) {
+    t.ok(isValidName(n), `${n.slice(0, 20)} is a valid name`);
     t.notOk(isGranted(grants, `user:${n}`), `user:${n} is not covered`);
     t.notOk(isGranted(grants, `role:${n}`), `role:${n} is not covered`);
   }
