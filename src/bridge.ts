@@ -3,7 +3,9 @@
 // the recorder role when history is on (recorder.ts), and the gap fill after a
 // subscriber drop (gapfill.ts). This module's own state machine is readiness: `up`
 // while every held topic is subscribed and the command connection is ready (with
-// history on, with the function library loaded).
+// history on, with the function library loaded and the recorder settled: a gateway
+// that took a slot is ready once its pattern is subscribed, so that a plain PUBLISH
+// sent once it is ready is recorded).
 //
 // Who subscribes to what (docs/DELIVERY.md has the picture):
 //   history off: each gateway SUBSCRIBEs `<prefix>:<topic>` for the topics it holds.
@@ -122,7 +124,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     ? undefined
     : createRecorder({
       subscriber, commands, names, prefix, caller, maxNotificationBytes: opts.maxNotificationBytes, maxWaitingBytes: opts.recorderMaxWaitingBytes,
-      onEpoch: (e) => history.noteEpoch(e), metrics, log,
+      onEpoch: (e) => history.noteEpoch(e), onSettled: () => update('recorder settled'), metrics, log,
     });
 
   // History on: what arrives is a recorded notification announced with its position.
@@ -187,11 +189,11 @@ export function createBridge(opts: BridgeOptions): Bridge {
   let up = false;
   let closing = false;
   function update(why: string): void {
-    const value = !closing && interest.up && commands.status === 'ready' && libraryLoaded;
+    const value = !closing && interest.up && commands.status === 'ready' && libraryLoaded && (recorder?.settled ?? true);
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
-    if (value) blog.info({ namespace: opts.namespace, history: history !== undefined }, 'redis subscription active');
+    if (value) blog.info({ namespace: opts.namespace, history: history !== undefined, recorderSlot: recorder?.slot }, 'redis subscription active');
     else if (!closing) blog.warn({ why }, 'redis unavailable');
   }
 

@@ -29,6 +29,8 @@ export interface RecorderOptions {
   maxWaitingBytes: number;
   /** The epoch each recording call answers with. */
   onEpoch(epoch: string): void;
+  /** Called once, when `settled` turns true. */
+  onSettled(): void;
   metrics: Metrics;
   log: Logger;
 }
@@ -36,6 +38,10 @@ export interface RecorderOptions {
 export interface Recorder {
   /** The slot held, or undefined. */
   readonly slot: number | undefined;
+  /** This gateway knows whether it records: its first lease call found no free slot,
+   *  or it took one and its pattern subscription is confirmed. Until then a plain
+   *  PUBLISH may reach no recorder, so the gateway does not call itself ready. */
+  readonly settled: boolean;
   /** The library is (again) loaded: try for a slot now rather than at the next tick. */
   libraryLoaded(): void;
   /** The subscriber connection is (again) ready: subscribe the pattern when holding a
@@ -94,6 +100,12 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   let recording = false;
   let span: Span = { since: undefined };
   let closed = false;
+  let settled = false;
+  function settle(): void {
+    if (settled) return;
+    settled = true;
+    opts.onSettled();
+  }
 
   // Recording: in arrival order (each recorder sees messages in publish order, so
   // offsets follow it), batched per event-loop turn.
@@ -214,7 +226,10 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     span = current;
     // Redis time is read after the subscription is confirmed: a publish between the two
     // is taken for a new one (recorded twice at worst, never lost).
-    subscriber.psubscribe(pattern).then(() => commands.call('TIME')).then(
+    subscriber.psubscribe(pattern).then(() => {
+      settle();
+      return commands.call('TIME');
+    }).then(
       (time) => {
         const [sec, us] = time as [string, string];
         current.since = Number(sec) * 1000 + Math.floor(Number(us) / 1000);
@@ -255,6 +270,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     if (closed) return;
     if (got < 0) {
       if (slot !== undefined) stopRecording('slot taken');
+      settle();
       return;
     }
     renewedAt = Date.now();
@@ -273,6 +289,9 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   return {
     get slot() {
       return slot;
+    },
+    get settled() {
+      return settled;
     },
     libraryLoaded() {
       void lease();

@@ -42,6 +42,24 @@ const redis = await startRedis();
 t.teardown(() => redis.close());
 const pub = redis.client();
 
+t.test('a gateway that takes a recorder slot is ready only once its pattern is subscribed: a plain PUBLISH sent then is recorded', async (t) => {
+  for (let i = 0; i < 3; i++) {
+    const own = await startRedis();
+    const admin = own.client();
+    const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: own.url, HERALD_LOG_LEVEL: 'info' }));
+    // Ready (the log line comes with the first readiness) already knowing its slot: the
+    // only gateway on this Redis takes slot 0, and readiness waited for its pattern.
+    const ready = await gw.waitForLog((l) => l.msg === 'redis subscription active');
+    t.equal(ready['recorderSlot'], 0, `start ${i}: ready holding recorder slot 0`);
+    await waitFor('/readyz 200', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000, 2);
+    t.equal(await admin.publish('notifications:user:early', JSON.stringify({ id: `early-${i}` })), 1, `start ${i}: the first PUBLISH after ready reaches the recorder's pattern`);
+    await waitFor('the entry', async () => (await admin.xlen('herald:history:{user:early}')) === 1, 5000, 20);
+    t.pass(`start ${i}: and is recorded`);
+    await gw.stop();
+    await own.close();
+  }
+});
+
 t.test('a plain PUBLISH is recorded once and delivered with its position; connected carries the epoch', async (t) => {
   const gw = await gateway(t, redis);
   const sub = uid('pos');
