@@ -42,7 +42,7 @@ export interface Recorder {
    *  or it took one and its pattern subscription is confirmed. Until then a plain
    *  PUBLISH may reach no recorder, so the gateway does not call itself ready. */
   readonly settled: boolean;
-  /** The library is (again) loaded: try for a slot now rather than at the next tick. */
+  /** The library is (again) loaded: try for a slot, and any failed recording, now rather than at the next tick. */
   libraryLoaded(): void;
   /** The subscriber connection is (again) ready: subscribe the pattern when holding a
    *  slot. Call before the topic channels are subscribed again (commands keep order). */
@@ -295,10 +295,20 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     },
     libraryLoaded() {
       void lease();
+      // Calls that failed because the library was missing (Redis restarted without its
+      // data) go again now rather than at the retry tick.
+      if (retryAt > Date.now()) {
+        retryAt = 0;
+        flush();
+      }
     },
     subscriberReady() {
       connected = true;
       startRecording();
+      // A slot that lapsed while the subscriber was away (an outage longer than the
+      // lease), or a library loaded before this connection was back (when lease() does
+      // not try), is tried for now, not at the next tick: recording is what delivery waits for.
+      if (slot === undefined) void lease();
     },
     subscriberLost() {
       connected = false;
