@@ -1,20 +1,38 @@
-# Herald: `make run` and `make test` work on a fresh clone. Targets skip work
-# already done (stamps), and a missing tool prints what to install.
+# Herald: `make run` and `make test` work on a fresh clone; `make check` is the fast
+# loop (types, lint, format, unit tests; no services). Targets skip work already done
+# (stamps), and a missing tool prints what to install.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-SRC := $(shell find src -name '*.ts')
+SRC := $(shell find src -name '*.ts' -o -name '*.lua')
 TESTS := $(shell find test -name '*.ts')
 BENCH := $(shell find bench -name '*.ts')
 CLIENT_SRC := $(shell find client/src -name '*.ts')
 TSC := node_modules/.bin/tsc
 TAP := node_modules/.bin/tap
+BIOME := node_modules/.bin/biome
 
-.PHONY: help install redis chromium build build-bench run test soak screenshot bench bench-results coverage clean
+# Node 20 runs Herald: the pinned uWebSockets.js build has native binaries for Node 16,
+# 18 and 20 only (ABI 93, 108, 115), and Herald refuses its pure-JS fallback. When the
+# default `node` is another version (22 and 24, the current LTS lines, or none), the
+# targets use a project-local Node 20 from the npm registry's `node` package in .node20/
+# and say so. Every recipe finds it first on PATH, and so does what they spawn.
+NODE_MAJOR := $(shell node -p 'process.versions.node.split(".")[0]' 2>/dev/null)
+LOCAL_NODE := .node20/node_modules/node/bin/node
+ifeq ($(NODE_MAJOR),20)
+NODE_STAMP :=
+else
+NODE_STAMP := .node20/.stamp
+export PATH := $(CURDIR)/$(dir $(LOCAL_NODE)):$(PATH)
+endif
+
+.PHONY: help install node redis chromium build build-bench check lint format run test soak screenshot bench bench-results coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
 	@echo "make test   install (npm packages, redis-server), build, run every test"
+	@echo "make check  the fast loop, under a minute, no Redis or browser: type-check, lint, format check, unit tests"
+	@echo "make format rewrite the sources in the project's format (Biome)"
 	@echo "make soak   the connect/disconnect leak soak alone, 600 s (SOAK_S=seconds; make test runs it for 60 s)"
 	@echo "make screenshot  retake docs/demo.png with the browser test"
 	@echo "make bench  the load-test harness, quick profile (see bench/README.md)"
@@ -23,9 +41,18 @@ help:
 	@echo "make coverage  the tests with a coverage report (not enforced)"
 	@echo "make clean  remove build output"
 
-node_modules/.install-stamp: package.json package-lock.json
-	@command -v node >/dev/null || { echo "node is required: install Node.js 20 (https://nodejs.org or your package manager)"; exit 1; }
-	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node.js 20 or newer is required (found $$(node -v))"; exit 1; }
+# npm's `node` package installs the platform's official binary as a dependency.
+.node20/.stamp:
+	@command -v npm >/dev/null || { echo "Node.js 20 is required: install it (https://nodejs.org or your package manager)"; exit 1; }
+	@echo "node $(if $(NODE_MAJOR),v$(NODE_MAJOR),not found): Herald needs Node 20 (see README, Node versions); installing a project-local Node 20 in .node20/"
+	npm install --prefix .node20 --no-save --no-audit --no-fund --loglevel=error node@20
+	@$(LOCAL_NODE) -v >/dev/null
+	@touch $@
+
+node: $(NODE_STAMP)
+	@echo "using node $$(node -v) ($$(command -v node))"
+
+node_modules/.install-stamp: package.json package-lock.json $(NODE_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -56,6 +83,7 @@ chromium:
 
 dist/.build-stamp: node_modules/.install-stamp tsconfig.json $(SRC)
 	$(TSC) -p tsconfig.json
+	@cp src/*.lua dist/ 2>/dev/null || true
 	@chmod +x dist/main.js dist/cli.js
 	@touch $@
 
@@ -78,6 +106,18 @@ build-bench: dist-bench/.build-stamp
 
 run: build
 	node dist/main.js --dev
+
+# Building is type-checking (tsc on each of the four projects: gateway, SDK, tests, bench).
+# Biome lints and checks the format in one pass (README, Dependencies, says why Biome).
+check: install dist-test/.build-stamp dist-bench/.build-stamp
+	$(BIOME) check --error-on-warnings
+	$(TAP) dist-test/unit/*.test.js
+
+lint: install
+	$(BIOME) lint
+
+format: install
+	$(BIOME) check --write
 
 # The load-heavy tests (hundreds to thousands of sockets, several processes, or CPU
 # measured) run one at a time after the rest: on two cores, two of them side by side
@@ -112,4 +152,4 @@ coverage: install redis chromium dist-test/.build-stamp dist-bench/.build-stamp
 	HERALD_CHROMIUM=$(CHROMIUM) $(TAP) --disable-coverage=false --allow-incomplete-coverage --coverage-report=text dist-test/unit dist-test/integration
 
 clean:
-	rm -rf dist dist-test dist-bench client/dist .tap
+	rm -rf dist dist-test dist-bench client/dist .tap .node20

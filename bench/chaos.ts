@@ -18,7 +18,7 @@
 // Used by test/integration/chaos.test.ts (the defaults) and by `npm run bench:chaos`
 // at a larger scale. Bounded: every phase has a deadline, and every process it starts
 // is killed when it exits.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -71,10 +71,26 @@ const redisPort = await freePort();
 const redisDir = mkdtempSync(join(tmpdir(), 'herald-chaos-redis-'));
 let redisProc: ChildProcess | undefined;
 async function startRedisServer(): Promise<void> {
-  const p = spawn('redis-server', [
-    '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec',
-    '--dir', redisDir, '--client-output-buffer-limit', 'pubsub 256mb 256mb 60',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--dir',
+      redisDir,
+      '--client-output-buffer-limit',
+      'pubsub 256mb 256mb 60',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   owned.push(p);
   redisProc = p;
   let out = '';
@@ -97,8 +113,13 @@ const port = await freePort();
 const http = `http://127.0.0.1:${port}`;
 const gateway = spawn(process.execPath, [join(ROOT, 'dist/main.js')], {
   env: {
-    PATH: process.env['PATH'] ?? '', HERALD_HOST: '127.0.0.1', HERALD_PORT: String(port), HERALD_WORKERS: '3',
-    HERALD_REDIS_URL: redisUrl, HERALD_JWT_SECRET: SECRET, HERALD_LOG_LEVEL: 'warn',
+    PATH: process.env['PATH'] ?? '',
+    HERALD_HOST: '127.0.0.1',
+    HERALD_PORT: String(port),
+    HERALD_WORKERS: '3',
+    HERALD_REDIS_URL: redisUrl,
+    HERALD_JWT_SECRET: SECRET,
+    HERALD_LOG_LEVEL: 'warn',
   },
   stdio: ['ignore', 'pipe', 'pipe'],
 });
@@ -107,7 +128,9 @@ let gatewayOut = '';
 gateway.stdout?.on('data', (d: Buffer) => (gatewayOut = (gatewayOut + d.toString()).slice(-20_000)));
 gateway.stderr?.on('data', (d: Buffer) => (gatewayOut = (gatewayOut + d.toString()).slice(-20_000)));
 
-interface Stats { workers: Array<{ pid: number; redis: string; recorderSlot?: number }> }
+interface Stats {
+  workers: Array<{ pid: number; redis: string; recorderSlot?: number }>;
+}
 async function stats(): Promise<Stats | undefined> {
   try {
     const r = await fetch(`${http}/stats`);
@@ -116,10 +139,15 @@ async function stats(): Promise<Stats | undefined> {
     return undefined;
   }
 }
-await until('three workers up with Redis', async () => {
-  const s = await stats();
-  return s !== undefined && s.workers.length === 3 && s.workers.every((w) => w.redis === 'up');
-}, 30_000, 200);
+await until(
+  'three workers up with Redis',
+  async () => {
+    const s = await stats();
+    return s !== undefined && s.workers.length === 3 && s.workers.every((w) => w.redis === 'up');
+  },
+  30_000,
+  200,
+);
 log(`gateway on ${port}: 3 workers; redis on ${redisPort} (appendonly)`);
 
 // --- clients ------------------------------------------------------------------------------
@@ -150,8 +178,15 @@ const sourceAddress = (i: number): string => `127.0.0.${2 + (i % 8)}`;
 const clients: ClientState[] = [];
 for (let i = 0; i < CLIENTS; i++) {
   const state: ClientState = {
-    index: i, sub: `c${i}`, role: `r${i % ROLES}`, herald: undefined as unknown as HeraldClient,
-    sockets: new Set(), blockedUntil: 0, counts: new Map(), unrecovered: new Map(), open: false,
+    index: i,
+    sub: `c${i}`,
+    role: `r${i % ROLES}`,
+    herald: undefined as unknown as HeraldClient,
+    sockets: new Set(),
+    blockedUntil: 0,
+    counts: new Map(),
+    unrecovered: new Map(),
+    open: false,
   };
   // A WebSocket class per client: it keeps the live sockets (to cut them) and can
   // play a dead network (connection refused) while blocked.
@@ -185,7 +220,12 @@ log(`${CLIENTS} clients open`);
 
 // --- publisher ------------------------------------------------------------------------------
 
-interface Sent { id: string; topic: string; via: 'publish' | 'fcall'; at: number }
+interface Sent {
+  id: string;
+  topic: string;
+  via: 'publish' | 'fcall';
+  at: number;
+}
 /** Published and confirmed: a PUBLISH that reached at least one gateway, or an FCALL that returned. */
 const confirmed: Sent[] = [];
 let failed = 0;
@@ -204,7 +244,7 @@ let seq = 0;
 async function publishFor(ms: number): Promise<void> {
   const end = Date.now() + ms;
   const tickMs = 20;
-  const perTick = RATE * tickMs / 1000;
+  const perTick = (RATE * tickMs) / 1000;
   let owed = 0;
   while (Date.now() < end) {
     const tickStart = Date.now();
@@ -214,22 +254,24 @@ async function publishFor(ms: number): Promise<void> {
       const n = seq++;
       batch.push({ id: `m-${n}`, topic: pickTopic(), via: n % 2 === 0 ? 'publish' : 'fcall', at: Date.now() });
     }
-    await Promise.all(batch.map(async (m) => {
-      const payload = JSON.stringify({ id: m.id, at: m.at });
-      try {
-        if (m.via === 'publish') {
-          // PUBLISH answers how many subscribers got it: 0 = no gateway heard (or recorded) it.
-          const heard = await pub.publish(`notifications:${m.topic}`, payload);
-          if (heard === 0) unheard++;
-          else confirmed.push(m);
-        } else {
-          await pub.call('FCALL', 'herald_publish', '1', m.topic, payload); // the default namespace's
-          confirmed.push(m);
+    await Promise.all(
+      batch.map(async (m) => {
+        const payload = JSON.stringify({ id: m.id, at: m.at });
+        try {
+          if (m.via === 'publish') {
+            // PUBLISH answers how many subscribers got it: 0 = no gateway heard (or recorded) it.
+            const heard = await pub.publish(`notifications:${m.topic}`, payload);
+            if (heard === 0) unheard++;
+            else confirmed.push(m);
+          } else {
+            await pub.call('FCALL', 'herald_publish', '1', m.topic, payload); // the default namespace's
+            confirmed.push(m);
+          }
+        } catch {
+          failed++;
         }
-      } catch {
-        failed++;
-      }
-    }));
+      }),
+    );
     await sleep(Math.max(0, tickMs - (Date.now() - tickStart)));
   }
 }
@@ -341,9 +383,22 @@ for (const c of clients) {
 const unrecovered = clients.reduce((sum, c) => sum + c.unrecovered.size, 0);
 const deliveriesExpected = [...expected.values()].reduce((s, l) => s + l.length, 0);
 const summary = {
-  clients: CLIENTS, rate: RATE, seconds: SECONDS, published: seq, confirmed: confirmed.length, failed, unheard,
-  deliveriesExpected, lost, duplicated, unrecoveredTopics: unrecovered, lostButSignalled: excused,
-  open: clients.filter((c) => c.open).length, events, lostSamples, cores: cpus().length,
+  clients: CLIENTS,
+  rate: RATE,
+  seconds: SECONDS,
+  published: seq,
+  confirmed: confirmed.length,
+  failed,
+  unheard,
+  deliveriesExpected,
+  lost,
+  duplicated,
+  unrecoveredTopics: unrecovered,
+  lostButSignalled: excused,
+  open: clients.filter((c) => c.open).length,
+  events,
+  lostSamples,
+  cores: cpus().length,
 };
 log(`lost ${lost}, duplicated ${duplicated}, unrecovered topics ${unrecovered} (excusing ${excused} deliveries)`);
 if (lostSamples.length > 0) log(`lost, e.g.: ${lostSamples.join('; ')}`);

@@ -3,7 +3,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Redis as IORedis } from 'ioredis';
 import type { GatewayProc, Worker } from './services.js';
-import { cpuMicros, merge, newHistogram, type Histogram } from './stats.js';
+import { cpuMicros, type Histogram, merge, newHistogram } from './stats.js';
 import type { Target } from './worker.js';
 
 export interface Options {
@@ -217,7 +217,15 @@ export async function collect(
       ctx.workers.map((w) => w.ask({ cmd: 'report', step, sent: expect.sent, kind: expect.kind, users: ctx.users }, 'report', 10_000)),
     );
     const out: Collected = {
-      received: 0, expected: 0, lost: 0, duplicates: 0, reordered: 0, misrouted: 0, lastReceiptAt: 0, latency: newHistogram(), loadCpuMicros: 0,
+      received: 0,
+      expected: 0,
+      lost: 0,
+      duplicates: 0,
+      reordered: 0,
+      misrouted: 0,
+      lastReceiptAt: 0,
+      latency: newHistogram(),
+      loadCpuMicros: 0,
     };
     for (const { report } of reports) {
       out.received += report.received;

@@ -42,7 +42,17 @@ const SERIES: Record<string, keyof Counters> = {
 /** Counters from a /metrics text; a series the gateway does not export reads 0. */
 export function parseCounters(text: string): Counters {
   const c: Counters = {
-    topic: 0, pattern: 0, published: 0, unrouted: 0, announcements: 0, recorded: 0, found: 0, failed: 0, dropped: 0, subscriptions: 0, recorder: 0,
+    topic: 0,
+    pattern: 0,
+    published: 0,
+    unrouted: 0,
+    announcements: 0,
+    recorded: 0,
+    found: 0,
+    failed: 0,
+    dropped: 0,
+    subscriptions: 0,
+    recorder: 0,
   };
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;

@@ -4,9 +4,9 @@
 // notes, verbatim. No figure in it is typed by hand.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readRecord, type RunRecord } from './record.js';
+import { type RunRecord, readRecord } from './record.js';
 import { fmt, runReport, table } from './report.js';
-import { RUNS, commandOf, dataFile } from './runs.js';
+import { commandOf, dataFile, RUNS } from './runs.js';
 import { idleTable, scalingTable } from './scaling.js';
 import { ROOT } from './services.js';
 import { missingRuns, verdicts } from './verdicts.js';
@@ -19,7 +19,8 @@ export const NOTES = 'bench/results-notes.md';
  */
 export function checkNotes(text: string): void {
   text.split('\n').forEach((line, i) => {
-    if (/\d/.test(line.replace(/`[^`]*`/g, ''))) throw new Error(`${NOTES}:${i + 1}: figures belong in the run records, not in the notes: ${line.trim()}`);
+    if (/\d/.test(line.replace(/`[^`]*`/g, '')))
+      throw new Error(`${NOTES}:${i + 1}: figures belong in the run records, not in the notes: ${line.trim()}`);
   });
 }
 
@@ -42,20 +43,27 @@ function provenance(records: ReadonlyMap<string, RunRecord>): string[] {
       // A record made by hand with other arguments is not the run this row describes.
       const asScripted = r.command === commandOf(run).join(' ');
       return [
-        run.id, `\`${r.command}\`${asScripted ? '' : ` (**not the script's command:** \`${commandOf(run).join(' ')}\`)`}`, m.commit,
-        `${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}`, m.date,
+        run.id,
+        `\`${r.command}\`${asScripted ? '' : ` (**not the script's command:** \`${commandOf(run).join(' ')}\`)`}`,
+        m.commit,
+        `${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}`,
+        m.date,
         r.failures.length === 0 ? 'passed' : `**failed**: ${r.failures.join('; ')}`,
       ];
     }),
   );
   const commits = [...new Set([...records.values()].map((r) => r.machine.commit))];
   const missing = missingRuns(records);
-  const offScript = RUNS.filter((run) => { const r = records.get(run.id); return r !== undefined && r.command !== commandOf(run).join(' '); });
+  const offScript = RUNS.filter((run) => {
+    const r = records.get(run.id);
+    return r !== undefined && r.command !== commandOf(run).join(' ');
+  });
   lines.push('');
   if (commits.length === 1 && !(commits[0] ?? '').endsWith('+dirty') && missing.length === 0 && offScript.length === 0) {
     lines.push(`Every run at commit ${commits[0] ?? ''}, from committed code.`);
   } else {
-    if (commits.length > 1) lines.push(`- **The runs span ${commits.length} commits** (${commits.join(', ')}): the figures are not from one build.`);
+    if (commits.length > 1)
+      lines.push(`- **The runs span ${commits.length} commits** (${commits.join(', ')}): the figures are not from one build.`);
     if (commits.some((c) => c.endsWith('+dirty'))) lines.push('- **Some runs used uncommitted code** (commit marked +dirty).');
     if (offScript.length > 0) lines.push(`- **Not made by the script's command:** ${offScript.map((r) => r.id).join(', ')}.`);
     if (missing.length > 0) lines.push(`- **No record for:** ${missing.join(', ')} (their verdicts read "not measured").`);
@@ -77,7 +85,10 @@ export function document(records: ReadonlyMap<string, RunRecord>, notes: string)
     '',
     '## Against the targets',
     '',
-    ...table(['target', 'measured', 'met?', 'what limits it'], verdicts(records).map((v) => [v.target, v.measured, v.met, v.limits])),
+    ...table(
+      ['target', 'measured', 'met?', 'what limits it'],
+      verdicts(records).map((v) => [v.target, v.measured, v.met, v.limits]),
+    ),
     '',
     '## Scaling with the number of gateways (scale runs, Herald, targeted)',
     '',

@@ -29,8 +29,12 @@ const LIBRARY = functionLibrary(librarySettings('herald', 'notifications', { siz
 
 /** [payload bytes, notifications per topic]; more than SIZE means trimmed: the steady state of a busy topic. */
 const CASES: ReadonlyArray<[number, number]> = [
-  [200, 10], [200, SIZE], [200, 3 * SIZE],
-  [1000, 10], [1000, SIZE], [1000, 3 * SIZE],
+  [200, 10],
+  [200, SIZE],
+  [200, 3 * SIZE],
+  [1000, 10],
+  [1000, SIZE],
+  [1000, 3 * SIZE],
 ];
 
 /** A typical notification of exactly `bytes` bytes, with its own id (a UUID) so that every payload differs. */
@@ -99,7 +103,8 @@ async function measure(redis: IORedis, bytes: number, perTopic: number): Promise
   const withSeen = await usedMemory(redis);
 
   let streamBytes = 0;
-  for (let i = 0; i < TOPICS; i++) streamBytes += Number(await redis.call('MEMORY', 'USAGE', `herald:history:{${topic(i)}}`, 'SAMPLES', '0'));
+  for (let i = 0; i < TOPICS; i++)
+    streamBytes += Number(await redis.call('MEMORY', 'USAGE', `herald:history:{${topic(i)}}`, 'SAMPLES', '0'));
   const kept = Number(await redis.xlen(`herald:history:{${topic(0)}}`));
   const seen = await seenKeys(redis);
   let seenKeyBytes = 0;
@@ -143,8 +148,10 @@ async function main(): Promise<void> {
       '',
       '| payload B | published per topic | entries kept | MEMORY USAGE stream | used_memory Δ, seen keys alive | used_memory Δ, seen keys gone | per entry kept | per seen key (MEMORY USAGE) |',
       '|---|---|---|---|---|---|---|---|',
-      ...rows.map((r) =>
-        `| ${r.bytes} | ${r.published} | ${r.kept} | ${fmt(r.streamBytes)} | ${fmt(r.withSeen)} | ${fmt(r.withoutSeen)} | ${fmt(r.withoutSeen / r.kept)} | ${fmt(r.seenKeyBytes)} |`),
+      ...rows.map(
+        (r) =>
+          `| ${r.bytes} | ${r.published} | ${r.kept} | ${fmt(r.streamBytes)} | ${fmt(r.withSeen)} | ${fmt(r.withoutSeen)} | ${fmt(r.withoutSeen / r.kept)} | ${fmt(r.seenKeyBytes)} |`,
+      ),
     ];
     console.log(lines.join('\n'));
   } finally {

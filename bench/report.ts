@@ -5,7 +5,8 @@ import type { StepRouting } from './routing.js';
 import type { RateStep } from './scenarios/targeted.js';
 
 /** A figure for a table; NaN (recorded as null: JSON has no NaN) reads "–". */
-export const fmt = (x: number | string | null): string => (typeof x === 'string' ? x : x !== null && Number.isFinite(x) ? x.toLocaleString('en-US') : '–');
+export const fmt = (x: number | string | null): string =>
+  typeof x === 'string' ? x : x !== null && Number.isFinite(x) ? x.toLocaleString('en-US') : '–';
 export const times = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
 const ratio = (h: number, b: number | undefined): string =>
   b === undefined || !Number.isFinite(b) || b === 0 || !Number.isFinite(h) ? '' : ` (${times(h / b)})`;
@@ -53,58 +54,127 @@ export function runReport(r: RunRecord, title: string, level = 2): string {
   if (base !== undefined) lines.push('Ratios in parentheses are Herald ÷ baseline (a minimal uWS server, same harness and frames).');
   if (r.failures.length > 0) lines.push('', `**FAILED:** ${r.failures.join('; ')}.`);
   lines.push('', `${h}# connect`);
-  lines.push(...table(
-    ['target', 'ok', 'failed', 'upgrades/s', 'connect p50 ms', 'p99 ms', 'KiB/conn per gateway', 'gateway CPU µs/conn', 'load CPU µs/conn'],
-    r.results.map((t) => {
-      const c = t.connect;
-      const bc = t === herald ? base?.connect : undefined;
-      return [
-        t.target, fmt(c.ok), fmt(c.failed), fmt(c.upgradesPerSec) + ratio(c.upgradesPerSec, bc?.upgradesPerSec), fmt(c.connectP50Ms),
-        fmt(c.connectP99Ms) + ratio(c.connectP99Ms, bc?.connectP99Ms), c.kibPerConnection.map(fmt).join(', '),
-        fmt(c.gatewayCpuMicrosPerConnection) + ratio(c.gatewayCpuMicrosPerConnection, bc?.gatewayCpuMicrosPerConnection), fmt(c.loadCpuMicrosPerConnection),
-      ];
-    }),
-  ));
+  lines.push(
+    ...table(
+      [
+        'target',
+        'ok',
+        'failed',
+        'upgrades/s',
+        'connect p50 ms',
+        'p99 ms',
+        'KiB/conn per gateway',
+        'gateway CPU µs/conn',
+        'load CPU µs/conn',
+      ],
+      r.results.map((t) => {
+        const c = t.connect;
+        const bc = t === herald ? base?.connect : undefined;
+        return [
+          t.target,
+          fmt(c.ok),
+          fmt(c.failed),
+          fmt(c.upgradesPerSec) + ratio(c.upgradesPerSec, bc?.upgradesPerSec),
+          fmt(c.connectP50Ms),
+          fmt(c.connectP99Ms) + ratio(c.connectP99Ms, bc?.connectP99Ms),
+          c.kibPerConnection.map(fmt).join(', '),
+          fmt(c.gatewayCpuMicrosPerConnection) + ratio(c.gatewayCpuMicrosPerConnection, bc?.gatewayCpuMicrosPerConnection),
+          fmt(c.loadCpuMicrosPerConnection),
+        ];
+      }),
+    ),
+  );
   lines.push('', `${h}# idle (connected, nothing published)`);
-  lines.push(...table(
-    ['target', 'seconds', 'gateway CPU ms/s (all gateways)', 'redis CPU ms/s'],
-    r.results.map((t) => [t.target, fmt(t.idle.seconds), fmt(t.idle.gatewayCpuMsPerSec), fmt(t.idle.redisCpuMsPerSec)]),
-  ));
+  lines.push(
+    ...table(
+      ['target', 'seconds', 'gateway CPU ms/s (all gateways)', 'redis CPU ms/s'],
+      r.results.map((t) => [t.target, fmt(t.idle.seconds), fmt(t.idle.gatewayCpuMsPerSec), fmt(t.idle.redisCpuMsPerSec)]),
+    ),
+  );
   for (const kind of ['targeted', 'broadcast'] as const) {
     if (herald[kind].length === 0) continue;
-    lines.push('', `${h}# ${kind}${kind === 'targeted' ? ' (notifications:user:<i>, one recipient each)' : ' (notifications:system, every client)'}`);
-    lines.push(...table(
-      [
-        'target', 'rate/s', 'sent/s', 'delivered/s', 'first send → last receipt s', 'lost', 'misrouted', 'dup', 'out of order', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms',
-        'gateway CPU µs/delivery', 'load CPU µs/delivery', 'redis CPU µs/delivery', 'redis CPU µs/message', 'limited by',
-      ],
-      r.results.flatMap((t) =>
-        t[kind].map((s, i) => {
-          const bs = t === herald ? base?.[kind][i] : undefined;
-          return [
-            t.target, rateLabel(s), fmt(s.sentPerSec), fmt(s.deliveredPerSec) + ratio(s.deliveredPerSec, bs?.deliveredPerSec), fmt(s.deliverySeconds),
-            fmt(s.lost), fmt(s.misrouted), fmt(s.duplicated), fmt(s.reordered), fmt(s.p50Ms), fmt(s.p95Ms), fmt(s.p99Ms) + ratio(s.p99Ms, bs?.p99Ms), fmt(s.maxMs),
-            fmt(s.gatewayCpuMicrosPerDelivery) + ratio(s.gatewayCpuMicrosPerDelivery, bs?.gatewayCpuMicrosPerDelivery), fmt(s.loadCpuMicrosPerDelivery),
-            fmt(s.redisCpuMicrosPerDelivery), fmt(s.redisCpuMicrosPerMessage), limitedBy(s),
-          ];
-        }),
+    lines.push(
+      '',
+      `${h}# ${kind}${kind === 'targeted' ? ' (notifications:user:<i>, one recipient each)' : ' (notifications:system, every client)'}`,
+    );
+    lines.push(
+      ...table(
+        [
+          'target',
+          'rate/s',
+          'sent/s',
+          'delivered/s',
+          'first send → last receipt s',
+          'lost',
+          'misrouted',
+          'dup',
+          'out of order',
+          'p50 ms',
+          'p95 ms',
+          'p99 ms',
+          'max ms',
+          'gateway CPU µs/delivery',
+          'load CPU µs/delivery',
+          'redis CPU µs/delivery',
+          'redis CPU µs/message',
+          'limited by',
+        ],
+        r.results.flatMap((t) =>
+          t[kind].map((s, i) => {
+            const bs = t === herald ? base?.[kind][i] : undefined;
+            return [
+              t.target,
+              rateLabel(s),
+              fmt(s.sentPerSec),
+              fmt(s.deliveredPerSec) + ratio(s.deliveredPerSec, bs?.deliveredPerSec),
+              fmt(s.deliverySeconds),
+              fmt(s.lost),
+              fmt(s.misrouted),
+              fmt(s.duplicated),
+              fmt(s.reordered),
+              fmt(s.p50Ms),
+              fmt(s.p95Ms),
+              fmt(s.p99Ms) + ratio(s.p99Ms, bs?.p99Ms),
+              fmt(s.maxMs),
+              fmt(s.gatewayCpuMicrosPerDelivery) + ratio(s.gatewayCpuMicrosPerDelivery, bs?.gatewayCpuMicrosPerDelivery),
+              fmt(s.loadCpuMicrosPerDelivery),
+              fmt(s.redisCpuMicrosPerDelivery),
+              fmt(s.redisCpuMicrosPerMessage),
+              limitedBy(s),
+            ];
+          }),
+        ),
       ),
-    ));
+    );
   }
   const churned = r.results.filter((t) => t.churn !== undefined);
   if (churned.length > 0) {
     lines.push('', `${h}# churn`);
-    lines.push(...table(
-      ['target', 'dropped', 'reconnected', 'failed', 'reconnect s', 'back and flowing s', 'lost', 'misrouted'],
-      churned.map(({ target, churn: c }) => {
-        const x = c as NonNullable<typeof c>;
-        return [target, fmt(x.dropped), fmt(x.reconnected), fmt(x.failed), fmt(x.reconnectSeconds), fmt(x.backAndFlowingSeconds), fmt(x.lost), fmt(x.misrouted)];
-      }),
-    ));
+    lines.push(
+      ...table(
+        ['target', 'dropped', 'reconnected', 'failed', 'reconnect s', 'back and flowing s', 'lost', 'misrouted'],
+        churned.map(({ target, churn: c }) => {
+          const x = c as NonNullable<typeof c>;
+          return [
+            target,
+            fmt(x.dropped),
+            fmt(x.reconnected),
+            fmt(x.failed),
+            fmt(x.reconnectSeconds),
+            fmt(x.backAndFlowingSeconds),
+            fmt(x.lost),
+            fmt(x.misrouted),
+          ];
+        }),
+      ),
+    );
   }
   lines.push(...routingReport(herald, h));
   const best = bestTargeted(herald.targeted);
-  lines.push('', `Highest targeted rate with nothing lost or misrouted and p99 < 50 ms (Herald): ${best === undefined ? 'none' : `${fmt(best.deliveredPerSec)} delivered/s (step ${rateLabel(best)})`}.`);
+  lines.push(
+    '',
+    `Highest targeted rate with nothing lost or misrouted and p99 < 50 ms (Herald): ${best === undefined ? 'none' : `${fmt(best.deliveredPerSec)} delivered/s (step ${rateLabel(best)})`}.`,
+  );
   return lines.join('\n');
 }
 
@@ -116,25 +186,48 @@ function routingReport(herald: TargetResult, h: string): string[] {
   }
   if (steps.length === 0) return [];
   const lines = ['', `${h}# routing (Herald): what Redis sent each gateway against what it delivered`];
-  lines.push(...table(
-    [
-      'step', 'gateway', 'recorder', 'channels held', 'routed (topic)', 'deliveries', 'routed ÷ deliveries',
-      'recorder msgs (pattern)', 'recorded', 'found', 'dropped', 'announcements delivered',
-    ],
-    steps.flatMap(([kind, s]) =>
-      s.routing.gateways.map((g) => [
-        `${kind} ${rateLabel(s)}`, String(g.gateway), g.recorder ? 'yes' : 'no', fmt(g.subscriptions), fmt(g.routed), fmt(g.deliveries),
-        Number.isFinite(g.routedPerDelivery) ? g.routedPerDelivery.toFixed(3) : '–', fmt(g.pattern), fmt(g.recorded), fmt(g.found), fmt(g.dropped),
-        fmt(g.announcementsDelivered),
-      ]),
+  lines.push(
+    ...table(
+      [
+        'step',
+        'gateway',
+        'recorder',
+        'channels held',
+        'routed (topic)',
+        'deliveries',
+        'routed ÷ deliveries',
+        'recorder msgs (pattern)',
+        'recorded',
+        'found',
+        'dropped',
+        'announcements delivered',
+      ],
+      steps.flatMap(([kind, s]) =>
+        s.routing.gateways.map((g) => [
+          `${kind} ${rateLabel(s)}`,
+          String(g.gateway),
+          g.recorder ? 'yes' : 'no',
+          fmt(g.subscriptions),
+          fmt(g.routed),
+          fmt(g.deliveries),
+          Number.isFinite(g.routedPerDelivery) ? g.routedPerDelivery.toFixed(3) : '–',
+          fmt(g.pattern),
+          fmt(g.recorded),
+          fmt(g.found),
+          fmt(g.dropped),
+          fmt(g.announcementsDelivered),
+        ]),
+      ),
     ),
-  ));
+  );
   lines.push('', `${h}# Herald's counts against redis-server's`);
-  lines.push(...table(
-    ['step', 'check', 'Herald', 'redis-server', 'equal'],
-    steps.flatMap(([kind, s]) =>
-      s.routing.checks.map((c) => [`${kind} ${rateLabel(s)}`, c.what, fmt(c.herald), fmt(c.redis), c.equal ? 'yes' : '**MISMATCH**']),
+  lines.push(
+    ...table(
+      ['step', 'check', 'Herald', 'redis-server', 'equal'],
+      steps.flatMap(([kind, s]) =>
+        s.routing.checks.map((c) => [`${kind} ${rateLabel(s)}`, c.what, fmt(c.herald), fmt(c.redis), c.equal ? 'yes' : '**MISMATCH**']),
+      ),
     ),
-  ));
+  );
   return lines;
 }

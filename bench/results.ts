@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { uncommitted } from './record.js';
-import { RUNS, commandOf, dataFile } from './runs.js';
+import { commandOf, dataFile, RUNS } from './runs.js';
 import { ROOT } from './services.js';
 
 /** One run's bound: the full profile takes about ten minutes on two cores. */
@@ -39,7 +39,9 @@ function runNode(args: string[]): Promise<number> {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      only: { type: 'string' }, 'allow-dirty': { type: 'boolean', default: false }, list: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      'allow-dirty': { type: 'boolean', default: false },
+      list: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -60,7 +62,9 @@ async function main(): Promise<void> {
   }
   const dirty = uncommitted();
   if (dirty.length > 0 && !values['allow-dirty']) {
-    throw new Error(`uncommitted changes to the code the runs use; commit them first (or --allow-dirty, and the report says so):\n${dirty.join('\n')}`);
+    throw new Error(
+      `uncommitted changes to the code the runs use; commit them first (or --allow-dirty, and the report says so):\n${dirty.join('\n')}`,
+    );
   }
   const failed: string[] = [];
   const started = Date.now();

@@ -74,9 +74,9 @@ export function accountStep(
   const checks = step.history
     ? [
         check('routed (topic) = announcements delivered', sum('routed'), sum('announcementsDelivered')),
-        check('recorder (pattern) = publishing script\'s PUBLISH replies', sum('pattern'), step.publishReplies),
+        check("recorder (pattern) = publishing script's PUBLISH replies", sum('pattern'), step.publishReplies),
       ]
-    : [check('routed (topic) = publishing script\'s PUBLISH replies', sum('routed'), step.publishReplies)];
+    : [check("routed (topic) = publishing script's PUBLISH replies", sum('routed'), step.publishReplies)];
   // `system` is held by every gateway whatever its connections, so its messages are
   // allowed on top (none in a targeted step).
   const ratioOk = gateways.every((g) => g.routed <= ROUTED_PER_DELIVERY_MAX * g.deliveries + step.systemMessages);

@@ -12,39 +12,68 @@ import { parseArgs } from 'node:util';
 import { Redis as IORedis } from 'ioredis';
 import type { Context, Options } from './context.js';
 import { summary, writeDocument } from './document.js';
-import { FORMAT, commandLine, machine, type RunRecord, type TargetResult } from './record.js';
+import { commandLine, FORMAT, machine, type RunRecord, type TargetResult } from './record.js';
 import { runReport } from './report.js';
 import { broadcast } from './scenarios/broadcast.js';
 import { churn } from './scenarios/churn.js';
 import { connect } from './scenarios/connect.js';
 import { idle } from './scenarios/idle.js';
-import { targeted, type RateStep } from './scenarios/targeted.js';
-import { ROOT, hasTaskset, killAll, startGateway, startRedis, startWorker } from './services.js';
+import { type RateStep, targeted } from './scenarios/targeted.js';
+import { hasTaskset, killAll, ROOT, startGateway, startRedis, startWorker } from './services.js';
 import { rssKiB } from './stats.js';
 import type { Target } from './worker.js';
 
 const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'out' | 'cpuProfDir' | 'history'>> = {
   // A few seconds: the test suite runs this so the harness cannot rot.
   smoke: {
-    connections: 200, gateways: 1, workers: 2, concurrency: 50, targetedRates: [500], broadcastRates: [5], stepSeconds: 1, churnFraction: 0.1, baseline: true,
+    connections: 200,
+    gateways: 1,
+    workers: 2,
+    concurrency: 50,
+    targetedRates: [500],
+    broadcastRates: [5],
+    stepSeconds: 1,
+    churnFraction: 0.1,
+    baseline: true,
   },
   // About two minutes: `make bench`.
   quick: {
-    connections: 5000, gateways: 1, workers: 2, concurrency: 200,
-    targetedRates: [2000, 5000, 10000, 20000, Infinity], broadcastRates: [1, 2, 5], stepSeconds: 4, churnFraction: 0.1, baseline: true,
+    connections: 5000,
+    gateways: 1,
+    workers: 2,
+    concurrency: 200,
+    targetedRates: [2000, 5000, 10000, 20000, Infinity],
+    broadcastRates: [1, 2, 5],
+    stepSeconds: 4,
+    churnFraction: 0.1,
+    baseline: true,
   },
   // How the cost per delivery moves with the number of gateways (--gateways 1, 2, 4):
   // targeted traffic only, Herald only, small enough for one process per side.
   scale: {
-    connections: 8000, gateways: 1, workers: 2, concurrency: 200,
-    targetedRates: [2000, 5000, 10000, 20000, Infinity], broadcastRates: [], stepSeconds: 6, churnFraction: 0, baseline: false,
+    connections: 8000,
+    gateways: 1,
+    workers: 2,
+    concurrency: 200,
+    targetedRates: [2000, 5000, 10000, 20000, Infinity],
+    broadcastRates: [],
+    stepSeconds: 6,
+    churnFraction: 0,
+    baseline: false,
   },
   // 50,000 connections: four gateway processes here (open-files limit 20,000 each).
   full: {
     // Concurrency stays modest: the load core, not the gateways, sets the upgrade rate,
     // and more in flight only queues handshakes until they time out.
-    connections: 50000, gateways: 4, workers: 4, concurrency: 100,
-    targetedRates: [2000, 5000, 10000, 20000, 50000, Infinity], broadcastRates: [1, 2], stepSeconds: 8, churnFraction: 0.1, baseline: true,
+    connections: 50000,
+    gateways: 4,
+    workers: 4,
+    concurrency: 100,
+    targetedRates: [2000, 5000, 10000, 20000, 50000, Infinity],
+    broadcastRates: [1, 2],
+    stepSeconds: 8,
+    churnFraction: 0.1,
+    baseline: true,
   },
 };
 
@@ -58,11 +87,21 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       profile: { type: 'string', default: 'quick' },
-      connections: { type: 'string' }, gateways: { type: 'string' }, workers: { type: 'string' }, concurrency: { type: 'string' },
-      rates: { type: 'string' }, 'broadcast-rates': { type: 'string' }, 'step-seconds': { type: 'string' }, churn: { type: 'string' },
-      baseline: { type: 'boolean', default: false }, 'no-baseline': { type: 'boolean', default: false },
-      'no-pin': { type: 'boolean', default: false }, 'no-history': { type: 'boolean', default: false },
-      out: { type: 'string' }, 'cpu-prof': { type: 'string' }, help: { type: 'boolean', default: false },
+      connections: { type: 'string' },
+      gateways: { type: 'string' },
+      workers: { type: 'string' },
+      concurrency: { type: 'string' },
+      rates: { type: 'string' },
+      'broadcast-rates': { type: 'string' },
+      'step-seconds': { type: 'string' },
+      churn: { type: 'string' },
+      baseline: { type: 'boolean', default: false },
+      'no-baseline': { type: 'boolean', default: false },
+      'no-pin': { type: 'boolean', default: false },
+      'no-history': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      'cpu-prof': { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -80,7 +119,11 @@ function parseOptions(argv: string[]): Options {
     return n;
   };
   const rates = (v: string | undefined, def: number[], name: string): number[] =>
-    v === undefined ? def : v.trim() === 'none' ? [] : v.split(',').map((r) => (r.trim() === 'max' ? Infinity : int(r.trim(), name, 0, 1_000_000)));
+    v === undefined
+      ? def
+      : v.trim() === 'none'
+        ? []
+        : v.split(',').map((r) => (r.trim() === 'max' ? Infinity : int(r.trim(), name, 0, 1_000_000)));
   const opts: Options = {
     profile: values.profile,
     connections: int(values.connections, 'connections', base.connections, 200_000),
@@ -99,8 +142,10 @@ function parseOptions(argv: string[]): Options {
   };
   // One process holds at most ~19,500 sockets here (open-files hard limit 20,000).
   const perProcess = 19_000;
-  if (opts.connections / opts.workers > perProcess) throw new Error(`--workers: ${opts.workers} workers would each hold over ${perProcess} sockets`);
-  if (opts.connections / opts.gateways > perProcess) throw new Error(`--gateways: ${opts.gateways} gateways would each hold over ${perProcess} sockets`);
+  if (opts.connections / opts.workers > perProcess)
+    throw new Error(`--workers: ${opts.workers} workers would each hold over ${perProcess} sockets`);
+  if (opts.connections / opts.gateways > perProcess)
+    throw new Error(`--gateways: ${opts.gateways} gateways would each hold over ${perProcess} sockets`);
   if (!(opts.churnFraction >= 0 && opts.churnFraction <= 1)) throw new Error('--churn: expected a fraction in [0, 1] (0 = no churn)');
   return opts;
 }
@@ -113,11 +158,25 @@ async function runTarget(target: Target, opts: Options, redis: { url: string; pi
   const loadCpu = pin ? '1' : undefined;
   if (pin && hasTaskset) execSync(`taskset -p -c 1 ${process.pid}`, { stdio: 'ignore' });
   log(`${target}: starting ${opts.gateways} gateway process(es)`);
-  const gateways = await Promise.all(Array.from({ length: opts.gateways }, () => startGateway(target, { redisUrl, secret, cpu: gwCpu, cpuProfDir: opts.cpuProfDir, history: opts.history })));
+  const gateways = await Promise.all(
+    Array.from({ length: opts.gateways }, () =>
+      startGateway(target, { redisUrl, secret, cpu: gwCpu, cpuProfDir: opts.cpuProfDir, history: opts.history }),
+    ),
+  );
   const workers = Array.from({ length: opts.workers }, () => startWorker(loadCpu));
   const publisher = new IORedis(redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
   let step = 0;
-  const ctx: Context = { target, opts, users: opts.connections, gateways, workers, publisher, redisPid: redis.pid, connected: 0, nextStep: () => ++step };
+  const ctx: Context = {
+    target,
+    opts,
+    users: opts.connections,
+    gateways,
+    workers,
+    publisher,
+    redisPid: redis.pid,
+    connected: 0,
+    nextStep: () => ++step,
+  };
   try {
     log(`${target}: connect ${opts.connections} clients`);
     const c = await connect(ctx, (i) => `127.0.0.${2 + i}`);
@@ -181,9 +240,19 @@ async function main(): Promise<void> {
     command: commandLine(),
     machine: m,
     options: {
-      profile: opts.profile, connections: opts.connections, gateways: opts.gateways, workers: opts.workers, concurrency: opts.concurrency,
-      targetedRates: asRates(opts.targetedRates), broadcastRates: asRates(opts.broadcastRates), stepSeconds: opts.stepSeconds,
-      churnFraction: opts.churnFraction, pin: opts.pin, pinned: opts.pin && hasTaskset && m.cores >= 2, baseline: opts.baseline, history: opts.history,
+      profile: opts.profile,
+      connections: opts.connections,
+      gateways: opts.gateways,
+      workers: opts.workers,
+      concurrency: opts.concurrency,
+      targetedRates: asRates(opts.targetedRates),
+      broadcastRates: asRates(opts.broadcastRates),
+      stepSeconds: opts.stepSeconds,
+      churnFraction: opts.churnFraction,
+      pin: opts.pin,
+      pinned: opts.pin && hasTaskset && m.cores >= 2,
+      baseline: opts.baseline,
+      history: opts.history,
     },
     results,
     failures: failures(results),
@@ -202,7 +271,11 @@ async function main(): Promise<void> {
 
 /** `--report [--data DIR] [--out FILE]`: RESULTS.md from the run records. */
 function report(argv: string[]): void {
-  const { values } = parseArgs({ args: argv, options: { data: { type: 'string', default: 'bench/data' }, out: { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { data: { type: 'string', default: 'bench/data' }, out: { type: 'string' } },
+    strict: true,
+  });
   const out = resolve(ROOT, values.out ?? 'bench/RESULTS.md');
   const w = writeDocument(values.data, out);
   log(`${out} written from ${summary(w)}`);

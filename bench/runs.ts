@@ -18,11 +18,13 @@ export const RUNS: readonly Run[] = [
     args: ['--profile', 'quick'],
   },
   ...SCALE_GATEWAYS.flatMap((g) =>
-    [true, false].map((history): Run => ({
-      id: scaleId(g, history),
-      title: `Scale profile: 8,000 connections on ${g} gateway${g === 1 ? '' : 's'}, history ${history ? 'on' : 'off'}`,
-      args: ['--profile', 'scale', '--gateways', String(g), ...(history ? [] : ['--no-history'])],
-    })),
+    [true, false].map(
+      (history): Run => ({
+        id: scaleId(g, history),
+        title: `Scale profile: 8,000 connections on ${g} gateway${g === 1 ? '' : 's'}, history ${history ? 'on' : 'off'}`,
+        args: ['--profile', 'scale', '--gateways', String(g), ...(history ? [] : ['--no-history'])],
+      }),
+    ),
   ),
   {
     id: 'full',

@@ -43,13 +43,26 @@ export const rowMeets = (r: ScalingRow): boolean => r.g4OverG2 <= WITHIN_G2 && r
 export function scalingTable(records: ReadonlyMap<string, RunRecord>, figure: Figure, unit: string): string[] {
   const rows = [true, false].flatMap((history) =>
     scalingRows(records, history, figure).map((r) => [
-      history ? 'on' : 'off', fmt(r.rate), ...r.byGateways.map(fmt), times(r.g4OverG2), times(r.g4OverG1),
-      Number.isFinite(r.g4OverG2) && Number.isFinite(r.g4OverG1) ? (rowMeets(r) ? 'yes' : 'no') : '–', r.limitedBy,
+      history ? 'on' : 'off',
+      fmt(r.rate),
+      ...r.byGateways.map(fmt),
+      times(r.g4OverG2),
+      times(r.g4OverG1),
+      Number.isFinite(r.g4OverG2) && Number.isFinite(r.g4OverG1) ? (rowMeets(r) ? 'yes' : 'no') : '–',
+      r.limitedBy,
     ]),
   );
   if (rows.length === 0) rows.push(['–', 'no scale run recorded', ...SCALE_GATEWAYS.map(() => '–'), '–', '–', '–', '–']);
   return table(
-    ['history', 'rate/s', ...SCALE_GATEWAYS.map((g) => `G=${g} ${unit}`), 'G=4 ÷ G=2', 'G=4 ÷ G=1', `within ${WITHIN_G2}× / ${WITHIN_G1}×`, 'G=4 step limited by'],
+    [
+      'history',
+      'rate/s',
+      ...SCALE_GATEWAYS.map((g) => `G=${g} ${unit}`),
+      'G=4 ÷ G=2',
+      'G=4 ÷ G=1',
+      `within ${WITHIN_G2}× / ${WITHIN_G1}×`,
+      'G=4 step limited by',
+    ],
     rows,
   );
 }
@@ -60,7 +73,11 @@ export function idleTable(records: ReadonlyMap<string, RunRecord>): string[] {
     ['history', ...SCALE_GATEWAYS.map((g) => `G=${g} gateway CPU ms/s`), ...SCALE_GATEWAYS.map((g) => `G=${g} redis CPU ms/s`)],
     [true, false].map((history) => {
       const idle = SCALE_GATEWAYS.map((g) => records.get(scaleId(g, history))?.results.find((t) => t.target === 'herald')?.idle);
-      return [history ? 'on' : 'off', ...idle.map((i) => fmt(i?.gatewayCpuMsPerSec ?? NaN)), ...idle.map((i) => fmt(i?.redisCpuMsPerSec ?? NaN))];
+      return [
+        history ? 'on' : 'off',
+        ...idle.map((i) => fmt(i?.gatewayCpuMsPerSec ?? NaN)),
+        ...idle.map((i) => fmt(i?.redisCpuMsPerSec ?? NaN)),
+      ];
     }),
   );
 }

@@ -1,7 +1,7 @@
 // The processes a bench run starts and owns: a private redis-server, gateway
 // processes (Herald or the baseline), and client workers. Every one is stopped
 // when the run ends, whatever happens.
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,10 @@ export function freePort(): Promise<number> {
 function waitForOutput(p: ChildProcess, needle: string, timeoutMs: number, what: string): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${what}: no "${needle}" within ${timeoutMs} ms; output: ${out.slice(-500)}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${what}: no "${needle}" within ${timeoutMs} ms; output: ${out.slice(-500)}`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer): void => {
       out += d.toString();
       if (out.includes(needle)) {
@@ -77,8 +80,20 @@ export async function startRedis(cpu: string | undefined): Promise<Redis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'));
   const [cmd, args] = pinned(cpu, 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--maxclients', '1000', '--client-output-buffer-limit', 'pubsub 256mb 256mb 60',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--maxclients',
+    '1000',
+    '--client-output-buffer-limit',
+    'pubsub 256mb 256mb 60',
   ]);
   const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   owned.push(p);
@@ -97,18 +112,19 @@ export async function startGateway(
   opts: { redisUrl: string; secret: string; cpu: string | undefined; cpuProfDir: string | undefined; history: boolean },
 ): Promise<GatewayProc> {
   const port = await freePort();
-  const env: Record<string, string> = target === 'herald'
-    ? {
-        PATH: process.env['PATH'] ?? '',
-        HERALD_HOST: '127.0.0.1',
-        HERALD_PORT: String(port),
-        HERALD_REDIS_URL: opts.redisUrl,
-        HERALD_JWT_SECRET: opts.secret,
-        HERALD_LOG_LEVEL: 'info',
-        HERALD_IDLE_TIMEOUT_S: '120',
-        ...(opts.history ? {} : { HERALD_HISTORY_SIZE: '0' }),
-      }
-    : { PATH: process.env['PATH'] ?? '', PORT: String(port), REDIS_URL: opts.redisUrl };
+  const env: Record<string, string> =
+    target === 'herald'
+      ? {
+          PATH: process.env['PATH'] ?? '',
+          HERALD_HOST: '127.0.0.1',
+          HERALD_PORT: String(port),
+          HERALD_REDIS_URL: opts.redisUrl,
+          HERALD_JWT_SECRET: opts.secret,
+          HERALD_LOG_LEVEL: 'info',
+          HERALD_IDLE_TIMEOUT_S: '120',
+          ...(opts.history ? {} : { HERALD_HISTORY_SIZE: '0' }),
+        }
+      : { PATH: process.env['PATH'] ?? '', PORT: String(port), REDIS_URL: opts.redisUrl };
   const profile = opts.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];
   const [cmd, args] = pinned(opts.cpu, process.execPath, [...profile, target === 'herald' ? HERALD_MAIN : BASELINE]);
   const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -138,9 +154,10 @@ export interface Worker {
 }
 
 export function startWorker(cpu: string | undefined): Worker {
-  const p = hasTaskset && cpu !== undefined
-    ? fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execPath: 'taskset', execArgv: ['-c', cpu, process.execPath] })
-    : fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const p =
+    hasTaskset && cpu !== undefined
+      ? fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execPath: 'taskset', execArgv: ['-c', cpu, process.execPath] })
+      : fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   owned.push(p);
   return {
     pid: p.pid as number,

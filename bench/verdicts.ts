@@ -4,8 +4,8 @@
 import type { RunRecord, TargetResult } from './record.js';
 import { bestTargeted, fmt, limitedBy, times } from './report.js';
 import { ROUTED_PER_DELIVERY_MAX } from './routing.js';
-import { rowMeets, scalingRows, WITHIN_G1, WITHIN_G2, type Figure } from './scaling.js';
 import { RUNS } from './runs.js';
+import { type Figure, rowMeets, scalingRows, WITHIN_G1, WITHIN_G2 } from './scaling.js';
 import type { RateStep } from './scenarios/targeted.js';
 
 export interface Verdict {
@@ -34,7 +34,12 @@ function misrouted(records: Records): Verdict {
       if (n > 0) where.push(`${id} ${t.target}: ${fmt(n)}`);
     }
   }
-  return { target, measured: total === 0 ? `0 misrouted in ${records.size} runs` : `${fmt(total)} misrouted (${where.join('; ')})`, met: met(total === 0), limits: '–' };
+  return {
+    target,
+    measured: total === 0 ? `0 misrouted in ${records.size} runs` : `${fmt(total)} misrouted (${where.join('; ')})`,
+    met: met(total === 0),
+    limits: '–',
+  };
 }
 
 /** Every Herald step of every run that read the gateways' counters. */
@@ -42,7 +47,8 @@ function routedSteps(records: Records): { id: string; s: RateStep & { routing: N
   const out: ReturnType<typeof routedSteps> = [];
   for (const [id, r] of records) {
     const h = herald(r);
-    for (const s of [...(h?.targeted ?? []), ...(h?.broadcast ?? [])]) if (s.routing !== undefined) out.push({ id, s: s as (typeof out)[number]['s'] });
+    for (const s of [...(h?.targeted ?? []), ...(h?.broadcast ?? [])])
+      if (s.routing !== undefined) out.push({ id, s: s as (typeof out)[number]['s'] });
   }
   return out;
 }
@@ -57,7 +63,8 @@ function routingRatio(records: Records): Verdict {
     for (const g of s.routing.gateways) {
       if (!Number.isFinite(g.routedPerDelivery)) continue;
       checked++;
-      if (g.routedPerDelivery > worst.ratio) worst = { ratio: g.routedPerDelivery, where: `${id}, step ${stepName(s)}, gateway ${g.gateway}` };
+      if (g.routedPerDelivery > worst.ratio)
+        worst = { ratio: g.routedPerDelivery, where: `${id}, step ${stepName(s)}, gateway ${g.gateway}` };
     }
   }
   const ok = steps.every(({ s }) => s.routing.ratioOk);
@@ -71,16 +78,21 @@ function routingRatio(records: Records): Verdict {
 }
 
 function counts(records: Records): Verdict {
-  const target = 'Herald\'s counts equal redis-server\'s (history off: PUBLISH replies = routed; on: announcements delivered = routed, PUBLISH replies = recorder messages)';
+  const target =
+    "Herald's counts equal redis-server's (history off: PUBLISH replies = routed; on: announcements delivered = routed, PUBLISH replies = recorder messages)";
   const steps = routedSteps(records);
   if (steps.length === 0) return none(target);
   const checks = steps.flatMap(({ id, s }) => s.routing.checks.map((c) => ({ id, s, c })));
   const bad = checks.filter(({ c }) => !c.equal);
   return {
     target,
-    measured: bad.length === 0
-      ? `${checks.length} checks, all equal`
-      : `${bad.length} of ${checks.length} differ: ${bad.slice(0, 5).map(({ id, s, c }) => `${id} ${stepName(s)} ${c.what}: Herald ${fmt(c.herald)}, redis-server ${fmt(c.redis)}`).join('; ')}`,
+    measured:
+      bad.length === 0
+        ? `${checks.length} checks, all equal`
+        : `${bad.length} of ${checks.length} differ: ${bad
+            .slice(0, 5)
+            .map(({ id, s, c }) => `${id} ${stepName(s)} ${c.what}: Herald ${fmt(c.herald)}, redis-server ${fmt(c.redis)}`)
+            .join('; ')}`,
     met: met(bad.length === 0),
     limits: '–',
   };
@@ -129,11 +141,15 @@ function fullThroughput(records: Records): Verdict {
   const best = bestTargeted(h.targeted);
   // A step paced at the goal delivers it, though delivered/s reads a little under the
   // rate: its window runs on to the last receipt.
-  const reaches = (s: RateStep): boolean => (typeof s.rate === 'number' ? s.rate >= goal && s.sentPerSec >= 0.99 * s.rate : s.deliveredPerSec >= goal);
+  const reaches = (s: RateStep): boolean =>
+    typeof s.rate === 'number' ? s.rate >= goal && s.sentPerSec >= 0.99 * s.rate : s.deliveredPerSec >= goal;
   const ok = h.targeted.some((s) => s.lost === 0 && s.misrouted === 0 && s.duplicated === 0 && s.p99Ms < 50 && reaches(s));
   return {
     target,
-    measured: best === undefined ? 'no step met the latency bound with nothing lost' : `highest: ${fmt(best.deliveredPerSec)} delivered/s (step ${stepName(best)}, p99 ${fmt(best.p99Ms)} ms)`,
+    measured:
+      best === undefined
+        ? 'no step met the latency bound with nothing lost'
+        : `highest: ${fmt(best.deliveredPerSec)} delivered/s (step ${stepName(best)}, p99 ${fmt(best.p99Ms)} ms)`,
     met: met(ok),
     limits: `steps ${h.targeted.map(stepName).join(', ')} limited by: ${h.targeted.map(limitedBy).join(', ')}`,
   };

@@ -6,7 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { newHistogram, record, type Histogram } from './stats.js';
+import { type Histogram, newHistogram, record } from './stats.js';
 
 export type Target = 'herald' | 'baseline';
 
@@ -71,7 +71,17 @@ let churned = new Set<number>();
 function stepReport(s: number): StepReport {
   let r = steps.get(s);
   if (r === undefined) {
-    r = { received: 0, expected: 0, lost: 0, duplicates: 0, reordered: 0, misrouted: 0, lastReceiptAt: 0, latency: newHistogram(), cpuMicros: 0 };
+    r = {
+      received: 0,
+      expected: 0,
+      lost: 0,
+      duplicates: 0,
+      reordered: 0,
+      misrouted: 0,
+      lastReceiptAt: 0,
+      latency: newHistogram(),
+      cpuMicros: 0,
+    };
     steps.set(s, r);
   }
   return r;

@@ -4,11 +4,18 @@
 import { createPublicKey, webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import {
-  createLocalJWKSet, createRemoteJWKSet, importSPKI, importX509, jwtVerify,
-  type JWTVerifyGetKey, type JWTPayload, type JWTVerifyOptions, type JSONWebKeySet,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  importSPKI,
+  importX509,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+  jwtVerify,
 } from 'jose';
 import { ConfigError, type JwtConfig } from './config.js';
-import { NO_GRANTS, parseGrants, isValidName, type Grants } from './topics.js';
+import { type Grants, isValidName, NO_GRANTS, parseGrants } from './topics.js';
 
 export const AuthFailure = {
   MissingToken: 'missing_token',

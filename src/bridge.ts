@@ -16,12 +16,12 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Deliverer } from './deliver.js';
 import { createGapFill } from './gapfill.js';
-import { createHistory, LibraryConflict, type History, type HistoryConfig } from './history.js';
+import { createHistory, type History, type HistoryConfig, LibraryConflict } from './history.js';
 import { createInterest, type Subscriptions } from './interest.js';
 import { names as namesOf } from './keys.js';
 import { decodeAnnouncement, librarySettings } from './library.js';
-import type { Logger } from './log.js';
 import { reconnectDelay } from './limits.js';
+import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { offsetMs } from './offsets.js';
 import { createRecorder, type Recorder } from './recorder.js';
@@ -117,37 +117,61 @@ export function createBridge(opts: BridgeOptions): Bridge {
     connectionName: `herald-commands-${process.pid}`,
   });
 
-  const history = opts.history === undefined
-    ? undefined
-    : createHistory(commands, names, librarySettings(opts.namespace, prefix, opts.history, opts.recorders), opts.history);
-  const recorder: Recorder | undefined = history === undefined
-    ? undefined
-    : createRecorder({
-      subscriber, commands, names, prefix, caller, maxNotificationBytes: opts.maxNotificationBytes, maxWaitingBytes: opts.recorderMaxWaitingBytes,
-      onEpoch: (e) => history.noteEpoch(e), onSettled: () => update('recorder settled'), metrics, log,
-    });
+  const history =
+    opts.history === undefined
+      ? undefined
+      : createHistory(commands, names, librarySettings(opts.namespace, prefix, opts.history, opts.recorders), opts.history);
+  const recorder: Recorder | undefined =
+    history === undefined
+      ? undefined
+      : createRecorder({
+          subscriber,
+          commands,
+          names,
+          prefix,
+          caller,
+          maxNotificationBytes: opts.maxNotificationBytes,
+          maxWaitingBytes: opts.recorderMaxWaitingBytes,
+          onEpoch: (e) => history.noteEpoch(e),
+          onSettled: () => update('recorder settled'),
+          metrics,
+          log,
+        });
 
   // History on: what arrives is a recorded notification announced with its position.
   // Off: the payload as published.
-  const onMessage = history === undefined
-    ? (topic: string, message: Buffer, receivedAt: number): void => {
-      deliverer.deliver(topic, message, receivedAt);
-    }
-    : (topic: string, message: Buffer, receivedAt: number): void => {
-      const a = decodeAnnouncement(message);
-      if (a === undefined) {
-        metrics.notificationDropped('malformed');
-        return;
-      }
-      history.noteEpoch(a.epoch);
-      deliverer.deliver(topic, a.payload, receivedAt, { id: a.id, offset: a.offset, epoch: a.epoch, ts: offsetMs(a.offset), json: a.json });
-    };
+  const onMessage =
+    history === undefined
+      ? (topic: string, message: Buffer, receivedAt: number): void => {
+          deliverer.deliver(topic, message, receivedAt);
+        }
+      : (topic: string, message: Buffer, receivedAt: number): void => {
+          const a = decodeAnnouncement(message);
+          if (a === undefined) {
+            metrics.notificationDropped('malformed');
+            return;
+          }
+          history.noteEpoch(a.epoch);
+          deliverer.deliver(topic, a.payload, receivedAt, {
+            id: a.id,
+            offset: a.offset,
+            epoch: a.epoch,
+            ts: offsetMs(a.offset),
+            json: a.json,
+          });
+        };
 
-  const gapFill = history === undefined
-    ? undefined
-    : createGapFill({
-      history, deliverer, held: () => interest.held, commandsReady: (ms) => readyWithin(commands, ms), metrics, log,
-    });
+  const gapFill =
+    history === undefined
+      ? undefined
+      : createGapFill({
+          history,
+          deliverer,
+          held: () => interest.held,
+          commandsReady: (ms) => readyWithin(commands, ms),
+          metrics,
+          log,
+        });
 
   const interest = createInterest({
     subscriber,
@@ -193,7 +217,8 @@ export function createBridge(opts: BridgeOptions): Bridge {
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
-    if (value) blog.info({ namespace: opts.namespace, history: history !== undefined, recorderSlot: recorder?.slot }, 'redis subscription active');
+    if (value)
+      blog.info({ namespace: opts.namespace, history: history !== undefined, recorderSlot: recorder?.slot }, 'redis subscription active');
     else if (!closing) blog.warn({ why }, 'redis unavailable');
   }
 
@@ -236,7 +261,10 @@ export function createBridge(opts: BridgeOptions): Bridge {
   });
 
   let lastError = '';
-  for (const [name, client] of [['subscriber', subscriber], ['commands', commands]] as const) {
+  for (const [name, client] of [
+    ['subscriber', subscriber],
+    ['commands', commands],
+  ] as const) {
     client.on('error', (err: Error) => {
       // ioredis repeats the same error on every retry; log each distinct one once.
       if (err.message !== lastError) {
@@ -278,9 +306,21 @@ export function createBridge(opts: BridgeOptions): Bridge {
       // command connection is back: wait for it briefly rather than fail the event.
       await readyWithin(commands, EVENT_WAIT_MS);
       await commands.xadd(
-        events.stream, 'MAXLEN', '~', String(events.maxLen), '*',
-        'type', e.type, 'userId', e.userId, 'notificationId', e.notificationId,
-        'connectionId', e.connectionId, 'ts', String(Date.now()),
+        events.stream,
+        'MAXLEN',
+        '~',
+        String(events.maxLen),
+        '*',
+        'type',
+        e.type,
+        'userId',
+        e.userId,
+        'notificationId',
+        e.notificationId,
+        'connectionId',
+        e.connectionId,
+        'ts',
+        String(Date.now()),
       );
     },
     async close() {

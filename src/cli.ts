@@ -6,6 +6,7 @@ import { ConfigError, channelPrefix, namespace } from './config.js';
 import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
 import { isValidName, isValidTopic, topicToChannel } from './topics.js';
+
 // ioredis and jose load only for the command that needs them: usage errors stay instant.
 
 const USAGE = `usage:
@@ -18,7 +19,11 @@ const USAGE = `usage:
 class UsageError extends Error {}
 
 const env = process.env;
-const csv = (s: string | undefined): string[] => (s ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+const csv = (s: string | undefined): string[] =>
+  (s ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
 
 function secretOrDev(name: 'HERALD_JWT_SECRET' | 'HERALD_PUBLISH_KEY'): string {
   const fromEnv = env[name];
@@ -92,7 +97,9 @@ async function publish(args: string[]): Promise<void> {
       } catch (err) {
         if (!/function not found/i.test((err as Error).message)) throw err;
         const receivers = await redis.publish(channel, text);
-        process.stdout.write(`published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'}; history off: no ${fn} function)\n`);
+        process.stdout.write(
+          `published to redis ${channel} (${receivers} gateway subscriber${receivers === 1 ? '' : 's'}; history off: no ${fn} function)\n`,
+        );
       }
     } finally {
       redis.disconnect();

@@ -10,9 +10,7 @@ export class ConfigError extends Error {
 }
 
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const;
-export const ASYMMETRIC_ALGORITHMS = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
-] as const;
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
 /** Where verification keys come from; exactly one source is configured. */
 export type JwtKeySource =
@@ -104,7 +102,9 @@ function tls(env: Env): TlsConfig | undefined {
   const caFile = str(env, 'HERALD_TLS_CA_FILE');
   if (certFile === undefined && keyFile === undefined) {
     if (passphrase !== undefined || caFile !== undefined) {
-      throw new ConfigError(`${passphrase !== undefined ? 'HERALD_TLS_PASSPHRASE' : 'HERALD_TLS_CA_FILE'}: set only with HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE`);
+      throw new ConfigError(
+        `${passphrase !== undefined ? 'HERALD_TLS_PASSPHRASE' : 'HERALD_TLS_CA_FILE'}: set only with HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE`,
+      );
     }
     return undefined;
   }
@@ -154,7 +154,10 @@ function int(env: Env, name: string, def: number, min: number, max: number, unit
 function list(env: Env, name: string): string[] | undefined {
   const raw = str(env, name);
   if (raw === undefined) return undefined;
-  const items = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new ConfigError(`${name}: expected a comma-separated list, got ${JSON.stringify(raw)}`);
   return items;
 }
@@ -167,7 +170,14 @@ function list(env: Env, name: string): string[] | undefined {
  * case-insensitively; a generated key never contains them.
  */
 export const PLACEHOLDER_MARKERS: readonly string[] = [
-  'replace-me', 'replace_me', 'replaceme', 'change-me', 'change_me', 'changeme', 'placeholder', 'long-random-password',
+  'replace-me',
+  'replace_me',
+  'replaceme',
+  'change-me',
+  'change_me',
+  'changeme',
+  'placeholder',
+  'long-random-password',
 ];
 
 function refusePlaceholder(name: string, value: string, advice: string): void {
@@ -264,7 +274,7 @@ function origins(env: Env): string[] | undefined {
 
 function path(env: Env): string {
   const p = str(env, 'HERALD_WS_PATH') ?? '/ws';
-  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(p) || p.includes('//')) {
+  if (!/^\/[A-Za-z0-9._~/-]*$/.test(p) || p.includes('//')) {
     throw new ConfigError(`HERALD_WS_PATH: expected a path like /ws, got ${JSON.stringify(p)}`);
   }
   const reserved = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/demo'];
@@ -284,7 +294,8 @@ function redisUrl(env: Env): string | undefined {
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new ConfigError(`HERALD_REDIS_URL: expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
   }
-  if (parsed.password !== '') refusePlaceholder('HERALD_REDIS_URL', decodeURIComponentSafe(parsed.password), 'set the password of a real Redis user');
+  if (parsed.password !== '')
+    refusePlaceholder('HERALD_REDIS_URL', decodeURIComponentSafe(parsed.password), 'set the password of a real Redis user');
   // ioredis turns TLS on only for a lower-case `rediss://`: REDISS:// would go in clear.
   return parsed.protocol + url.slice(parsed.protocol.length);
 }
@@ -309,7 +320,9 @@ export function channelPrefix(env: Env, ns: string): string {
   }
   // The recorders' pattern <prefix>:* must not match the namespace's internal channels.
   if (prefix === ns || prefix.startsWith(`${ns}:`)) {
-    throw new ConfigError(`HERALD_CHANNEL_PREFIX: ${JSON.stringify(prefix)} overlaps the internal channels of HERALD_NAMESPACE ${JSON.stringify(ns)} (${ns}:notify:*); choose another prefix`);
+    throw new ConfigError(
+      `HERALD_CHANNEL_PREFIX: ${JSON.stringify(prefix)} overlaps the internal channels of HERALD_NAMESPACE ${JSON.stringify(ns)} (${ns}:notify:*); choose another prefix`,
+    );
   }
   return prefix;
 }

@@ -10,10 +10,10 @@ import { buildNotification } from './deliver.js';
 import { createExpiryWheel } from './expiry.js';
 import type { Recovery, ResumePoint } from './history.js';
 import type { Subscriptions } from './interest.js';
+import { available, type Budget, consume, newBudget, newRateWindow, type RateWindow, spend } from './limits.js';
 import type { Logger } from './log.js';
-import { available, consume, newBudget, newRateWindow, spend, type Budget, type RateWindow } from './limits.js';
 import type { CloseLabel, Metrics } from './metrics.js';
-import { Close, ErrorCode, decodeClientFrame, encode, type ClientFrame, type RequestId, type ServerFrame } from './protocol.js';
+import { type ClientFrame, Close, decodeClientFrame, ErrorCode, encode, type RequestId, type ServerFrame } from './protocol.js';
 import { initialTopics, isBaseTopic, isGranted } from './topics.js';
 import type { WebSocket } from './uws.js';
 
@@ -111,7 +111,13 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     else metrics.messagesSent.inc();
   }
 
-  function sendError(ws: Socket, code: ErrorCode, message: string, id: RequestId | undefined, extra?: { retryAfterMs: number } | { reason: string }): void {
+  function sendError(
+    ws: Socket,
+    code: ErrorCode,
+    message: string,
+    id: RequestId | undefined,
+    extra?: { retryAfterMs: number } | { reason: string },
+  ): void {
     metrics.error(code);
     send(ws, { type: 'error', code, message, ...(id !== undefined ? { id } : {}), ...extra });
   }
@@ -191,7 +197,10 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   function subscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
     const reply = (): void => send(ws, { type: 'subscribed', topic, ...withId(id) });
-    if (ws.isSubscribed(topic)) return reply();
+    if (ws.isSubscribed(topic)) {
+      reply();
+      return;
+    }
     if (!isBaseTopic(ud.identity, topic)) {
       if (!isGranted(ud.identity.grants, topic)) {
         sendError(ws, ErrorCode.Forbidden, `not allowed to subscribe to ${topic}`, id);
@@ -276,7 +285,9 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function applyRenewal(ws: Socket, ud: UserData, result: AuthResult, id: RequestId | undefined): void {
     if (!result.ok) {
       metrics.reauth(result.reason);
-      sendError(ws, ErrorCode.AuthFailed, `token refused (${result.reason}); the current token stays in force`, id, { reason: result.reason });
+      sendError(ws, ErrorCode.AuthFailed, `token refused (${result.reason}); the current token stays in force`, id, {
+        reason: result.reason,
+      });
       return;
     }
     const next = result.identity;
@@ -365,7 +376,9 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     // An exhausted budget refuses before any Redis read.
     if (available(ud.replay, performance.now(), config.replayBudget) < 1) {
       metrics.rateLimited.inc();
-      sendError(ws, ErrorCode.RateLimited, "this connection's replay budget is spent; retry later", frame.id, { retryAfterMs: Math.ceil(60_000 / config.replayBudget) });
+      sendError(ws, ErrorCode.RateLimited, "this connection's replay budget is spent; retry later", frame.id, {
+        retryAfterMs: Math.ceil(60_000 / config.replayBudget),
+      });
       return;
     }
     // One resume at a time per connection: later frames wait for its answer.
@@ -381,7 +394,13 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
         if (budget.kind === 'later') {
           metrics.rateLimited.inc();
           ws.cork(() => {
-            sendError(ws, ErrorCode.RateLimited, `a replay of ${entries} notifications is over this connection's replay budget now; retry later`, frame.id, { retryAfterMs: budget.retryAfterMs });
+            sendError(
+              ws,
+              ErrorCode.RateLimited,
+              `a replay of ${entries} notifications is over this connection's replay budget now; retry later`,
+              frame.id,
+              { retryAfterMs: budget.retryAfterMs },
+            );
             finish(ws, ud);
           });
           return;
@@ -478,14 +497,26 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       const ud = ws.getUserData();
       metrics.messagesReceived.inc();
       // uWS's own limit is set above ours so that we, not uWS, answer with a 1009.
-      if (message.byteLength > maxPayloadBytes) return end(ws, Close.MessageTooBig);
-      if (isBinary) return end(ws, Close.BinaryFrame);
+      if (message.byteLength > maxPayloadBytes) {
+        end(ws, Close.MessageTooBig);
+        return;
+      }
+      if (isBinary) {
+        end(ws, Close.BinaryFrame);
+        return;
+      }
       // The ArrayBuffer is neutered when this callback returns: decode it now.
       const decoded = decodeClientFrame(Buffer.from(message).toString('utf8'));
-      if (decoded.kind === 'not_json') return end(ws, Close.NotJson);
+      if (decoded.kind === 'not_json') {
+        end(ws, Close.NotJson);
+        return;
+      }
 
       const decision = consume(ud.rate, performance.now(), rateLimit, windowMs);
-      if (decision.kind === 'close') return end(ws, Close.RateLimited);
+      if (decision.kind === 'close') {
+        end(ws, Close.RateLimited);
+        return;
+      }
       const id = decoded.kind === 'frame' ? decoded.frame.id : decoded.id;
       if (decision.kind === 'reject') {
         metrics.rateLimited.inc();
@@ -494,16 +525,24 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       }
       switch (decoded.kind) {
         case 'invalid':
-          return sendError(ws, ErrorCode.InvalidMessage, decoded.message, id);
+          sendError(ws, ErrorCode.InvalidMessage, decoded.message, id);
+          return;
         case 'unknown_type':
-          return sendError(ws, ErrorCode.UnknownType, decoded.message, id);
+          sendError(ws, ErrorCode.UnknownType, decoded.message, id);
+          return;
         case 'frame':
-          if (canStart(ud, decoded.frame)) return dispatch(ws, ud, decoded.frame);
+          if (canStart(ud, decoded.frame)) {
+            dispatch(ws, ud, decoded.frame);
+            return;
+          }
           // Behind a request in progress: handled in order once it is answered.
           ud.waiting ??= [];
           if (ud.waiting.length >= MAX_WAITING) {
             metrics.rateLimited.inc();
-            return sendError(ws, ErrorCode.RateLimited, `at most ${MAX_WAITING} frames may wait for a request in progress`, id, { retryAfterMs: 1000 });
+            sendError(ws, ErrorCode.RateLimited, `at most ${MAX_WAITING} frames may wait for a request in progress`, id, {
+              retryAfterMs: 1000,
+            });
+            return;
           }
           ud.waiting.push(decoded.frame);
           return;

@@ -33,7 +33,10 @@ export function isJson(payload: string): boolean {
  * payload's own `id` (a string on an object payload) becomes the notification id.
  */
 export function buildNotification(
-  topic: string, payload: string, ts: number, newId: () => string = randomUUID,
+  topic: string,
+  payload: string,
+  ts: number,
+  newId: () => string = randomUUID,
   position?: Position & { replayed?: boolean },
 ): Notification {
   // A recorded notification's id and time come from its history entry: the same on
@@ -116,7 +119,12 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
      * `receivedAt` is performance.now() when the payload arrived, for the latency
      * histogram. `position` is the notification's history entry, when history is on.
      */
-    deliver(topic: string, payload: string | Buffer, receivedAt: number = performance.now(), position?: Position & { replayed?: boolean }): DeliveryOutcome {
+    deliver(
+      topic: string,
+      payload: string | Buffer,
+      receivedAt: number = performance.now(),
+      position?: Position & { replayed?: boolean },
+    ): DeliveryOutcome {
       // Redis routes only held topics here, but one may have been left a moment ago.
       const recipients = publisher.numSubscribers(topic);
       if (recipients === 0) {

@@ -1,6 +1,6 @@
 // The demo page (HERALD_DEMO): client/demo/ and the SDK's browser build
 // (client/dist/*.js, plain ES modules), read once at start and served from memory.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from './config.js';
@@ -27,7 +27,9 @@ export function loadDemoAssets(clientDir: string = CLIENT_DIR): ReadonlyMap<stri
       if (file.endsWith('.js')) assets.set(`/demo/sdk/${file}`, { body: read('dist', file), contentType: JS });
     }
   } catch (err) {
-    throw new ConfigError(`HERALD_DEMO: the demo page needs the built client in ${clientDir} (run \`make build\`): ${(err as Error).message}`);
+    throw new ConfigError(
+      `HERALD_DEMO: the demo page needs the built client in ${clientDir} (run \`make build\`): ${(err as Error).message}`,
+    );
   }
   if (!assets.has('/demo/sdk/index.js')) {
     throw new ConfigError(`HERALD_DEMO: ${join(clientDir, 'dist', 'index.js')} is missing (run \`make build\`)`);
@@ -44,7 +46,10 @@ export function withWsPath(assets: ReadonlyMap<string, DemoAsset>, wsPath: strin
   for (const key of ['/demo', '/demo/']) {
     const page = assets.get(key);
     if (page !== undefined) {
-      out.set(key, { ...page, body: page.body.replace('<meta name="herald-ws-path" content="/ws">', `<meta name="herald-ws-path" content="${wsPath}">`) });
+      out.set(key, {
+        ...page,
+        body: page.body.replace('<meta name="herald-ws-path" content="/ws">', `<meta name="herald-ws-path" content="${wsPath}">`),
+      });
     }
   }
   return out;

@@ -27,7 +27,10 @@ export function createExpiryWheel<T>(nowMs: number): ExpiryWheel<T> {
     const slot = Math.ceil(expiresAtMs / SLOT_MS);
     if (slot <= done) return overdue;
     let items = slots.get(slot);
-    if (items === undefined && create) slots.set(slot, (items = new Set()));
+    if (items === undefined && create) {
+      items = new Set();
+      slots.set(slot, items);
+    }
     return items;
   }
 

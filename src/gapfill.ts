@@ -65,7 +65,7 @@ export function createGapFill(opts: GapFillOptions): GapFill {
   async function fill(epoch: string | undefined, at: ReadonlyMap<string, ResumePoint>, first: boolean): Promise<void> {
     if (epoch === undefined || at.size === 0) return;
     await opts.commandsReady(COMMANDS_WAIT_MS);
-    let recoveries;
+    let recoveries: Awaited<ReturnType<typeof history.since>>;
     try {
       recoveries = await history.since(epoch, at, Date.now());
     } catch (err) {
@@ -108,7 +108,11 @@ export function createGapFill(opts: GapFillOptions): GapFill {
       // Only a subscription that was up can have missed anything; a second loss before
       // the fill keeps the first point.
       if (subscribedAt === undefined || drop !== undefined) return;
-      drop = { epoch: history.epoch, offsets: new Map(deliverer.lastOffsets), sinceMs: (deliverer.latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS };
+      drop = {
+        epoch: history.epoch,
+        offsets: new Map(deliverer.lastOffsets),
+        sinceMs: (deliverer.latestEntryMs ?? subscribedAt) - GAP_MARGIN_MS,
+      };
     },
   };
 }

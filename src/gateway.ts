@@ -1,17 +1,17 @@
 // The gateway assembled from its parts. Reads like a table of contents: each line
 // is one concern, each dependency passed explicitly.
 import { createRequire } from 'node:module';
-import { AggregatorRegistry } from 'prom-client';
 import { performance } from 'node:perf_hooks';
+import { AggregatorRegistry } from 'prom-client';
 import { createAdmission } from './admission.js';
 import { createVerifier } from './auth.js';
-import { createBridge, type Bridge } from './bridge.js';
+import { type Bridge, createBridge } from './bridge.js';
 import type { Config } from './config.js';
 import { createConnectionHandlers } from './connection.js';
-import { loadDemoAssets } from './demo.js';
 import { createDedupWindow } from './dedup.js';
 import { createDeliverer, type Publisher } from './deliver.js';
-import { LibraryConflict } from './history.js';
+import { loadDemoAssets } from './demo.js';
+import type { LibraryConflict } from './history.js';
 import { alwaysSubscribed } from './interest.js';
 import { createLifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
@@ -40,7 +40,12 @@ export interface GatewayOptions {
   onConflict?: (err: LibraryConflict) => void;
 }
 
-export async function startGateway(config: Config, log: Logger, uws: Uws, opts: GatewayOptions = { workerId: undefined }): Promise<Gateway> {
+export async function startGateway(
+  config: Config,
+  log: Logger,
+  uws: Uws,
+  opts: GatewayOptions = { workerId: undefined },
+): Promise<Gateway> {
   const metrics = createMetrics();
   const verifier = await createVerifier(config.jwt);
   const tls = config.tls === undefined ? undefined : await checkTls(config.tls);
@@ -54,20 +59,29 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
     metrics,
     maxBytes: config.maxNotificationBytes,
   });
-  const bridge: Bridge | undefined = config.redisUrl === undefined
-    ? undefined
-    : createBridge({
-      url: config.redisUrl, namespace: config.namespace, prefix: config.channelPrefix, events: config.events, deliverer, log, metrics,
-      history: config.history, recorders: config.recorders, maxNotificationBytes: config.maxNotificationBytes,
-      recorderMaxWaitingBytes: config.recorderMaxWaitingBytes,
-      // Every connection holds `system`. Role topics are left like any other when nobody
-      // holds them: a `role:*` grant must not grow the gateway's subscriptions unbounded.
-      sticky: (topic) => topic === 'system',
-      onConflict: (err) => {
-        if (opts.onConflict !== undefined) opts.onConflict(err);
-        else throw err;
-      },
-    });
+  const bridge: Bridge | undefined =
+    config.redisUrl === undefined
+      ? undefined
+      : createBridge({
+          url: config.redisUrl,
+          namespace: config.namespace,
+          prefix: config.channelPrefix,
+          events: config.events,
+          deliverer,
+          log,
+          metrics,
+          history: config.history,
+          recorders: config.recorders,
+          maxNotificationBytes: config.maxNotificationBytes,
+          recorderMaxWaitingBytes: config.recorderMaxWaitingBytes,
+          // Every connection holds `system`. Role topics are left like any other when nobody
+          // holds them: a `role:*` grant must not grow the gateway's subscriptions unbounded.
+          sticky: (topic) => topic === 'system',
+          onConflict: (err) => {
+            if (opts.onConflict !== undefined) opts.onConflict(err);
+            else throw err;
+          },
+        });
   const lifecycle = createLifecycle({
     log,
     timeoutMs: config.shutdownTimeoutMs,
@@ -78,7 +92,13 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
   const connections = createConnectionHandlers({
-    config, metrics, log, bridge, admission, verifier, subscriptions: bridge?.subscriptions ?? alwaysSubscribed,
+    config,
+    metrics,
+    log,
+    bridge,
+    admission,
+    verifier,
+    subscriptions: bridge?.subscriptions ?? alwaysSubscribed,
   });
 
   // /stats and /metrics: this process, or under the supervisor every worker's.
@@ -120,8 +140,12 @@ export async function startGateway(config: Config, log: Logger, uws: Uws, opts: 
   lifecycle.serving();
   log.info(
     {
-      host: config.host, port, wsPath: config.wsPath, tls: tls !== undefined,
-      mode: bridge === undefined ? 'embedded' : 'redis', algorithms: verifier.algorithms,
+      host: config.host,
+      port,
+      wsPath: config.wsPath,
+      tls: tls !== undefined,
+      mode: bridge === undefined ? 'embedded' : 'redis',
+      algorithms: verifier.algorithms,
     },
     'herald listening',
   );

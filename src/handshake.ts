@@ -18,7 +18,12 @@ const BEARER_PROTOCOL_PREFIX = 'bearer.';
 export const TOKEN_COOKIE = 'herald_token';
 
 function splitProtocols(header: string): string[] {
-  return header === '' ? [] : header.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  return header === ''
+    ? []
+    : header
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p !== '');
 }
 
 export type FoundToken =

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Names } from './keys.js';
-import { functionLibrary, isJsonKind, planLibrary, type LibrarySettings, type LoadedLibrary } from './library.js';
+import { functionLibrary, isJsonKind, type LibrarySettings, type LoadedLibrary, planLibrary } from './library.js';
 import { compareOffsets, offsetMs } from './offsets.js';
 
 export interface HistoryConfig {
@@ -45,9 +45,7 @@ export interface HistoryEntry {
 /** Where a client (or the gateway) resumes a topic from. */
 export type ResumePoint = { offset: string } | { since: number };
 
-export type Recovery =
-  | { recovered: true; entries: HistoryEntry[] }
-  | { recovered: false; why: 'epoch_changed' | 'trimmed' | 'too_many' };
+export type Recovery = { recovered: true; entries: HistoryEntry[] } | { recovered: false; why: 'epoch_changed' | 'trimmed' | 'too_many' };
 
 /** Redis holds another deployment's library (or ours with other settings). */
 export class LibraryConflict extends Error {

@@ -255,11 +255,15 @@ export function planLibrary(ours: LibrarySettings, loaded: readonly LoadedLibrar
       if (theirs === undefined) continue;
       for (const [key, variable] of SETTING_NAMES) {
         if (theirs[key] !== ours[key]) {
-          problems.push(`${variable}: this gateway has ${JSON.stringify(ours[key])}, but Redis holds the library of HERALD_NAMESPACE ${JSON.stringify(ours.namespace)} built with ${JSON.stringify(theirs[key])}`);
+          problems.push(
+            `${variable}: this gateway has ${JSON.stringify(ours[key])}, but Redis holds the library of HERALD_NAMESPACE ${JSON.stringify(ours.namespace)} built with ${JSON.stringify(theirs[key])}`,
+          );
         }
       }
     } else if (theirs !== undefined && theirs.prefix === ours.prefix) {
-      problems.push(`HERALD_CHANNEL_PREFIX: ${JSON.stringify(ours.prefix)} is already used by HERALD_NAMESPACE ${JSON.stringify(theirs.namespace)} on this Redis server (its recorders would take this deployment's messages); give each deployment its own prefix`);
+      problems.push(
+        `HERALD_CHANNEL_PREFIX: ${JSON.stringify(ours.prefix)} is already used by HERALD_NAMESPACE ${JSON.stringify(theirs.namespace)} on this Redis server (its recorders would take this deployment's messages); give each deployment its own prefix`,
+      );
     }
   }
   if (problems.length > 0) return { action: 'refuse', problems };

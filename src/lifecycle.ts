@@ -2,9 +2,7 @@
 // clients with 1001, leave Redis, exit; all within HERALD_SHUTDOWN_TIMEOUT_S.
 import type { Logger } from './log.js';
 
-export type Readiness =
-  | { ready: true }
-  | { ready: false; reason: 'starting' | 'draining' | 'redis_unavailable' };
+export type Readiness = { ready: true } | { ready: false; reason: 'starting' | 'draining' | 'redis_unavailable' };
 
 export interface Lifecycle {
   readiness(): Readiness;

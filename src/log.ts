@@ -1,6 +1,6 @@
 // The one place pino is configured. Tokens, keys and cookies are redacted wherever
 // they would appear; payload bodies are never logged at info.
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
 
 export type { Logger };
@@ -14,8 +14,18 @@ export function createLogger(level: LogLevel, workerId?: number, destination?: p
     formatters: { level: (label) => ({ level: label }) },
     redact: {
       paths: [
-        'token', '*.token', 'authorization', '*.authorization', 'cookie', '*.cookie',
-        'headers.authorization', 'headers.cookie', 'secret', '*.secret', 'publishKey', '*.publishKey',
+        'token',
+        '*.token',
+        'authorization',
+        '*.authorization',
+        'cookie',
+        '*.cookie',
+        'headers.authorization',
+        'headers.cookie',
+        'secret',
+        '*.secret',
+        'publishKey',
+        '*.publishKey',
       ],
       censor: '[redacted]',
     },

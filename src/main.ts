@@ -1,15 +1,15 @@
 #!/usr/bin/env node
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 // Entry point: env -> config -> logger -> gateway; signals -> shutdown.
 // `--dev` (used by `make run`) fills in a generated secret and prints how to connect.
-import { ConfigError, loadConfig, type Config, type Env } from './config.js';
+import { type Config, ConfigError, type Env, loadConfig } from './config.js';
 import { ensureDevSecrets, withDevDefaults } from './dev.js';
 import { startGateway } from './gateway.js';
 import { createLogger } from './log.js';
-import { mintToken } from './token.js';
-import { UwsLoadError, loadUws } from './uws.js';
 import { runSupervisor } from './supervisor.js';
-import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { mintToken } from './token.js';
+import { loadUws, UwsLoadError } from './uws.js';
 
 function fatal(message: string, code: number): never {
   // The logger may not exist yet: this is the one place src/ writes to stderr directly.
@@ -20,30 +20,41 @@ function fatal(message: string, code: number): never {
 async function devBanner(config: Config, port: number, generated: string[]): Promise<string> {
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const key = config.jwt.key;
-  const token = key.kind === 'secret'
-    ? await mintToken({
-        secret: key.secret, algorithm: config.jwt.algorithms?.[0] ?? 'HS256', sub: 'alice', roles: ['admin'],
-        topics: ['org:rio', 'feed:*'], ttlS: 24 * 3600, issuer: config.jwt.issuer, audience: config.jwt.audience,
-      })
-    : '<mint one with your identity provider>';
+  const token =
+    key.kind === 'secret'
+      ? await mintToken({
+          secret: key.secret,
+          algorithm: config.jwt.algorithms?.[0] ?? 'HS256',
+          sub: 'alice',
+          roles: ['admin'],
+          topics: ['org:rio', 'feed:*'],
+          ttlS: 24 * 3600,
+          issuer: config.jwt.issuer,
+          audience: config.jwt.audience,
+        })
+      : '<mint one with your identity provider>';
   const ws = `ws://${host}:${port}${config.wsPath}`;
   const lines = [
     '',
     '================================ HERALD DEV MODE ================================',
     ...(generated.length > 0
-      ? [`  WARNING: using GENERATED dev secrets for ${generated.join(', ')} (kept in .herald/dev.json).`,
-         '  Never use dev mode in production: `npm start` refuses to run without a key.']
+      ? [
+          `  WARNING: using GENERATED dev secrets for ${generated.join(', ')} (kept in .herald/dev.json).`,
+          '  Never use dev mode in production: `npm start` refuses to run without a key.',
+        ]
       : []),
     `  mode:      ${config.redisUrl === undefined ? 'embedded (no Redis; POST /publish delivers locally)' : `redis ${config.redisUrl.replace(/\/\/[^@]*@/, '//***@')}`}`,
     `  websocket: ${ws}`,
-    ...(config.demo ? [`  demo page: http://${host}:${port}/demo${key.kind === 'secret' ? `#token=${token}` : ' (paste a token into the page)'}`] : []),
+    ...(config.demo
+      ? [`  demo page: http://${host}:${port}/demo${key.kind === 'secret' ? `#token=${token}` : ' (paste a token into the page)'}`]
+      : []),
     `  dev token (sub=alice, roles=[admin], topics=[org:rio, feed:*], 24 h):`,
     `    ${token}`,
     '',
     `  connect:   node -e "const ws=new (require('ws'))('${ws}',{headers:{authorization:'Bearer '+process.argv[1]}});ws.on('message',m=>console.log(String(m)))" <token>`,
     `             (or any client, e.g. wscat -c "${ws}?token=<token>")`,
     `  publish:   npx herald publish --url http://${host}:${port} --topic user:alice --data '{"title":"hi"}'`,
-    ...(config.redisUrl !== undefined ? ["             redis-cli PUBLISH notifications:user:alice '{\"title\":\"hi\"}'"] : []),
+    ...(config.redisUrl !== undefined ? ['             redis-cli PUBLISH notifications:user:alice \'{"title":"hi"}\''] : []),
     '  tokens:    npx herald token --sub bob --roles ops --ttl 3600',
     `  health:    curl http://${host}:${port}/readyz   metrics: curl http://${host}:${port}/metrics`,
     '=================================================================================',
@@ -65,7 +76,7 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
     throw err;
   }
-  let uws;
+  let uws: ReturnType<typeof loadUws>;
   try {
     uws = loadUws();
   } catch (err) {
@@ -75,13 +86,14 @@ async function main(): Promise<void> {
   const workerEnv = process.env['HERALD_WORKER_ID'];
   const workerId = workerEnv === undefined ? undefined : Number(workerEnv);
   const log = createLogger(config.logLevel, workerId);
-  if (generated.length > 0 && workerId === undefined) log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
+  if (generated.length > 0 && workerId === undefined)
+    log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
   if (config.workers > 1 && workerId === undefined) {
     runSupervisor(config, log, fileURLToPath(import.meta.url), process.argv.slice(2));
     return;
   }
 
-  let gateway;
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
   try {
     gateway = await startGateway(config, log, uws, {
       workerId,

@@ -1,18 +1,31 @@
 // Every metric Herald exports, on a private registry. Label values come only from
 // code tables (never from user input), and hot-path children are created once.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { AUTH_FAILURES, type AuthFailure } from './auth.js';
 import { ErrorCode } from './protocol.js';
 
 /** Why a connection closed, as a metric label. */
 export const CLOSE_REASONS = [
-  'normal', 'going_away', 'shutting_down', 'binary_not_supported', 'invalid_json', 'rate_limited',
-  'message_too_big', 'token_expired', 'backpressure', 'abnormal', 'other',
+  'normal',
+  'going_away',
+  'shutting_down',
+  'binary_not_supported',
+  'invalid_json',
+  'rate_limited',
+  'message_too_big',
+  'token_expired',
+  'backpressure',
+  'abnormal',
+  'other',
 ] as const;
 export type CloseLabel = (typeof CLOSE_REASONS)[number];
 
 export const ADMISSION_REASONS = [
-  'too_many_connections', 'too_many_connections_from_address', 'upgrade_rate_exceeded', 'too_many_protocols', 'uri_too_long',
+  'too_many_connections',
+  'too_many_connections_from_address',
+  'upgrade_rate_exceeded',
+  'too_many_protocols',
+  'uri_too_long',
   'connection_not_upgrade',
 ] as const;
 export type AdmissionReason = (typeof ADMISSION_REASONS)[number];
@@ -29,14 +42,22 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
 
   const connectionsOpen = new Gauge({ name: 'herald_connections', help: 'WebSocket connections open now', registers: [registry] });
-  const connectionsOpened = new Counter({ name: 'herald_connections_opened_total', help: 'WebSocket connections accepted', registers: [registry] });
+  const connectionsOpened = new Counter({
+    name: 'herald_connections_opened_total',
+    help: 'WebSocket connections accepted',
+    registers: [registry],
+  });
   const connectionsClosed = new Counter({
     name: 'herald_connections_closed_total',
     help: 'WebSocket connections closed, by reason',
     labelNames: ['reason'],
     registers: [registry],
   });
-  const messagesReceived = new Counter({ name: 'herald_messages_received_total', help: 'Frames received from clients', registers: [registry] });
+  const messagesReceived = new Counter({
+    name: 'herald_messages_received_total',
+    help: 'Frames received from clients',
+    registers: [registry],
+  });
   const messagesSent = new Counter({
     name: 'herald_messages_sent_total',
     help: 'Frames handed to uWS for clients (a notification counts once per subscriber)',
@@ -97,12 +118,21 @@ export function createMetrics() {
   });
   const deliveryLatency = new Histogram({
     name: 'herald_delivery_latency_seconds',
-    help: 'Time from a notification\'s receipt (Redis or /publish) to its hand-off to uWS',
+    help: "Time from a notification's receipt (Redis or /publish) to its hand-off to uWS",
     buckets: [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1],
     registers: [registry],
   });
-  const errors = new Counter({ name: 'herald_errors_total', help: 'Error frames sent to clients, by code', labelNames: ['code'], registers: [registry] });
-  const rateLimited = new Counter({ name: 'herald_rate_limited_total', help: 'Client frames refused with rate_limited: over the rate limit, too many waiting behind a request, or a resume over the replay budget', registers: [registry] });
+  const errors = new Counter({
+    name: 'herald_errors_total',
+    help: 'Error frames sent to clients, by code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: 'herald_rate_limited_total',
+    help: 'Client frames refused with rate_limited: over the rate limit, too many waiting behind a request, or a resume over the replay budget',
+    registers: [registry],
+  });
   const authFailures = new Counter({
     name: 'herald_auth_failures_total',
     help: 'Upgrades refused, by reason',
@@ -111,7 +141,7 @@ export function createMetrics() {
   });
   const authDuration = new Histogram({
     name: 'herald_auth_duration_seconds',
-    help: 'Time to verify an upgrade\'s token',
+    help: "Time to verify an upgrade's token",
     buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05, 0.25, 1],
     registers: [registry],
   });
@@ -193,7 +223,11 @@ export function createMetrics() {
     registers: [registry],
   });
   // Each process reports 1; summed across workers under the supervisor, it counts them.
-  const workers = new Gauge({ name: 'herald_workers', help: 'Gateway processes answering (1 per process; summed across workers)', registers: [registry] });
+  const workers = new Gauge({
+    name: 'herald_workers',
+    help: 'Gateway processes answering (1 per process; summed across workers)',
+    registers: [registry],
+  });
   workers.set(1);
   const topics = new Gauge({ name: 'herald_topics', help: 'Topics with at least one subscriber on this process', registers: [registry] });
   const redisUp = new Gauge({

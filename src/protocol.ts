@@ -68,7 +68,10 @@ export function encode(frame: ServerFrame): string {
  * the payload is never parsed and re-serialised just to be wrapped.
  */
 export function encodeNotification(
-  topic: string, id: string, ts: number, dataJson: string,
+  topic: string,
+  id: string,
+  ts: number,
+  dataJson: string,
   position?: { offset: string; epoch: string; replayed?: boolean },
 ): string {
   const head = `{"type":"notification","topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts}`;
@@ -105,20 +108,35 @@ const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameTyp
   ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
   // The token's own size limit (HERALD_MAX_TOKEN_BYTES) is the verifier's to apply.
   ['auth', ajv.compile(frameSchema('auth', { token: { type: 'string', minLength: 1, maxLength: 65536 } }))],
-  ['resume', ajv.compile(frameSchema('resume', {
-    epoch: { type: 'string', minLength: 1, maxLength: 64 },
-    topics: {
-      type: 'object',
-      maxProperties: 256,
-      propertyNames: TOPIC_SCHEMA,
-      additionalProperties: {
-        oneOf: [
-          { type: 'object', properties: { offset: { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' } }, required: ['offset'], additionalProperties: false },
-          { type: 'object', properties: { since: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } }, required: ['since'], additionalProperties: false },
-        ],
-      },
-    },
-  }))],
+  [
+    'resume',
+    ajv.compile(
+      frameSchema('resume', {
+        epoch: { type: 'string', minLength: 1, maxLength: 64 },
+        topics: {
+          type: 'object',
+          maxProperties: 256,
+          propertyNames: TOPIC_SCHEMA,
+          additionalProperties: {
+            oneOf: [
+              {
+                type: 'object',
+                properties: { offset: { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' } },
+                required: ['offset'],
+                additionalProperties: false,
+              },
+              {
+                type: 'object',
+                properties: { since: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER } },
+                required: ['since'],
+                additionalProperties: false,
+              },
+            ],
+          },
+        },
+      }),
+    ),
+  ],
 ]);
 
 /**

@@ -7,7 +7,7 @@ import { Ajv } from 'ajv';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
 import type { Deliverer } from './deliver.js';
-import { BodyTooLarge, readBody, reply, track, type Exchange } from './http.js';
+import { BodyTooLarge, type Exchange, readBody, reply, track } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { describeSchemaError } from './protocol.js';
@@ -51,7 +51,8 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
     const where = Array.isArray(body) ? `[${i}]` : 'body';
     if (!validateItem(item)) {
       const detail = describeSchemaError(validateItem.errors?.[0], (e) =>
-        e?.instancePath === '/topic' ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]' : 'must be an object {"topic", "data"}');
+        e?.instancePath === '/topic' ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]' : 'must be an object {"topic", "data"}',
+      );
       return { ok: false, reason: 'invalid_body', message: `${where}: ${detail}` };
     }
     let payload: string;

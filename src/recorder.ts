@@ -121,7 +121,10 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   function enqueue(m: Message): void {
     queue.push(m);
     queuedBytes += m.payload.length;
-    while (queue.length > 0 && (queue.length + inFlightMessages > MAX_QUEUED_MESSAGES || queuedBytes + inFlightBytes > opts.maxWaitingBytes)) {
+    while (
+      queue.length > 0 &&
+      (queue.length + inFlightMessages > MAX_QUEUED_MESSAGES || queuedBytes + inFlightBytes > opts.maxWaitingBytes)
+    ) {
       const old = queue.shift() as Message;
       queuedBytes -= old.payload.length;
       droppedSinceLog++;
@@ -197,7 +200,10 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   let dropLoggedAt = Number.NEGATIVE_INFINITY;
   function logDrops(): void {
     if (droppedSinceLog === 0) return;
-    rlog.error({ dropped: droppedSinceLog, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: opts.maxWaitingBytes }, 'notifications dropped: too many waiting to be recorded');
+    rlog.error(
+      { dropped: droppedSinceLog, maxMessages: MAX_QUEUED_MESSAGES, maxBytes: opts.maxWaitingBytes },
+      'notifications dropped: too many waiting to be recorded',
+    );
     droppedSinceLog = 0;
     dropLoggedAt = Date.now();
   }
@@ -226,24 +232,27 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     span = current;
     // Redis time is read after the subscription is confirmed: a publish between the two
     // is taken for a new one (recorded twice at worst, never lost).
-    subscriber.psubscribe(pattern).then(() => {
-      settle();
-      return commands.call('TIME');
-    }).then(
-      (time) => {
-        const [sec, us] = time as [string, string];
-        current.since = Number(sec) * 1000 + Math.floor(Number(us) / 1000);
-        rlog.info({ slot, pattern }, 'recording');
-        if (queue.length > 0 && !flushScheduled) flush();
-      },
-      (err: Error) => {
-        // What this span brought is recorded against the local clock (close to Redis's:
-        // it must not wait forever); the next lease tick tries again.
-        current.since ??= Date.now();
-        if (span === current) recording = false;
-        rlog.warn({ err }, 'cannot start recording; trying again');
-      },
-    );
+    subscriber
+      .psubscribe(pattern)
+      .then(() => {
+        settle();
+        return commands.call('TIME');
+      })
+      .then(
+        (time) => {
+          const [sec, us] = time as [string, string];
+          current.since = Number(sec) * 1000 + Math.floor(Number(us) / 1000);
+          rlog.info({ slot, pattern }, 'recording');
+          if (queue.length > 0 && !flushScheduled) flush();
+        },
+        (err: Error) => {
+          // What this span brought is recorded against the local clock (close to Redis's:
+          // it must not wait forever); the next lease tick tries again.
+          current.since ??= Date.now();
+          if (span === current) recording = false;
+          rlog.warn({ err }, 'cannot start recording; trying again');
+        },
+      );
   }
 
   function stopRecording(why: string): void {

@@ -1,12 +1,20 @@
 // Assembles the uWS App: HTTP routes, the WebSocket behaviour, listen and stop.
 import type { Config } from './config.js';
 import type { ConnectionHandlers, UserData } from './connection.js';
-import { DEMO_HEADERS, withWsPath, type DemoAsset } from './demo.js';
+import { DEMO_HEADERS, type DemoAsset, withWsPath } from './demo.js';
 import { reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { methodNotAllowed } from './publish.js';
-import { listenExclusive, type HttpRequest, type HttpResponse, type TemplatedApp, type Uws, type us_listen_socket, type us_socket_context_t } from './uws.js';
+import {
+  type HttpRequest,
+  type HttpResponse,
+  listenExclusive,
+  type TemplatedApp,
+  type Uws,
+  type us_listen_socket,
+  type us_socket_context_t,
+} from './uws.js';
 
 /** uWS's own frame cap. Above it uWS drops the socket without a close frame, so it
  *  sits well above HERALD_MAX_PAYLOAD_BYTES and connection.ts answers 1009 itself. */

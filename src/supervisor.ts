@@ -3,7 +3,7 @@
 // crashes, relays /stats and /metrics gathering between them, and on SIGTERM or
 // SIGINT drains them all. Why several: one process is bounded by its open-files
 // limit (here 20,000 sockets) and by one core.
-import { fork, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { GATHER_TIMEOUT_MS, type IpcMessage } from './siblings.js';
@@ -25,7 +25,10 @@ export function runSupervisor(config: Config, log: Logger, entry: string, args: 
   let nextReq = 0;
 
   function start(w: Worker): void {
-    const proc = fork(entry, args, { env: { ...process.env, HERALD_WORKER_ID: String(w.id) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const proc = fork(entry, args, {
+      env: { ...process.env, HERALD_WORKER_ID: String(w.id) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     w.proc = proc;
     w.startedAt = Date.now();
     slog.info({ workerId: w.id, workerPid: proc.pid }, 'worker started');

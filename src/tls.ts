@@ -1,7 +1,7 @@
 // TLS files are checked at start, before uWS sees them: uWS's SSLApp does not say
 // which file is wrong (it just fails to listen), so we read each one, and check that
 // the key opens with the passphrase and matches the certificate.
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { ConfigError, type TlsConfig } from './config.js';
 
@@ -14,7 +14,9 @@ async function read(variable: string, path: string): Promise<string> {
 }
 
 /** The options for uWS SSLApp, once every file is known good. */
-export async function checkTls(tls: TlsConfig): Promise<{ cert_file_name: string; key_file_name: string; passphrase?: string; ca_file_name?: string }> {
+export async function checkTls(
+  tls: TlsConfig,
+): Promise<{ cert_file_name: string; key_file_name: string; passphrase?: string; ca_file_name?: string }> {
   const certPem = await read('HERALD_TLS_CERT_FILE', tls.certFile);
   const keyPem = await read('HERALD_TLS_KEY_FILE', tls.keyFile);
   if (tls.caFile !== undefined) {

@@ -4,16 +4,16 @@
 // either cork + upgrade or cork + refuse.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { addressKey, clientAddress, type Admission } from './admission.js';
+import { type Admission, addressKey, clientAddress } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
+import { newUserData } from './connection.js';
 import { chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
-import { reply, track, type Exchange } from './http.js';
+import { type Exchange, reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { REFUSAL_LOG_INTERVAL_MS, createRefusalLog } from './refusals.js';
-import { newUserData } from './connection.js';
+import { createRefusalLog, REFUSAL_LOG_INTERVAL_MS } from './refusals.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface UpgradeDeps {
@@ -55,9 +55,14 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     metrics.authFailure(reason);
     if (refusals.note(reason)) ulog.warn({ reason, source, remote: ex.finished ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
     const status = reason === AuthFailure.KeyUnavailable ? 503 : 401;
-    reply(ex, status, { error: status === 401 ? 'unauthorized' : 'unavailable', reason }, {
-      headers: status === 401 ? { 'WWW-Authenticate': `Bearer error="invalid_token"` } : {},
-    });
+    reply(
+      ex,
+      status,
+      { error: status === 401 ? 'unauthorized' : 'unavailable', reason },
+      {
+        headers: status === 401 ? { 'WWW-Authenticate': `Bearer error="invalid_token"` } : {},
+      },
+    );
   }
 
   return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
@@ -114,9 +119,14 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const refusal = admission.admit(ip, performance.now());
     if (refusal !== undefined) {
       metrics.admissionRefused(refusal.reason);
-      reply(ex, refusal.status, { error: refusal.status === 503 ? 'unavailable' : 'too_many_requests', reason: refusal.reason }, {
-        headers: { 'Retry-After': '1' },
-      });
+      reply(
+        ex,
+        refusal.status,
+        { error: refusal.status === 503 ? 'unavailable' : 'too_many_requests', reason: refusal.reason },
+        {
+          headers: { 'Retry-After': '1' },
+        },
+      );
       return;
     }
     // From here on the place is held: every way out either upgrades or releases it.

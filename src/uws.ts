@@ -1,15 +1,21 @@
 // The only importer of uWebSockets.js. The npm package behind our alias silently
 // falls back to a slow pure-JS server when its native binary does not load; Herald
 // loads the binary itself and refuses to start without it.
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import type * as UWS from 'uWebSockets.js';
 
+import type * as UWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 export type {
-  HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior, us_listen_socket, us_socket_context_t,
+  HttpRequest,
+  HttpResponse,
+  TemplatedApp,
+  us_listen_socket,
+  us_socket_context_t,
+  WebSocket,
+  WebSocketBehavior,
 } from 'uWebSockets.js';
 export type Uws = typeof UWS;
 
@@ -76,7 +82,13 @@ type ListenWithOptions = (host: string, port: number, options: number, cb: (sock
  * constant, the package's types do not. Exclusive means a second process on the same
  * port fails to listen instead of silently sharing it (uWS's default is SO_REUSEPORT).
  */
-export function listenExclusive(uws: Uws, app: TemplatedApp, host: string, port: number, cb: (socket: us_listen_socket | false) => void): void {
+export function listenExclusive(
+  uws: Uws,
+  app: TemplatedApp,
+  host: string,
+  port: number,
+  cb: (socket: us_listen_socket | false) => void,
+): void {
   const exclusive = (uws as Uws & { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
   (app.listen as unknown as ListenWithOptions).call(app, host, port, exclusive, cb);
 }

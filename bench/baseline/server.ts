@@ -35,9 +35,16 @@ app.ws<UserData>('/ws', {
     const { user } = ws.getUserData();
     ws.subscribe(`user:${user}`);
     ws.subscribe('system');
-    ws.send(JSON.stringify({
-      type: 'connected', connectionId: String(nextId++), userId: user, topics: [`user:${user}`, 'system'], heartbeatMs: 30000, serverTime: Date.now(),
-    }));
+    ws.send(
+      JSON.stringify({
+        type: 'connected',
+        connectionId: String(nextId++),
+        userId: user,
+        topics: [`user:${user}`, 'system'],
+        heartbeatMs: 30000,
+        serverTime: Date.now(),
+      }),
+    );
   },
   message: (ws, message) => {
     // Answer pings so the harness can use the same client for both servers.

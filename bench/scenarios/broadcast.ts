@@ -1,7 +1,7 @@
 // broadcast: Redis PUBLISHes notifications:system at stepped rates; every message
 // reaches every connected client. Deliveries/s, lost, latency.
 import type { Context } from '../context.js';
-import { rateStep, type RateStep } from './targeted.js';
+import { type RateStep, rateStep } from './targeted.js';
 
 export function broadcast(ctx: Context, rate: number): Promise<RateStep> {
   return rateStep(ctx, rate, 'broadcast');

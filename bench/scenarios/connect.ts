@@ -1,6 +1,6 @@
 // connect: open every client with bounded concurrency; upgrades/s, connect time,
 // failures, and gateway memory per idle connection.
-import { gatewayCpu, type Context } from '../context.js';
+import { type Context, gatewayCpu } from '../context.js';
 import { merge, newHistogram, quantile, round, rssKiB } from '../stats.js';
 
 export interface ConnectResult {
@@ -29,8 +29,14 @@ export async function connect(ctx: Context, localAddress: (worker: number) => st
     ctx.workers.map((w, i) =>
       w.ask(
         {
-          cmd: 'connect', from: i * per, to: Math.min(ctx.users, (i + 1) * per), urls, target: ctx.target, secret,
-          concurrency: ctx.opts.concurrency, localAddress: localAddress(i),
+          cmd: 'connect',
+          from: i * per,
+          to: Math.min(ctx.users, (i + 1) * per),
+          urls,
+          target: ctx.target,
+          secret,
+          concurrency: ctx.opts.concurrency,
+          localAddress: localAddress(i),
         },
         'connected',
         600_000,
@@ -76,7 +82,7 @@ async function settledRss(ctx: Context): Promise<number[]> {
   const readings: number[][] = ctx.gateways.map(() => []);
   for (let i = 0; i < 5; i++) {
     await new Promise((r) => setTimeout(r, 500));
-    ctx.gateways.forEach((g, j) => readings[j]?.push(rssKiB(g.pid)));
+    for (const [j, g] of ctx.gateways.entries()) readings[j]?.push(rssKiB(g.pid));
   }
   return readings.map((r) => r.sort((a, b) => a - b)[2] ?? NaN);
 }

@@ -3,7 +3,7 @@
 // low rates this fixed cost dominates CPU per delivery, and it grows with the number
 // of gateway processes, so the scale comparison shows it beside the per-step figures.
 import { performance } from 'node:perf_hooks';
-import { gatewayCpu, sleep, type Context } from '../context.js';
+import { type Context, gatewayCpu, sleep } from '../context.js';
 import { cpuMicros, round } from '../stats.js';
 
 export interface IdleResult {

@@ -2,8 +2,8 @@
 // goes to exactly one user, named in its payload. Delivered/s, lost (per recipient),
 // misrouted, duplicated and end-to-end latency per step; for Herald also what Redis
 // routed to each gateway against what it delivered (routing.ts).
-import { collect, gatewayCpu, publishBatched, type Collected, type Context, type Published } from '../context.js';
-import { settledCounters, scrape } from '../counters.js';
+import { type Collected, type Context, collect, gatewayCpu, type Published, publishBatched } from '../context.js';
+import { scrape, settledCounters } from '../counters.js';
 import { accountStep, type StepRouting } from '../routing.js';
 import { cpuMicros, quantile, round } from '../stats.js';
 
@@ -54,7 +54,9 @@ export async function rateStep(ctx: Context, rate: number, kind: 'targeted' | 'b
   if (herald) {
     const after = await settledCounters(ports);
     s.routing = accountStep(before, after, {
-      history: ctx.opts.history, publishReplies: pub.reached, systemMessages: kind === 'broadcast' ? pub.sent : 0,
+      history: ctx.opts.history,
+      publishReplies: pub.reached,
+      systemMessages: kind === 'broadcast' ? pub.sent : 0,
     });
   }
   return s;

@@ -100,13 +100,15 @@ function renderSession() {
     ...(session?.topics ?? []).map((topic) => ({ topic, kind: 'initial' })),
     ...(herald?.topics ?? []).map((topic) => ({ topic, kind: 'subscribed' })),
   ];
-  ui.topics.replaceChildren(...items.map(({ topic, kind }) => {
-    const li = document.createElement('li');
-    li.dataset.topic = topic;
-    li.dataset.kind = kind;
-    li.textContent = topic;
-    return li;
-  }));
+  ui.topics.replaceChildren(
+    ...items.map(({ topic, kind }) => {
+      const li = document.createElement('li');
+      li.dataset.topic = topic;
+      li.dataset.kind = kind;
+      li.textContent = topic;
+      return li;
+    }),
+  );
 }
 
 function addNotification(n) {

@@ -48,7 +48,9 @@ export function createBackoff(o: BackoffOptions, random: () => number = Math.ran
 }
 
 export function checkBackoffOptions(o: BackoffOptions): void {
-  if (!(Number.isFinite(o.initialMs) && o.initialMs >= 0)) throw new RangeError(`backoff initialMs: expected a finite number >= 0, got ${o.initialMs}`);
-  if (!(Number.isFinite(o.maxMs) && o.maxMs >= o.initialMs)) throw new RangeError(`backoff maxMs: expected a finite number >= initialMs (${o.initialMs}), got ${o.maxMs}`);
+  if (!(Number.isFinite(o.initialMs) && o.initialMs >= 0))
+    throw new RangeError(`backoff initialMs: expected a finite number >= 0, got ${o.initialMs}`);
+  if (!(Number.isFinite(o.maxMs) && o.maxMs >= o.initialMs))
+    throw new RangeError(`backoff maxMs: expected a finite number >= initialMs (${o.initialMs}), got ${o.maxMs}`);
   if (!(Number.isFinite(o.factor) && o.factor >= 1)) throw new RangeError(`backoff factor: expected a finite number >= 1, got ${o.factor}`);
 }

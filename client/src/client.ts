@@ -2,26 +2,26 @@
 // any number of sockets. It owns at most one socket at a time; everything the app
 // asked for (topics, requests in the offline queue) outlives the socket and is replayed
 // on the next one. The pure parts live in backoff.ts, dedup.ts, requests.ts and resume.ts.
-import { backoffCap, createBackoff, type Backoff } from './backoff.js';
+import { type Backoff, backoffCap, createBackoff } from './backoff.js';
 import { createDedupWindow, type DedupWindow } from './dedup.js';
 import { Emitter } from './emitter.js';
 import {
   BEARER_PREFIX,
+  type ClientFrame,
   Close,
-  SUBPROTOCOL,
-  TOKEN_EXPIRED,
   decodeServerFrame,
   encodeClientFrame,
   isNotificationId,
   isTopic,
-  type ClientFrame,
   type Notification,
   type ResumedTopics,
   type ServerFrame,
   type Session,
+  SUBPROTOCOL,
+  TOKEN_EXPIRED,
 } from './protocol.js';
-import { HeraldError, createRequests, systemClock, type Clock, type Requests } from './requests.js';
-import { ResumeState, resumeFrames, type ResumeFrame } from './resume.js';
+import { type Clock, createRequests, HeraldError, type Requests, systemClock } from './requests.js';
+import { type ResumeFrame, ResumeState, resumeFrames } from './resume.js';
 
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket, Node 22's
@@ -268,7 +268,9 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
     const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (WS === undefined) {
-      throw new TypeError('HeraldClient: no global WebSocket (Node before 22); pass one: new HeraldClient({ WebSocket, … }) with `import WebSocket from \'ws\'`');
+      throw new TypeError(
+        "HeraldClient: no global WebSocket (Node before 22); pass one: new HeraldClient({ WebSocket, … }) with `import WebSocket from 'ws'`",
+      );
     }
     this.#url = options.url;
     this.#token = options.token;
@@ -331,7 +333,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Subscribes to a topic the token grants; re-subscribed after every reconnect until unsubscribe(). */
   async subscribe(topic: string): Promise<void> {
-    if (!isTopic(topic)) throw new HeraldError('invalid_argument', `subscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic (1-128 of [A-Za-z0-9:_.@-])`, { topic });
+    if (!isTopic(topic))
+      throw new HeraldError(
+        'invalid_argument',
+        `subscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic (1-128 of [A-Za-z0-9:_.@-])`,
+        { topic },
+      );
     this.#refuseIfClosed('subscribe');
     const had = this.#topics.has(topic);
     this.#topics.add(topic);
@@ -353,7 +360,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Unsubscribes (the topic is no longer re-subscribed, even if this request fails). Initial topics may be left too. */
   async unsubscribe(topic: string): Promise<void> {
-    if (!isTopic(topic)) throw new HeraldError('invalid_argument', `unsubscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic`, { topic });
+    if (!isTopic(topic))
+      throw new HeraldError('invalid_argument', `unsubscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic`, { topic });
     this.#dropTopic(topic);
     this.#refuseIfClosed('unsubscribe');
     try {
@@ -400,7 +408,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.#currentToken = token;
     for (const t of reply.revoked) this.#dropTopic(t);
     this.#scheduleReauth(reply.expiresAt);
-    const result: AuthResult = { expiresAt: reply.expiresAt, revoked: reply.revoked, ...(reply.topics !== undefined ? { topics: reply.topics } : {}) };
+    const result: AuthResult = {
+      expiresAt: reply.expiresAt,
+      revoked: reply.revoked,
+      ...(reply.topics !== undefined ? { topics: reply.topics } : {}),
+    };
     this.emit('reauth', result);
     return result;
   }
@@ -483,7 +495,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         return;
       case 'error':
         if (!this.#requests.settle(frame)) {
-          this.emit('error', new HeraldError(frame.code, frame.message, { sent: true, retryAfterMs: frame.retryAfterMs, reason: frame.reason }));
+          this.emit(
+            'error',
+            new HeraldError(frame.code, frame.message, { sent: true, retryAfterMs: frame.retryAfterMs, reason: frame.reason }),
+          );
         }
         return;
       case 'pong':
@@ -499,7 +514,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         return;
       default: {
         const never: never = frame;
-        return never;
+        throw new Error(`unhandled frame ${JSON.stringify(never)}`);
       }
     }
   }
@@ -610,7 +625,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       return;
     }
     this.#teardownConnection();
-    const detail = { reason, ...(info.local === true ? {} : { code: info.code }), ...(info.status !== undefined ? { status: info.status } : {}) };
+    const detail = {
+      reason,
+      ...(info.local === true ? {} : { code: info.code }),
+      ...(info.status !== undefined ? { status: info.status } : {}),
+    };
     if (info.code === Close.PolicyViolation) {
       // token_expired: the gateway closed an expired token's connection; come back at once with a fresh token.
       this.#scheduleRetry(detail, this.#takeFreshTokenRetry());
@@ -691,9 +710,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   #recover(gen: number, session: Session): void {
     const previous = this.#previous;
     const held = new Set([...session.topics, ...this.#topics]);
-    const plan = this.#o.resume && previous?.epoch !== undefined
-      ? this.#resume.plan(held, { coveredUntil: previous.coveredUntil, now: session.serverTime })
-      : undefined;
+    const plan =
+      this.#o.resume && previous?.epoch !== undefined
+        ? this.#resume.plan(held, { coveredUntil: previous.coveredUntil, now: session.serverTime })
+        : undefined;
     if (plan === undefined) this.#resume.restart();
     else for (const frame of resumeFrames(plan.epoch, plan.points)) this.#sendResume(gen, frame, 0);
     if (session.epoch !== undefined) this.#resume.noteEpoch(session.epoch);
@@ -708,13 +728,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         // The gateway could not read Redis (or we sent too fast): ask again, for the topics still unanswered.
         const cap = backoffCap(attempt, { initialMs: RESUME_RETRY_MS, maxMs: Math.max(RESUME_RETRY_MS, this.#o.backoffMaxMs), factor: 2 });
         const delay = err.retryAfterMs ?? Math.min(cap, this.#random() * cap);
-        const timer = this.#clock.setTimeout(() => {
-          this.#resumeTimers.delete(timer);
-          if (gen !== this.#generation) return;
-          const pending = this.#resume.pending;
-          const topics = Object.fromEntries(Object.entries(frame.topics).filter(([t]) => pending.has(t)));
-          if (Object.keys(topics).length > 0) this.#sendResume(gen, { ...frame, topics }, attempt + 1);
-        }, Math.min(MAX_TIMER_MS, delay));
+        const timer = this.#clock.setTimeout(
+          () => {
+            this.#resumeTimers.delete(timer);
+            if (gen !== this.#generation) return;
+            const pending = this.#resume.pending;
+            const topics = Object.fromEntries(Object.entries(frame.topics).filter(([t]) => pending.has(t)));
+            if (Object.keys(topics).length > 0) this.#sendResume(gen, { ...frame, topics }, attempt + 1);
+          },
+          Math.min(MAX_TIMER_MS, delay),
+        );
         this.#resumeTimers.add(timer);
         return;
       }
@@ -742,7 +765,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   async #getToken(): Promise<string> {
     const t = typeof this.#token === 'function' ? await this.#token() : this.#token;
-    if (typeof t !== 'string' || t === '') throw new HeraldError('token_error', 'token: the token source gave no token (expected a non-empty string)');
+    if (typeof t !== 'string' || t === '')
+      throw new HeraldError('token_error', 'token: the token source gave no token (expected a non-empty string)');
     return t;
   }
 
@@ -751,7 +775,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   }
 
   #checkNotificationId(what: string, id: string): void {
-    if (typeof id !== 'string' || !isNotificationId(id)) throw new HeraldError('invalid_argument', `${what}: a notification id is 1-128 characters`);
+    if (typeof id !== 'string' || !isNotificationId(id))
+      throw new HeraldError('invalid_argument', `${what}: a notification id is 1-128 characters`);
   }
 
   #setQuality(rttMs: number): void {
@@ -791,12 +816,15 @@ function settings(o: HeraldClientOptions): Settings {
 }
 
 function ms(name: string, v: number, zeroOk = false): number {
-  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0)) throw new RangeError(`HeraldClient ${name}: expected a number of ms ${zeroOk ? '>= 0' : '> 0'}, got ${v}`);
+  if (!Number.isFinite(v) || v < 0 || (!zeroOk && v === 0))
+    throw new RangeError(`HeraldClient ${name}: expected a number of ms ${zeroOk ? '>= 0' : '> 0'}, got ${v}`);
   return v;
 }
 
 function withTopic(e: HeraldError, topic: string): HeraldError {
-  return e.topic === undefined ? new HeraldError(e.code, e.message, { sent: e.sent, retryAfterMs: e.retryAfterMs, reason: e.reason, topic }) : e;
+  return e.topic === undefined
+    ? new HeraldError(e.code, e.message, { sent: e.sent, retryAfterMs: e.retryAfterMs, reason: e.reason, topic })
+    : e;
 }
 
 /** `exp` of a JWT in ms since the epoch, without verifying it (the gateway does that); undefined if unreadable. */

@@ -198,7 +198,11 @@ export function decodeServerFrame(text: string): ServerFrame | undefined {
       const entries = Object.entries(topics);
       if (!entries.every(([, v]) => isObj(v) && typeof v['recovered'] === 'boolean')) return undefined;
       // fromEntries defines each key: a topic named `__proto__` stays a plain key.
-      return { type, topics: Object.fromEntries(entries.map(([k, v]) => [k, { recovered: (v as Obj)['recovered'] as boolean }])), ...withId(o) };
+      return {
+        type,
+        topics: Object.fromEntries(entries.map(([k, v]) => [k, { recovered: (v as Obj)['recovered'] as boolean }])),
+        ...withId(o),
+      };
     }
     case 'error': {
       const { code, message, retryAfterMs, reason } = o;

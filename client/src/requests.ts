@@ -2,7 +2,7 @@
 // server echoes, one deadline per request, and the bounded queue of requests made
 // while there is no connection. No socket here: the client attaches a `send` function
 // when a connection is ready and detaches it when the connection is lost.
-import { REPLY_TYPE, type ClientFrame, type ReplyTypes, type RequestId, type ServerErrorCode, type ServerFrame } from './protocol.js';
+import { type ClientFrame, REPLY_TYPE, type ReplyTypes, type RequestId, type ServerErrorCode, type ServerFrame } from './protocol.js';
 
 /** Errors the client raises itself, beside the server's error codes. */
 export type ClientErrorCode =
@@ -121,8 +121,10 @@ interface Entry {
 }
 
 export function createRequests(o: RequestsOptions): Requests {
-  if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) throw new RangeError(`request timeout: expected a number of ms > 0, got ${o.timeoutMs}`);
-  if (!Number.isSafeInteger(o.maxQueue) || o.maxQueue < 0) throw new RangeError(`request queue: expected an integer >= 0, got ${o.maxQueue}`);
+  if (!(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0))
+    throw new RangeError(`request timeout: expected a number of ms > 0, got ${o.timeoutMs}`);
+  if (!Number.isSafeInteger(o.maxQueue) || o.maxQueue < 0)
+    throw new RangeError(`request queue: expected an integer >= 0, got ${o.maxQueue}`);
   const clock = o.clock ?? systemClock;
   const queue: Entry[] = [];
   const inFlight = new Map<RequestId, Entry>();
@@ -137,7 +139,12 @@ export function createRequests(o: RequestsOptions): Requests {
     if (i !== -1) queue.splice(i, 1);
   }
 
-  function fail(e: Entry, code: HeraldErrorCode, message: string, detail: { retryAfterMs?: number | undefined; reason?: string | undefined } = {}): void {
+  function fail(
+    e: Entry,
+    code: HeraldErrorCode,
+    message: string,
+    detail: { retryAfterMs?: number | undefined; reason?: string | undefined } = {},
+  ): void {
     finish(e);
     e.reject(new HeraldError(code, message, { sent: e.sent, ...detail }));
   }

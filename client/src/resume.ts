@@ -14,7 +14,7 @@
 // recovered: false although nothing was missed. A resume point sent but not answered
 // yet stays pending: it is sent again, unchanged, on the next connection, even if
 // newer notifications arrived meanwhile (the gap behind it is still open).
-import { isOffset, type ClientFrame } from './protocol.js';
+import { type ClientFrame, isOffset } from './protocol.js';
 
 /** Topics per `resume` frame: the gateway refuses more. */
 export const MAX_RESUME_TOPICS = 256;

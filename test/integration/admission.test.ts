@@ -3,12 +3,13 @@
 // a trusted proxy, and oversized requests refused before any JWT work. Each test
 // starts its own gateway with the one limit it exercises, so counts never mix.
 // Clients are spread over 127.0.0.x with ws's localAddress to get distinct addresses.
-import t, { type Test } from 'tap';
+
 import { connect as tcpConnect } from 'node:net';
+import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
-import { rawExchange, wsFrameText, type RawResponse } from '../support/fuzz.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { type RawResponse, rawExchange, wsFrameText } from '../support/fuzz.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { TEST_SECRET, token } from '../support/tokens.js';
@@ -84,38 +85,44 @@ async function refused(url: string, opts: AttemptOptions = {}): Promise<Refused>
 const admissionRefused = async (gw: GatewayProcess, reason: string) =>
   (await scrape(gw.http)).value('herald_admission_refused_total', { reason });
 
-t.test('with HERALD_MAX_CONNECTIONS=3 the fourth upgrade gets 503 too_many_connections with Retry-After, and a closed connection frees its place', async (t) => {
-  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS: '3' });
-  const clients = [
-    await connect(t, gw, 'a', { localAddress: '127.0.0.2' }),
-    await connect(t, gw, 'b', { localAddress: '127.0.0.3' }),
-    await connect(t, gw, 'c', { localAddress: '127.0.0.4' }),
-  ];
-  const r = await refused(gw.ws, { headers: await bearer('d'), localAddress: '127.0.0.5' });
-  t.equal(r.status, 503);
-  t.strictSame(r.body, { error: 'unavailable', reason: 'too_many_connections' });
-  t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
-  t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'counted once in herald_admission_refused_total');
+t.test(
+  'with HERALD_MAX_CONNECTIONS=3 the fourth upgrade gets 503 too_many_connections with Retry-After, and a closed connection frees its place',
+  async (t) => {
+    const gw = await gateway(t, { HERALD_MAX_CONNECTIONS: '3' });
+    const clients = [
+      await connect(t, gw, 'a', { localAddress: '127.0.0.2' }),
+      await connect(t, gw, 'b', { localAddress: '127.0.0.3' }),
+      await connect(t, gw, 'c', { localAddress: '127.0.0.4' }),
+    ];
+    const r = await refused(gw.ws, { headers: await bearer('d'), localAddress: '127.0.0.5' });
+    t.equal(r.status, 503);
+    t.strictSame(r.body, { error: 'unavailable', reason: 'too_many_connections' });
+    t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
+    t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'counted once in herald_admission_refused_total');
 
-  await clients[0]?.close();
-  await waitFor('the gateway to count 2 open connections', async () => (await scrape(gw.http)).value('herald_connections') === 2, 3000);
-  const d = await connect(t, gw, 'd', { localAddress: '127.0.0.5' });
-  t.equal(d.welcome.type, 'connected', 'a new client takes the released place');
-  t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'and was not refused');
-});
+    await clients[0]?.close();
+    await waitFor('the gateway to count 2 open connections', async () => (await scrape(gw.http)).value('herald_connections') === 2, 3000);
+    const d = await connect(t, gw, 'd', { localAddress: '127.0.0.5' });
+    t.equal(d.welcome.type, 'connected', 'a new client takes the released place');
+    t.equal(await admissionRefused(gw, 'too_many_connections'), 1, 'and was not refused');
+  },
+);
 
-t.test('with HERALD_MAX_CONNECTIONS_PER_IP=2 a third connection from one address gets 429 while another address still connects', async (t) => {
-  const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '2' });
-  await connect(t, gw, 'a1', { localAddress: '127.0.0.2' });
-  await connect(t, gw, 'a2', { localAddress: '127.0.0.2' });
-  const r = await refused(gw.ws, { headers: await bearer('a3'), localAddress: '127.0.0.2' });
-  t.equal(r.status, 429);
-  t.strictSame(r.body, { error: 'too_many_requests', reason: 'too_many_connections_from_address' });
-  t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
-  const other = await connect(t, gw, 'b1', { localAddress: '127.0.0.3' });
-  t.equal(other.welcome.type, 'connected', '127.0.0.3 is not affected');
-  t.equal(await admissionRefused(gw, 'too_many_connections_from_address'), 1);
-});
+t.test(
+  'with HERALD_MAX_CONNECTIONS_PER_IP=2 a third connection from one address gets 429 while another address still connects',
+  async (t) => {
+    const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '2' });
+    await connect(t, gw, 'a1', { localAddress: '127.0.0.2' });
+    await connect(t, gw, 'a2', { localAddress: '127.0.0.2' });
+    const r = await refused(gw.ws, { headers: await bearer('a3'), localAddress: '127.0.0.2' });
+    t.equal(r.status, 429);
+    t.strictSame(r.body, { error: 'too_many_requests', reason: 'too_many_connections_from_address' });
+    t.equal(r.headers['retry-after'], '1', 'Retry-After: 1');
+    const other = await connect(t, gw, 'b1', { localAddress: '127.0.0.3' });
+    t.equal(other.welcome.type, 'connected', '127.0.0.3 is not affected');
+    t.equal(await admissionRefused(gw, 'too_many_connections_from_address'), 1);
+  },
+);
 
 t.test('an upgrade refused for a bad token does not use up a place for its address', async (t) => {
   const gw = await gateway(t, { HERALD_MAX_CONNECTIONS_PER_IP: '2' });
@@ -131,23 +138,26 @@ t.test('an upgrade refused for a bad token does not use up a place for its addre
   t.equal(await admissionRefused(gw, 'too_many_connections_from_address'), 0);
 });
 
-t.test('with HERALD_UPGRADE_RATE_PER_IP=3 a burst of 5 from one address gets 429 upgrade_rate_exceeded for some, and another address is unaffected', async (t) => {
-  const gw = await gateway(t, { HERALD_UPGRADE_RATE_PER_IP: '3' });
-  const headers = await bearer('burst');
-  const results = await Promise.all(Array.from({ length: 5 }, () => attempt(gw.ws, { headers, localAddress: '127.0.0.2' })));
-  const ok = results.filter((r) => r.status === 101).length;
-  const limited = results.filter((r): r is Refused => r.status === 429);
-  // A burst of 3 is allowed; refilling at 3/s, a fourth could sneak in on a slow machine.
-  t.ok(ok >= 3 && ok <= 4, `3 (at most 4) of 5 upgrade, got ${ok}`);
-  t.equal(ok + limited.length, 5, 'every other attempt is a 429');
-  for (const r of limited) {
-    t.strictSame(r.body, { error: 'too_many_requests', reason: 'upgrade_rate_exceeded' });
-    t.equal(r.headers['retry-after'], '1');
-  }
-  t.equal(await admissionRefused(gw, 'upgrade_rate_exceeded'), limited.length, 'each refusal counted');
-  const other = await connect(t, gw, 'other', { localAddress: '127.0.0.3' });
-  t.equal(other.welcome.type, 'connected', '127.0.0.3 has its own bucket');
-});
+t.test(
+  'with HERALD_UPGRADE_RATE_PER_IP=3 a burst of 5 from one address gets 429 upgrade_rate_exceeded for some, and another address is unaffected',
+  async (t) => {
+    const gw = await gateway(t, { HERALD_UPGRADE_RATE_PER_IP: '3' });
+    const headers = await bearer('burst');
+    const results = await Promise.all(Array.from({ length: 5 }, () => attempt(gw.ws, { headers, localAddress: '127.0.0.2' })));
+    const ok = results.filter((r) => r.status === 101).length;
+    const limited = results.filter((r): r is Refused => r.status === 429);
+    // A burst of 3 is allowed; refilling at 3/s, a fourth could sneak in on a slow machine.
+    t.ok(ok >= 3 && ok <= 4, `3 (at most 4) of 5 upgrade, got ${ok}`);
+    t.equal(ok + limited.length, 5, 'every other attempt is a 429');
+    for (const r of limited) {
+      t.strictSame(r.body, { error: 'too_many_requests', reason: 'upgrade_rate_exceeded' });
+      t.equal(r.headers['retry-after'], '1');
+    }
+    t.equal(await admissionRefused(gw, 'upgrade_rate_exceeded'), limited.length, 'each refusal counted');
+    const other = await connect(t, gw, 'other', { localAddress: '127.0.0.3' });
+    t.equal(other.welcome.type, 'connected', '127.0.0.3 has its own bucket');
+  },
+);
 
 t.test('with HERALD_TRUST_PROXY=true the per-address cap follows the first X-Forwarded-For hop', async (t) => {
   const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
@@ -159,18 +169,21 @@ t.test('with HERALD_TRUST_PROXY=true the per-address cap follows the first X-For
   t.equal(r.body['reason'], 'too_many_connections_from_address');
 });
 
-t.test('IPv6 clients count by their /64 (HERALD_IPV6_PREFIX): a second address of the same /64 is over a per-address cap of 1', async (t) => {
-  // Behind a trusted proxy, so the test can choose IPv6 client addresses.
-  const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
-  await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
-  const r = await refused(gw.ws, { headers: { ...(await bearer('v6b')), 'x-forwarded-for': '2001:db8:1:2:ffff:ffff:ffff:b' } });
-  t.equal(r.status, 429, 'another address of 2001:db8:1:2::/64 is the same client');
-  t.equal(r.body['reason'], 'too_many_connections_from_address');
-  const next = await connect(t, gw, 'v6c', { headers: { 'x-forwarded-for': '2001:db8:1:3::a' } });
-  t.equal(next.welcome.type, 'connected', 'the next /64 is another client');
-  const v4 = await connect(t, gw, 'v4', { headers: { 'x-forwarded-for': '203.0.113.9' } });
-  t.equal(v4.welcome.type, 'connected', 'IPv4 addresses are unaffected');
-});
+t.test(
+  'IPv6 clients count by their /64 (HERALD_IPV6_PREFIX): a second address of the same /64 is over a per-address cap of 1',
+  async (t) => {
+    // Behind a trusted proxy, so the test can choose IPv6 client addresses.
+    const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1' });
+    await connect(t, gw, 'v6a', { headers: { 'x-forwarded-for': '2001:db8:1:2::a' } });
+    const r = await refused(gw.ws, { headers: { ...(await bearer('v6b')), 'x-forwarded-for': '2001:db8:1:2:ffff:ffff:ffff:b' } });
+    t.equal(r.status, 429, 'another address of 2001:db8:1:2::/64 is the same client');
+    t.equal(r.body['reason'], 'too_many_connections_from_address');
+    const next = await connect(t, gw, 'v6c', { headers: { 'x-forwarded-for': '2001:db8:1:3::a' } });
+    t.equal(next.welcome.type, 'connected', 'the next /64 is another client');
+    const v4 = await connect(t, gw, 'v4', { headers: { 'x-forwarded-for': '203.0.113.9' } });
+    t.equal(v4.welcome.type, 'connected', 'IPv4 addresses are unaffected');
+  },
+);
 
 t.test('with HERALD_IPV6_PREFIX=128 every IPv6 address is its own client', async (t) => {
   const gw = await gateway(t, { HERALD_TRUST_PROXY: 'true', HERALD_MAX_CONNECTIONS_PER_IP: '1', HERALD_IPV6_PREFIX: '128' });
@@ -237,7 +250,11 @@ t.test('oversized upgrade requests are refused before any token work, each with 
  * and whether the server closed the socket within a second (past the drop this uWS
  * build makes right after upgrading a Connection: close request, and the 400's close).
  */
-async function rawUpgrade(port: number, connection: string, authorization: string): Promise<{ response: RawResponse | undefined; closedByServer: boolean }> {
+async function rawUpgrade(
+  port: number,
+  connection: string,
+  authorization: string,
+): Promise<{ response: RawResponse | undefined; closedByServer: boolean }> {
   const head = Buffer.from(
     `GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: ${connection}\r\nUpgrade: websocket\r\n` +
       `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: ${authorization}\r\n\r\n`,
@@ -246,39 +263,45 @@ async function rawUpgrade(port: number, connection: string, authorization: strin
   if (r.socket === undefined) return { response: r.response, closedByServer: r.end !== 'deadline' };
   const socket = r.socket;
   // The server's FIN may have been read with the 101 already.
-  const closed = socket.readableEnded || socket.destroyed || await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), 1000);
-    const ended = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    socket.on('error', () => undefined); // a reset ends like a close: 'close' follows
-    socket.once('end', ended);
-    socket.once('close', ended);
-  });
+  const closed =
+    socket.readableEnded ||
+    socket.destroyed ||
+    (await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 1000);
+      const ended = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      socket.on('error', () => undefined); // a reset ends like a close: 'close' follows
+      socket.once('end', ended);
+      socket.once('close', ended);
+    }));
   socket.destroy();
   return { response: r.response, closedByServer: closed };
 }
 
-t.test('an upgrade whose Connection header does not list upgrade is refused with 400; the usual forms are upgraded and stay open', async (t) => {
-  const gw = await gateway(t, {});
-  const { authorization } = await bearer('conn');
-  for (const connection of ['close', 'keep-alive']) {
-    const r = await rawUpgrade(gw.port, connection, authorization);
-    t.equal(r.response?.status, 400, `Connection: ${connection} gets 400`);
-    t.equal(r.response?.body.toString(), '{"error":"bad_request","reason":"connection_not_upgrade"}');
-    t.ok(r.closedByServer, 'and the connection is closed after the reply');
-  }
-  for (const connection of ['Upgrade', 'keep-alive, Upgrade', 'upgrade']) {
-    const r = await rawUpgrade(gw.port, connection, authorization);
-    t.equal(r.response?.status, 101, `Connection: ${connection} is upgraded`);
-    t.match(r.response === undefined ? '' : wsFrameText(r.response.body), /"type":"connected"/, 'the connected frame arrives');
-    t.notOk(r.closedByServer, 'and the socket stays open');
-  }
-  const m = await scrape(gw.http);
-  t.equal(m.value('herald_admission_refused_total', { reason: 'connection_not_upgrade' }), 2);
-  t.equal(m.value('herald_connections_opened_total'), 3, 'only the three handshakes were upgraded');
-});
+t.test(
+  'an upgrade whose Connection header does not list upgrade is refused with 400; the usual forms are upgraded and stay open',
+  async (t) => {
+    const gw = await gateway(t, {});
+    const { authorization } = await bearer('conn');
+    for (const connection of ['close', 'keep-alive']) {
+      const r = await rawUpgrade(gw.port, connection, authorization);
+      t.equal(r.response?.status, 400, `Connection: ${connection} gets 400`);
+      t.equal(r.response?.body.toString(), '{"error":"bad_request","reason":"connection_not_upgrade"}');
+      t.ok(r.closedByServer, 'and the connection is closed after the reply');
+    }
+    for (const connection of ['Upgrade', 'keep-alive, Upgrade', 'upgrade']) {
+      const r = await rawUpgrade(gw.port, connection, authorization);
+      t.equal(r.response?.status, 101, `Connection: ${connection} is upgraded`);
+      t.match(r.response === undefined ? '' : wsFrameText(r.response.body), /"type":"connected"/, 'the connected frame arrives');
+      t.notOk(r.closedByServer, 'and the socket stays open');
+    }
+    const m = await scrape(gw.http);
+    t.equal(m.value('herald_admission_refused_total', { reason: 'connection_not_upgrade' }), 2);
+    t.equal(m.value('herald_connections_opened_total'), 3, 'only the three handshakes were upgraded');
+  },
+);
 
 /**
  * Sends `count` upgrade requests on one kept-alive TCP connection, each as soon as

@@ -3,16 +3,16 @@
 // the `connected` frame that opens every conversation.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type IncomingHttpHeaders, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request, type IncomingHttpHeaders } from 'node:http';
 import { SignJWT } from 'jose';
 import t from 'tap';
 import WebSocket from 'ws';
-import { TestClient, refusedUpgrade, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { type Frame, refusedUpgrade, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { scrape } from '../support/prometheus.js';
-import { token, unsignedToken, type TokenOptions } from '../support/tokens.js';
+import { type TokenOptions, token, unsignedToken } from '../support/tokens.js';
 
 const ISSUER = 'https://id.example.test';
 const AUDIENCE = 'herald-test';
@@ -21,12 +21,14 @@ const MAX_TOKEN_BYTES = 1024;
 // One gateway for most of the file: issuer and audience checks on, a small token
 // cap (so "too large" stays under uWS's header limit), and an Origin allowlist with
 // an exact rule and a wildcard rule.
-const gw = await startGateway(baseEnv({
-  HERALD_JWT_ISSUER: ISSUER,
-  HERALD_JWT_AUDIENCE: AUDIENCE,
-  HERALD_MAX_TOKEN_BYTES: String(MAX_TOKEN_BYTES),
-  HERALD_ALLOWED_ORIGINS: 'https://app.example.com,https://*.example.org',
-}));
+const gw = await startGateway(
+  baseEnv({
+    HERALD_JWT_ISSUER: ISSUER,
+    HERALD_JWT_AUDIENCE: AUDIENCE,
+    HERALD_MAX_TOKEN_BYTES: String(MAX_TOKEN_BYTES),
+    HERALD_ALLOWED_ORIGINS: 'https://app.example.com,https://*.example.org',
+  }),
+);
 t.teardown(() => gw.stop());
 
 /** Every token this file sends, so the last test can prove none reached a log line. */
@@ -131,7 +133,13 @@ t.test('token sources', async (t) => {
     const [a, b] = [await good({ sub: 'a' }), await good({ sub: 'b' })];
     const rows: Array<{ name: string; url: string; headers: Record<string, string>; protocols: string[]; sources: string }> = [
       { name: 'header and query', url: `${gw.ws}?token=${b}`, headers: bearer(a), protocols: [], sources: 'header,query' },
-      { name: 'subprotocol and cookie', url: gw.ws, headers: { cookie: `herald_token=${b}` }, protocols: ['herald.v1', `bearer.${a}`], sources: 'subprotocol,cookie' },
+      {
+        name: 'subprotocol and cookie',
+        url: gw.ws,
+        headers: { cookie: `herald_token=${b}` },
+        protocols: ['herald.v1', `bearer.${a}`],
+        sources: 'subprotocol,cookie',
+      },
       { name: 'two subprotocol entries', url: gw.ws, headers: {}, protocols: [`bearer.${a}`, `bearer.${b}`], sources: 'subprotocol' },
     ];
     for (const row of rows) {
@@ -139,7 +147,11 @@ t.test('token sources', async (t) => {
       const r = await refusedUpgrade(row.url, { headers: row.headers, protocols: row.protocols });
       t.equal(r.status, 401, row.name);
       t.same(r.body, { error: 'unauthorized', reason: 'conflicting_tokens' }, row.name);
-      t.equal((await scrape(gw.http)).value('herald_auth_failures_total', { reason: 'conflicting_tokens' }), before + 1, `${row.name}: counted`);
+      t.equal(
+        (await scrape(gw.http)).value('herald_auth_failures_total', { reason: 'conflicting_tokens' }),
+        before + 1,
+        `${row.name}: counted`,
+      );
       const line = await gw.waitForLog((l) => l.msg === 'upgrade refused' && l['source'] === row.sources);
       t.equal(line['reason'], 'conflicting_tokens', `${row.name}: logged with its sources`);
     }
@@ -188,8 +200,16 @@ t.test('a 100 KB token is refused with 401 token_too_large in every source, befo
     t.equal(r.status, 401, row.name);
     t.same(r.body, { error: 'unauthorized', reason: 'token_too_large' }, row.name);
     const after = await scrape(gw.http);
-    t.equal(after.value('herald_auth_failures_total', { reason: 'token_too_large' }), before.value('herald_auth_failures_total', { reason: 'token_too_large' }) + 1, `${row.name}: counted`);
-    t.equal(after.value('herald_auth_duration_seconds_count'), before.value('herald_auth_duration_seconds_count') + (row.verified ? 1 : 0), `${row.name}: verifier reached: ${row.verified}`);
+    t.equal(
+      after.value('herald_auth_failures_total', { reason: 'token_too_large' }),
+      before.value('herald_auth_failures_total', { reason: 'token_too_large' }) + 1,
+      `${row.name}: counted`,
+    );
+    t.equal(
+      after.value('herald_auth_duration_seconds_count'),
+      before.value('herald_auth_duration_seconds_count') + (row.verified ? 1 : 0),
+      `${row.name}: verifier reached: ${row.verified}`,
+    );
   }
   t.test('a long query without a token is still 414', async (t) => {
     const r = await refusedUpgrade(`${gw.ws}?pad=${'x'.repeat(100_000)}`, { headers: bearer(await good()) });
@@ -201,10 +221,22 @@ t.test('refusals', async (t) => {
   const OTHER_SECRET = 'another-secret-that-is-also-long-enough-for-hs256';
   const rows: Array<{ name: string; reason: string; headers: () => Promise<Record<string, string>> }> = [
     { name: 'no token at all', reason: 'missing_token', headers: async () => ({}) },
-    { name: 'a token signed with another secret', reason: 'invalid_signature', headers: async () => bearer(await good({}, { secret: OTHER_SECRET })) },
+    {
+      name: 'a token signed with another secret',
+      reason: 'invalid_signature',
+      headers: async () => bearer(await good({}, { secret: OTHER_SECRET })),
+    },
     { name: 'an expired token', reason: 'token_expired', headers: async () => bearer(await good({}, { expiresIn: -60 })) },
-    { name: 'a token whose nbf is an hour ahead', reason: 'token_not_yet_valid', headers: async () => bearer(await good({}, { notBefore: 3600 })) },
-    { name: 'an HS512 token when only HS256 is allowed', reason: 'algorithm_not_allowed', headers: async () => bearer(await good({}, { alg: 'HS512' })) },
+    {
+      name: 'a token whose nbf is an hour ahead',
+      reason: 'token_not_yet_valid',
+      headers: async () => bearer(await good({}, { notBefore: 3600 })),
+    },
+    {
+      name: 'an HS512 token when only HS256 is allowed',
+      reason: 'algorithm_not_allowed',
+      headers: async () => bearer(await good({}, { alg: 'HS512' })),
+    },
     {
       name: 'an alg:none token',
       reason: 'algorithm_not_allowed',
@@ -214,20 +246,44 @@ t.test('refusals', async (t) => {
         return bearer(jwt);
       },
     },
-    { name: 'a token from the wrong issuer', reason: 'invalid_claims', headers: async () => bearer(await good({}, { issuer: 'https://evil.example.test' })) },
-    { name: 'a token for the wrong audience', reason: 'invalid_claims', headers: async () => bearer(await good({}, { audience: 'someone-else' })) },
+    {
+      name: 'a token from the wrong issuer',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({}, { issuer: 'https://evil.example.test' })),
+    },
+    {
+      name: 'a token for the wrong audience',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({}, { audience: 'someone-else' })),
+    },
     {
       name: 'a token without sub',
       reason: 'invalid_claims',
       headers: async () => bearer(await token({}, { issuer: ISSUER, audience: AUDIENCE })),
     },
-    { name: 'a token whose sub breaks the topic grammar', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: 'alice smith' })) },
+    {
+      name: 'a token whose sub breaks the topic grammar',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({ sub: 'alice smith' })),
+    },
     { name: 'a token whose sub is empty', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: '' })) },
     // Would be subscribed to user:alice:billing, which a user:alice:* grant gives alice.
-    { name: 'a token whose sub contains a colon', reason: 'invalid_claims', headers: async () => bearer(await good({ sub: 'alice:billing' })) },
-    { name: 'a token with a role that contains a colon', reason: 'invalid_claims', headers: async () => bearer(await good({ roles: ['ops:eu'] })) },
+    {
+      name: 'a token whose sub contains a colon',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({ sub: 'alice:billing' })),
+    },
+    {
+      name: 'a token with a role that contains a colon',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({ roles: ['ops:eu'] })),
+    },
     { name: 'a token without exp', reason: 'invalid_claims', headers: async () => bearer(await good({}, { noExp: true })) },
-    { name: 'a token whose roles claim is not a string array', reason: 'invalid_claims', headers: async () => bearer(await good({ roles: 'admin' })) },
+    {
+      name: 'a token whose roles claim is not a string array',
+      reason: 'invalid_claims',
+      headers: async () => bearer(await good({ roles: 'admin' })),
+    },
     { name: 'a garbage token', reason: 'malformed_token', headers: async () => bearer('this-is-not-a-jwt') },
     { name: 'a token of three segments that are not JSON', reason: 'malformed_token', headers: async () => bearer('abc.def.ghi') },
     {

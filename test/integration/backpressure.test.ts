@@ -14,11 +14,11 @@
 // ~6 MB in all, and the paused client passes the limit part-way through the burst.
 import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
 const HEALTHY = 1000;
@@ -35,12 +35,14 @@ t.teardown(() => redis.close());
 const pub = redis.client();
 
 async function gateway(t: Test, closeOnBackpressure: boolean): Promise<GatewayProcess> {
-  const gw = await startGateway(baseEnv({
-    HERALD_REDIS_URL: redis.url,
-    HERALD_MAX_BACKPRESSURE_BYTES: '65536',
-    HERALD_CLOSE_ON_BACKPRESSURE: String(closeOnBackpressure),
-    HERALD_LOG_LEVEL: 'info', // debug would log 400 opens and closes per test
-  }));
+  const gw = await startGateway(
+    baseEnv({
+      HERALD_REDIS_URL: redis.url,
+      HERALD_MAX_BACKPRESSURE_BYTES: '65536',
+      HERALD_CLOSE_ON_BACKPRESSURE: String(closeOnBackpressure),
+      HERALD_LOG_LEVEL: 'info', // debug would log 400 opens and closes per test
+    }),
+  );
   t.teardown(() => gw.stop());
   await gw.waitForLog((l) => l.msg === 'redis subscription active');
   return gw;
@@ -99,53 +101,64 @@ const openConnections = async (gw: GatewayProcess) => (await scrape(gw.http)).va
 /** For failure messages: the gateway's closes by reason, and what the clients saw. */
 async function closedSoFar(gw: GatewayProcess, clients: Counted[]): Promise<string> {
   const m = await scrape(gw.http);
-  const reasons = m.samples.filter((s) => s.name === 'herald_connections_closed_total' && s.value > 0).map((s) => `${s.labels['reason']}=${s.value}`);
-  const seen = clients.filter((c) => c.client.ws.readyState !== c.client.ws.OPEN || c.errors.length > 0)
+  const reasons = m.samples
+    .filter((s) => s.name === 'herald_connections_closed_total' && s.value > 0)
+    .map((s) => `${s.labels['reason']}=${s.value}`);
+  const seen = clients
+    .filter((c) => c.client.ws.readyState !== c.client.ws.OPEN || c.errors.length > 0)
     .map((c) => `${c.client.welcome['userId']}: state ${c.client.ws.readyState} ${c.errors.map((e) => e.message).join(',')}`);
   return `${reasons.join(' ') || 'none'}; clients: ${seen.join('; ') || 'all open'}`;
 }
 
-t.test('a client that stops reading is closed once its backlog passes HERALD_MAX_BACKPRESSURE_BYTES, and 1,000 others receive every message', async (t) => {
-  const gw = await gateway(t, true);
-  const healthy = await connectMany(t, gw, HEALTHY, `h-${randomUUID().slice(0, 6)}`);
-  const slow = await counted(t, gw, `slow-${randomUUID().slice(0, 6)}`);
-  const slowSub = slow.client.welcome['userId'] as string;
-  t.equal(await openConnections(gw), HEALTHY + 1, `all open (closed so far: ${await closedSoFar(gw, [...healthy, slow])})`);
+t.test(
+  'a client that stops reading is closed once its backlog passes HERALD_MAX_BACKPRESSURE_BYTES, and 1,000 others receive every message',
+  async (t) => {
+    const gw = await gateway(t, true);
+    const healthy = await connectMany(t, gw, HEALTHY, `h-${randomUUID().slice(0, 6)}`);
+    const slow = await counted(t, gw, `slow-${randomUUID().slice(0, 6)}`);
+    const slowSub = slow.client.welcome['userId'] as string;
+    t.equal(await openConnections(gw), HEALTHY + 1, `all open (closed so far: ${await closedSoFar(gw, [...healthy, slow])})`);
 
-  slow.client.ws.pause(); // stops reading the socket: the kernel buffers fill, then uWS's
-  await burst(healthy, slowSub);
+    slow.client.ws.pause(); // stops reading the socket: the kernel buffers fill, then uWS's
+    await burst(healthy, slowSub);
 
-  await waitFor('the gateway to close the paused client', async () => {
-    if ((await openConnections(gw)) <= HEALTHY) return true;
-    // Loopback kernel buffers can absorb several MB before uWS's own backlog grows
-    // (more on a busy machine): keep the paused client's topic busy until it passes
-    // the limit, at most 300 fillers (the wait's bound).
-    await pub.publish(`notifications:user:${slowSub}`, JSON.stringify({ filler: FILLER }));
-    return false;
-  }, 30_000, 100);
-  t.equal(await openConnections(gw), HEALTHY, 'only the paused client was closed');
-  for (const [i, c] of healthy.entries()) {
-    if (c.seqs.size !== MESSAGES) t.fail(`healthy client ${i} got ${c.seqs.size} of ${MESSAGES}`);
-  }
-  t.pass(`all ${HEALTHY} healthy clients got all ${MESSAGES} messages`);
-  const m = await scrape(gw.http);
-  t.equal(m.value('herald_connections_closed_total', { reason: 'backpressure' }), 1, 'the close is counted with its own reason');
-  t.equal(m.value('herald_backpressure_closes_total'), 1, 'and in herald_backpressure_closes_total');
-  t.equal(m.value('herald_connections_closed_total', { reason: 'abnormal' }), 0, 'not as an anonymous 1006');
+    await waitFor(
+      'the gateway to close the paused client',
+      async () => {
+        if ((await openConnections(gw)) <= HEALTHY) return true;
+        // Loopback kernel buffers can absorb several MB before uWS's own backlog grows
+        // (more on a busy machine): keep the paused client's topic busy until it passes
+        // the limit, at most 300 fillers (the wait's bound).
+        await pub.publish(`notifications:user:${slowSub}`, JSON.stringify({ filler: FILLER }));
+        return false;
+      },
+      30_000,
+      100,
+    );
+    t.equal(await openConnections(gw), HEALTHY, 'only the paused client was closed');
+    for (const [i, c] of healthy.entries()) {
+      if (c.seqs.size !== MESSAGES) t.fail(`healthy client ${i} got ${c.seqs.size} of ${MESSAGES}`);
+    }
+    t.pass(`all ${HEALTHY} healthy clients got all ${MESSAGES} messages`);
+    const m = await scrape(gw.http);
+    t.equal(m.value('herald_connections_closed_total', { reason: 'backpressure' }), 1, 'the close is counted with its own reason');
+    t.equal(m.value('herald_backpressure_closes_total'), 1, 'and in herald_backpressure_closes_total');
+    t.equal(m.value('herald_connections_closed_total', { reason: 'abnormal' }), 0, 'not as an anonymous 1006');
 
-  slow.client.ws.resume();
-  const closed = await Promise.race([
-    slow.client.closed,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('paused client saw no close within 5 s')), 5000).unref()),
-  ]);
-  // The 1013 close frame queues behind a full backlog; by the time the client reads
-  // again uWS has usually shut the socket, so it sees 1006 (PROTOCOL.md says both).
-  t.ok(
-    (closed.code === 1013 && closed.reason === 'backpressure') || (closed.code === 1006 && closed.reason === ''),
-    `the paused client sees 1013 backpressure or 1006 once it reads again (saw ${closed.code} ${JSON.stringify(closed.reason)})`,
-  );
-  t.ok(slow.seqs.size < MESSAGES, `it got only what was buffered before the close (${slow.seqs.size} of ${MESSAGES})`);
-});
+    slow.client.ws.resume();
+    const closed = await Promise.race([
+      slow.client.closed,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('paused client saw no close within 5 s')), 5000).unref()),
+    ]);
+    // The 1013 close frame queues behind a full backlog; by the time the client reads
+    // again uWS has usually shut the socket, so it sees 1006 (PROTOCOL.md says both).
+    t.ok(
+      (closed.code === 1013 && closed.reason === 'backpressure') || (closed.code === 1006 && closed.reason === ''),
+      `the paused client sees 1013 backpressure or 1006 once it reads again (saw ${closed.code} ${JSON.stringify(closed.reason)})`,
+    );
+    t.ok(slow.seqs.size < MESSAGES, `it got only what was buffered before the close (${slow.seqs.size} of ${MESSAGES})`);
+  },
+);
 
 t.test('with HERALD_CLOSE_ON_BACKPRESSURE=false a client that stops reading stays connected and misses messages instead', async (t) => {
   const gw = await gateway(t, false);
@@ -161,24 +174,37 @@ t.test('with HERALD_CLOSE_ON_BACKPRESSURE=false a client that stops reading stay
   }
   t.pass(`all ${HEALTHY} healthy clients got all ${MESSAGES} messages`);
   t.equal(await openConnections(gw), HEALTHY + 1, 'the paused client is still connected');
-  await waitFor('herald_backpressured_connections to report the paused client', async () =>
-    (await scrape(gw.http)).value('herald_backpressured_connections') === 1, 5000, 100);
+  await waitFor(
+    'herald_backpressured_connections to report the paused client',
+    async () => (await scrape(gw.http)).value('herald_backpressured_connections') === 1,
+    5000,
+    100,
+  );
   t.pass('herald_backpressured_connections is 1 while it is stuck');
 
   slow.client.ws.resume();
   // Once it has drained its backlog it receives again: keep publishing a barrier to its
   // own topic until one arrives (barriers published while the backlog is full are skipped).
   const marker = randomUUID();
-  await waitFor('a barrier to reach the resumed client', async () => {
-    if (slow.barriers.has(marker)) return true;
-    await pub.publish(`notifications:user:${slowSub}`, JSON.stringify({ barrier: marker }));
-    return false;
-  }, 10_000, 100);
+  await waitFor(
+    'a barrier to reach the resumed client',
+    async () => {
+      if (slow.barriers.has(marker)) return true;
+      await pub.publish(`notifications:user:${slowSub}`, JSON.stringify({ barrier: marker }));
+      return false;
+    },
+    10_000,
+    100,
+  );
   t.equal(slow.client.ws.readyState, slow.client.ws.OPEN, 'the connection stayed open');
   t.ok(slow.seqs.size < MESSAGES, `it missed messages: got ${slow.seqs.size} of ${MESSAGES}`);
   t.equal(slow.errors.length, 0, 'no socket error');
-  await waitFor('herald_backpressured_connections back to 0', async () =>
-    (await scrape(gw.http)).value('herald_backpressured_connections') === 0, 5000, 100);
+  await waitFor(
+    'herald_backpressured_connections back to 0',
+    async () => (await scrape(gw.http)).value('herald_backpressured_connections') === 0,
+    5000,
+    100,
+  );
   t.pass('herald_backpressured_connections is 0 once it has caught up');
   t.equal((await scrape(gw.http)).value('herald_backpressure_closes_total'), 0, 'nothing was closed');
 

@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, chromium, type Page } from 'playwright-core';
 import t from 'tap';
-import { ROOT, baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { baseEnv, type GatewayProcess, ROOT, startGateway } from '../support/gateway.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
@@ -85,7 +85,10 @@ t.test('mark-read marks the item and reaches the herald:events stream', async (t
   await page.locator('#notifications li[data-id="n-1"][data-read="true"]').waitFor({ timeout: 10_000 });
   const entries = (await pub.xrange('herald:events', '-', '+')) as Array<[string, string[]]>;
   const fields = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
-  t.ok(fields.some((e) => e['type'] === 'mark_read' && e['notificationId'] === 'n-1' && e['userId'] === sub), 'a mark_read event for n-1 by maria');
+  t.ok(
+    fields.some((e) => e['type'] === 'mark_read' && e['notificationId'] === 'n-1' && e['userId'] === sub),
+    'a mark_read event for n-1 by maria',
+  );
 });
 
 t.test('the subscribe box subscribes to a granted topic, and its notifications arrive', async (t) => {
@@ -109,7 +112,8 @@ t.test('a gateway restart: the state turns to reconnecting, then open, and new n
   t.pass('a notification on the re-subscribed topic arrives after the restart');
 
   const dir = process.env['HERALD_SCREENSHOT'] !== undefined ? undefined : mkdtempSync(join(tmpdir(), 'herald-shot-'));
-  const file = process.env['HERALD_SCREENSHOT'] !== undefined ? resolve(ROOT, process.env['HERALD_SCREENSHOT']) : join(dir as string, 'demo.png');
+  const file =
+    process.env['HERALD_SCREENSHOT'] !== undefined ? resolve(ROOT, process.env['HERALD_SCREENSHOT']) : join(dir as string, 'demo.png');
   await page.screenshot({ path: file, fullPage: true });
   t.ok(statSync(file).size > 10_000, `screenshot written to ${file}`);
 });
@@ -131,7 +135,8 @@ t.test('the page connects only to its own origin: ?ws= naming another host is ig
   const violations: string[] = [];
   await other.exposeFunction('reportViolation', (v: string) => violations.push(v));
   await other.addInitScript({
-    content: "document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));",
+    content:
+      "document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(e.violatedDirective + ' ' + e.blockedURI));",
   });
   await other.goto(`http://127.0.0.1:${port}/demo?ws=ws://127.0.0.1:${evilPort}/ws#token=${jwt}`);
   await other.locator('#state[data-state="open"]').waitFor({ timeout: 15_000 });
@@ -152,7 +157,11 @@ t.test('the page connects only to its own origin: ?ws= naming another host is ig
     }
   }, `ws://127.0.0.1:${evilPort}/ws`);
   t.not(outcome, 'open', `a WebSocket to another host does not open (${outcome})`);
-  await waitFor('the CSP violation report', () => violations.some((v) => v.startsWith('connect-src') && v.includes(String(evilPort))), 5000);
+  await waitFor(
+    'the CSP violation report',
+    () => violations.some((v) => v.startsWith('connect-src') && v.includes(String(evilPort))),
+    5000,
+  );
   t.pass(`the CSP reported it: ${JSON.stringify(violations)}`);
   t.strictSame(sockets, [], 'the other host never saw a connection');
 });

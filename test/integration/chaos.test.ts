@@ -20,7 +20,10 @@ t.test('chaos: nothing lost without a signal, nothing shown twice', async (t) =>
     if (run.proc.exitCode === null) run.proc.kill('SIGKILL');
   });
   const { code } = await run.exited;
-  const line = run.stdout().split('\n').find((l) => l.startsWith('CHAOS '));
+  const line = run
+    .stdout()
+    .split('\n')
+    .find((l) => l.startsWith('CHAOS '));
   t.equal(code, 0, `the run completed with nothing lost or shown twice (exit 0); stderr: ${run.stderr().slice(-2000)}`);
   if (line === undefined) {
     t.fail('no CHAOS summary line');
@@ -28,7 +31,9 @@ t.test('chaos: nothing lost without a signal, nothing shown twice', async (t) =>
   }
   const s = JSON.parse(line.slice('CHAOS '.length)) as Record<string, unknown>;
   t.comment(`published ${s['published']}, confirmed ${s['confirmed']}, failed ${s['failed']}, heard by no gateway ${s['unheard']}`);
-  t.comment(`deliveries expected ${s['deliveriesExpected']}: lost ${s['lost']}, duplicated ${s['duplicated']}, unrecovered topics ${s['unrecoveredTopics']} (signalled ${s['lostButSignalled']})`);
+  t.comment(
+    `deliveries expected ${s['deliveriesExpected']}: lost ${s['lost']}, duplicated ${s['duplicated']}, unrecovered topics ${s['unrecoveredTopics']} (signalled ${s['lostButSignalled']})`,
+  );
   t.comment(`events: ${(s['events'] as string[]).join('; ')}`);
   t.equal((s['events'] as string[]).length, 4, 'all four faults happened');
   t.match((s['events'] as string[])[0], /\(a recorder\)$/, 'the killed worker held a recorder slot');

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { CLI, baseEnv, spawnNode, startGateway } from '../support/gateway.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, CLI, spawnNode, startGateway } from '../support/gateway.js';
 import { freePort } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
 import { TEST_SECRET, token } from '../support/tokens.js';
@@ -50,31 +50,34 @@ async function connect(t: Test, url: string, jwt: string): Promise<TestClient & 
   return c;
 }
 
-t.test('herald token prints a JWT signed with HERALD_JWT_SECRET carrying the sub, roles, topics and ttl asked for, and it connects', async (t) => {
-  const cwd = tempDir(t);
-  const args = ['token', '--sub', 'alice', '--roles', 'admin', '--topics', 'org:rio,feed:*', '--ttl', '60'];
-  const run = await cli(t, args, { ...PATH_ONLY, HERALD_JWT_SECRET: TEST_SECRET }, cwd);
-  const now = Math.floor(Date.now() / 1000);
-  t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'one compact JWT on one line');
-  const jwt = run.stdout.trim();
+t.test(
+  'herald token prints a JWT signed with HERALD_JWT_SECRET carrying the sub, roles, topics and ttl asked for, and it connects',
+  async (t) => {
+    const cwd = tempDir(t);
+    const args = ['token', '--sub', 'alice', '--roles', 'admin', '--topics', 'org:rio,feed:*', '--ttl', '60'];
+    const run = await cli(t, args, { ...PATH_ONLY, HERALD_JWT_SECRET: TEST_SECRET }, cwd);
+    const now = Math.floor(Date.now() / 1000);
+    t.equal(run.code, 0, run.stderr);
+    t.match(run.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'one compact JWT on one line');
+    const jwt = run.stdout.trim();
 
-  t.equal(decodeProtectedHeader(jwt).alg, 'HS256');
-  const { payload } = await jwtVerify(jwt, SECRET, { algorithms: ['HS256'] });
-  t.equal(payload.sub, 'alice');
-  t.same(payload['roles'], ['admin']);
-  t.same(payload['topics'], ['org:rio', 'feed:*']);
-  t.equal((payload.exp as number) - (payload.iat as number), 60, 'exp is iat + ttl');
-  t.ok(Math.abs((payload.exp as number) - (now + 60)) <= 5, `exp ${payload.exp} is about now + 60 (${now + 60})`);
+    t.equal(decodeProtectedHeader(jwt).alg, 'HS256');
+    const { payload } = await jwtVerify(jwt, SECRET, { algorithms: ['HS256'] });
+    t.equal(payload.sub, 'alice');
+    t.same(payload['roles'], ['admin']);
+    t.same(payload['topics'], ['org:rio', 'feed:*']);
+    t.equal((payload.exp as number) - (payload.iat as number), 60, 'exp is iat + ttl');
+    t.ok(Math.abs((payload.exp as number) - (now + 60)) <= 5, `exp ${payload.exp} is about now + 60 (${now + 60})`);
 
-  const gw = await startGateway(baseEnv());
-  t.teardown(() => gw.stop());
-  const c = await connect(t, gw.ws, jwt);
-  t.equal(c.welcome['userId'], 'alice');
-  t.same(c.welcome['topics'], ['user:alice', 'role:admin', 'system']);
-  t.same(await c.request({ type: 'subscribe', topic: 'feed:news', id: 1 }), { type: 'subscribed', topic: 'feed:news', id: 1 });
-  t.equal((await c.request({ type: 'subscribe', topic: 'org:elsewhere', id: 2 }))['code'], 'forbidden', 'only the topics asked for');
-});
+    const gw = await startGateway(baseEnv());
+    t.teardown(() => gw.stop());
+    const c = await connect(t, gw.ws, jwt);
+    t.equal(c.welcome['userId'], 'alice');
+    t.same(c.welcome['topics'], ['user:alice', 'role:admin', 'system']);
+    t.same(await c.request({ type: 'subscribe', topic: 'feed:news', id: 1 }), { type: 'subscribed', topic: 'feed:news', id: 1 });
+    t.equal((await c.request({ type: 'subscribe', topic: 'org:elsewhere', id: 2 }))['code'], 'forbidden', 'only the topics asked for');
+  },
+);
 
 t.test('herald token honours HERALD_JWT_ISSUER, HERALD_JWT_AUDIENCE and an HS algorithm from HERALD_JWT_ALGORITHMS', async (t) => {
   const cwd = tempDir(t);
@@ -113,28 +116,50 @@ t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected 
   const n = await c.next('notification');
   t.same([n['topic'], n['data']], ['user:alice', { title: 'hi' }]);
   const entries = await redis.client().xrange('herald:history:{user:alice}', '-', '+');
-  t.same(entries.map(([offset]) => offset), [n['offset']], 'recorded in the history in the same step');
+  t.same(
+    entries.map(([offset]) => offset),
+    [n['offset']],
+    'recorded in the history in the same step',
+  );
 
   const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words'], env, cwd);
   t.equal(text.code, 0, text.stderr);
   t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string');
   t.same(c.inbox, []);
 
-  t.test('it reads HERALD_NAMESPACE and HERALD_CHANNEL_PREFIX as the gateway does (a trailing newline from a mounted file included)', async (t) => {
-    const acme = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'acme', HERALD_CHANNEL_PREFIX: 'acme-notifications' }));
-    t.teardown(() => acme.stop());
-    await acme.waitForLog((l) => l.msg === 'redis subscription active');
-    const client = await connect(t, acme.ws, await token({ sub: 'alice' }));
-    const r = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"n":"acme"}'], {
-      ...PATH_ONLY, HERALD_REDIS_URL: `${redis.url}\n`, HERALD_NAMESPACE: 'acme\n', HERALD_CHANNEL_PREFIX: 'acme-notifications\n',
-    }, cwd);
-    t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /^published user:alice with acme_publish \(id \S+, offset \d+-\d+\)/);
-    t.same((await client.next('notification'))['data'], { n: 'acme' }, 'delivered by the acme deployment');
-    const bad = await cli(t, ['publish', '--topic', 'user:alice', '--data', '1'], { ...PATH_ONLY, HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'no-dashes' }, cwd);
-    t.equal(bad.code, 64, 'a namespace the gateway would refuse is a usage error');
-    t.match(bad.stderr, 'HERALD_NAMESPACE');
-  });
+  t.test(
+    'it reads HERALD_NAMESPACE and HERALD_CHANNEL_PREFIX as the gateway does (a trailing newline from a mounted file included)',
+    async (t) => {
+      const acme = await startGateway(
+        baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'acme', HERALD_CHANNEL_PREFIX: 'acme-notifications' }),
+      );
+      t.teardown(() => acme.stop());
+      await acme.waitForLog((l) => l.msg === 'redis subscription active');
+      const client = await connect(t, acme.ws, await token({ sub: 'alice' }));
+      const r = await cli(
+        t,
+        ['publish', '--topic', 'user:alice', '--data', '{"n":"acme"}'],
+        {
+          ...PATH_ONLY,
+          HERALD_REDIS_URL: `${redis.url}\n`,
+          HERALD_NAMESPACE: 'acme\n',
+          HERALD_CHANNEL_PREFIX: 'acme-notifications\n',
+        },
+        cwd,
+      );
+      t.equal(r.code, 0, r.stderr);
+      t.match(r.stdout, /^published user:alice with acme_publish \(id \S+, offset \d+-\d+\)/);
+      t.same((await client.next('notification'))['data'], { n: 'acme' }, 'delivered by the acme deployment');
+      const bad = await cli(
+        t,
+        ['publish', '--topic', 'user:alice', '--data', '1'],
+        { ...PATH_ONLY, HERALD_REDIS_URL: redis.url, HERALD_NAMESPACE: 'no-dashes' },
+        cwd,
+      );
+      t.equal(bad.code, 64, 'a namespace the gateway would refuse is a usage error');
+      t.match(bad.stderr, 'HERALD_NAMESPACE');
+    },
+  );
 
   t.test('with history off (no herald_publish function) it falls back to a plain PUBLISH', async (t) => {
     const bare = await startRedis();
@@ -152,7 +177,12 @@ t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected 
 
 t.test('herald publish with an unreachable HERALD_REDIS_URL fails with exit 1', async (t) => {
   const cwd = tempDir(t);
-  const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '1'], { ...PATH_ONLY, HERALD_REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, cwd);
+  const run = await cli(
+    t,
+    ['publish', '--topic', 'user:alice', '--data', '1'],
+    { ...PATH_ONLY, HERALD_REDIS_URL: `redis://127.0.0.1:${await freePort()}` },
+    cwd,
+  );
   t.equal(run.code, 1);
   t.match(run.stderr, /^herald: /);
 });
@@ -173,7 +203,12 @@ t.test('herald publish without HERALD_REDIS_URL goes through POST /publish with 
   t.equal(text.code, 0, text.stderr);
   t.equal((await c.next('notification'))['data'], 'plain words', 'text that is not JSON arrives as a string, as through Redis');
 
-  const wrong = await cli(t, ['publish', '--topic', 'user:alice', '--data', '"nope"', '--url', gw.http], { ...PATH_ONLY, HERALD_PUBLISH_KEY: 'wrong-key-0123456789abcdef' }, cwd);
+  const wrong = await cli(
+    t,
+    ['publish', '--topic', 'user:alice', '--data', '"nope"', '--url', gw.http],
+    { ...PATH_ONLY, HERALD_PUBLISH_KEY: 'wrong-key-0123456789abcdef' },
+    cwd,
+  );
   t.equal(wrong.code, 1);
   t.match(wrong.stderr, 'POST /publish answered 401');
   t.notOk(wrong.stderr.includes('wrong-key-0123456789abcdef'), 'the key is not printed');
@@ -218,19 +253,22 @@ t.test('usage errors exit 64 with the usage text', async (t) => {
   t.match(help.stdout, /usage:\n\s+herald token --sub/);
 });
 
-t.test('herald token with no secret and no .herald/dev.json fails naming HERALD_JWT_SECRET; with a dev.json it uses the dev secret', async (t) => {
-  const cwd = tempDir(t);
-  const run = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
-  t.not(run.code, 0);
-  t.match(run.stderr, /HERALD_JWT_SECRET is not set/);
-  t.equal(run.stdout, '', 'no token printed');
+t.test(
+  'herald token with no secret and no .herald/dev.json fails naming HERALD_JWT_SECRET; with a dev.json it uses the dev secret',
+  async (t) => {
+    const cwd = tempDir(t);
+    const run = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
+    t.not(run.code, 0);
+    t.match(run.stderr, /HERALD_JWT_SECRET is not set/);
+    t.equal(run.stdout, '', 'no token printed');
 
-  const devSecret = 'dev-secret-0123456789-0123456789-0123456789';
-  mkdirSync(join(cwd, '.herald'));
-  writeFileSync(join(cwd, '.herald', 'dev.json'), JSON.stringify({ jwtSecret: devSecret, publishKey: 'dev-publish-key-0123456789' }));
-  const dev = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
-  t.equal(dev.code, 0, dev.stderr);
-  t.match(dev.stderr, /HERALD_JWT_SECRET is not set; using the dev value from \.herald\/dev\.json/, 'and says so');
-  const { payload } = await jwtVerify(dev.stdout.trim(), new TextEncoder().encode(devSecret), { algorithms: ['HS256'] });
-  t.equal(payload.sub, 'alice');
-});
+    const devSecret = 'dev-secret-0123456789-0123456789-0123456789';
+    mkdirSync(join(cwd, '.herald'));
+    writeFileSync(join(cwd, '.herald', 'dev.json'), JSON.stringify({ jwtSecret: devSecret, publishKey: 'dev-publish-key-0123456789' }));
+    const dev = await cli(t, ['token', '--sub', 'alice'], PATH_ONLY, cwd);
+    t.equal(dev.code, 0, dev.stderr);
+    t.match(dev.stderr, /HERALD_JWT_SECRET is not set; using the dev value from \.herald\/dev\.json/, 'and says so');
+    const { payload } = await jwtVerify(dev.stdout.trim(), new TextEncoder().encode(devSecret), { algorithms: ['HS256'] });
+    t.equal(payload.sub, 'alice');
+  },
+);

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { HeraldClient, type HeraldClientOptions, type Notification, type Recovery, type StateChange } from '../../client/dist/index.js';
 import { TestClient } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
@@ -23,7 +23,12 @@ const port = await freePort();
 const env = baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_DEDUP_WINDOW_S: '0', HERALD_LOG_LEVEL: 'info' });
 
 async function up(g: GatewayProcess, times = 1): Promise<GatewayProcess> {
-  await waitFor(`the gateway's redis subscription (${times})`, () => g.logs.filter((l) => l.msg === 'redis subscription active').length >= times, 15_000, 10);
+  await waitFor(
+    `the gateway's redis subscription (${times})`,
+    () => g.logs.filter((l) => l.msg === 'redis subscription active').length >= times,
+    15_000,
+    10,
+  );
   return g;
 }
 let gw = await up(await startGateway(env));
@@ -32,7 +37,8 @@ t.teardown(() => gw.stop()); // whichever gateway is current at the end
 const uid = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
 
 /** A plain PUBLISH: recorded by a gateway, so only while one is up. */
-const publish = (topic: string, id: string, r = pub): Promise<number> => r.publish(`notifications:${topic}`, JSON.stringify({ id, title: id }));
+const publish = (topic: string, id: string, r = pub): Promise<number> =>
+  r.publish(`notifications:${topic}`, JSON.stringify({ id, title: id }));
 /** herald_publish: records in Redis itself, with or without a gateway. */
 const record = async (topic: string, id: string): Promise<void> => {
   await pub.call('FCALL', 'herald_publish', '1', topic, JSON.stringify({ id, title: id }));
@@ -81,7 +87,12 @@ class Recorder {
 
   readonly client: HeraldClient;
 
-  constructor(t: Test, readonly claims: { sub: string; topics?: string[] }, opts: Partial<HeraldClientOptions> = {}, url = gw.ws) {
+  constructor(
+    t: Test,
+    readonly claims: { sub: string; topics?: string[] },
+    opts: Partial<HeraldClientOptions> = {},
+    url = gw.ws,
+  ) {
     this.client = new HeraldClient({
       url,
       token: async () => {
@@ -123,7 +134,11 @@ class Recorder {
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`no ${what} within ${timeoutMs} ms; events: ${this.events.join(' | ')}; states: ${this.states.map((s) => `${s.state} ${s.reason}`).join(' | ')}`));
+        reject(
+          new Error(
+            `no ${what} within ${timeoutMs} ms; events: ${this.events.join(' | ')}; states: ${this.states.map((s) => `${s.state} ${s.reason}`).join(' | ')}`,
+          ),
+        );
       }, timeoutMs);
       this.#waiters.push(waiter);
       waiter();
@@ -140,7 +155,9 @@ class Recorder {
 
   /** Waits for a recovery event for each of `topics` past the first `from` ones. */
   recovered(topics: string[], from = 0): Promise<void> {
-    return this.until(`recovery of ${topics.join(', ')}`, () => topics.every((topic) => this.recoveries.slice(from).some((r) => r.topic === topic)));
+    return this.until(`recovery of ${topics.join(', ')}`, () =>
+      topics.every((topic) => this.recoveries.slice(from).some((r) => r.topic === topic)),
+    );
   }
 
   /** Cuts the socket from the network's side; the client cannot reconnect until `letBack()`. */
@@ -177,10 +194,21 @@ t.test('a gateway restart: what was published meanwhile arrives once, in order, 
   gw = await up(await startGateway(env));
 
   await c.recovered([user, org, 'system']);
-  t.same(c.recoveries, [user, 'system', org].map((topic) => ({ topic, recovered: true })), 'every held topic recovered, none false');
+  t.same(
+    c.recoveries,
+    [user, 'system', org].map((topic) => ({ topic, recovered: true })),
+    'every held topic recovered, none false',
+  );
   t.same(c.ids(), ['n-0', 'm-1', 'm-2', 'm-3', 'm-4', 'o-1', 'o-2'], 'each missed notification once, in order');
-  t.ok(c.notifications.slice(1).every((n) => n.replayed === true && n.epoch === c.notifications[0]?.epoch), 'replayed, in the same epoch');
-  t.equal(c.events.findIndex((e) => e.startsWith('recovery')), 7, 'the replays come before the recovery events');
+  t.ok(
+    c.notifications.slice(1).every((n) => n.replayed === true && n.epoch === c.notifications[0]?.epoch),
+    'replayed, in the same epoch',
+  );
+  t.equal(
+    c.events.findIndex((e) => e.startsWith('recovery')),
+    7,
+    'the replays come before the recovery events',
+  );
   t.equal(c.client.topics.length, 1);
 
   await publish(user, 'n-5');
@@ -202,8 +230,14 @@ t.test('a socket cut while the gateway stays up: plain PUBLISHes recorded meanwh
   c.letBack();
   await c.recovered([user, 'system']);
   t.same(c.ids(), ['n-0', 'p-1', 'p-2', 'p-3']);
-  t.same(c.notifications.slice(1).map((n) => n.replayed), [true, true, true]);
-  t.ok(c.recoveries.every((r) => r.recovered), 'recovered');
+  t.same(
+    c.notifications.slice(1).map((n) => n.replayed),
+    [true, true, true],
+  );
+  t.ok(
+    c.recoveries.every((r) => r.recovered),
+    'recovered',
+  );
 });
 
 t.test('a notification delivered live and then again in the replay is shown once', async (t) => {
@@ -227,10 +261,15 @@ t.test('a notification delivered live and then again in the replay is shown once
   await c.until('p-2 live', () => c.ids().includes('p-2'));
   TestSocket.release();
   await c.recovered([user, 'system']);
-  const sent = TestSocket.received.filter((f) => f['type'] === 'notification').map((f) => `${String(f['id'])}${f['replayed'] === true ? ' replayed' : ''}`);
+  const sent = TestSocket.received
+    .filter((f) => f['type'] === 'notification')
+    .map((f) => `${String(f['id'])}${f['replayed'] === true ? ' replayed' : ''}`);
   t.same(sent, ['p-2', 'p-1 replayed', 'p-2 replayed'], 'the gateway sent p-2 twice: live, then in the replay');
   t.same(c.ids(), ['n-0', 'p-2', 'p-1'], 'the app saw it once');
-  t.same(c.notifications.map((n) => n.replayed ?? false), [false, false, true]);
+  t.same(
+    c.notifications.map((n) => n.replayed ?? false),
+    [false, false, true],
+  );
   t.ok(c.recoveries.every((r) => r.recovered));
 });
 
@@ -259,8 +298,13 @@ t.test('after Redis lost its data (a new epoch) the client is told recovered: fa
   await c.cut();
   c.letBack();
   await c.until('the reconnect', () => c.opens() === 2);
-  await c.until('recovered false for every topic after the reconnect', () => topics.every((topic) => c.recoveries.slice(cutAt).some((r) => r.topic === topic && !r.recovered)));
-  t.ok(c.recoveries.every((r) => !r.recovered), `never true: ${JSON.stringify(c.recoveries)}`);
+  await c.until('recovered false for every topic after the reconnect', () =>
+    topics.every((topic) => c.recoveries.slice(cutAt).some((r) => r.topic === topic && !r.recovered)),
+  );
+  t.ok(
+    c.recoveries.every((r) => !r.recovered),
+    `never true: ${JSON.stringify(c.recoveries)}`,
+  );
   t.not(c.client.session?.epoch, before, 'the new connection names the new epoch');
   t.same(c.ids(), ['n-0'], 'nothing replayed');
 
@@ -274,39 +318,53 @@ t.test('after Redis lost its data (a new epoch) the client is told recovered: fa
   await waitFor('n-2 recorded', async () => (await historyLength(user, ownPub)) === 2);
   c.letBack();
   await c.recovered(topics, from);
-  t.same(c.recoveries.slice(from).map((r) => r.recovered), [true, true, true]);
+  t.same(
+    c.recoveries.slice(from).map((r) => r.recovered),
+    [true, true, true],
+  );
   t.same(c.ids(), ['n-0', 'n-1', 'n-2']);
 });
 
-t.test('a quiet topic held longer than the history TTL still recovers: the resume starts at the last frame, not the connection', async (t) => {
-  // Its own Redis: the function library carries the TTL of the gateway that loaded it last.
-  const own = await startRedis();
-  t.teardown(() => own.close());
-  const ownPub = own.client();
-  const g = await up(await startGateway(baseEnv({ HERALD_REDIS_URL: own.url, HERALD_HISTORY_TTL_S: '5', HERALD_LOG_LEVEL: 'info' })));
-  t.teardown(() => g.stop());
-  const sub = uid('quiet');
-  const [user, org] = [`user:${sub}`, `org:${sub}`];
-  const c = new Recorder(t, { sub, topics: [org] }, { pingIntervalMs: 1000 }, g.ws);
-  await c.until('open', () => c.opens() === 1);
-  await c.client.subscribe(org);
-  const first = c.client.session;
-  await new Promise((r) => setTimeout(r, 6500)); // quiet for longer than the TTL; pongs keep arriving
+t.test(
+  'a quiet topic held longer than the history TTL still recovers: the resume starts at the last frame, not the connection',
+  async (t) => {
+    // Its own Redis: the function library carries the TTL of the gateway that loaded it last.
+    const own = await startRedis();
+    t.teardown(() => own.close());
+    const ownPub = own.client();
+    const g = await up(await startGateway(baseEnv({ HERALD_REDIS_URL: own.url, HERALD_HISTORY_TTL_S: '5', HERALD_LOG_LEVEL: 'info' })));
+    t.teardown(() => g.stop());
+    const sub = uid('quiet');
+    const [user, org] = [`user:${sub}`, `org:${sub}`];
+    const c = new Recorder(t, { sub, topics: [org] }, { pingIntervalMs: 1000 }, g.ws);
+    await c.until('open', () => c.opens() === 1);
+    await c.client.subscribe(org);
+    const first = c.client.session;
+    await new Promise((r) => setTimeout(r, 6500)); // quiet for longer than the TTL; pongs keep arriving
 
-  // What resuming from the connection's start would get: the gateway cannot tell an
-  // expired history from a trimmed one.
-  const raw = await TestClient.connect(g.ws, { headers: { authorization: `Bearer ${await token({ sub, topics: [org] })}` } });
-  t.teardown(() => raw.close());
-  const answer = await raw.request({ type: 'resume', epoch: first?.epoch, topics: { [user]: { since: (first?.serverTime ?? 0) - 2000 } }, id: 1 });
-  t.same(answer['topics'], { [user]: { recovered: false } }, 'a point older than the TTL is refused');
-  await raw.close();
+    // What resuming from the connection's start would get: the gateway cannot tell an
+    // expired history from a trimmed one.
+    const raw = await TestClient.connect(g.ws, { headers: { authorization: `Bearer ${await token({ sub, topics: [org] })}` } });
+    t.teardown(() => raw.close());
+    const answer = await raw.request({
+      type: 'resume',
+      epoch: first?.epoch,
+      topics: { [user]: { since: (first?.serverTime ?? 0) - 2000 } },
+      id: 1,
+    });
+    t.same(answer['topics'], { [user]: { recovered: false } }, 'a point older than the TTL is refused');
+    await raw.close();
 
-  await c.cut();
-  await publish(org, 'q-1', ownPub);
-  await waitFor('q-1 recorded', async () => (await historyLength(org, ownPub)) === 1);
-  c.letBack();
-  await c.recovered([user, org, 'system']);
-  t.same(c.recoveries, [user, 'system', org].map((topic) => ({ topic, recovered: true })));
-  t.same(c.ids(), ['q-1']);
-  t.equal(c.notifications[0]?.replayed, true);
-});
+    await c.cut();
+    await publish(org, 'q-1', ownPub);
+    await waitFor('q-1 recorded', async () => (await historyLength(org, ownPub)) === 1);
+    c.letBack();
+    await c.recovered([user, org, 'system']);
+    t.same(
+      c.recoveries,
+      [user, 'system', org].map((topic) => ({ topic, recovered: true })),
+    );
+    t.same(c.ids(), ['q-1']);
+    t.equal(c.notifications[0]?.replayed, true);
+  },
+);

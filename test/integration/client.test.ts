@@ -6,14 +6,14 @@ import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import {
-  HeraldClient,
   type AuthResult,
+  HeraldClient,
   type HeraldClientOptions,
   type HeraldError,
   type Notification,
   type StateChange,
 } from '../../client/dist/index.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
@@ -95,7 +95,9 @@ class Recorder {
 }
 
 const brief = (s: StateChange): string =>
-  [s.state, s.reason, s.code, s.status, s.delayMs === undefined ? undefined : `+${Math.round(s.delayMs)}ms`].filter((x) => x !== undefined).join(' ');
+  [s.state, s.reason, s.code, s.status, s.delayMs === undefined ? undefined : `+${Math.round(s.delayMs)}ms`]
+    .filter((x) => x !== undefined)
+    .join(' ');
 
 type Claims = { sub: string; roles?: string[]; topics?: string[] };
 
@@ -137,7 +139,8 @@ t.test('notifications arrive as {topic, id, ts, data}; an id delivered twice, ev
   // The retry on the same topic is recorded once (history on), so never announced twice;
   // the copy on the role topic is another notification on another topic.
   t.equal(
-    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'), 3,
+    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'),
+    3,
     'the gateway sent three (its own dedup is off)',
   );
   t.equal(c.notifications.length, 2, 'the client showed two: the first copy and the marker');
@@ -153,52 +156,60 @@ t.test('subscribe resolves once the gateway confirms; a topic the token does not
   const c = connect(t, { sub, topics: [`org:${sub}`] });
   await c.state('open');
   await c.client.subscribe(`org:${sub}`);
-  await t.rejects(c.client.subscribe('org:someone-else'), { name: 'HeraldError', code: 'forbidden', topic: 'org:someone-else', sent: true });
+  await t.rejects(c.client.subscribe('org:someone-else'), {
+    name: 'HeraldError',
+    code: 'forbidden',
+    topic: 'org:someone-else',
+    sent: true,
+  });
   t.same(c.client.topics, [`org:${sub}`]);
   await publish(`org:${sub}`, { n: 1 });
   t.same((await c.notification((n) => n.topic === `org:${sub}`)).data, { n: 1 });
 });
 
-t.test('after a gateway restart on the same port the client reconnects by itself, re-subscribes, and sends an ack queued offline', async (t) => {
-  const sub = uid('restart');
-  const topic = `org:${sub}`;
-  const c = connect(t, { sub, topics: [topic] });
-  const first = await c.state('open');
-  await c.client.subscribe(topic);
-  await publish(topic, { n: 1 });
-  await c.notification((n) => n.topic === topic);
+t.test(
+  'after a gateway restart on the same port the client reconnects by itself, re-subscribes, and sends an ack queued offline',
+  async (t) => {
+    const sub = uid('restart');
+    const topic = `org:${sub}`;
+    const c = connect(t, { sub, topics: [topic] });
+    const first = await c.state('open');
+    await c.client.subscribe(topic);
+    await publish(topic, { n: 1 });
+    await c.notification((n) => n.topic === topic);
 
-  const from = c.states.length;
-  await gw.stop();
-  const down = await c.state('reconnecting', () => true, from);
-  t.same([down.code, down.reason], [1001, 'shutting_down'], 'graceful shutdown: 1001 shutting_down, and the client will come back');
-  t.not(c.client.state, 'open');
-  const notificationId = `n-${randomUUID()}`;
-  const acked = c.client.ack(notificationId); // no connection: waits in the queue
+    const from = c.states.length;
+    await gw.stop();
+    const down = await c.state('reconnecting', () => true, from);
+    t.same([down.code, down.reason], [1001, 'shutting_down'], 'graceful shutdown: 1001 shutting_down, and the client will come back');
+    t.not(c.client.state, 'open');
+    const notificationId = `n-${randomUUID()}`;
+    const acked = c.client.ack(notificationId); // no connection: waits in the queue
 
-  gw = await startShared();
-  const again = await c.state('open', () => true, from);
-  t.not(again.session?.connectionId, first.session?.connectionId, 'a new connection');
-  await acked;
-  const entries = await pub.xrange('herald:events', '-', '+');
-  const fields = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
-  const mine = fields.filter((f) => f['notificationId'] === notificationId);
-  t.equal(mine.length, 1, 'the queued ack reached the events stream once');
-  t.match(mine[0], { type: 'ack', userId: sub, connectionId: again.session?.connectionId });
+    gw = await startShared();
+    const again = await c.state('open', () => true, from);
+    t.not(again.session?.connectionId, first.session?.connectionId, 'a new connection');
+    await acked;
+    const entries = await pub.xrange('herald:events', '-', '+');
+    const fields = entries.map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])));
+    const mine = fields.filter((f) => f['notificationId'] === notificationId);
+    t.equal(mine.length, 1, 'the queued ack reached the events stream once');
+    t.match(mine[0], { type: 'ack', userId: sub, connectionId: again.session?.connectionId });
 
-  // The gateway handles a connection's frames in order, so once this pong is back the
-  // re-subscribe sent before it has been applied.
-  await c.client.ping();
-  t.same(c.client.topics, [topic]);
-  const marker = randomUUID();
-  await publish(topic, { marker });
-  const n = await c.notification((x) => (x.data as { marker?: string }).marker === marker);
-  t.equal(n.topic, topic, 'a notification on the re-subscribed topic arrives');
+    // The gateway handles a connection's frames in order, so once this pong is back the
+    // re-subscribe sent before it has been applied.
+    await c.client.ping();
+    t.same(c.client.topics, [topic]);
+    const marker = randomUUID();
+    await publish(topic, { marker });
+    const n = await c.notification((x) => (x.data as { marker?: string }).marker === marker);
+    t.equal(n.topic, topic, 'a notification on the re-subscribed topic arrives');
 
-  const m = await scrape(gw.http);
-  t.equal(m.value('herald_connections_opened_total'), 1, 'the restarted gateway saw exactly one connection from the client');
-  t.equal(m.value('herald_connections'), 1);
-});
+    const m = await scrape(gw.http);
+    t.equal(m.value('herald_connections_opened_total'), 1, 'the restarted gateway saw exactly one connection from the client');
+    t.equal(m.value('herald_connections'), 1);
+  },
+);
 
 t.test('an expired token refused with 401 at the upgrade: the token function is called again and the next attempt succeeds', async (t) => {
   const sub = uid('expired');
@@ -216,7 +227,11 @@ t.test('an expired token refused with 401 at the upgrade: the token function is 
   const c = new Recorder(client);
   await c.state('open');
   t.same(calls, ['expired', 'fresh']);
-  t.same(c.states.map(brief), ['connecting connect', 'reconnecting refused 1006 401 +0ms', 'open connected'], 'ws shows the 401; retried at once');
+  t.same(
+    c.states.map(brief),
+    ['connecting connect', 'reconnecting refused 1006 401 +0ms', 'open connected'],
+    'ws shows the 401; retried at once',
+  );
 });
 
 /**
@@ -242,21 +257,24 @@ class BrowserApiWebSocket {
   }
 }
 
-t.test('with only the browser WebSocket API, a 401 (seen as close 1006 before open) also gets one immediate retry with a fresh token', async (t) => {
-  const sub = uid('browser');
-  let calls = 0;
-  const client = new HeraldClient({
-    url: gw.ws,
-    token: () => token({ sub }, { expiresIn: ++calls === 1 ? -60 : 3600 }),
-    WebSocket: BrowserApiWebSocket,
-    backoffInitialMs: 5000,
-  });
-  t.teardown(() => client.close());
-  const c = new Recorder(client);
-  await c.state('open');
-  t.equal(calls, 2);
-  t.same(c.states.map(brief), ['connecting connect', 'reconnecting refused 1006 +0ms', 'open connected'], 'no status, same outcome');
-});
+t.test(
+  'with only the browser WebSocket API, a 401 (seen as close 1006 before open) also gets one immediate retry with a fresh token',
+  async (t) => {
+    const sub = uid('browser');
+    let calls = 0;
+    const client = new HeraldClient({
+      url: gw.ws,
+      token: () => token({ sub }, { expiresIn: ++calls === 1 ? -60 : 3600 }),
+      WebSocket: BrowserApiWebSocket,
+      backoffInitialMs: 5000,
+    });
+    t.teardown(() => client.close());
+    const c = new Recorder(client);
+    await c.state('open');
+    t.equal(calls, 2);
+    t.same(c.states.map(brief), ['connecting connect', 'reconnecting refused 1006 +0ms', 'open connected'], 'no status, same outcome');
+  },
+);
 
 t.test('a token that keeps being refused backs off after the one immediate retry', async (t) => {
   const sub = uid('refused');
@@ -276,11 +294,15 @@ t.test('a token that keeps being refused backs off after the one immediate retry
   await c.until('three failed attempts', c.states, () => c.states.filter((s) => s.state === 'reconnecting').length >= 3);
   const delays = c.states.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs ?? -1);
   t.equal(delays[0], 0, 'the first retry is immediate');
-  t.ok(delays.slice(1).every((d) => d >= 0 && d <= 200), `then jittered backoff within the cap: ${delays.join(', ')}`);
+  t.ok(
+    delays.slice(1).every((d) => d >= 0 && d <= 200),
+    `then jittered backoff within the cap: ${delays.join(', ')}`,
+  );
   t.ok(c.states.slice(1).every((s) => s.status === 401));
+  t.ok(calls >= 3, `a token was asked for before each attempt (${calls})`);
 });
 
-t.test('at its token\'s exp the gateway closes with 1008 token_expired, and the client comes back at once with a fresh token', async (t) => {
+t.test("at its token's exp the gateway closes with 1008 token_expired, and the client comes back at once with a fresh token", async (t) => {
   const sub = uid('exp');
   let calls = 0;
   const client = new HeraldClient({
@@ -313,12 +335,15 @@ t.test('reauthBeforeExpiryMs renews the token in place: the connection outlives 
   const open = await c.state('open');
   const firstExp = Date.now() + 3000;
   const renewed = await c.until('reauth', c.reauths, () => true);
-  t.ok(renewed.expiresAt > Date.now() + 3_000_000, 'the new expiry is the new token\'s');
+  t.ok(renewed.expiresAt > Date.now() + 3_000_000, "the new expiry is the new token's");
   t.same(renewed.revoked, []);
-  await waitFor('the first token to be past its exp and the gateway\'s 250 ms sweep', () => Date.now() > firstExp + 1000, 5000);
+  await waitFor("the first token to be past its exp and the gateway's 250 ms sweep", () => Date.now() > firstExp + 1000, 5000);
   await client.ping();
   t.equal(client.session?.connectionId, open.session?.connectionId, 'still the same connection');
-  t.same(c.states.map((s) => s.state), ['connecting', 'open']);
+  t.same(
+    c.states.map((s) => s.state),
+    ['connecting', 'open'],
+  );
 });
 
 t.test('reauth() with a token that no longer grants a topic: the topic is revoked and not re-subscribed', async (t) => {
@@ -349,8 +374,19 @@ t.test('a 1008 rate_limited close does not loop: state closed with the reason, r
   const sub = uid('flood');
   const c = connect(t, { sub }, { backoffInitialMs: 10, backoffMaxMs: 20 }, g.ws);
   await c.state('open'); // the ping at open is frame 1 of 3
-  const outcomes = await Promise.all(Array.from({ length: 8 }, () => c.client.ping().then(() => 'pong', (e: HeraldError) => e.code)));
-  t.same(outcomes, ['pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited', 'closed', 'closed', 'closed'], 'frames 1-3 answered, 4-6 refused, the 7th closes');
+  const outcomes = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      c.client.ping().then(
+        () => 'pong',
+        (e: HeraldError) => e.code,
+      ),
+    ),
+  );
+  t.same(
+    outcomes,
+    ['pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited', 'closed', 'closed', 'closed'],
+    'frames 1-3 answered, 4-6 refused, the 7th closes',
+  );
   const closed = await c.state('closed');
   t.same(closed, { state: 'closed', reason: 'rate_limited', code: 1008 });
   await t.rejects(c.client.ack('n-1'), { code: 'closed' });
@@ -391,47 +427,60 @@ class CountingWebSocket extends WebSocket {
   }
 }
 
-t.test('a frozen gateway (SIGSTOP): the missing pong triggers a reconnect, slow opens are given up one at a time, and one connection remains', async (t) => {
-  const g = await startGateway(baseEnv());
-  let frozen = false;
-  t.teardown(async () => {
-    if (frozen) g.proc.kill('SIGCONT');
-    await g.stop();
-  });
-  const sub = uid('frozen');
-  const c = connect(t, { sub }, {
-    WebSocket: CountingWebSocket,
-    pingIntervalMs: 200,
-    pongTimeoutMs: 600,
-    connectTimeoutMs: 800,
-    backoffInitialMs: 100,
-    backoffMaxMs: 300,
-  }, g.ws);
-  const first = await c.state('open');
+t.test(
+  'a frozen gateway (SIGSTOP): the missing pong triggers a reconnect, slow opens are given up one at a time, and one connection remains',
+  async (t) => {
+    const g = await startGateway(baseEnv());
+    let frozen = false;
+    t.teardown(async () => {
+      if (frozen) g.proc.kill('SIGCONT');
+      await g.stop();
+    });
+    const sub = uid('frozen');
+    const c = connect(
+      t,
+      { sub },
+      {
+        WebSocket: CountingWebSocket,
+        pingIntervalMs: 200,
+        pongTimeoutMs: 600,
+        connectTimeoutMs: 800,
+        backoffInitialMs: 100,
+        backoffMaxMs: 300,
+      },
+      g.ws,
+    );
+    const first = await c.state('open');
 
-  g.proc.kill('SIGSTOP');
-  frozen = true;
-  const from = c.states.length;
-  const lost = await c.state('reconnecting', () => true, from, 5000);
-  t.equal(lost.reason, 'pong_timeout', 'no pong within 600 ms: the connection is taken as dead');
-  // The kernel still accepts TCP connections for the frozen process, so the next
-  // upgrade hangs: the client must wait it out, give up, and only then try again.
-  const slow = await c.state('reconnecting', (s) => s.reason === 'connect_timeout', from, 5000);
-  t.ok(slow, 'a hanging upgrade is given up after connectTimeoutMs');
-  const madeWhileFrozen = CountingWebSocket.made;
-  t.ok(madeWhileFrozen >= 2, `sockets made so far: ${madeWhileFrozen}`);
-  t.equal(CountingWebSocket.maxLive, 1, 'never two sockets at once');
+    g.proc.kill('SIGSTOP');
+    frozen = true;
+    const from = c.states.length;
+    const lost = await c.state('reconnecting', () => true, from, 5000);
+    t.equal(lost.reason, 'pong_timeout', 'no pong within 600 ms: the connection is taken as dead');
+    // The kernel still accepts TCP connections for the frozen process, so the next
+    // upgrade hangs: the client must wait it out, give up, and only then try again.
+    const slow = await c.state('reconnecting', (s) => s.reason === 'connect_timeout', from, 5000);
+    t.ok(slow, 'a hanging upgrade is given up after connectTimeoutMs');
+    const madeWhileFrozen = CountingWebSocket.made;
+    t.ok(madeWhileFrozen >= 2, `sockets made so far: ${madeWhileFrozen}`);
+    t.equal(CountingWebSocket.maxLive, 1, 'never two sockets at once');
 
-  g.proc.kill('SIGCONT');
-  frozen = false;
-  const back = await c.state('open', () => true, from, 10_000);
-  t.not(back.session?.connectionId, first.session?.connectionId);
-  t.equal(CountingWebSocket.maxLive, 1, 'still never two sockets at once');
-  await waitFor('the gateway to hold only the live connection', async () => (await scrape(g.http)).value('herald_connections') === 1, 10_000, 50);
-  const m = await scrape(g.http);
-  t.equal(m.value('herald_connections'), 1);
-  t.equal(m.value('herald_connections_opened_total') - m.sum('herald_connections_closed_total'), 1);
-});
+    g.proc.kill('SIGCONT');
+    frozen = false;
+    const back = await c.state('open', () => true, from, 10_000);
+    t.not(back.session?.connectionId, first.session?.connectionId);
+    t.equal(CountingWebSocket.maxLive, 1, 'still never two sockets at once');
+    await waitFor(
+      'the gateway to hold only the live connection',
+      async () => (await scrape(g.http)).value('herald_connections') === 1,
+      10_000,
+      50,
+    );
+    const m = await scrape(g.http);
+    t.equal(m.value('herald_connections'), 1);
+    t.equal(m.value('herald_connections_opened_total') - m.sum('herald_connections_closed_total'), 1);
+  },
+);
 
 t.test('close() closes the connection normally and for good', async (t) => {
   const sub = uid('bye');
@@ -440,10 +489,19 @@ t.test('close() closes the connection normally and for good', async (t) => {
   const before = await scrape(gw.http);
   c.client.close();
   t.same(c.states.at(-1), { state: 'closed', reason: 'client_closed' });
-  await waitFor('the gateway to count the close', async () => {
-    const m = await scrape(gw.http);
-    return m.value('herald_connections_closed_total', { reason: 'normal' }) - before.value('herald_connections_closed_total', { reason: 'normal' }) === 1;
-  }, 5000, 25);
+  await waitFor(
+    'the gateway to count the close',
+    async () => {
+      const m = await scrape(gw.http);
+      return (
+        m.value('herald_connections_closed_total', { reason: 'normal' }) -
+          before.value('herald_connections_closed_total', { reason: 'normal' }) ===
+        1
+      );
+    },
+    5000,
+    25,
+  );
   t.equal(c.client.session, undefined);
   t.same(c.client.quality, { level: 'offline', rttMs: undefined });
 });

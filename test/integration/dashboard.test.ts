@@ -3,16 +3,29 @@
 // metric breaks this test, not an operator's dashboard.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import t from 'tap';
-import { ROOT, baseEnv, startGateway } from '../support/gateway.js';
+import { baseEnv, ROOT, startGateway } from '../support/gateway.js';
 
 const GRID_COLUMNS = 24;
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own ${...} variable syntax, not a template
 const DATASOURCE_UID = '${datasource}';
 
-interface GridPos { x: number; y: number; w: number; h: number }
-interface DataSourceRef { type?: string; uid?: string }
-interface Target { expr?: string; refId?: string; datasource?: DataSourceRef }
+interface GridPos {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+interface DataSourceRef {
+  type?: string;
+  uid?: string;
+}
+interface Target {
+  expr?: string;
+  refId?: string;
+  datasource?: DataSourceRef;
+}
 interface Panel {
   id?: unknown;
   type?: string;
@@ -23,7 +36,13 @@ interface Panel {
   panels?: Panel[];
   fieldConfig?: { defaults?: { unit?: string } };
 }
-interface Variable { name?: string; type?: string; query?: string | { query?: string }; datasource?: DataSourceRef; current?: { value?: unknown } }
+interface Variable {
+  name?: string;
+  type?: string;
+  query?: string | { query?: string };
+  datasource?: DataSourceRef;
+  current?: { value?: unknown };
+}
 interface Dashboard {
   __inputs?: { name?: string; type?: string; pluginId?: string }[];
   id?: unknown;
@@ -108,6 +127,7 @@ const referenced = [...new Set(expressions(dashboard).flatMap((e) => metricToken
 t.test('the dashboard asks for a Prometheus data source on import and has a title and uid', async (t) => {
   const input = (dashboard.__inputs ?? []).find((i) => i.name === 'DS_PROMETHEUS');
   t.same(input && { type: input.type, pluginId: input.pluginId }, { type: 'datasource', pluginId: 'prometheus' }, 'DS_PROMETHEUS input');
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own ${...} variable syntax, not a template
   t.ok(dashboardText.includes('${DS_PROMETHEUS}'), 'the input is used, so the chosen data source is applied');
   t.equal(dashboard.title, 'Herald');
   t.type(dashboard.uid, 'string');
@@ -119,12 +139,21 @@ t.test('the dashboard asks for a Prometheus data source on import and has a titl
 t.test('the dashboard has a data source variable defaulting to the imported one, and job and instance variables', async (t) => {
   const vars = new Map((dashboard.templating?.list ?? []).map((v) => [v.name, v]));
   const ds = vars.get('datasource');
-  t.same(ds && { type: ds.type, query: ds.query, value: ds.current?.value }, { type: 'datasource', query: 'prometheus', value: '${DS_PROMETHEUS}' });
+  t.same(ds && { type: ds.type, query: ds.query, value: ds.current?.value }, {
+    type: 'datasource',
+    query: 'prometheus',
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own ${...} variable syntax, not a template
+    value: '${DS_PROMETHEUS}',
+  });
   for (const name of ['job', 'instance']) {
     const v = vars.get(name);
     t.equal(v?.type, 'query', `${name} is a query variable`);
     t.equal(v?.datasource?.uid, DATASOURCE_UID, `${name} queries the chosen data source`);
-    t.match(v && variableQuery(v), new RegExp(`^label_values\\(herald_connections.*, ${name}\\)$`), `${name} lists values of herald_connections`);
+    t.match(
+      v && variableQuery(v),
+      new RegExp(`^label_values\\(herald_connections.*, ${name}\\)$`),
+      `${name} lists values of herald_connections`,
+    );
   }
 });
 
@@ -137,8 +166,11 @@ t.test('every panel has a unique id and a place on the 24-column grid, overlappi
   const placed: { title: string; g: GridPos }[] = [];
   for (const p of panels) {
     const g = p.gridPos ?? {};
-    const ok = [g.x, g.y, g.w, g.h].every((n) => Number.isInteger(n) && (n as number) >= 0)
-      && (g.w as number) >= 1 && (g.h as number) >= 1 && (g.x as number) + (g.w as number) <= GRID_COLUMNS;
+    const ok =
+      [g.x, g.y, g.w, g.h].every((n) => Number.isInteger(n) && (n as number) >= 0) &&
+      (g.w as number) >= 1 &&
+      (g.h as number) >= 1 &&
+      (g.x as number) + (g.w as number) <= GRID_COLUMNS;
     t.ok(ok, `panel "${p.title ?? '?'}" has a gridPos inside the grid: ${JSON.stringify(p.gridPos)}`);
     if (ok) placed.push({ title: p.title ?? '?', g: g as GridPos });
   }
@@ -165,7 +197,10 @@ t.test('every graph panel queries the chosen data source, sets a unit and filter
       t.ok(selectors.length > 0, `${name} ${tg.refId ?? '?'} queries a Herald metric`);
       for (const s of selectors) {
         const labels = s[1] ?? '';
-        t.ok(labels.includes('job=~"$job"') && labels.includes('instance=~"$instance"'), `${name}: ${s[0]} is filtered by $job and $instance`);
+        t.ok(
+          labels.includes('job=~"$job"') && labels.includes('instance=~"$instance"'),
+          `${name}: ${s[0]} is filtered by $job and $instance`,
+        );
       }
     }
   }
@@ -185,7 +220,16 @@ t.test('metrics on a running gateway', async (t) => {
 
   t.test('the export check reports series of no exported family', async (t) => {
     t.same(
-      unexported(['herald_delivery_latency_seconds_bucket', 'herald_auth_duration_seconds_count', 'herald_connections', 'herald_connections_bucket', 'herald_no_such_metric_total'], known),
+      unexported(
+        [
+          'herald_delivery_latency_seconds_bucket',
+          'herald_auth_duration_seconds_count',
+          'herald_connections',
+          'herald_connections_bucket',
+          'herald_no_such_metric_total',
+        ],
+        known,
+      ),
       ['herald_connections_bucket', 'herald_no_such_metric_total'],
     );
   });
@@ -195,9 +239,7 @@ t.test('metrics on a running gateway', async (t) => {
     t.ok(rows.has('herald_connections'), 'the README metrics table is found');
     const defaults = await defaultMetricNames();
     t.ok(defaults.has('herald_process_cpu_seconds_total'), 'default metric names are known');
-    const undocumented = referenced
-      .map((n) => familyOf(n, known))
-      .filter((n) => !defaults.has(n) && !rows.has(n));
+    const undocumented = referenced.map((n) => familyOf(n, known)).filter((n) => !defaults.has(n) && !rows.has(n));
     t.same([...new Set(undocumented)], [], 'metrics queried but not in the README table');
   });
 });

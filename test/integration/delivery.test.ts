@@ -6,7 +6,7 @@
 // when the barrier arrives nothing else may have.
 import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
+import { type Frame, TestClient } from '../support/client.js';
 import { baseEnv, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
@@ -17,10 +17,12 @@ const MAX_NOTIFICATION_BYTES = 1024;
 
 const redis = await startRedis();
 t.teardown(() => redis.close());
-const gw = await startGateway(baseEnv({
-  HERALD_REDIS_URL: redis.url,
-  HERALD_MAX_NOTIFICATION_BYTES: String(MAX_NOTIFICATION_BYTES),
-}));
+const gw = await startGateway(
+  baseEnv({
+    HERALD_REDIS_URL: redis.url,
+    HERALD_MAX_NOTIFICATION_BYTES: String(MAX_NOTIFICATION_BYTES),
+  }),
+);
 t.teardown(() => gw.stop());
 await gw.waitForLog((l) => l.msg === 'redis subscription active');
 const pub = redis.client();
@@ -71,7 +73,7 @@ t.test('a notification published on user:<sub> reaches that user with its topic,
   await barrier(t, alice, c);
 });
 
-t.test('user A never receives user B\'s notification', async (t) => {
+t.test("user A never receives user B's notification", async (t) => {
   const a = uid('a');
   const b = uid('b');
   const ca = await connect(t, { sub: a });
@@ -181,7 +183,8 @@ t.test('a channel whose topic breaks the grammar delivers nothing and counts as 
   const dropped = (m: typeof after) => m.value('herald_notifications_dropped_total', { reason: 'invalid_topic' });
   t.equal(dropped(after) - dropped(before), bad.length, 'each one is counted once');
   t.equal(
-    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'), 1,
+    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'),
+    1,
     'only the barrier was published',
   );
 });
@@ -222,7 +225,10 @@ t.test('payloads without an id are never deduplicated', async (t) => {
   for (const p of payloads) await publish(`user:${a}`, p);
   const got: Frame[] = [];
   for (const _ of payloads) got.push(await c.next('notification'));
-  t.same(got.map((f) => f['data']), [{ title: 'same' }, { title: 'same' }, 'plain text', 'plain text', { id: 7 }, { id: 7 }]);
+  t.same(
+    got.map((f) => f['data']),
+    [{ title: 'same' }, { title: 'same' }, 'plain text', 'plain text', { id: 7 }, { id: 7 }],
+  );
   t.equal(new Set(got.map((f) => f['id'])).size, payloads.length, 'each gets its own generated id');
   await barrier(t, a, c);
 });
@@ -254,7 +260,7 @@ t.test('JSON strings, arrays, numbers, booleans and null arrive as such', async 
   await barrier(t, a, c);
 });
 
-t.test('a payload\'s string id becomes the notification id; anything else gets a generated id', async (t) => {
+t.test("a payload's string id becomes the notification id; anything else gets a generated id", async (t) => {
   const a = uid('ids');
   const c = await connect(t, { sub: a });
   const own = `order-${randomUUID()}`;
@@ -323,7 +329,8 @@ t.test('every connection of one user receives the notification exactly once', as
   await barrier(t, a, ...clients);
   const after = await scrape(gw.http);
   t.equal(
-    after.value('herald_messages_sent_total') - before.value('herald_messages_sent_total'), 2 * clients.length,
+    after.value('herald_messages_sent_total') - before.value('herald_messages_sent_total'),
+    2 * clients.length,
     'the notification and the barrier, once per connection',
   );
 });

@@ -8,7 +8,7 @@ import t from 'tap';
 import { ConfigError } from '../../dist/config.js';
 import { loadDemoAssets } from '../../dist/demo.js';
 import { rawExchange } from '../support/fuzz.js';
-import { ROOT, baseEnv, spawnMain, startGateway } from '../support/gateway.js';
+import { baseEnv, ROOT, spawnMain, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 
 /** GET `path` exactly as written (no normalisation), over a raw socket. */
@@ -29,7 +29,11 @@ t.test('with HERALD_DEMO on, /demo serves the page, its script and the SDK modul
   const page = await get(`${gw.http}/demo`);
   t.equal(page.status, 200);
   t.equal(page.headers.get('content-type'), 'text/html; charset=utf-8');
-  t.equal(page.body, readFileSync(join(ROOT, 'client', 'demo', 'index.html'), 'utf8'), 'the page, byte for byte (HERALD_WS_PATH is the default /ws)');
+  t.equal(
+    page.body,
+    readFileSync(join(ROOT, 'client', 'demo', 'index.html'), 'utf8'),
+    'the page, byte for byte (HERALD_WS_PATH is the default /ws)',
+  );
   t.match(page.headers.get('content-security-policy'), /script-src 'self'/);
   // Sockets only to the page's own origin: a pasted token cannot be sent elsewhere.
   t.match(page.headers.get('content-security-policy'), /(?:^|; )connect-src 'self';/);
@@ -48,10 +52,23 @@ t.test('with HERALD_DEMO on, /demo serves the page, its script and the SDK modul
   // Each request line is sent as written, over a raw socket: fetch() (like a browser)
   // resolves `..` and `%2e%2e` before sending, so it could never send these.
   const rows = [
-    '/demo/nope.js', '/demo/sdk/index.d.ts', '/demo/sdk/.build-stamp', '/demo/index.html',
-    '/demo/sdk/../../package.json', '/demo/../package.json', '/demo/%2e%2e/package.json', '/demo/sdk/%2e%2e/%2e%2e/package.json',
-    '/demo/%2E%2E/%2E%2E/package.json', '/demo/..%2f..%2fpackage.json', '/demo/sdk/..%5c..%5cpackage.json', '/demo/sdk/..\\..\\package.json',
-    '/demo/sdk/%252e%252e/%252e%252e/package.json', '/demo/./demo.js', '/demo//demo.js', '/demo/sdk/index.js%00', '/demo/sdk/../../../../etc/passwd',
+    '/demo/nope.js',
+    '/demo/sdk/index.d.ts',
+    '/demo/sdk/.build-stamp',
+    '/demo/index.html',
+    '/demo/sdk/../../package.json',
+    '/demo/../package.json',
+    '/demo/%2e%2e/package.json',
+    '/demo/sdk/%2e%2e/%2e%2e/package.json',
+    '/demo/%2E%2E/%2E%2E/package.json',
+    '/demo/..%2f..%2fpackage.json',
+    '/demo/sdk/..%5c..%5cpackage.json',
+    '/demo/sdk/..\\..\\package.json',
+    '/demo/sdk/%252e%252e/%252e%252e/package.json',
+    '/demo/./demo.js',
+    '/demo//demo.js',
+    '/demo/sdk/index.js%00',
+    '/demo/sdk/../../../../etc/passwd',
   ];
   const pkg = readFileSync(join(ROOT, 'package.json'), 'utf8');
   for (const path of rows) {

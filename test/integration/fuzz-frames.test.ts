@@ -21,18 +21,40 @@
 // The rate limit is raised to 1,000 frames per connection per hour, so the schema and
 // dispatch, not the limit, get most frames; one batch in ten is long enough to be
 // rate limited and closed with 1008, which the oracle predicts too.
-import { isAfter } from '../../dist/offsets.js';
+
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
+import { isAfter } from '../../dist/offsets.js';
+import {
+  checkAlive,
+  checkNoLeak,
+  codePoints,
+  deathOf,
+  type FailureGate,
+  fuzzCheck,
+  fuzzSeed,
+  hostileString,
+  INVALID_UTF8,
+  isValidUtf8,
+  type J,
+  jsonPad,
+  lanes,
+  maybe,
+  memoryReport,
+  mutateBytes,
+  mutateText,
+  nested,
+  numberLiteral,
+  Obj,
+  Raw,
+  render,
+  textMutation,
+} from '../support/fuzz.js';
 import { baseEnv, startGateway } from '../support/gateway.js';
-import { INSPECTOR_ENV, memoryAfterGc, type Memory } from '../support/inspector.js';
+import { INSPECTOR_ENV, type Memory, memoryAfterGc } from '../support/inspector.js';
 import { waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
-import {
-  Obj, Raw, checkAlive, codePoints, deathOf, fuzzCheck, fuzzSeed, type FailureGate, hostileString, isValidUtf8, jsonPad, lanes, maybe, memoryReport, mutateBytes,
-  mutateText, nested, numberLiteral, render, checkNoLeak, textMutation, INVALID_UTF8, type J,
-} from '../support/fuzz.js';
 import { token } from '../support/tokens.js';
 
 const SEED = fuzzSeed(20_261_123);
@@ -43,26 +65,30 @@ const WINDOW_S = 3600; // longer than the file: a window never resets mid-batch
 const MAX_TOPICS = 8;
 const MIN_FRAMES = 100_000;
 
-const gw = await startGateway(baseEnv({
-  ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
-  HERALD_LOG_LEVEL: 'info',
-  HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
-  HERALD_RATE_LIMIT_MESSAGES: String(RATE),
-  HERALD_RATE_LIMIT_WINDOW_S: String(WINDOW_S),
-  HERALD_MAX_TOPICS_PER_CONNECTION: String(MAX_TOPICS),
-}));
+const gw = await startGateway(
+  baseEnv({
+    ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
+    HERALD_LOG_LEVEL: 'info',
+    HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
+    HERALD_RATE_LIMIT_MESSAGES: String(RATE),
+    HERALD_RATE_LIMIT_WINDOW_S: String(WINDOW_S),
+    HERALD_MAX_TOPICS_PER_CONNECTION: String(MAX_TOPICS),
+  }),
+);
 t.teardown(() => gw.stop());
 
 // The Redis-mode gateway for `resume` (history on, the defaults otherwise).
 const redis = await startRedis();
 t.teardown(() => redis.close());
 const PUBLISH_KEY = 'fuzz-frames-publish-key-0123456789';
-const rgw = await startGateway(baseEnv({
-  HERALD_LOG_LEVEL: 'info',
-  HERALD_REDIS_URL: redis.url,
-  HERALD_PUBLISH_KEY: PUBLISH_KEY,
-  HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
-}));
+const rgw = await startGateway(
+  baseEnv({
+    HERALD_LOG_LEVEL: 'info',
+    HERALD_REDIS_URL: redis.url,
+    HERALD_PUBLISH_KEY: PUBLISH_KEY,
+    HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD),
+  }),
+);
 t.teardown(() => rgw.stop());
 
 const SUB = 'fuzzer';
@@ -252,7 +278,10 @@ class ConnectionOracle {
         return { kind: 'auth', token: v['token'] as string, id };
       case 'resume':
         // Embedded mode: history off, every topic unrecovered, answered at once.
-        return { kind: 'reply', want: { fields: { type: 'resumed', topics: noneRecovered(v['topics'] as Record<string, unknown>), ...withId(id) } } };
+        return {
+          kind: 'reply',
+          want: { fields: { type: 'resumed', topics: noneRecovered(v['topics'] as Record<string, unknown>), ...withId(id) } },
+        };
       default: {
         // ack / mark_read, embedded mode: acknowledged (when they carry an id) and discarded.
         if (id === undefined) return { kind: 'none' };
@@ -280,12 +309,20 @@ class ConnectionOracle {
 /** JSON text with every object's keys sorted. */
 function canonical(v: unknown): string | undefined {
   if (!isPlainObject(v)) return Array.isArray(v) ? `[${v.map((x) => canonical(x) ?? 'null').join(',')}]` : JSON.stringify(v);
-  return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  return `{${Object.keys(v)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`)
+    .join(',')}}`;
 }
 
 /** Why `got` is not `want`, or undefined when it is. */
 function mismatch(want: Want, got: Record<string, unknown>, since: number): string | undefined {
-  const keys = [...Object.keys(want.fields), ...(want.ts ? ['ts'] : []), ...(want.message ? ['message'] : []), ...(want.retryAfterMs ? ['retryAfterMs'] : [])];
+  const keys = [
+    ...Object.keys(want.fields),
+    ...(want.ts ? ['ts'] : []),
+    ...(want.message ? ['message'] : []),
+    ...(want.retryAfterMs ? ['retryAfterMs'] : []),
+  ];
   const gotKeys = Object.keys(got);
   if (gotKeys.length !== keys.length || !keys.every((k) => Object.hasOwn(got, k))) {
     return `properties ${JSON.stringify(gotKeys)}, expected ${JSON.stringify(keys)}`;
@@ -293,14 +330,18 @@ function mismatch(want: Want, got: Record<string, unknown>, since: number): stri
   for (const [k, v] of Object.entries(want.fields)) {
     // Compared as JSON: the reply is JSON, so -0 arrives as 0 and 1.0 as 1. Key order
     // within an object (resumed's topics) carries no meaning.
-    if (canonical(v) !== canonical(got[k])) return `${k} is ${JSON.stringify(got[k])?.slice(0, 200)}, expected ${JSON.stringify(v)?.slice(0, 200)}`;
+    if (canonical(v) !== canonical(got[k]))
+      return `${k} is ${JSON.stringify(got[k])?.slice(0, 200)}, expected ${JSON.stringify(v)?.slice(0, 200)}`;
   }
   const ts = got['ts'];
-  if (want.ts && !(Number.isInteger(ts) && (ts as number) >= since - 1000 && (ts as number) <= Date.now() + 1000)) return `ts ${String(ts)} is not the server time in ms`;
+  if (want.ts && !(Number.isInteger(ts) && (ts as number) >= since - 1000 && (ts as number) <= Date.now() + 1000))
+    return `ts ${String(ts)} is not the server time in ms`;
   const message = got['message'];
-  if (want.message && !(typeof message === 'string' && message.length >= 1 && message.length <= 400)) return `message ${JSON.stringify(message)?.slice(0, 200)} is not 1-400 characters`;
+  if (want.message && !(typeof message === 'string' && message.length >= 1 && message.length <= 400))
+    return `message ${JSON.stringify(message)?.slice(0, 200)} is not 1-400 characters`;
   const retry = got['retryAfterMs'];
-  if (want.retryAfterMs && !(Number.isInteger(retry) && (retry as number) >= 1 && (retry as number) <= WINDOW_S * 1000)) return `retryAfterMs ${String(retry)} is not within the window`;
+  if (want.retryAfterMs && !(Number.isInteger(retry) && (retry as number) >= 1 && (retry as number) <= WINDOW_S * 1000))
+    return `retryAfterMs ${String(retry)} is not within the window`;
   return undefined;
 }
 
@@ -331,8 +372,29 @@ const topicValue: fc.Arbitrary<J> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.constantFrom(
-      ...BASE_TOPICS, 'org:rio', 'feed:x', 'feed:', 'a', 'org:other', 'user:other', 'role:admin', 'feed', 'b', '*', 'feed:*',
-      'x'.repeat(128), 'a'.repeat(128), 'a'.repeat(129), '', ' ', 'a b', 'usér', 'a\u0000', 'a\n', 'org:rio ', ' org:rio',
+      ...BASE_TOPICS,
+      'org:rio',
+      'feed:x',
+      'feed:',
+      'a',
+      'org:other',
+      'user:other',
+      'role:admin',
+      'feed',
+      'b',
+      '*',
+      'feed:*',
+      'x'.repeat(128),
+      'a'.repeat(128),
+      'a'.repeat(129),
+      '',
+      ' ',
+      'a b',
+      'usér',
+      'a\u0000',
+      'a\n',
+      'org:rio ',
+      ' org:rio',
     ),
   },
   // Granted by `a*` and `feed:*`: enough distinct ones to pass HERALD_MAX_TOPICS_PER_CONNECTION.
@@ -355,15 +417,33 @@ const typeValue: fc.Arbitrary<J> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      'PING', 'Ping', ' ping', 'ping ', 'ping\u0000', 'notification', 'connected', 'pong', 'error', 'subscribed', 'constructor',
-      '__proto__', 'toString', 'hasOwnProperty', 'valueOf', '', 'p'.repeat(10_000),
+      'PING',
+      'Ping',
+      ' ping',
+      'ping ',
+      'ping\u0000',
+      'notification',
+      'connected',
+      'pong',
+      'error',
+      'subscribed',
+      'constructor',
+      '__proto__',
+      'toString',
+      'hasOwnProperty',
+      'valueOf',
+      '',
+      'p'.repeat(10_000),
     ),
   },
   { weight: 1, arbitrary: hostileString({ maxLength: 40 }) },
   { weight: 1, arbitrary: oddValue },
 );
 
-const extraKey = fc.oneof(fc.constantFrom('extra', '__proto__', 'constructor', 'prototype', 'ID', 'Type', 'token', 'id ', ''), hostileString({ maxLength: 10 }));
+const extraKey = fc.oneof(
+  fc.constantFrom('extra', '__proto__', 'constructor', 'prototype', 'ID', 'Type', 'token', 'id ', ''),
+  hostileString({ maxLength: 10 }),
+);
 
 const epochValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 4, arbitrary: fc.stringMatching(/^[0-9a-f]{1,16}$/) },
@@ -377,8 +457,24 @@ const offsetValue: fc.Arbitrary<J> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.constantFrom(
-      '0-0', '999999999999999-999999999999999', '1000000000000000-0', '0-1000000000000000', '1-', '-1', '1', '1-0 ', ' 1-0',
-      '1-0\n', '1_0', '1--0', '1-0-0', '\u0661-\u0660', '0x1-0', '+1-0', '1e3-0', '',
+      '0-0',
+      '999999999999999-999999999999999',
+      '1000000000000000-0',
+      '0-1000000000000000',
+      '1-',
+      '-1',
+      '1',
+      '1-0 ',
+      ' 1-0',
+      '1-0\n',
+      '1_0',
+      '1--0',
+      '1-0-0',
+      '\u0661-\u0660',
+      '0x1-0',
+      '+1-0',
+      '1e3-0',
+      '',
     ),
   },
   { weight: 1, arbitrary: hostileString({ maxLength: 20 }) },
@@ -387,7 +483,10 @@ const offsetValue: fc.Arbitrary<J> = fc.oneof(
 
 const sinceValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 3, arbitrary: fc.maxSafeNat() },
-  { weight: 1, arbitrary: fc.constantFrom<J>(0, Date.now(), Date.now() + 3_600_000, -1, 1.5, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom<J>(0, Date.now(), Date.now() + 3_600_000, -1, 1.5, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1),
+  },
   { weight: 2, arbitrary: numberLiteral },
   { weight: 1, arbitrary: oddValue },
 );
@@ -396,8 +495,26 @@ const sinceValue: fc.Arbitrary<J> = fc.oneof(
 const pointValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 4, arbitrary: offsetValue.map((o) => new Obj([['offset', o]])) },
   { weight: 4, arbitrary: sinceValue.map((v) => new Obj([['since', v]])) },
-  { weight: 1, arbitrary: fc.tuple(offsetValue, sinceValue).map(([o, v]) => new Obj([['offset', o], ['since', v]])) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('offset', 'since'), oddValue, extraKey, oddValue).map(([k, v, x, y]) => new Obj([[k, v], [x, y]])) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(offsetValue, sinceValue).map(
+      ([o, v]) =>
+        new Obj([
+          ['offset', o],
+          ['since', v],
+        ]),
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom('offset', 'since'), oddValue, extraKey, oddValue).map(
+      ([k, v, x, y]) =>
+        new Obj([
+          [k, v],
+          [x, y],
+        ]),
+    ),
+  },
   { weight: 1, arbitrary: fc.constantFrom<J>(new Obj([]), null, [], 'offset', 1, new Obj([['Offset', '1-0']])) },
   { weight: 1, arbitrary: oddValue },
 );
@@ -412,10 +529,14 @@ const resumeKey: fc.Arbitrary<string> = fc.oneof(
 /** `resume` topics: a few entries (a key may repeat: JSON.parse keeps the last), or around the 256 limit, or not an object. */
 const topicsValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 8, arbitrary: fc.array(fc.tuple(resumeKey, pointValue), { maxLength: 8 }).map((e) => new Obj(e)) },
-  { weight: 1, arbitrary: fc.integer({ min: 255, max: 258 }).map((n) => new Obj(Array.from({ length: n }, (_, i): [string, J] => [`t${i}`, new Obj([['since', i]])]))) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .integer({ min: 255, max: 258 })
+      .map((n) => new Obj(Array.from({ length: n }, (_, i): [string, J] => [`t${i}`, new Obj([['since', i]])]))),
+  },
   { weight: 1, arbitrary: oddValue },
 );
-
 
 /**
  * A frame object, mostly valid; near-valid by a missing, stray, extra, repeated or
@@ -423,7 +544,7 @@ const topicsValue: fc.Arbitrary<J> = fc.oneof(
  * most of this test's own CPU time).
  */
 const frameObject: fc.Arbitrary<J> = fc.tuple(typeValue, fc.nat(99)).chain(([type, dice]) => {
-  const required = typeof type === 'string' ? FRAME_PROPS.get(type) ?? [] : [];
+  const required = typeof type === 'string' ? (FRAME_PROPS.get(type) ?? []) : [];
   // dice below 4 leaves the required property out; 5 and 6 add a stray one.
   const topic = required.includes('topic') ? dice >= 4 : dice === 5;
   const notificationId = required.includes('notificationId') ? dice >= 4 : dice === 6;
@@ -478,13 +599,27 @@ const deepFrame: fc.Arbitrary<J> = fc
       case 'top':
         return deep;
       case 'type':
-        return new Obj([['type', deep], ['id', 'deep']]);
+        return new Obj([
+          ['type', deep],
+          ['id', 'deep'],
+        ]);
       case 'id':
-        return new Obj([['type', 'ping'], ['id', deep]]);
+        return new Obj([
+          ['type', 'ping'],
+          ['id', deep],
+        ]);
       case 'topic':
-        return new Obj([['type', 'subscribe'], ['topic', deep], ['id', 7]]);
+        return new Obj([
+          ['type', 'subscribe'],
+          ['topic', deep],
+          ['id', 7],
+        ]);
       default:
-        return new Obj([['type', 'ping'], ['id', 'deep'], ['x', deep]]);
+        return new Obj([
+          ['type', 'ping'],
+          ['id', 'deep'],
+          ['x', deep],
+        ]);
     }
   });
 
@@ -520,16 +655,46 @@ const closingWire: fc.Arbitrary<Wire> = fc
     { weight: 6, arbitrary: mutatedText },
     {
       weight: 2,
-      arbitrary: fc.constantFrom('', ' ', '{', '}', 'ping', '{"type":"ping"', 'NaN', 'undefined', "{'type':'ping'}", '{"type":"ping",}', '[1,]', '01', '"\u0000"', '\ufeff{"type":"ping"}', '{"type":"ping"} trailing', '{"type":"ping"}{"type":"ping"}').map((s) => wire(Buffer.from(s), false)),
+      arbitrary: fc
+        .constantFrom(
+          '',
+          ' ',
+          '{',
+          '}',
+          'ping',
+          '{"type":"ping"',
+          'NaN',
+          'undefined',
+          "{'type':'ping'}",
+          '{"type":"ping",}',
+          '[1,]',
+          '01',
+          '"\u0000"',
+          '\ufeff{"type":"ping"}',
+          '{"type":"ping"} trailing',
+          '{"type":"ping"}{"type":"ping"}',
+        )
+        .map((s) => wire(Buffer.from(s), false)),
     },
     {
       weight: 3,
-      arbitrary: fc.tuple(fc.oneof(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), textWire(frameObject).map((w) => w.bytes)), fragments).map(([bytes, n]) => wire(bytes, true, n)),
+      arbitrary: fc
+        .tuple(
+          fc.oneof(
+            fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+            textWire(frameObject).map((w) => w.bytes),
+          ),
+          fragments,
+        )
+        .map(([bytes, n]) => wire(bytes, true, n)),
     },
     {
       weight: 4,
       arbitrary: fc
-        .tuple(textWire(fc.oneof(frameObject, nonObject)), fc.array(fc.record({ at: fc.nat(), bytes: fc.constantFrom(...INVALID_UTF8) }), { minLength: 1, maxLength: 3 }))
+        .tuple(
+          textWire(fc.oneof(frameObject, nonObject)),
+          fc.array(fc.record({ at: fc.nat(), bytes: fc.constantFrom(...INVALID_UTF8) }), { minLength: 1, maxLength: 3 }),
+        )
         .map(([w, muts]) => wire(mutateBytes(w.bytes, muts), false, w.fragments)),
     },
     {
@@ -572,7 +737,18 @@ const AUTH_FATES: ReadonlyMap<string, { reason: string } | { topics: string[]; r
 ]);
 
 const tokenValue: fc.Arbitrary<J> = fc.oneof(
-  fc.constantFrom<J>(TOKEN, SAME_USER_TOKEN, OTHER_TOKEN, EXPIRED_TOKEN, '', 'x', `${TOKEN}x`, TOKEN.slice(0, -1), 'a.b.c', 'x'.repeat(9000)),
+  fc.constantFrom<J>(
+    TOKEN,
+    SAME_USER_TOKEN,
+    OTHER_TOKEN,
+    EXPIRED_TOKEN,
+    '',
+    'x',
+    `${TOKEN}x`,
+    TOKEN.slice(0, -1),
+    'a.b.c',
+    'x'.repeat(9000),
+  ),
   hostileString({ maxLength: 40 }),
   oddValue,
 );
@@ -631,7 +807,9 @@ async function openOnce(url: string): Promise<Conn | string> {
   const welcome = new Promise<string>((resolve, reject) => {
     onWelcome = resolve;
     ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused with ${res.statusCode}`)));
-    ws.once('close', (code) => (code === 1006 ? onWelcome?.('dropped') : reject(new Error(`closed with ${code} before the connected frame`))));
+    ws.once('close', (code) =>
+      code === 1006 ? onWelcome?.('dropped') : reject(new Error(`closed with ${code} before the connected frame`)),
+    );
   });
   ws.on('message', (data: Buffer, isBinary) => {
     const text = isBinary ? `<binary ${data.length} bytes>` : data.toString();
@@ -656,7 +834,8 @@ async function openOnce(url: string): Promise<Conn | string> {
   // The drop follows the upgrade at once: a socket still open a moment later is past it.
   await orUndefined(closed, 5);
   if (isClosed && got.length === 0 && conn.ending.startsWith('closed 1006')) return `${conn.ending} (right after connected)`;
-  if ((JSON.parse(first) as { type?: unknown }).type !== 'connected') throw new Error(`the first frame is not connected: ${first.slice(0, 200)}`);
+  if ((JSON.parse(first) as { type?: unknown }).type !== 'connected')
+    throw new Error(`the first frame is not connected: ${first.slice(0, 200)}`);
   opened = Date.now();
   return {
     ws,
@@ -721,13 +900,20 @@ async function closeAndWait(c: Conn): Promise<void> {
 }
 
 const counts = {
-  frames: 0, batches: 0, rateLimited: 0, closed1008: 0, closers: new Map<string, number>(), auth: 0, authReplies: new Map<string, number>(),
+  frames: 0,
+  batches: 0,
+  rateLimited: 0,
+  closed1008: 0,
+  closers: new Map<string, number>(),
+  auth: 0,
+  authReplies: new Map<string, number>(),
   /** `resumed` answers in the embedded-mode batches. */
   resumed: 0,
   /** Fresh sockets uWS dropped right after the upgrade (see open), retried. */
   dropped: 0,
   /** Redis-mode resume frames by outcome: invalid, or the `recovered` values of their topics; and notifications replayed. */
-  redisResumes: new Map<string, number>(), replayed: 0,
+  redisResumes: new Map<string, number>(),
+  replayed: 0,
 };
 const bump = (m: Map<string, number>, k: string): void => {
   m.set(k, (m.get(k) ?? 0) + 1);
@@ -758,14 +944,18 @@ async function pipelined(frames: readonly Wire[]): Promise<void> {
     await c.until(wants.length, 15_000);
     if (close !== undefined) {
       const got = await orUndefined(c.closed, 10_000);
-      if (got?.code !== close.code || got.reason !== close.reason) throw new Error(`expected close ${close.code} ${close.reason}, got ${JSON.stringify(got)}`);
+      if (got?.code !== close.code || got.reason !== close.reason)
+        throw new Error(`expected close ${close.code} ${close.reason}, got ${JSON.stringify(got)}`);
       counts.closed1008++;
     }
     for (let i = 0; i < Math.max(wants.length, c.got.length); i++) {
       const w = wants[i];
       const text = c.got[i];
       if (w === undefined) throw new Error(`unexpected reply #${i}: ${text?.slice(0, 300)}`);
-      if (text === undefined) throw new Error(`no reply #${i} (of ${wants.length}) to ${show(w.wire)}; expected ${JSON.stringify(w.want.fields).slice(0, 300)}; socket ${c.ending() || 'open'}`);
+      if (text === undefined)
+        throw new Error(
+          `no reply #${i} (of ${wants.length}) to ${show(w.wire)}; expected ${JSON.stringify(w.want.fields).slice(0, 300)}; socket ${c.ending() || 'open'}`,
+        );
       const why = mismatch(w.want, JSON.parse(text) as Record<string, unknown>, c.opened);
       if (why !== undefined) throw new Error(`reply #${i} to ${show(w.wire)}: ${why}\n  got ${text.slice(0, 400)}`);
       if (w.want.retryAfterMs) counts.rateLimited++;
@@ -795,12 +985,16 @@ async function closing(prefix: readonly Wire[], closer: Wire): Promise<void> {
     counts.frames++;
     const got = await orUndefined(c.closed, 15_000);
     if (got?.code !== o.code || got.reason !== o.reason) {
-      throw new Error(`${show(closer)}: expected close ${o.code} ${JSON.stringify(o.reason)}, got ${JSON.stringify(got)}; replies ${JSON.stringify(c.got).slice(0, 300)}`);
+      throw new Error(
+        `${show(closer)}: expected close ${o.code} ${JSON.stringify(o.reason)}, got ${JSON.stringify(got)}; replies ${JSON.stringify(c.got).slice(0, 300)}`,
+      );
     }
     // uWS drops the TCP connection for 1006, so replies still queued may be lost with it:
     // those may arrive in part (in order); Herald's own closes come after every reply.
     if (c.got.length > wants.length || (o.code !== 1006 && c.got.length !== wants.length)) {
-      throw new Error(`before the close of ${show(closer)}: ${c.got.length} replies, expected ${wants.length}: ${JSON.stringify(c.got).slice(0, 300)}`);
+      throw new Error(
+        `before the close of ${show(closer)}: ${c.got.length} replies, expected ${wants.length}: ${JSON.stringify(c.got).slice(0, 300)}`,
+      );
     }
     c.got.forEach((text, i) => {
       const w = wants[i] as { want: Want; wire: Wire };
@@ -826,7 +1020,8 @@ function authMismatch(token: string, id: RequestId | undefined, got: Record<stri
   if (got['type'] !== 'authenticated') return `type ${String(got['type'])}, expected authenticated`;
   if (JSON.stringify(got['id']) !== JSON.stringify(id)) return `id ${JSON.stringify(got['id'])}, expected ${JSON.stringify(id)}`;
   const exp = got['expiresAt'];
-  if (!(Number.isInteger(exp) && (exp as number) > Date.now() && (exp as number) < Date.now() + 2 * 3600_000)) return `expiresAt ${String(exp)} is not the token's exp in ms`;
+  if (!(Number.isInteger(exp) && (exp as number) > Date.now() && (exp as number) < Date.now() + 2 * 3600_000))
+    return `expiresAt ${String(exp)} is not the token's exp in ms`;
   const sameSet = (a: unknown, b: string[]): boolean => Array.isArray(a) && a.length === b.length && b.every((x) => a.includes(x));
   if (!sameSet(got['topics'], fate.topics)) return `topics ${JSON.stringify(got['topics'])}, expected ${JSON.stringify(fate.topics)}`;
   if (!sameSet(got['revoked'], fate.revoked)) return `revoked ${JSON.stringify(got['revoked'])}, expected ${JSON.stringify(fate.revoked)}`;
@@ -848,13 +1043,19 @@ async function auth(w: Wire): Promise<void> {
     const text = c.got[0];
     if (text === undefined) throw new Error(`no reply to ${show(w)}; socket ${c.ending() || 'open'}`);
     const reply = JSON.parse(text) as Record<string, unknown>;
-    const why = o.kind === 'auth' ? authMismatch(o.token, o.id, reply, c.opened) : o.kind === 'reply' ? mismatch(o.want, reply, c.opened) : `generator bug: ${o.kind}`;
+    const why =
+      o.kind === 'auth'
+        ? authMismatch(o.token, o.id, reply, c.opened)
+        : o.kind === 'reply'
+          ? mismatch(o.want, reply, c.opened)
+          : `generator bug: ${o.kind}`;
     if (why !== undefined) throw new Error(`reply to ${show(w)}: ${why}\n  got ${text.slice(0, 400)}`);
     send(c.ws, BARRIER);
     counts.frames++;
     await c.until(2, 10_000);
     const pong = JSON.parse(c.got[1] ?? '{}') as Record<string, unknown>;
-    if (pong['type'] !== 'pong' || pong['id'] !== 'barrier' || c.got.length !== 2) throw new Error(`after ${show(w)}: ${JSON.stringify(c.got.slice(1)).slice(0, 300)}`);
+    if (pong['type'] !== 'pong' || pong['id'] !== 'barrier' || c.got.length !== 2)
+      throw new Error(`after ${show(w)}: ${JSON.stringify(c.got.slice(1)).slice(0, 300)}`);
     const key = reply['type'] === 'error' ? `${String(reply['code'])} ${String(reply['reason'] ?? '')}`.trim() : String(reply['type']);
     counts.authReplies.set(key, (counts.authReplies.get(key) ?? 0) + 1);
     counts.auth++;
@@ -883,7 +1084,8 @@ await recorder.until(5, 10_000);
 const recorded = recorder.got.map((text) => JSON.parse(text) as Record<string, unknown>);
 const EPOCH = recorded[0]?.['epoch'];
 for (const n of recorded) RECORDED_OFFSETS.push(String(n['offset']));
-if (typeof EPOCH !== 'string' || recorded.length !== 5) throw new Error(`no epoch from the recorded notifications: ${JSON.stringify(recorded).slice(0, 300)}`);
+if (typeof EPOCH !== 'string' || recorded.length !== 5)
+  throw new Error(`no epoch from the recorded notifications: ${JSON.stringify(recorded).slice(0, 300)}`);
 await closeAndWait(recorder);
 
 /** Resume frames aimed at the history: mostly the real epoch, held topics, real offsets and times around now. */
@@ -902,7 +1104,10 @@ const redisResumeWire: fc.Arbitrary<Wire> = textWire(
                   fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...BASE_TOPICS) }, { weight: 2, arbitrary: resumeKey }),
                   fc.oneof(
                     { weight: 3, arbitrary: fc.constantFrom(...RECORDED_OFFSETS, '0-0', '1-0').map((o) => new Obj([['offset', o]])) },
-                    { weight: 3, arbitrary: fc.constantFrom(0, Date.now() - 60_000, Date.now() + 60_000).map((v) => new Obj([['since', v]])) },
+                    {
+                      weight: 3,
+                      arbitrary: fc.constantFrom(0, Date.now() - 60_000, Date.now() + 60_000).map((v) => new Obj([['since', v]])),
+                    },
                     { weight: 2, arbitrary: pointValue },
                   ),
                 ),
@@ -943,12 +1148,14 @@ async function resumeInRedis(w: Wire): Promise<void> {
     send(c.ws, BARRIER);
     counts.frames += 2;
     const parsed = (): Array<Record<string, unknown>> => c.got.map((text) => JSON.parse(text) as Record<string, unknown>);
-    const answered = (): boolean => parsed().some((f) => f['type'] === 'pong') && parsed().some((f) => f['type'] === 'resumed' || f['type'] === 'error');
+    const answered = (): boolean =>
+      parsed().some((f) => f['type'] === 'pong') && parsed().some((f) => f['type'] === 'resumed' || f['type'] === 'error');
     const deadline = Date.now() + 10_000;
     while (!answered() && Date.now() < deadline) await c.until(c.got.length + 1, deadline - Date.now());
     const frames = parsed();
     const pongs = frames.filter((f) => f['type'] === 'pong');
-    if (pongs.length !== 1 || pongs[0]?.['id'] !== 'barrier') throw new Error(`${show(w)}: expected one barrier pong, got ${JSON.stringify(frames).slice(0, 400)}; socket ${c.ending() || 'open'}`);
+    if (pongs.length !== 1 || pongs[0]?.['id'] !== 'barrier')
+      throw new Error(`${show(w)}: expected one barrier pong, got ${JSON.stringify(frames).slice(0, 400)}; socket ${c.ending() || 'open'}`);
     const rest = frames.filter((f) => f['type'] !== 'pong');
     if (o.want.fields['type'] !== 'resumed') {
       const why = rest.length === 1 ? mismatch(o.want, rest[0] as Record<string, unknown>, c.opened) : `${rest.length} answers`;
@@ -956,28 +1163,41 @@ async function resumeInRedis(w: Wire): Promise<void> {
       bump(counts.redisResumes, 'invalid');
       return;
     }
-    const request = (JSON.parse(w.bytes.toString()) as { epoch: string; topics: Record<string, unknown>; id?: unknown });
+    const request = JSON.parse(w.bytes.toString()) as { epoch: string; topics: Record<string, unknown>; id?: unknown };
     const resumed = rest[rest.length - 1];
-    if (resumed?.['type'] !== 'resumed') throw new Error(`${show(w)}: the last answer is not resumed: ${JSON.stringify(rest).slice(0, 400)}`);
-    if (JSON.stringify(resumed['id']) !== JSON.stringify(o.want.fields['id'])) throw new Error(`${show(w)}: resumed id ${JSON.stringify(resumed['id'])}`);
+    if (resumed?.['type'] !== 'resumed')
+      throw new Error(`${show(w)}: the last answer is not resumed: ${JSON.stringify(rest).slice(0, 400)}`);
+    if (JSON.stringify(resumed['id']) !== JSON.stringify(o.want.fields['id']))
+      throw new Error(`${show(w)}: resumed id ${JSON.stringify(resumed['id'])}`);
     const answers = resumed['topics'] as Record<string, { recovered?: unknown }>;
     const keys = Object.keys(request.topics);
-    if (canonical(Object.keys(answers).sort()) !== canonical([...keys].sort())) throw new Error(`${show(w)}: resumed topics ${JSON.stringify(Object.keys(answers))}, expected ${JSON.stringify(keys)}`);
+    if (canonical(Object.keys(answers).sort()) !== canonical([...keys].sort()))
+      throw new Error(`${show(w)}: resumed topics ${JSON.stringify(Object.keys(answers))}, expected ${JSON.stringify(keys)}`);
     for (const k of keys) {
       const a = answers[k];
-      if (a === undefined || Object.keys(a).length !== 1 || typeof a.recovered !== 'boolean') throw new Error(`${show(w)}: answer for ${k} is ${JSON.stringify(a)}`);
-      if (a.recovered && (request.epoch !== EPOCH || !BASE_TOPICS.includes(k))) throw new Error(`${show(w)}: ${k} recovered though ${request.epoch !== EPOCH ? 'the epoch is not the current one' : 'it is not held'}`);
+      if (a === undefined || Object.keys(a).length !== 1 || typeof a.recovered !== 'boolean')
+        throw new Error(`${show(w)}: answer for ${k} is ${JSON.stringify(a)}`);
+      if (a.recovered && (request.epoch !== EPOCH || !BASE_TOPICS.includes(k)))
+        throw new Error(
+          `${show(w)}: ${k} recovered though ${request.epoch !== EPOCH ? 'the epoch is not the current one' : 'it is not held'}`,
+        );
       bump(counts.redisResumes, a.recovered ? 'recovered' : 'unrecovered');
     }
     for (const n of rest.slice(0, -1)) {
       const topic = String(n['topic']);
-      const ok = n['type'] === 'notification' && n['replayed'] === true && n['epoch'] === EPOCH && OFFSET_RE.test(String(n['offset'])) && answers[topic]?.recovered === true;
+      const ok =
+        n['type'] === 'notification' &&
+        n['replayed'] === true &&
+        n['epoch'] === EPOCH &&
+        OFFSET_RE.test(String(n['offset'])) &&
+        answers[topic]?.recovered === true;
       if (!ok) throw new Error(`${show(w)}: not a replay of a recovered topic: ${JSON.stringify(n).slice(0, 300)}`);
       // Only what was recorded, and only after the point asked for.
       const offset = String(n['offset']);
       if (!RECORDED_OFFSETS.includes(offset)) throw new Error(`${show(w)}: replayed ${offset}, which was never recorded`);
       const from = (request.topics[topic] as { offset?: unknown } | undefined)?.offset;
-      if (typeof from === 'string' && OFFSET_RE.test(from) && !isAfter(offset, from)) throw new Error(`${show(w)}: replayed ${offset}, not after the point ${from}`);
+      if (typeof from === 'string' && OFFSET_RE.test(from) && !isAfter(offset, from))
+        throw new Error(`${show(w)}: replayed ${offset}, not after the point ${from}`);
       counts.replayed++;
     }
   } finally {
@@ -1010,14 +1230,30 @@ async function phase(t: Test, target: { frames: number; closers: number; auth: n
   const startFrames = counts.frames;
   const bulk = async (): Promise<void> => {
     for (let round = 0; counts.frames - startFrames < target.frames && gate.owner === undefined; round++) {
-      await lanes(4, (i) => fuzzCheck(gate, `pipelined round ${round} lane ${i}`, batch, pipelined, seed + 100 * round + i, 10, showBatch).then(report));
+      await lanes(4, (i) =>
+        fuzzCheck(gate, `pipelined round ${round} lane ${i}`, batch, pipelined, seed + 100 * round + i, 10, showBatch).then(report),
+      );
     }
   };
   await Promise.all([
     bulk(),
-    lanes(3, (i) => fuzzCheck(gate, `closing lane ${i}`, closer, ([p, w]) => closing(p, w), seed + 10 + i, Math.ceil(target.closers / 3), ([p, w]) => `${showBatch(p)}, then ${show(w)}`).then(report)),
+    lanes(3, (i) =>
+      fuzzCheck(
+        gate,
+        `closing lane ${i}`,
+        closer,
+        ([p, w]) => closing(p, w),
+        seed + 10 + i,
+        Math.ceil(target.closers / 3),
+        ([p, w]) => `${showBatch(p)}, then ${show(w)}`,
+      ).then(report),
+    ),
     lanes(2, (i) => fuzzCheck(gate, `auth lane ${i}`, authWire, auth, seed + 20 + i, Math.ceil(target.auth / 2), show).then(report)),
-    lanes(2, (i) => fuzzCheck(gate, `redis resume lane ${i}`, redisResumeWire, resumeInRedis, seed + 30 + i, Math.ceil(target.resume / 2), show).then(report)),
+    lanes(2, (i) =>
+      fuzzCheck(gate, `redis resume lane ${i}`, redisResumeWire, resumeInRedis, seed + 30 + i, Math.ceil(target.resume / 2), show).then(
+        report,
+      ),
+    ),
   ]);
   for (const g of [gw, rgw]) {
     const death = deathOf(g);
@@ -1045,17 +1281,25 @@ t.test(`at least ${MIN_FRAMES} generated frames each get the documented reply or
   counts.redisResumes.clear();
   counts.replayed = 0;
   await phase(t, { frames: MIN_FRAMES, closers: 900, auth: 200, resume: 300 }, SEED);
-  t.comment(`${counts.frames} frames in ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts.batches} pipelined batches ` +
-    `(${counts.rateLimited} rate_limited replies, ${counts.closed1008} closed with 1008), closes ${JSON.stringify([...counts.closers])}, ` +
-    `auth replies ${JSON.stringify([...counts.authReplies])}, ${counts.resumed} resumed in batches, ` +
-    `Redis-mode resumes ${JSON.stringify([...counts.redisResumes])} with ${counts.replayed} replayed notifications; ` +
-    `${counts.dropped} fresh sockets dropped by uWS and retried`);
+  t.comment(
+    `${counts.frames} frames in ${((Date.now() - started) / 1000).toFixed(1)} s: ${counts.batches} pipelined batches ` +
+      `(${counts.rateLimited} rate_limited replies, ${counts.closed1008} closed with 1008), closes ${JSON.stringify([...counts.closers])}, ` +
+      `auth replies ${JSON.stringify([...counts.authReplies])}, ${counts.resumed} resumed in batches, ` +
+      `Redis-mode resumes ${JSON.stringify([...counts.redisResumes])} with ${counts.replayed} replayed notifications; ` +
+      `${counts.dropped} fresh sockets dropped by uWS and retried`,
+  );
   t.ok(counts.frames >= MIN_FRAMES, `${counts.frames} frames sent (at least ${MIN_FRAMES})`);
   t.ok(counts.rateLimited > 0 && counts.closed1008 > 0, 'the rate limit was reached and its close too');
   for (const close of ['1003 binary_not_supported', '1003 invalid_json', '1009 message_too_big', '1006 ']) {
     t.ok((counts.closers.get(close) ?? 0) > 0, `some frames closed with ${close}`);
   }
-  for (const reply of ['authenticated', 'auth_failed subject_mismatch', 'auth_failed token_expired', 'auth_failed malformed_token', 'invalid_message']) {
+  for (const reply of [
+    'authenticated',
+    'auth_failed subject_mismatch',
+    'auth_failed token_expired',
+    'auth_failed malformed_token',
+    'invalid_message',
+  ]) {
     t.ok((counts.authReplies.get(reply) ?? 0) > 0, `some auth frames were answered ${reply}`);
   }
   t.ok(counts.resumed > 0, 'some resume frames in the batches were valid and answered resumed');

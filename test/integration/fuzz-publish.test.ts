@@ -21,12 +21,33 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { baseEnv, startGateway } from '../support/gateway.js';
-import { INSPECTOR_ENV, memoryAfterGc, type Memory } from '../support/inspector.js';
 import {
-  Obj, Raw, checkAlive, deathOf, fuzzCheck, fuzzSeed, hostileString, jsonPad, lanes, maybe, memoryReport, mutateBytes, mutateText, nested,
-  numberLiteral, rawExchange, render, checkNoLeak, textMutation, INVALID_UTF8, type FailureGate, type J, type RawExchange,
+  checkAlive,
+  checkNoLeak,
+  deathOf,
+  type FailureGate,
+  fuzzCheck,
+  fuzzSeed,
+  hostileString,
+  INVALID_UTF8,
+  type J,
+  jsonPad,
+  lanes,
+  maybe,
+  memoryReport,
+  mutateBytes,
+  mutateText,
+  nested,
+  numberLiteral,
+  Obj,
+  Raw,
+  type RawExchange,
+  rawExchange,
+  render,
+  textMutation,
 } from '../support/fuzz.js';
+import { baseEnv, startGateway } from '../support/gateway.js';
+import { INSPECTOR_ENV, type Memory, memoryAfterGc } from '../support/inspector.js';
 import { waitFor } from '../support/ports.js';
 import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
@@ -41,23 +62,24 @@ const MIN_BODIES = 4000;
 
 const redis = await startRedis();
 t.teardown(() => redis.close());
-const gw = await startGateway(baseEnv({
-  ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
-  HERALD_LOG_LEVEL: 'info',
-  HERALD_REDIS_URL: redis.url,
-  HERALD_PUBLISH_KEY: KEY,
-  HERALD_PUBLISH_MAX_BODY_BYTES: String(MAX_BODY),
-  HERALD_PUBLISH_MAX_BATCH: String(MAX_BATCH),
-  HERALD_MAX_NOTIFICATION_BYTES: String(MAX_NOTIFICATION),
-  // Longer than the file: the oracle's dedup memory never expires mid-run.
-  HERALD_DEDUP_WINDOW_S: '3600',
-  // The keepers below subscribe thousands of topics.
-  HERALD_RATE_LIMIT_MESSAGES: '0',
-  HERALD_MAX_TOPICS_PER_CONNECTION: '10000',
-}));
+const gw = await startGateway(
+  baseEnv({
+    ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
+    HERALD_LOG_LEVEL: 'info',
+    HERALD_REDIS_URL: redis.url,
+    HERALD_PUBLISH_KEY: KEY,
+    HERALD_PUBLISH_MAX_BODY_BYTES: String(MAX_BODY),
+    HERALD_PUBLISH_MAX_BATCH: String(MAX_BATCH),
+    HERALD_MAX_NOTIFICATION_BYTES: String(MAX_NOTIFICATION),
+    // Longer than the file: the oracle's dedup memory never expires mid-run.
+    HERALD_DEDUP_WINDOW_S: '3600',
+    // The keepers below subscribe thousands of topics.
+    HERALD_RATE_LIMIT_MESSAGES: '0',
+    HERALD_MAX_TOPICS_PER_CONNECTION: '10000',
+  }),
+);
 t.teardown(() => gw.stop());
 await waitFor('/readyz 200 (Redis subscription and publisher up)', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000);
-
 
 // ---------------------------------------------------------------------------------
 // Watchers: one subscriber per run, on topics nobody else uses, so a run knows exactly
@@ -81,16 +103,20 @@ async function keeper(from: number, to: number): Promise<WebSocket> {
   ws.on('error', () => undefined);
   let answered = 0;
   const want = (to - from) * watchedTopics('x').length;
-  const done = new Promise<void>((resolve) => ws.on('message', (d: Buffer) => {
-    if (d.toString().startsWith('{"type":"subscribed"') && ++answered === want) resolve();
-  }));
+  const done = new Promise<void>((resolve) =>
+    ws.on('message', (d: Buffer) => {
+      if (d.toString().startsWith('{"type":"subscribed"') && ++answered === want) resolve();
+    }),
+  );
   await new Promise((resolve) => ws.once('open', resolve));
   for (let r = from; r < to; r++) for (const topic of watchedTopics(runNamespace(r))) ws.send(JSON.stringify({ type: 'subscribe', topic }));
   await done;
   return ws;
 }
 const keepers = [await keeper(0, KEPT_RUNS / 2), await keeper(KEPT_RUNS / 2, KEPT_RUNS)];
-t.teardown(() => keepers.forEach((k) => k.terminate()));
+t.teardown(async () => {
+  await Promise.all(keepers.map((k) => k.terminate()));
+});
 
 interface Watcher {
   ns: string;
@@ -194,7 +220,15 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null &
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 
 function badRequest(reason: string, names?: string): Expected {
-  return { status: 400, body: { error: 'bad_request', reason }, ...(names !== undefined ? { names } : {}), headers: JSON_HEADERS, notifications: [], early: false, closes: false };
+  return {
+    status: 400,
+    body: { error: 'bad_request', reason },
+    ...(names !== undefined ? { names } : {}),
+    headers: JSON_HEADERS,
+    notifications: [],
+    early: false,
+    closes: false,
+  };
 }
 
 /**
@@ -212,22 +246,38 @@ function ownId(data: unknown): string | undefined {
 
 function expect(req: PublishRequest, w: Watcher): Expected {
   const path = req.path.split('?')[0];
-  if (path !== '/publish') return { status: 404, body: { error: 'not_found' }, headers: JSON_HEADERS, notifications: [], early: true, closes: false };
+  if (path !== '/publish')
+    return { status: 404, body: { error: 'not_found' }, headers: JSON_HEADERS, notifications: [], early: true, closes: false };
   if (req.method !== 'POST') {
-    return { status: 405, body: { error: 'method_not_allowed' }, headers: { ...JSON_HEADERS, allow: 'POST' }, notifications: [], early: true, closes: false };
+    return {
+      status: 405,
+      body: { error: 'method_not_allowed' },
+      headers: { ...JSON_HEADERS, allow: 'POST' },
+      notifications: [],
+      early: true,
+      closes: false,
+    };
   }
   // HTTP strips the optional whitespace around a header value.
   const m = /^Bearer[ \t]+(\S+)$/i.exec((req.authorization ?? '').replace(/^[ \t]+|[ \t]+$/g, ''));
   if (m?.[1] !== KEY) {
     return {
-      status: 401, body: { error: 'unauthorized', reason: 'invalid_publish_key' }, headers: { ...JSON_HEADERS, 'www-authenticate': 'Bearer', connection: 'close' },
-      notifications: [], early: true, closes: true,
+      status: 401,
+      body: { error: 'unauthorized', reason: 'invalid_publish_key' },
+      headers: { ...JSON_HEADERS, 'www-authenticate': 'Bearer', connection: 'close' },
+      notifications: [],
+      early: true,
+      closes: true,
     };
   }
   if (req.body.length > MAX_BODY) {
     return {
-      status: 413, body: { error: 'payload_too_large', reason: 'body_too_large', limit: MAX_BODY }, headers: { ...JSON_HEADERS, connection: 'close' },
-      notifications: [], early: req.chunks === undefined, closes: true,
+      status: 413,
+      body: { error: 'payload_too_large', reason: 'body_too_large', limit: MAX_BODY },
+      headers: { ...JSON_HEADERS, connection: 'close' },
+      notifications: [],
+      early: req.chunks === undefined,
+      closes: true,
     };
   }
   let body: unknown;
@@ -245,7 +295,8 @@ function expect(req: PublishRequest, w: Watcher): Expected {
     const item = list[i];
     const where = Array.isArray(body) ? `[${i}]` : 'body';
     const keys = isPlainObject(item) ? Object.keys(item) : [];
-    if (!isPlainObject(item) || keys.length !== 2 || !Object.hasOwn(item, 'topic') || !Object.hasOwn(item, 'data')) return badRequest('invalid_body', where);
+    if (!isPlainObject(item) || keys.length !== 2 || !Object.hasOwn(item, 'topic') || !Object.hasOwn(item, 'data'))
+      return badRequest('invalid_body', where);
     const topic = item['topic'];
     if (typeof topic !== 'string' || !TOPIC_RE.test(topic)) return badRequest('invalid_body', where);
     let data: string;
@@ -287,12 +338,40 @@ const topicValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...watchedTopics(MARK)) },
   // Valid topics nobody watches.
   { weight: 2, arbitrary: fc.stringMatching(TOPIC_RE) },
-  { weight: 1, arbitrary: fc.constantFrom('system', 'x'.repeat(128), '', ' ', 'a b', 'x'.repeat(129), 'usér', 'a\u0000', `${MARK}.a `, `${MARK}.a\n`, '*') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'system',
+      'x'.repeat(128),
+      '',
+      ' ',
+      'a b',
+      'x'.repeat(129),
+      'usér',
+      'a\u0000',
+      `${MARK}.a `,
+      `${MARK}.a\n`,
+      '*',
+    ),
+  },
   { weight: 1, arbitrary: oddValue },
 );
 
 const idLike: fc.Arbitrary<J> = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom('dup-1', 'dup-2', 'dup-3', '', 'x'.repeat(128), 'x'.repeat(129), '\u{1F600}'.repeat(64), '\u{1F600}'.repeat(65), '\ud800') },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      'dup-1',
+      'dup-2',
+      'dup-3',
+      '',
+      'x'.repeat(128),
+      'x'.repeat(129),
+      '\u{1F600}'.repeat(64),
+      '\u{1F600}'.repeat(65),
+      '\ud800',
+    ),
+  },
   { weight: 3, arbitrary: hostileString({ maxLength: 130 }) },
   { weight: 1, arbitrary: hostileString({ minLength: 100, maxLength: 130, long: true }) },
   { weight: 1, arbitrary: oddValue },
@@ -302,37 +381,56 @@ const dataValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 4, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => v as J) },
   {
     weight: 4,
-    arbitrary: fc.tuple(idLike, fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', 'id')), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }), fc.boolean())
-      .map(([id, rest, first]) => new Obj(first ? [['id', id], ...Object.entries(rest).map(([k, v]) => [k, v as J] as const)] : [...Object.entries(rest).map(([k, v]) => [k, v as J] as const), ['id', id]])),
+    arbitrary: fc
+      .tuple(
+        idLike,
+        fc.dictionary(fc.oneof(fc.string(), fc.constantFrom('__proto__', 'constructor', 'id')), fc.jsonValue({ maxDepth: 1 }), {
+          maxKeys: 3,
+        }),
+        fc.boolean(),
+      )
+      .map(
+        ([id, rest, first]) =>
+          new Obj(
+            first
+              ? [['id', id], ...Object.entries(rest).map(([k, v]) => [k, v as J] as const)]
+              : [...Object.entries(rest).map(([k, v]) => [k, v as J] as const), ['id', id]],
+          ),
+      ),
   },
   { weight: 1, arbitrary: numberLiteral },
   { weight: 2, arbitrary: hostileString({ maxLength: 40 }) },
   // Nesting JSON.stringify handles, or far too deep for it (its limit lies in between, and depends on the stack).
-  { weight: 1, arbitrary: fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 20_000, max: 30_000 })).map((d) => new Raw(nested(d, 'array'))) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 20_000, max: 30_000 }))
+      .map((d) => new Raw(nested(d, 'array'))),
+  },
   // Around HERALD_MAX_NOTIFICATION_BYTES, serialised.
   { weight: 1, arbitrary: fc.integer({ min: MAX_NOTIFICATION - 8, max: MAX_NOTIFICATION + 8 }).map((n) => 'x'.repeat(n - 2)) },
   { weight: 1, arbitrary: fc.integer({ min: MAX_NOTIFICATION / 4 - 4, max: MAX_NOTIFICATION / 4 + 4 }).map((n) => '\u{1F600}'.repeat(n)) },
 );
 
 const item: fc.Arbitrary<J> = fc
-    .record({
-      topic: topicValue,
-      data: dataValue,
-      dice: fc.nat(99),
-      extra: maybe(fc.tuple(fc.oneof(fc.constantFrom('id', 'Topic', '__proto__', 'extra'), hostileString({ maxLength: 8 })), oddValue), 0.04),
-      repeat: maybe(fc.tuple(fc.constantFrom('topic', 'data'), fc.oneof(topicValue, dataValue)), 0.03),
-      swap: fc.boolean(),
-    })
-    .map((r) => {
-      // dice below 3 leaves out topic, 3-5 leaves out data.
-      const entries: Array<readonly [string, J]> = [];
-      if (r.dice >= 3) entries.push(['topic', r.topic]);
-      if (r.dice < 3 || r.dice >= 6) entries.push(['data', r.data]);
-      if (r.swap) entries.reverse();
-      if (r.extra !== undefined) entries.push(r.extra);
-      if (r.repeat !== undefined) entries.push(r.repeat);
-      return new Obj(entries);
-    });
+  .record({
+    topic: topicValue,
+    data: dataValue,
+    dice: fc.nat(99),
+    extra: maybe(fc.tuple(fc.oneof(fc.constantFrom('id', 'Topic', '__proto__', 'extra'), hostileString({ maxLength: 8 })), oddValue), 0.04),
+    repeat: maybe(fc.tuple(fc.constantFrom('topic', 'data'), fc.oneof(topicValue, dataValue)), 0.03),
+    swap: fc.boolean(),
+  })
+  .map((r) => {
+    // dice below 3 leaves out topic, 3-5 leaves out data.
+    const entries: Array<readonly [string, J]> = [];
+    if (r.dice >= 3) entries.push(['topic', r.topic]);
+    if (r.dice < 3 || r.dice >= 6) entries.push(['data', r.data]);
+    if (r.swap) entries.reverse();
+    if (r.extra !== undefined) entries.push(r.extra);
+    if (r.repeat !== undefined) entries.push(r.repeat);
+    return new Obj(entries);
+  });
 
 const bodyValue: fc.Arbitrary<J> = fc.oneof(
   { weight: 5, arbitrary: item },
@@ -344,23 +442,37 @@ const bodyValue: fc.Arbitrary<J> = fc.oneof(
 
 /** A body just over HERALD_PUBLISH_MAX_BODY_BYTES (or exactly at it), otherwise valid. */
 const oversized: fc.Arbitrary<Buffer> = fc
-  .tuple(fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 70_000 })), fc.constantFrom(...watchedTopics(MARK)))
+  .tuple(
+    fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 1, max: 70_000 })),
+    fc.constantFrom(...watchedTopics(MARK)),
+  )
   .map(([over, topic]) => {
     const head = `{"topic":${JSON.stringify(topic)},"data":"`;
     return Buffer.from(`${head}${'x'.repeat(MAX_BODY + over - head.length - 2)}"}`);
   });
 
 const bodyBytes: fc.Arbitrary<Buffer> = fc.oneof(
-    { weight: 12, arbitrary: fc.tuple(bodyValue, jsonPad).map(([v, pad]) => Buffer.from(render(v, pad))) },
-    { weight: 2, arbitrary: fc.tuple(bodyValue, fc.array(textMutation, { minLength: 1, maxLength: 3 })).map(([v, m]) => Buffer.from(mutateText(render(v), m))) },
-    {
-      weight: 1,
-      arbitrary: fc.tuple(bodyValue, fc.array(fc.record({ at: fc.nat(), bytes: fc.constantFrom(...INVALID_UTF8) }), { minLength: 1, maxLength: 2 }))
-        .map(([v, m]) => mutateBytes(Buffer.from(render(v)), m)),
-    },
-    { weight: 1, arbitrary: oversized },
-    { weight: 1, arbitrary: fc.constantFrom('', ' ', 'null', '{}', '[]', '[[]]', '\ufeff{"topic":"system","data":1}', '{"topic":"system","data":1}{}').map((s) => Buffer.from(s)) },
-  );
+  { weight: 12, arbitrary: fc.tuple(bodyValue, jsonPad).map(([v, pad]) => Buffer.from(render(v, pad))) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(bodyValue, fc.array(textMutation, { minLength: 1, maxLength: 3 }))
+      .map(([v, m]) => Buffer.from(mutateText(render(v), m))),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(bodyValue, fc.array(fc.record({ at: fc.nat(), bytes: fc.constantFrom(...INVALID_UTF8) }), { minLength: 1, maxLength: 2 }))
+      .map(([v, m]) => mutateBytes(Buffer.from(render(v)), m)),
+  },
+  { weight: 1, arbitrary: oversized },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom('', ' ', 'null', '{}', '[]', '[[]]', '\ufeff{"topic":"system","data":1}', '{"topic":"system","data":1}{}')
+      .map((s) => Buffer.from(s)),
+  },
+);
 
 /** Printable ASCII: what a header value may hold without uWS ignoring the request. */
 const headerText = (maxLength: number): fc.Arbitrary<string> =>
@@ -368,28 +480,66 @@ const headerText = (maxLength: number): fc.Arbitrary<string> =>
 
 const authorization: fc.Arbitrary<string | undefined> = fc.oneof(
   { weight: 20, arbitrary: fc.constant(`Bearer ${KEY}`) },
-  { weight: 2, arbitrary: fc.constantFrom(`bearer ${KEY}`, `BEARER ${KEY}`, `Bearer\t${KEY}`, `Bearer   ${KEY}`, `  Bearer ${KEY}  `, `Bearer ${KEY}\t`) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      `bearer ${KEY}`,
+      `BEARER ${KEY}`,
+      `Bearer\t${KEY}`,
+      `Bearer   ${KEY}`,
+      `  Bearer ${KEY}  `,
+      `Bearer ${KEY}\t`,
+    ),
+  },
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      undefined, '', 'Bearer', 'Bearer ', `Bearer ${KEY}x`, `Bearer ${KEY.slice(1)}`, `Bearer ${KEY.toUpperCase()}`, `Basic ${KEY}`,
-      `Bearer ${KEY} ${KEY}`, `Bearer${KEY}`, KEY, `Bearer "${KEY}"`, `Bearer ${'k'.repeat(5000)}`,
+      undefined,
+      '',
+      'Bearer',
+      'Bearer ',
+      `Bearer ${KEY}x`,
+      `Bearer ${KEY.slice(1)}`,
+      `Bearer ${KEY.toUpperCase()}`,
+      `Basic ${KEY}`,
+      `Bearer ${KEY} ${KEY}`,
+      `Bearer${KEY}`,
+      KEY,
+      `Bearer "${KEY}"`,
+      `Bearer ${'k'.repeat(5000)}`,
     ),
   },
   { weight: 1, arbitrary: headerText(80) },
 );
 
 const request: fc.Arbitrary<PublishRequest> = fc.record({
-    method: fc.oneof({ weight: 30, arbitrary: fc.constant('POST') }, { weight: 1, arbitrary: fc.constantFrom('GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS') }),
-    path: fc.oneof({ weight: 30, arbitrary: fc.constant('/publish') }, { weight: 1, arbitrary: fc.constantFrom('/publish?x=1', '/publish?', '/publish/', '/PUBLISH', '/publish%20', '//publish', '/publish/x') }),
-    authorization,
-    contentType: fc.oneof(
-      fc.constantFrom(undefined, 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', ''),
-      headerText(40),
+  method: fc.oneof(
+    { weight: 30, arbitrary: fc.constant('POST') },
+    { weight: 1, arbitrary: fc.constantFrom('GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS') },
+  ),
+  path: fc.oneof(
+    { weight: 30, arbitrary: fc.constant('/publish') },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom('/publish?x=1', '/publish?', '/publish/', '/PUBLISH', '/publish%20', '//publish', '/publish/x'),
+    },
+  ),
+  authorization,
+  contentType: fc.oneof(
+    fc.constantFrom(
+      undefined,
+      'application/json',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/json; charset=latin1',
+      '',
     ),
-    body: bodyBytes,
-    chunks: maybe(fc.array(fc.integer({ min: 1, max: 20_000 }), { minLength: 1, maxLength: 4 }), 0.25),
-  });
+    headerText(40),
+  ),
+  body: bodyBytes,
+  chunks: maybe(fc.array(fc.integer({ min: 1, max: 20_000 }), { minLength: 1, maxLength: 4 }), 0.25),
+});
 
 // ---------------------------------------------------------------------------------
 // One request
@@ -418,8 +568,10 @@ function bodyParts(req: PublishRequest): Buffer[] {
 
 const show = (req: PublishRequest): string => {
   const body = req.body.subarray(0, 300).toString('latin1');
-  return `${req.method} ${req.path} auth=${JSON.stringify(req.authorization)?.slice(0, 60)} type=${JSON.stringify(req.contentType)} ` +
-    `${req.chunks === undefined ? 'length' : `chunked ${JSON.stringify(req.chunks)}`} body(${req.body.length})=${JSON.stringify(body)}`;
+  return (
+    `${req.method} ${req.path} auth=${JSON.stringify(req.authorization)?.slice(0, 60)} type=${JSON.stringify(req.contentType)} ` +
+    `${req.chunks === undefined ? 'length' : `chunked ${JSON.stringify(req.chunks)}`} body(${req.body.length})=${JSON.stringify(body)}`
+  );
 };
 
 const counts = { requests: 0, byStatus: new Map<string, number>(), notifications: 0, resets: 0, dropped: 0 };
@@ -462,14 +614,18 @@ async function exchange(w: Watcher, generated: PublishRequest): Promise<void> {
   if (res.status !== want.status) problems.push(`status ${res.status}, expected ${want.status}`);
   if (want.status === 400) {
     const { message, ...rest } = body ?? {};
-    if (JSON.stringify(rest) !== JSON.stringify(want.body)) problems.push(`body ${JSON.stringify(body)?.slice(0, 300)}, expected ${JSON.stringify(want.body)} and a message`);
+    if (JSON.stringify(rest) !== JSON.stringify(want.body))
+      problems.push(`body ${JSON.stringify(body)?.slice(0, 300)}, expected ${JSON.stringify(want.body)} and a message`);
     if (typeof message !== 'string' || message === '') problems.push(`message ${JSON.stringify(message)}`);
-    else if (want.names !== undefined && !message.startsWith(`${want.names}: `)) problems.push(`message ${JSON.stringify(message)} does not name ${want.names}`);
+    else if (want.names !== undefined && !message.startsWith(`${want.names}: `))
+      problems.push(`message ${JSON.stringify(message)} does not name ${want.names}`);
   } else if (JSON.stringify(body) !== JSON.stringify(want.body)) {
     problems.push(`body ${JSON.stringify(body)?.slice(0, 300)}, expected ${JSON.stringify(want.body)}`);
   }
-  for (const [h, v] of Object.entries(want.headers)) if (res.headers[h] !== v) problems.push(`header ${h}: ${JSON.stringify(res.headers[h])}, expected ${JSON.stringify(v)}`);
-  if (want.closes && !['closed', 'ECONNRESET', 'EPIPE'].includes(r.end)) problems.push(`the connection was not closed after the ${res.status} (${r.end})`);
+  for (const [h, v] of Object.entries(want.headers))
+    if (res.headers[h] !== v) problems.push(`header ${h}: ${JSON.stringify(res.headers[h])}, expected ${JSON.stringify(v)}`);
+  if (want.closes && !['closed', 'ECONNRESET', 'EPIPE'].includes(r.end))
+    problems.push(`the connection was not closed after the ${res.status} (${r.end})`);
   if (problems.length > 0) throw new Error(`${show(req)}\n  ${problems.join('\n  ')}`);
 
   await w.until(w.seen + want.notifications.length, 10_000);
@@ -494,13 +650,15 @@ function notificationMismatch(w: Watcher, want: Expected['notifications'][number
   const f = JSON.parse(text) as Record<string, unknown>;
   const keys = Object.keys(f).join(',');
   if (keys !== 'type,topic,id,ts,offset,epoch,data') return `properties ${keys}`;
-  if (f['type'] !== 'notification' || f['topic'] !== want.topic) return `type/topic ${String(f['type'])} ${String(f['topic'])}, expected ${want.topic}`;
+  if (f['type'] !== 'notification' || f['topic'] !== want.topic)
+    return `type/topic ${String(f['type'])} ${String(f['topic'])}, expected ${want.topic}`;
   const offset = f['offset'];
   const m = typeof offset === 'string' ? /^(\d{1,15})-(\d{1,15})$/.exec(offset) : null;
   if (m === null) return `offset ${JSON.stringify(offset)}`;
   const position = [Number(m[1]), Number(m[2])] as const;
   const last = w.offsets.get(want.topic);
-  if (last !== undefined && (position[0] < last[0] || (position[0] === last[0] && position[1] <= last[1]))) return `offset ${String(offset)} does not follow ${last.join('-')}`;
+  if (last !== undefined && (position[0] < last[0] || (position[0] === last[0] && position[1] <= last[1])))
+    return `offset ${String(offset)} does not follow ${last.join('-')}`;
   w.offsets.set(want.topic, position);
   const id = want.id ?? `${String(offset)}@${createHash('sha1').update(want.topic).digest('hex').slice(0, 8)}`;
   if (f['id'] !== id) return `id ${JSON.stringify(f['id'])}, expected ${JSON.stringify(id)}`;
@@ -508,7 +666,8 @@ function notificationMismatch(w: Watcher, want: Expected['notifications'][number
   if (typeof f['epoch'] !== 'string' || !/^[0-9a-f]{1,64}$/.test(f['epoch'])) return `epoch ${JSON.stringify(f['epoch'])}`;
   epoch ??= f['epoch'];
   if (f['epoch'] !== epoch) return `epoch ${f['epoch']}, earlier ${epoch}`;
-  if (JSON.stringify(f['data']) !== want.data) return `data ${JSON.stringify(f['data']).slice(0, 200)}, expected ${want.data.slice(0, 200)}`;
+  if (JSON.stringify(f['data']) !== want.data)
+    return `data ${JSON.stringify(f['data']).slice(0, 200)}, expected ${want.data.slice(0, 200)}`;
   return undefined;
 }
 
@@ -518,11 +677,17 @@ let epoch: string | undefined;
 /** A last notification: it must be the next frame, so nothing unexpected came before it. */
 async function barrier(w: Watcher): Promise<void> {
   const topic = watchedTopics(w.ns)[1] as string;
-  const res = await fetch(`${gw.http}/publish`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ topic, data: 'barrier' }), signal: AbortSignal.timeout(5000) });
+  const res = await fetch(`${gw.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ topic, data: 'barrier' }),
+    signal: AbortSignal.timeout(5000),
+  });
   if (res.status !== 202) throw new Error(`the barrier publish answered ${res.status}`);
   await w.until(w.seen + 1, 10_000);
   const rest = w.frames.slice(w.seen);
-  if (rest.length !== 1 || !(rest[0] ?? '').includes('"data":"barrier"')) throw new Error(`after the expected notifications came ${JSON.stringify(rest).slice(0, 500)}`);
+  if (rest.length !== 1 || !(rest[0] ?? '').includes('"data":"barrier"'))
+    throw new Error(`after the expected notifications came ${JSON.stringify(rest).slice(0, 500)}`);
 }
 
 let runs = 0;
@@ -547,7 +712,15 @@ async function phase(t: Test, bodies: number, seed: number): Promise<void> {
   // Rounds until `bodies` requests were sent: a run holds 1-4.
   for (let round = 0; counts.requests - start < bodies && gate.owner === undefined; round++) {
     await lanes(LANES, async (lane) => {
-      const r = await fuzzCheck(gate, `round ${round} lane ${lane}`, fc.array(request, { minLength: 1, maxLength: 4 }), run, seed + 100 * round + lane, 100, showRun);
+      const r = await fuzzCheck(
+        gate,
+        `round ${round} lane ${lane}`,
+        fc.array(request, { minLength: 1, maxLength: 4 }),
+        run,
+        seed + 100 * round + lane,
+        100,
+        showRun,
+      );
       if (r !== undefined) failures.push(r);
     });
   }
@@ -573,10 +746,22 @@ t.test(`${MIN_BODIES} generated POST /publish requests each get the documented a
   counts.resets = 0;
   counts.dropped = 0;
   await phase(t, MIN_BODIES, SEED);
-  t.comment(`${counts.requests} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, ${counts.notifications} notifications checked, ` +
-    `${counts.resets} 413s lost to a reset, ${counts.dropped} requests over 4 KB of headers dropped by uWS; by answer: ${JSON.stringify([...counts.byStatus].sort())}`);
+  t.comment(
+    `${counts.requests} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, ${counts.notifications} notifications checked, ` +
+      `${counts.resets} 413s lost to a reset, ${counts.dropped} requests over 4 KB of headers dropped by uWS; by answer: ${JSON.stringify([...counts.byStatus].sort())}`,
+  );
   t.ok(counts.requests >= MIN_BODIES, `${counts.requests} requests sent (at least ${MIN_BODIES})`);
-  for (const answer of ['202 ', '400 invalid_json', '400 invalid_body', '400 too_many_items', '400 notification_too_large', '401 invalid_publish_key', '404 not_found', '405 method_not_allowed', '413 body_too_large']) {
+  for (const answer of [
+    '202 ',
+    '400 invalid_json',
+    '400 invalid_body',
+    '400 too_many_items',
+    '400 notification_too_large',
+    '401 invalid_publish_key',
+    '404 not_found',
+    '405 method_not_allowed',
+    '413 body_too_large',
+  ]) {
     t.ok([...counts.byStatus.keys()].includes(answer), `some requests were answered ${answer}`);
   }
   t.ok(counts.notifications > 0, 'notifications were delivered and checked');

@@ -21,12 +21,23 @@
 import fc from 'fast-check';
 import t, { type Test } from 'tap';
 import { TestClient } from '../support/client.js';
-import { baseEnv, startGateway } from '../support/gateway.js';
-import { INSPECTOR_ENV, memoryAfterGc, type Memory } from '../support/inspector.js';
 import {
-  checkAlive, deathOf, fuzzCheck, fuzzSeed, lanes, maybe, memoryReport, rawExchange, checkNoLeak, wsFrameText, WS_CLOSE_FRAME,
-  type FailureGate, type RawExchange,
+  checkAlive,
+  checkNoLeak,
+  deathOf,
+  type FailureGate,
+  fuzzCheck,
+  fuzzSeed,
+  lanes,
+  maybe,
+  memoryReport,
+  type RawExchange,
+  rawExchange,
+  WS_CLOSE_FRAME,
+  wsFrameText,
 } from '../support/fuzz.js';
+import { baseEnv, startGateway } from '../support/gateway.js';
+import { INSPECTOR_ENV, type Memory, memoryAfterGc } from '../support/inspector.js';
 import { TEST_SECRET, token, unsignedToken } from '../support/tokens.js';
 
 const SEED = fuzzSeed(20_261_125);
@@ -43,19 +54,24 @@ const FULL_ADDRESS = '127.0.0.200';
 /** uWS buffers at most this much of a header block split across reads (measured: 4,043 bytes pass, 4,139 do not). */
 const UWS_SPLIT_HEADERS = 4000;
 
-const gw = await startGateway(baseEnv({
-  ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
-  HERALD_LOG_LEVEL: 'info',
-  HERALD_MAX_TOKEN_BYTES: String(MAX_TOKEN),
-  HERALD_ALLOWED_ORIGINS: 'https://app.example.com,https://*.example.org',
-  HERALD_MAX_CONNECTIONS_PER_IP: String(MAX_PER_IP),
-}));
+const gw = await startGateway(
+  baseEnv({
+    ...INSPECTOR_ENV, // memory is measured after a forced GC (support/inspector.ts)
+    HERALD_LOG_LEVEL: 'info',
+    HERALD_MAX_TOKEN_BYTES: String(MAX_TOKEN),
+    HERALD_ALLOWED_ORIGINS: 'https://app.example.com,https://*.example.org',
+    HERALD_MAX_CONNECTIONS_PER_IP: String(MAX_PER_IP),
+  }),
+);
 t.teardown(() => gw.stop());
 
 // FULL_ADDRESS holds its quota for the whole file (ws answers the server's pings, so
 // the idle timeout never frees a place).
 for (let i = 0; i < MAX_PER_IP; i++) {
-  const c = await TestClient.connect(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: `holder${i}` })}` }, localAddress: FULL_ADDRESS });
+  const c = await TestClient.connect(gw.ws, {
+    headers: { authorization: `Bearer ${await token({ sub: `holder${i}` })}` },
+    localAddress: FULL_ADDRESS,
+  });
   t.teardown(() => c.close());
 }
 
@@ -120,7 +136,21 @@ const tokenText: fc.Arbitrary<string> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.oneof(
-      fc.constantFrom('x', 'a.b', 'a.b.c', '..', 'eyJ', 'eyJhbGciOiJIUzI1NiJ9..', 'null', 'undefined', 'Bearer', 'bearer.x', `${TOKENS.alice}.`, `${TOKENS.alice}x`, TOKENS.alice.slice(0, -1)),
+      fc.constantFrom(
+        'x',
+        'a.b',
+        'a.b.c',
+        '..',
+        'eyJ',
+        'eyJhbGciOiJIUzI1NiJ9..',
+        'null',
+        'undefined',
+        'Bearer',
+        'bearer.x',
+        `${TOKENS.alice}.`,
+        `${TOKENS.alice}x`,
+        TOKENS.alice.slice(0, -1),
+      ),
       fc.string({ unit: fc.constantFrom(...B64URL, '.', '.', '='), minLength: 1, maxLength: 300 }),
       fc.string({ unit: fc.constantFrom(...B64URL, '.'), minLength: MAX_TOKEN - 2, maxLength: MAX_TOKEN + 2 }),
     ),
@@ -149,7 +179,17 @@ const printable = (maxLength: number, minLength = 0): fc.Arbitrary<string> =>
  * them as latin1 or as UTF-8, none is whitespace): uWS passes them through in values.
  */
 const highBytes = fc.string({
-  unit: fc.constantFrom(...[...Array(0x20).keys()].map((i) => 0x80 + i), ...[...Array(0x1f).keys()].map((i) => 0xa1 + i), 0xc0, 0xc1, 0xf5, 0xfe, 0xff).map((c) => String.fromCharCode(c)),
+  unit: fc
+    .constantFrom(
+      ...[...Array(0x20).keys()].map((i) => 0x80 + i),
+      ...[...Array(0x1f).keys()].map((i) => 0xa1 + i),
+      0xc0,
+      0xc1,
+      0xf5,
+      0xfe,
+      0xff,
+    )
+    .map((c) => String.fromCharCode(c)),
   minLength: 1,
   maxLength: 6,
 });
@@ -159,18 +199,35 @@ const authorizationValue: fc.Arbitrary<string> = fc.oneof(
   { weight: 6, arbitrary: tokenText.map((tok) => `Bearer ${tok}`) },
   {
     weight: 2,
-    arbitrary: fc.tuple(fc.constantFrom('bearer ', 'BEARER ', 'Bearer\t', 'Bearer   ', 'Bearer \t '), tokenText, fc.constantFrom('', ' ', '\t', '  ')).map(([a, tok, b]) => `${a}${tok}${b}`),
+    arbitrary: fc
+      .tuple(fc.constantFrom('bearer ', 'BEARER ', 'Bearer\t', 'Bearer   ', 'Bearer \t '), tokenText, fc.constantFrom('', ' ', '\t', '  '))
+      .map(([a, tok, b]) => `${a}${tok}${b}`),
   },
   {
     weight: 2,
     arbitrary: fc.oneof(
-      fc.constantFrom('', 'Bearer', 'Bearer ', 'Basic YWxhZGRpbjpvcGVuc2VzYW1l', `Bearer ${TOKENS.alice} ${TOKENS.bob}`, `Bearer${TOKENS.alice}`, TOKENS.alice, `Token ${TOKENS.alice}`, `Bearer "${TOKENS.alice}"`),
+      fc.constantFrom(
+        '',
+        'Bearer',
+        'Bearer ',
+        'Basic YWxhZGRpbjpvcGVuc2VzYW1l',
+        `Bearer ${TOKENS.alice} ${TOKENS.bob}`,
+        `Bearer${TOKENS.alice}`,
+        TOKENS.alice,
+        `Token ${TOKENS.alice}`,
+        `Bearer "${TOKENS.alice}"`,
+      ),
       printable(100),
       fc.tuple(printable(20), highBytes).map(([a, b]) => `Bearer ${a.replace(/\s/g, '')}${b}`),
     ),
   },
   // Around the Authorization limit (HERALD_MAX_TOKEN_BYTES + 64), and far beyond.
-  { weight: 1, arbitrary: fc.oneof(fc.integer({ min: MAX_AUTHORIZATION - 10, max: MAX_AUTHORIZATION + 10 }), fc.integer({ min: MAX_AUTHORIZATION, max: 100_000 })).map((n) => `Bearer ${'x'.repeat(n - 7)}`) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .oneof(fc.integer({ min: MAX_AUTHORIZATION - 10, max: MAX_AUTHORIZATION + 10 }), fc.integer({ min: MAX_AUTHORIZATION, max: 100_000 }))
+      .map((n) => `Bearer ${'x'.repeat(n - 7)}`),
+  },
 );
 
 const protocolEntry: fc.Arbitrary<string> = fc.oneof(
@@ -187,11 +244,31 @@ const queryValue: fc.Arbitrary<string> = fc
   .array(
     fc.oneof(
       { weight: 4, arbitrary: tokenText.map((tok) => `token=${tok}`) },
-      { weight: 1, arbitrary: fc.constantFrom('token=', 'token', 'Token=x', 'tok=en', '', '=', '&', 'token=%', 'token=%zz', 'token=a+b', 'token=%61.b.c') },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          'token=',
+          'token',
+          'Token=x',
+          'tok=en',
+          '',
+          '=',
+          '&',
+          'token=%',
+          'token=%zz',
+          'token=a+b',
+          'token=%61.b.c',
+        ),
+      },
       { weight: 2, arbitrary: fc.tuple(printable(10), printable(20)).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`) },
       { weight: 1, arbitrary: fc.tuple(highBytes, printable(5)).map(([a, b]) => `x=${a}${encodeURIComponent(b)}`) },
       // Around the query limit (HERALD_MAX_TOKEN_BYTES + 1024), and beyond.
-      { weight: 1, arbitrary: fc.oneof(fc.integer({ min: MAX_QUERY - 10, max: MAX_QUERY + 10 }), fc.integer({ min: MAX_QUERY, max: 60_000 })).map((n) => `pad=${'a'.repeat(n - 4)}`) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .oneof(fc.integer({ min: MAX_QUERY - 10, max: MAX_QUERY + 10 }), fc.integer({ min: MAX_QUERY, max: 60_000 }))
+          .map((n) => `pad=${'a'.repeat(n - 4)}`),
+      },
     ),
     { minLength: 1, maxLength: 4 },
   )
@@ -202,7 +279,19 @@ const cookieValue: fc.Arbitrary<string> = fc
     fc.oneof(
       { weight: 4, arbitrary: tokenText.map((tok) => `herald_token=${tok}`) },
       { weight: 1, arbitrary: tokenText.map((tok) => `herald_token="${tok}"`) },
-      { weight: 1, arbitrary: fc.constantFrom('herald_token=', 'herald_token=""', 'herald_token', ' herald_token = x', 'HERALD_TOKEN=x', 'herald_token2=x', '=x', '') },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          'herald_token=',
+          'herald_token=""',
+          'herald_token',
+          ' herald_token = x',
+          'HERALD_TOKEN=x',
+          'herald_token2=x',
+          '=x',
+          '',
+        ),
+      },
       { weight: 2, arbitrary: fc.tuple(fc.stringMatching(/^[a-z_]{1,10}$/), printable(20)).map(([k, v]) => `${k}=${v.replace(/;/g, '')}`) },
     ),
     { minLength: 1, maxLength: 4 },
@@ -210,13 +299,38 @@ const cookieValue: fc.Arbitrary<string> = fc
   .map((parts) => parts.join('; '));
 
 const originValue: fc.Arbitrary<string> = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom('https://app.example.com', 'https://APP.example.com', 'HTTPS://APP.EXAMPLE.COM', 'https://a.example.org', 'https://a.b.example.org', 'https://x-1.example.org') },
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      'http://app.example.com', 'https://app.example.com:8443', 'https://app.example.com/', 'https://example.org', 'https://.example.org', 'https://a..example.org',
-      'https://a_b.example.org', 'https://evil.com', 'https://app.example.com.evil.com', 'https://evil.com#.example.org', 'https://evil.com?.example.org', 'null',
-      'file://', 'https://*.example.org', 'https://a.example.org:443', 'https://a.example.org.', ' ', 'https://app.example.co',
+      'https://app.example.com',
+      'https://APP.example.com',
+      'HTTPS://APP.EXAMPLE.COM',
+      'https://a.example.org',
+      'https://a.b.example.org',
+      'https://x-1.example.org',
+    ),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      'http://app.example.com',
+      'https://app.example.com:8443',
+      'https://app.example.com/',
+      'https://example.org',
+      'https://.example.org',
+      'https://a..example.org',
+      'https://a_b.example.org',
+      'https://evil.com',
+      'https://app.example.com.evil.com',
+      'https://evil.com#.example.org',
+      'https://evil.com?.example.org',
+      'null',
+      'file://',
+      'https://*.example.org',
+      'https://a.example.org:443',
+      'https://a.example.org.',
+      ' ',
+      'https://app.example.co',
     ),
   },
   { weight: 1, arbitrary: printable(60) },
@@ -239,7 +353,10 @@ const connectionValue: fc.Arbitrary<string> = fc.oneof(
 const request: fc.Arbitrary<UpgradeRequest> = fc
   .record({
     method: fc.oneof({ weight: 40, arbitrary: fc.constant('GET') }, { weight: 1, arbitrary: fc.constantFrom('POST', 'PUT', 'DELETE') }),
-    path: fc.oneof({ weight: 40, arbitrary: fc.constant('/ws') }, { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '//ws', '/ws%2F', '/wss', '/', '/healthz/x') }),
+    path: fc.oneof(
+      { weight: 40, arbitrary: fc.constant('/ws') },
+      { weight: 1, arbitrary: fc.constantFrom('/ws/', '/WS', '//ws', '/ws%2F', '/wss', '/', '/healthz/x') },
+    ),
     query: maybe(queryValue, 0.3),
     handshake: fc.oneof({ weight: 30, arbitrary: fc.constant(true) }, { weight: 1, arbitrary: fc.constant(false) }),
     connection: connectionValue,
@@ -275,7 +392,10 @@ type Answer =
 
 const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-store' };
 const unauthorized = (reason: string): Answer => ({
-  status: 401, body: { error: 'unauthorized', reason }, headers: { ...JSON_HEADERS, 'www-authenticate': 'Bearer error="invalid_token"' }, closes: false,
+  status: 401,
+  body: { error: 'unauthorized', reason },
+  headers: { ...JSON_HEADERS, 'www-authenticate': 'Bearer error="invalid_token"' },
+  closes: false,
 });
 
 /**
@@ -289,7 +409,11 @@ function header(req: UpgradeRequest, name: string): string {
 }
 
 /** "bearer.<jwt>" entries: the list split on commas, each entry trimmed. */
-const entries = (protocols: string): string[] => protocols.split(',').map((p) => p.trim()).filter((p) => p !== '');
+const entries = (protocols: string): string[] =>
+  protocols
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
 
 /**
  * PROTOCOL.md § Origins, for HERALD_ALLOWED_ORIGINS=https://app.example.com,https://*.example.org:
@@ -334,29 +458,52 @@ function answer(req: UpgradeRequest): Answer {
   if (!connection.split(',').some((p) => p.trim().toLowerCase() === 'upgrade')) {
     // uWS takes any 5-byte Connection value for `close` and then does not echo it.
     const echo = connection.length === 5 ? {} : { connection: 'close' };
-    return { status: 400, body: { error: 'bad_request', reason: 'connection_not_upgrade' }, headers: { ...JSON_HEADERS, ...echo }, closes: true };
+    return {
+      status: 400,
+      body: { error: 'bad_request', reason: 'connection_not_upgrade' },
+      headers: { ...JSON_HEADERS, ...echo },
+      closes: true,
+    };
   }
   const query = req.query ?? '';
   if (query.length > MAX_QUERY) {
     // "and has a `token=` parameter"
     if (/(?:^|&)token=/.test(query)) return unauthorized('token_too_large');
-    return { status: 414, body: { error: 'uri_too_long', reason: 'uri_too_long' }, headers: { ...JSON_HEADERS, connection: 'close' }, closes: true };
+    return {
+      status: 414,
+      body: { error: 'uri_too_long', reason: 'uri_too_long' },
+      headers: { ...JSON_HEADERS, connection: 'close' },
+      closes: true,
+    };
   }
   const protocols = header(req, 'sec-websocket-protocol');
   // Entries as the limit counts them: one per comma, plus one (see the report).
   if (protocols !== '' && protocols.split(',').length > 8) {
-    return { status: 400, body: { error: 'bad_request', reason: 'too_many_protocols' }, headers: { ...JSON_HEADERS, connection: 'close' }, closes: true };
+    return {
+      status: 400,
+      body: { error: 'bad_request', reason: 'too_many_protocols' },
+      headers: { ...JSON_HEADERS, connection: 'close' },
+      closes: true,
+    };
   }
   if (protocols.length > MAX_PROTOCOLS_HEADER) return unauthorized('token_too_large');
   if (header(req, 'authorization').length > MAX_AUTHORIZATION) return unauthorized('token_too_large');
   if (req.fromFull) {
-    return { status: 429, body: { error: 'too_many_requests', reason: 'too_many_connections_from_address' }, headers: { ...JSON_HEADERS, 'retry-after': '1' }, closes: false };
+    return {
+      status: 429,
+      body: { error: 'too_many_requests', reason: 'too_many_connections_from_address' },
+      headers: { ...JSON_HEADERS, 'retry-after': '1' },
+      closes: false,
+    };
   }
-  if (!isOriginAllowed(header(req, 'origin'))) return { status: 403, body: { error: 'forbidden', reason: 'origin_not_allowed' }, headers: JSON_HEADERS, closes: false };
+  if (!isOriginAllowed(header(req, 'origin')))
+    return { status: 403, body: { error: 'forbidden', reason: 'origin_not_allowed' }, headers: JSON_HEADERS, closes: false };
   const fate = (tok: string | undefined): Answer => {
     if (tok === undefined) return unauthorized('missing_token');
     const f = fateOf(tok);
-    return f.kind === 'refused' ? unauthorized(f.reason) : { status: 101, sub: f.sub, protocol: entries(protocols).includes('herald.v1') ? 'herald.v1' : undefined };
+    return f.kind === 'refused'
+      ? unauthorized(f.reason)
+      : { status: 101, sub: f.sub, protocol: entries(protocols).includes('herald.v1') ? 'herald.v1' : undefined };
   };
   // Herald looks in all four sources; two different tokens are a conflict.
   const found = tokensOf(req);
@@ -399,7 +546,8 @@ function mismatch(a: Answer, r: RawExchange): string | undefined {
   return undefined;
 }
 
-const describe = (a: Answer): string => ('sub' in a ? `101 as ${a.sub} (${a.protocol ?? 'no subprotocol'})` : `${a.status} ${JSON.stringify(a.body)}`);
+const describe = (a: Answer): string =>
+  'sub' in a ? `101 as ${a.sub} (${a.protocol ?? 'no subprotocol'})` : `${a.status} ${JSON.stringify(a.body)}`;
 const counts = { requests: 0, dropped: 0, byAnswer: new Map<string, number>() };
 
 async function upgrade(lane: number, req: UpgradeRequest): Promise<void> {
@@ -420,7 +568,12 @@ async function upgrade(lane: number, req: UpgradeRequest): Promise<void> {
     // split block is 4 KB, whatever Herald's limits say (see the report). On loopback a
     // big request usually arrives in one read, but not always (a few in a hundred at
     // 40-100 KB). Only there is an end without an answer accepted, and counted.
-    if (r.response === undefined && r.received === 0 && (r.end === 'closed' || RESET.has(r.end)) && requestBytes(req).length > UWS_SPLIT_HEADERS) {
+    if (
+      r.response === undefined &&
+      r.received === 0 &&
+      (r.end === 'closed' || RESET.has(r.end)) &&
+      requestBytes(req).length > UWS_SPLIT_HEADERS
+    ) {
       counts.dropped++;
       return;
     }
@@ -496,7 +649,9 @@ async function unanswered(bytes: Buffer, deadlineMs: number, allow431: boolean):
   const r = await rawExchange({ port: gw.port, localAddress: '127.0.0.50', head: bytes, deadlineMs, awaitClose: true });
   const answered = r.received !== 0 && !(allow431 && r.response?.status === 431);
   if (answered || r.end === 'deadline') {
-    throw new Error(`${JSON.stringify(bytes.subarray(0, 300).toString('latin1'))}… (${bytes.length} bytes): got ${r.received} bytes (${r.response?.status ?? '-'}), end ${r.end}`);
+    throw new Error(
+      `${JSON.stringify(bytes.subarray(0, 300).toString('latin1'))}… (${bytes.length} bytes): got ${r.received} bytes (${r.response?.status ?? '-'}), end ${r.end}`,
+    );
   }
 }
 
@@ -511,11 +666,31 @@ async function phase(t: Test, requests: number, seed: number): Promise<void> {
   // The same number of oversized and malformed requests in every phase, so that the
   // warm-up reaches the measured run's peak (30 connections held by uWS at once).
   await Promise.all([
-    lanes(LANES, (lane) => fuzzCheck(gate, `lane ${lane}`, request, (req) => upgrade(lane, req), seed + lane, Math.ceil(requests / LANES), show).then(report)),
+    lanes(LANES, (lane) =>
+      fuzzCheck(gate, `lane ${lane}`, request, (req) => upgrade(lane, req), seed + lane, Math.ceil(requests / LANES), show).then(report),
+    ),
     // Dropped at once: one after another.
-    fuzzCheck(gate, 'oversized header blocks', oversized, (b) => unanswered(b, 5000, true), seed + 10, UWS_REFUSED, (b) => `${b.length} bytes`).then(report),
+    fuzzCheck(
+      gate,
+      'oversized header blocks',
+      oversized,
+      (b) => unanswered(b, 5000, true),
+      seed + 10,
+      UWS_REFUSED,
+      (b) => `${b.length} bytes`,
+    ).then(report),
     // Held ~10 s each: all at once, alongside the rest.
-    lanes(UWS_REFUSED, (i) => fuzzCheck(gate, `malformed ${i}`, malformed, (b) => unanswered(b, 30_000, false), seed + 100 + i, 1, (b) => JSON.stringify(b.toString('latin1').slice(0, 400))).then(report)),
+    lanes(UWS_REFUSED, (i) =>
+      fuzzCheck(
+        gate,
+        `malformed ${i}`,
+        malformed,
+        (b) => unanswered(b, 30_000, false),
+        seed + 100 + i,
+        1,
+        (b) => JSON.stringify(b.toString('latin1').slice(0, 400)),
+      ).then(report),
+    ),
   ]);
   const death = deathOf(gw);
   if (death !== undefined) failures.unshift(death);
@@ -537,9 +712,26 @@ t.test(`${MIN_REQUESTS} generated upgrade requests each get the documented answe
   counts.byAnswer.clear();
   counts.dropped = 0;
   await phase(t, MIN_REQUESTS, SEED);
-  t.comment(`${counts.requests} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, ${counts.dropped} over 4 KB dropped by uWS; by answer: ${JSON.stringify([...counts.byAnswer].sort())}`);
+  t.comment(
+    `${counts.requests} requests in ${((Date.now() - started) / 1000).toFixed(1)} s, ${counts.dropped} over 4 KB dropped by uWS; by answer: ${JSON.stringify([...counts.byAnswer].sort())}`,
+  );
   t.ok(counts.requests >= MIN_REQUESTS, `${counts.requests} requests answered by Herald (at least ${MIN_REQUESTS})`);
-  for (const answer of ['101', '400 connection_not_upgrade', '400 too_many_protocols', '401 conflicting_tokens', '401 missing_token', '401 malformed_token', '401 token_too_large', '401 invalid_signature', '401 token_expired', '403 origin_not_allowed', '404 not_found', '414 uri_too_long', '426 upgrade_required', '429 too_many_connections_from_address']) {
+  for (const answer of [
+    '101',
+    '400 connection_not_upgrade',
+    '400 too_many_protocols',
+    '401 conflicting_tokens',
+    '401 missing_token',
+    '401 malformed_token',
+    '401 token_too_large',
+    '401 invalid_signature',
+    '401 token_expired',
+    '403 origin_not_allowed',
+    '404 not_found',
+    '414 uri_too_long',
+    '426 upgrade_required',
+    '429 too_many_connections_from_address',
+  ]) {
     t.ok(counts.byAnswer.has(answer), `some requests were answered ${answer}`);
   }
 });

@@ -6,11 +6,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, ROOT, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, ROOT, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { type RedisServer, startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
 const PUBLISH_KEY = 'history-test-publish-key-0123456789';
@@ -19,7 +19,9 @@ type Client = TestClient & { welcome: Frame };
 const uid = (name: string): string => `${name}-${randomUUID().slice(0, 8)}`;
 
 async function gateway(t: Test, redis: { url: string }, extra: Record<string, string> = {}): Promise<GatewayProcess> {
-  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PUBLISH_KEY: PUBLISH_KEY, HERALD_LOG_LEVEL: 'info', ...extra }));
+  const gw = await startGateway(
+    baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PUBLISH_KEY: PUBLISH_KEY, HERALD_LOG_LEVEL: 'info', ...extra }),
+  );
   t.teardown(() => gw.stop());
   await gw.waitForLog((l) => l.msg === 'redis subscription active');
   return gw;
@@ -35,30 +37,40 @@ type Entry = { offset: string; fields: Record<string, string> };
 /** The topic's history stream in namespace `ns` (keys carry the topic as a hash tag). */
 async function history(redis: RedisServer, topic: string, ns = 'herald'): Promise<Entry[]> {
   const raw = (await redis.client().xrange(`${ns}:history:{${topic}}`, '-', '+')) as Array<[string, string[]]>;
-  return raw.map(([offset, f]) => ({ offset, fields: Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])) }));
+  return raw.map(([offset, f]) => ({
+    offset,
+    fields: Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i], f[2 * i + 1]])),
+  }));
 }
 
 const redis = await startRedis();
 t.teardown(() => redis.close());
 const pub = redis.client();
 
-t.test('a gateway that takes a recorder slot is ready only once its pattern is subscribed: a plain PUBLISH sent then is recorded', async (t) => {
-  for (let i = 0; i < 3; i++) {
-    const own = await startRedis();
-    const admin = own.client();
-    const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: own.url, HERALD_LOG_LEVEL: 'info' }));
-    // Ready (the log line comes with the first readiness) already knowing its slot: the
-    // only gateway on this Redis takes slot 0, and readiness waited for its pattern.
-    const ready = await gw.waitForLog((l) => l.msg === 'redis subscription active');
-    t.equal(ready['recorderSlot'], 0, `start ${i}: ready holding recorder slot 0`);
-    await waitFor('/readyz 200', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000, 2);
-    t.equal(await admin.publish('notifications:user:early', JSON.stringify({ id: `early-${i}` })), 1, `start ${i}: the first PUBLISH after ready reaches the recorder's pattern`);
-    await waitFor('the entry', async () => (await admin.xlen('herald:history:{user:early}')) === 1, 5000, 20);
-    t.pass(`start ${i}: and is recorded`);
-    await gw.stop();
-    await own.close();
-  }
-});
+t.test(
+  'a gateway that takes a recorder slot is ready only once its pattern is subscribed: a plain PUBLISH sent then is recorded',
+  async (t) => {
+    for (let i = 0; i < 3; i++) {
+      const own = await startRedis();
+      const admin = own.client();
+      const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: own.url, HERALD_LOG_LEVEL: 'info' }));
+      // Ready (the log line comes with the first readiness) already knowing its slot: the
+      // only gateway on this Redis takes slot 0, and readiness waited for its pattern.
+      const ready = await gw.waitForLog((l) => l.msg === 'redis subscription active');
+      t.equal(ready['recorderSlot'], 0, `start ${i}: ready holding recorder slot 0`);
+      await waitFor('/readyz 200', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000, 2);
+      t.equal(
+        await admin.publish('notifications:user:early', JSON.stringify({ id: `early-${i}` })),
+        1,
+        `start ${i}: the first PUBLISH after ready reaches the recorder's pattern`,
+      );
+      await waitFor('the entry', async () => (await admin.xlen('herald:history:{user:early}')) === 1, 5000, 20);
+      t.pass(`start ${i}: and is recorded`);
+      await gw.stop();
+      await own.close();
+    }
+  },
+);
 
 t.test('a plain PUBLISH is recorded once and delivered with its position; connected carries the epoch', async (t) => {
   const gw = await gateway(t, redis);
@@ -76,8 +88,15 @@ t.test('a plain PUBLISH is recorded once and delivered with its position; connec
   t.match(b['id'], /^\d+-\d+@[0-9a-f]{8}$/, 'an id-less payload gets an id derived from its entry');
   t.ok(String(b['offset']) > String(a['offset']) || String(b['offset']).length > String(a['offset']).length, 'offsets increase');
   const entries = await history(redis, `user:${sub}`);
-  t.same(entries.map((e) => e.offset), [a['offset'], b['offset']]);
-  t.same(entries[0]?.fields, { d: JSON.stringify({ id: 'n-1', title: 'hi' }), i: 'n-1', k: 'j' }, 'the payload as sent, its id, and that the recorder found it JSON');
+  t.same(
+    entries.map((e) => e.offset),
+    [a['offset'], b['offset']],
+  );
+  t.same(
+    entries[0]?.fields,
+    { d: JSON.stringify({ id: 'n-1', title: 'hi' }), i: 'n-1', k: 'j' },
+    'the payload as sent, its id, and that the recorder found it JSON',
+  );
   const ttl = await pub.pttl(`herald:history:{user:${sub}}`);
   t.ok(ttl > 0 && ttl <= 300_000, `the stream expires when the topic goes quiet (pttl ${ttl})`);
 });
@@ -93,7 +112,11 @@ t.test('with two gateways a plain PUBLISH is recorded once, and both deliver the
     got1.push(await c1.next('notification'));
     got2.push(await c2.next('notification'));
   }
-  t.same(got1.map((f) => [f['id'], f['offset']]), got2.map((f) => [f['id'], f['offset']]), 'same ids and offsets on both gateways');
+  t.same(
+    got1.map((f) => [f['id'], f['offset']]),
+    got2.map((f) => [f['id'], f['offset']]),
+    'same ids and offsets on both gateways',
+  );
   t.equal((await history(redis, `user:${sub}`)).length, 20, 'twenty entries, not forty');
 });
 
@@ -106,10 +129,18 @@ t.test('with two gateways: one entry per topic and payload id; an id-less payloa
   for (const p of sent) await pub.publish(`notifications:${topic}`, JSON.stringify(p));
   await waitFor('four entries recorded', async () => (await history(redis, topic)).length >= 4);
   const entries = await history(redis, topic);
-  t.same(entries.map((e) => e.fields['d']), ['{"id":"d-1","v":1}', '{"x":1}', '{"x":1}', '{"id":"d-2"}'], 'the second d-1 maps to the first');
+  t.same(
+    entries.map((e) => e.fields['d']),
+    ['{"id":"d-1","v":1}', '{"x":1}', '{"x":1}', '{"id":"d-2"}'],
+    'the second d-1 maps to the first',
+  );
   for (const c of [c1, c2]) {
     const got = [await c.next('notification'), await c.next('notification'), await c.next('notification'), await c.next('notification')];
-    t.same(got.map((f) => f['offset']), entries.map((e) => e.offset), 'each gateway delivers each entry once, with its offset');
+    t.same(
+      got.map((f) => f['offset']),
+      entries.map((e) => e.offset),
+      'each gateway delivers each entry once, with its offset',
+    );
     t.equal(new Set(got.map((f) => f['id'])).size, 4, 'four distinct ids');
   }
   t.equal(await pub.exists(`herald:seen:{${topic}}#d-1`), 1, 'the id keys the seen entry');
@@ -134,7 +165,11 @@ t.test('herald_publish and POST /publish record and publish in one step', async 
   t.equal(r.status, 202);
   const g = await c.next('notification');
   t.equal(g['id'], 'p-1');
-  t.same((await history(redis, `user:${sub}`)).map((e) => e.fields['i']), ['f-1', 'p-1'], 'each recorded once, in order');
+  t.same(
+    (await history(redis, `user:${sub}`)).map((e) => e.fields['i']),
+    ['f-1', 'p-1'],
+    'each recorded once, in order',
+  );
 });
 
 t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; herald_publish also needs its topics as keys', async (t) => {
@@ -160,11 +195,12 @@ t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; he
   const replayed = await c.next('notification');
   t.same([replayed['id'], replayed['replayed']], ['acl-2', true], 'and replays from it');
   t.equal((await c.request({ type: 'ack', notificationId: 'acl-1', id: 2 }))['type'], 'acked', 'client events reach herald:events');
-  const post = (): Promise<Response> => fetch(`${gw.http}/publish`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ topic, data: { id: 'acl-3' } }),
-  });
+  const post = (): Promise<Response> =>
+    fetch(`${gw.http}/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ topic, data: { id: 'acl-3' } }),
+    });
   t.equal((await post()).status, 503, 'without key permission on the topic, herald_publish is refused');
   await admin.call('ACL', 'SETUSER', 'herald', '%RW~user:*');
   t.equal((await post()).status, 202, 'with %RW~user:* it publishes');
@@ -188,15 +224,29 @@ t.test('resume', async (t) => {
     const reply = await c.request({ type: 'resume', epoch, topics: { [topic]: { offset: seen['offset'] } }, id: 'res' });
     t.same(reply, { type: 'resumed', topics: { [topic]: { recovered: true } }, id: 'res' });
     const replayed = c.inbox.filter((f) => f.type === 'notification');
-    t.same(replayed.map((f) => f['id']), ['r-2', 'r-3', 'r-4']);
-    t.ok(replayed.every((f) => f['replayed'] === true && f['epoch'] === epoch), 'each marked replayed, with the epoch');
+    t.same(
+      replayed.map((f) => f['id']),
+      ['r-2', 'r-3', 'r-4'],
+    );
+    t.ok(
+      replayed.every((f) => f['replayed'] === true && f['epoch'] === epoch),
+      'each marked replayed, with the epoch',
+    );
   });
 
   t.test('a since time replays everything newer', async (t) => {
     const c = await connect(t, gw, sub);
-    const reply = await c.request({ type: 'resume', epoch, topics: { [topic]: { since: Number(String(seen['offset']).split('-')[0]) } }, id: 1 });
+    const reply = await c.request({
+      type: 'resume',
+      epoch,
+      topics: { [topic]: { since: Number(String(seen['offset']).split('-')[0]) } },
+      id: 1,
+    });
     t.same(reply['topics'], { [topic]: { recovered: true } });
-    t.same(c.inbox.filter((f) => f.type === 'notification').map((f) => f['id']), ['r-1', 'r-2', 'r-3', 'r-4']);
+    t.same(
+      c.inbox.filter((f) => f.type === 'notification').map((f) => f['id']),
+      ['r-1', 'r-2', 'r-3', 'r-4'],
+    );
   });
 
   t.test('nothing missed: recovered with no replay', async (t) => {
@@ -232,7 +282,8 @@ t.test('resume', async (t) => {
       { type: 'resume', epoch, topics: { [topic]: { offset: '1-1', since: 1 } } },
       { type: 'resume', epoch, topics: { 'bad topic': { since: 1 } } },
     ];
-    for (const [i, frame] of rows.entries()) t.equal((await c.request({ ...frame, id: i }))['code'], 'invalid_message', JSON.stringify(frame));
+    for (const [i, frame] of rows.entries())
+      t.equal((await c.request({ ...frame, id: i }))['code'], 'invalid_message', JSON.stringify(frame));
   });
 });
 
@@ -350,7 +401,11 @@ t.test('resume: one at a time per connection, each replayed entry spent from HER
   for (let i = 1; i <= 4; i++) await c.next('notification');
   const from = { [topic]: { offset: first['offset'] } };
 
-  t.same((await c.request({ type: 'resume', epoch, topics: from, id: 'r1' }))['topics'], { [topic]: { recovered: true } }, '4 entries: within the budget of 5');
+  t.same(
+    (await c.request({ type: 'resume', epoch, topics: from, id: 'r1' }))['topics'],
+    { [topic]: { recovered: true } },
+    '4 entries: within the budget of 5',
+  );
   t.equal(c.inbox.filter((f) => f['replayed'] === true).length, 4);
   c.inbox.length = 0;
 
@@ -359,7 +414,10 @@ t.test('resume: one at a time per connection, each replayed entry spent from HER
   c.send({ type: 'ping', id: 'p' });
   const answer = await c.next('*');
   t.match(answer, { type: 'error', code: 'rate_limited', id: 'r2' }, '4 more than the 1 left: rate_limited, nothing replayed');
-  t.ok(Number(answer['retryAfterMs']) > 30_000 && Number(answer['retryAfterMs']) <= 36_000, `retry once 3 entries came back (${String(answer['retryAfterMs'])} ms at 5 a minute)`);
+  t.ok(
+    Number(answer['retryAfterMs']) > 30_000 && Number(answer['retryAfterMs']) <= 36_000,
+    `retry once 3 entries came back (${String(answer['retryAfterMs'])} ms at 5 a minute)`,
+  );
   t.match(await c.next('*'), { type: 'pong', id: 'p' }, 'then the pong: one request at a time, in order');
 
   for (let i = 5; i <= 10; i++) await pub.publish(`notifications:${topic}`, JSON.stringify({ id: `b-${i}` }));
@@ -369,40 +427,53 @@ t.test('resume: one at a time per connection, each replayed entry spent from HER
   t.equal(c.inbox.filter((f) => f['replayed'] === true).length, 0, 'and nothing replayed');
 });
 
-t.test('while Redis refuses writes a recorder holds what waits, bounded by bytes: the oldest are dropped and counted, the rest delivered once recorded', async (t) => {
-  const own = await startRedis();
-  t.teardown(() => own.close());
-  const admin = own.client();
-  const gw = await gateway(t, own, { HERALD_RECORDER_MAX_WAITING_BYTES: String(1024 * 1024), HERALD_MAX_NOTIFICATION_BYTES: '65536' });
-  const sub = uid('oom');
-  const c = await connect(t, gw, sub);
-  // noeviction with no room: every write (herald_record) fails with OOM; PUBLISH still works.
-  const used = Number(/used_memory:(\d+)/.exec(String(await admin.info('memory')))?.[1]);
-  await admin.config('SET', 'maxmemory-policy', 'noeviction');
-  await admin.config('SET', 'maxmemory', String(used));
-  const pad = 'x'.repeat(60_000);
-  for (let i = 0; i < 40; i++) t.equal(await admin.publish(`notifications:user:${sub}`, JSON.stringify({ id: `o-${i}`, pad })), 1, `o-${i} reached the recorder`);
-  const count = async (result: string): Promise<number> => (await scrape(gw.http)).value('herald_history_writes_total', { result });
-  await waitFor('the drops to be counted', async () => (await count('dropped')) > 0, 5000, 50);
-  const dropped = await count('dropped');
-  // 1 MiB holds 17 payloads of 60 KB: the first 23 went.
-  t.equal(dropped, 23, '40 × 60 KB against 1 MiB: the 23 oldest dropped');
-  t.ok((await count('failed')) > 0, 'the failing calls are counted');
-  await gw.waitForLog((l) => l.msg === 'notifications dropped: too many waiting to be recorded' && l['dropped'] !== undefined);
-  t.pass('and logged');
-  t.equal(c.inbox.length, 0, 'nothing delivered while nothing could be recorded');
+t.test(
+  'while Redis refuses writes a recorder holds what waits, bounded by bytes: the oldest are dropped and counted, the rest delivered once recorded',
+  async (t) => {
+    const own = await startRedis();
+    t.teardown(() => own.close());
+    const admin = own.client();
+    const gw = await gateway(t, own, { HERALD_RECORDER_MAX_WAITING_BYTES: String(1024 * 1024), HERALD_MAX_NOTIFICATION_BYTES: '65536' });
+    const sub = uid('oom');
+    const c = await connect(t, gw, sub);
+    // noeviction with no room: every write (herald_record) fails with OOM; PUBLISH still works.
+    const used = Number(/used_memory:(\d+)/.exec(String(await admin.info('memory')))?.[1]);
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', String(used));
+    const pad = 'x'.repeat(60_000);
+    for (let i = 0; i < 40; i++)
+      t.equal(await admin.publish(`notifications:user:${sub}`, JSON.stringify({ id: `o-${i}`, pad })), 1, `o-${i} reached the recorder`);
+    const count = async (result: string): Promise<number> => (await scrape(gw.http)).value('herald_history_writes_total', { result });
+    await waitFor('the drops to be counted', async () => (await count('dropped')) > 0, 5000, 50);
+    const dropped = await count('dropped');
+    // 1 MiB holds 17 payloads of 60 KB: the first 23 went.
+    t.equal(dropped, 23, '40 × 60 KB against 1 MiB: the 23 oldest dropped');
+    t.ok((await count('failed')) > 0, 'the failing calls are counted');
+    await gw.waitForLog((l) => l.msg === 'notifications dropped: too many waiting to be recorded' && l['dropped'] !== undefined);
+    t.pass('and logged');
+    t.equal(c.inbox.length, 0, 'nothing delivered while nothing could be recorded');
 
-  await admin.config('SET', 'maxmemory', '0');
-  const got: string[] = [];
-  for (let i = 0; i < 40 - dropped; i++) got.push(String((await c.next('notification', { timeoutMs: 5000 }))['id']));
-  t.same(got, Array.from({ length: 40 - dropped }, (_, i) => `o-${i + dropped}`), 'the newest 17 arrive once Redis takes writes again, in order, with positions');
-  await own.client().publish(`notifications:user:${sub}`, JSON.stringify({ id: 'after' }));
-  t.equal((await c.next('notification'))['id'], 'after', 'and nothing else');
-});
+    await admin.config('SET', 'maxmemory', '0');
+    const got: string[] = [];
+    for (let i = 0; i < 40 - dropped; i++) got.push(String((await c.next('notification', { timeoutMs: 5000 }))['id']));
+    t.same(
+      got,
+      Array.from({ length: 40 - dropped }, (_, i) => `o-${i + dropped}`),
+      'the newest 17 arrive once Redis takes writes again, in order, with positions',
+    );
+    await own.client().publish(`notifications:user:${sub}`, JSON.stringify({ id: 'after' }));
+    t.equal((await c.next('notification'))['id'], 'after', 'and nothing else');
+  },
+);
 
 t.test('a subscriber cut in the middle of a fast stream: every notification arrives, live or by the gap fill', async (t) => {
   // A history that keeps the whole stream: the gap must be recoverable.
-  const gw = await gateway(t, redis, { HERALD_HISTORY_SIZE: '10000', HERALD_RECOVERY_MAX: '10000', HERALD_NAMESPACE: 'race', HERALD_CHANNEL_PREFIX: 'race-notifications' });
+  const gw = await gateway(t, redis, {
+    HERALD_HISTORY_SIZE: '10000',
+    HERALD_RECOVERY_MAX: '10000',
+    HERALD_NAMESPACE: 'race',
+    HERALD_CHANNEL_PREFIX: 'race-notifications',
+  });
   const sub = uid('race');
   const topic = `user:${sub}`;
   const c = await connect(t, gw, sub);
@@ -440,6 +511,10 @@ t.test('a subscriber cut in the middle of a fast stream: every notification arri
     id = String((await c.next('notification'))['id']);
     if (id !== 'x-end') ids.push(id);
   }
-  t.same(sent.filter((id) => !got.has(id)), [], `none of the ${N} missing, live or replayed`);
+  t.same(
+    sent.filter((id) => !got.has(id)),
+    [],
+    `none of the ${N} missing, live or replayed`,
+  );
   t.equal(ids.length, N, 'and none delivered twice');
 });

@@ -4,7 +4,7 @@
 // SUBSCRIBE commands by the second (a paced batch), not one per connection.
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
+import { type Frame, TestClient } from '../support/client.js';
 import { baseEnv, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
@@ -28,12 +28,14 @@ type Client = TestClient & { welcome: Frame };
 async function pool<T>(n: number, fn: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = new Array<T>(n);
   let next = 0;
-  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-    while (next < n) {
-      const i = next++;
-      out[i] = await fn(i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
   return out;
 }
 
@@ -51,14 +53,19 @@ for (const round of [1, 2]) {
     const before = await scrape(gw.http);
     const started = Date.now();
     const clients: Client[] = await pool(CONNECTIONS, async (i) =>
-      TestClient.connect(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: `churn-${run}-${i}`, topics: ['feed:*'] })}` } }));
+      TestClient.connect(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: `churn-${run}-${i}`, topics: ['feed:*'] })}` } }),
+    );
     const connectS = (Date.now() - started) / 1000;
     const afterConnect = await scrape(gw.http);
-    const subscribes = afterConnect.value('herald_redis_subscription_commands_total', { command: 'subscribe' })
-      - before.value('herald_redis_subscription_commands_total', { command: 'subscribe' });
+    const subscribes =
+      afterConnect.value('herald_redis_subscription_commands_total', { command: 'subscribe' }) -
+      before.value('herald_redis_subscription_commands_total', { command: 'subscribe' });
     // Ten a second once the burst allowance of ten is spent (interest.ts), plus one.
     const bound = Math.ceil(10 + 10 * connectS) + 2;
-    t.ok(subscribes <= bound, `${CONNECTIONS} connects in ${connectS.toFixed(1)} s cost ${subscribes} SUBSCRIBE commands (at most ${bound})`);
+    t.ok(
+      subscribes <= bound,
+      `${CONNECTIONS} connects in ${connectS.toFixed(1)} s cost ${subscribes} SUBSCRIBE commands (at most ${bound})`,
+    );
     t.equal(afterConnect.value('herald_redis_subscriptions'), CONNECTIONS + 1, 'one channel per user, and system');
 
     await pool(CONNECTIONS, async (i) => {
@@ -72,19 +79,35 @@ for (const round of [1, 2]) {
     // Every odd feed is held; the even ones only until the next unsubscribe sweep.
     t.ok(held.value('herald_redis_subscriptions') >= CONNECTIONS + 1 + FEEDS / 2, 'the feeds joined');
     // The odd connections keep every feed whose number is odd (i % 500 has i's parity).
-    await waitFor('the even feeds to be left', async () => (await scrape(gw.http)).value('herald_redis_subscriptions') === CONNECTIONS + 1 + FEEDS / 2, 5000, 100);
+    await waitFor(
+      'the even feeds to be left',
+      async () => (await scrape(gw.http)).value('herald_redis_subscriptions') === CONNECTIONS + 1 + FEEDS / 2,
+      5000,
+      100,
+    );
     t.pass('feeds nobody holds any more were left');
     const marker = randomUUID();
     await pub.publish(`notifications:feed:${run}-1`, JSON.stringify({ marker }));
     const got = await (clients[1] as Client).next('notification');
     t.same(got['data'], { marker }, 'a held feed still delivers');
 
-    await pool(CONNECTIONS, async (i) => (clients[i] as Client).close());
-    await waitFor('every channel but system to be left', async () => {
-      const v = await redisView();
-      return v.sub === 1 && v.channels.length === 1;
-    }, 10_000, 100);
-    t.same(await redisView(), { channels: ['herald:notify:{system}'], sub: 1 }, "redis-server's PUBSUB CHANNELS and CLIENT LIST: only system is left");
+    await pool(CONNECTIONS, async (i) => {
+      await (clients[i] as Client).close();
+    });
+    await waitFor(
+      'every channel but system to be left',
+      async () => {
+        const v = await redisView();
+        return v.sub === 1 && v.channels.length === 1;
+      },
+      10_000,
+      100,
+    );
+    t.same(
+      await redisView(),
+      { channels: ['herald:notify:{system}'], sub: 1 },
+      "redis-server's PUBSUB CHANNELS and CLIENT LIST: only system is left",
+    );
     const after = await scrape(gw.http);
     t.equal(after.value('herald_redis_subscriptions'), 1, 'and the gateway agrees');
     t.equal(after.value('herald_connections'), 0);

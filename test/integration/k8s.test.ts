@@ -4,22 +4,22 @@
 // and with Herald: kustomization lists, ports, probes, shutdown timing, security
 // context, env names documented in README.md, the Dockerfile. No cluster and no
 // kubectl are involved; what that leaves untested is listed in k8s/README.md.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
-import { parseAllDocuments } from 'yaml';
 import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1/Deployment';
-import { StatefulSet, type IStatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { type IStatefulSet, StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
-import { Ingress, type IIngress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
-import { NetworkPolicy, type INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
-import { PodDisruptionBudget, type IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { type IIngress, Ingress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
+import { type INetworkPolicy, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { type IPodDisruptionBudget, PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
 import type { IPodSpec } from 'kubernetes-models/v1/PodSpec';
 import { Secret } from 'kubernetes-models/v1/Secret';
-import { Service, type IService } from 'kubernetes-models/v1/Service';
+import { type IService, Service } from 'kubernetes-models/v1/Service';
+import t from 'tap';
+import { parseAllDocuments } from 'yaml';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const K8S = join(ROOT, 'k8s');
@@ -89,8 +89,16 @@ function describe(d: Doc): string {
 }
 
 /** The one object that `guard` accepts with this name, else a thrown error naming what is missing. */
-function one<T extends { metadata?: { name?: string } }>(guard: (v: unknown) => v is T, name: string, where: (d: Doc) => boolean = () => true): T {
-  const found = objects.filter(where).map((d) => d.obj).filter(guard).filter((o) => o.metadata?.name === name);
+function one<T extends { metadata?: { name?: string } }>(
+  guard: (v: unknown) => v is T,
+  name: string,
+  where: (d: Doc) => boolean = () => true,
+): T {
+  const found = objects
+    .filter(where)
+    .map((d) => d.obj)
+    .filter(guard)
+    .filter((o) => o.metadata?.name === name);
   if (found.length !== 1) throw new Error(`expected exactly one such object named ${name}, found ${found.length}`);
   return found[0] as T;
 }
@@ -174,7 +182,11 @@ t.test('every YAML file under k8s/ parses without errors or warnings and holds a
   t.strictSame(parseErrors, []);
   const files = yamlFiles(K8S).map((p) => relative(K8S, p));
   t.ok(files.length >= 11, `found ${files.length} YAML files`);
-  for (const file of files) t.ok(docs.some((d) => d.file === file), `${file} holds an object`);
+  for (const file of files)
+    t.ok(
+      docs.some((d) => d.file === file),
+      `${file} holds an object`,
+    );
   for (const d of objects) {
     const meta = d.obj['metadata'];
     t.ok(isObj(meta) && typeof meta['name'] === 'string' && meta['name'] !== '', `${describe(d)} has a metadata.name`);
@@ -198,7 +210,9 @@ t.test('every built-in object validates against its Kubernetes schema offline', 
 t.test('the offline validator rejects a string containerPort and a ConfigMap value that is not a string', async (t) => {
   // Proves the schema check above is live, not a no-op: these are the two YAML slips
   // (an unquoted number in a ConfigMap, a quoted port) a cluster would refuse.
-  const bad = structuredClone(deployment()) as unknown as { spec: { template: { spec: { containers: Array<{ ports: Array<{ containerPort: unknown }> }> } } } };
+  const bad = structuredClone(deployment()) as unknown as {
+    spec: { template: { spec: { containers: Array<{ ports: Array<{ containerPort: unknown }> }> } } };
+  };
   const port = bad.spec.template.spec.containers[0]?.ports[0];
   t.ok(port !== undefined, 'the Deployment has a container port to break');
   if (port !== undefined) port.containerPort = '8080';
@@ -285,19 +299,22 @@ t.test('terminationGracePeriodSeconds exceeds the preStop sleep plus HERALD_SHUT
   t.ok(grace > sleep + shutdown, `grace ${grace} s > preStop ${sleep} s + shutdown ${shutdown} s`);
 });
 
-t.test('the Herald container runs as user 10001, non-root, read-only root, no privilege escalation, no capabilities, RuntimeDefault seccomp', async (t) => {
-  const pod = podSpec().securityContext ?? {};
-  const c = herald().securityContext ?? {};
-  // The container's own setting wins over the pod's, as in Kubernetes.
-  t.equal(c.runAsNonRoot ?? pod.runAsNonRoot, true, 'runAsNonRoot');
-  t.equal(c.runAsUser ?? pod.runAsUser, 10001, 'runAsUser');
-  t.equal(c.readOnlyRootFilesystem, true, 'readOnlyRootFilesystem');
-  t.equal(c.allowPrivilegeEscalation, false, 'allowPrivilegeEscalation');
-  t.strictSame(c.capabilities?.drop, ['ALL'], 'capabilities drop ALL');
-  t.equal(c.capabilities?.add, undefined, 'no capability added');
-  t.equal((c.seccompProfile ?? pod.seccompProfile)?.type, 'RuntimeDefault', 'seccompProfile');
-  t.equal(c.privileged ?? false, false, 'not privileged');
-});
+t.test(
+  'the Herald container runs as user 10001, non-root, read-only root, no privilege escalation, no capabilities, RuntimeDefault seccomp',
+  async (t) => {
+    const pod = podSpec().securityContext ?? {};
+    const c = herald().securityContext ?? {};
+    // The container's own setting wins over the pod's, as in Kubernetes.
+    t.equal(c.runAsNonRoot ?? pod.runAsNonRoot, true, 'runAsNonRoot');
+    t.equal(c.runAsUser ?? pod.runAsUser, 10001, 'runAsUser');
+    t.equal(c.readOnlyRootFilesystem, true, 'readOnlyRootFilesystem');
+    t.equal(c.allowPrivilegeEscalation, false, 'allowPrivilegeEscalation');
+    t.strictSame(c.capabilities?.drop, ['ALL'], 'capabilities drop ALL');
+    t.equal(c.capabilities?.add, undefined, 'no capability added');
+    t.equal((c.seccompProfile ?? pod.seccompProfile)?.type, 'RuntimeDefault', 'seccompProfile');
+    t.equal(c.privileged ?? false, false, 'not privileged');
+  },
+);
 
 t.test('/tmp is a writable emptyDir in the Herald container', async (t) => {
   const mount = herald().volumeMounts?.find((m) => m.mountPath === '/tmp');
@@ -307,14 +324,11 @@ t.test('/tmp is a writable emptyDir in the Herald container', async (t) => {
   t.ok(volume?.emptyDir !== undefined, 'the volume is an emptyDir');
 });
 
-t.test('every env var the ConfigMap and Deployment set is in README.md\'s configuration table', async (t) => {
+t.test("every env var the ConfigMap and Deployment set is in README.md's configuration table", async (t) => {
   const documented = documentedVariables();
   t.ok(documented.size >= 20 && documented.has('HERALD_PORT'), `the README table parses (${documented.size} variables)`);
   const c = herald();
-  const names = [
-    ...Object.keys(configMap().data ?? {}),
-    ...(c.env ?? []).map((e) => e.name),
-  ];
+  const names = [...Object.keys(configMap().data ?? {}), ...(c.env ?? []).map((e) => e.name)];
   t.ok(names.length > 0);
   for (const name of names) {
     t.ok(documented.has(name) || NOT_YET_IN_README.has(name), `${name} is documented`);
@@ -346,24 +360,33 @@ t.test('no file under k8s/ holds a Secret: the base never creates or overwrites 
   for (const generator of ['secretGenerator', 'generators']) t.notOk(generator in base, `the base kustomization has no ${generator}`);
 });
 
-t.test('the Deployment\'s ConfigMap comes from the base and its Secret keys from the documented kubectl create secret command', async (t) => {
-  const c = herald();
-  const base = objects.filter(inBase);
-  for (const from of c.envFrom ?? []) {
-    t.equal(from.secretRef, undefined, 'no envFrom Secret (its keys would be unchecked)');
-    const name = from.configMapRef?.name;
-    t.ok(base.some((d) => d.obj['kind'] === 'ConfigMap' && isObj(d.obj['metadata']) && d.obj['metadata']['name'] === name), `envFrom ConfigMap ${String(name)} is in the base`);
-  }
-  const documented = documentedSecrets();
-  t.ok(documented.size > 0, 'k8s/README.md shows a kubectl create secret generic command');
-  const refs = (c.env ?? []).flatMap((e) => (e.valueFrom?.secretKeyRef !== undefined ? [e.valueFrom.secretKeyRef] : []));
-  t.ok(refs.some((r) => r.key === 'HERALD_JWT_SECRET' && r.optional !== true), 'HERALD_JWT_SECRET comes from the Secret, required');
-  for (const ref of refs) {
-    t.ok(documented.get(ref.name ?? '')?.has(ref.key), `the README's command creates Secret ${String(ref.name)} with key ${ref.key}`);
-  }
-});
+t.test(
+  "the Deployment's ConfigMap comes from the base and its Secret keys from the documented kubectl create secret command",
+  async (t) => {
+    const c = herald();
+    const base = objects.filter(inBase);
+    for (const from of c.envFrom ?? []) {
+      t.equal(from.secretRef, undefined, 'no envFrom Secret (its keys would be unchecked)');
+      const name = from.configMapRef?.name;
+      t.ok(
+        base.some((d) => d.obj['kind'] === 'ConfigMap' && isObj(d.obj['metadata']) && d.obj['metadata']['name'] === name),
+        `envFrom ConfigMap ${String(name)} is in the base`,
+      );
+    }
+    const documented = documentedSecrets();
+    t.ok(documented.size > 0, 'k8s/README.md shows a kubectl create secret generic command');
+    const refs = (c.env ?? []).flatMap((e) => (e.valueFrom?.secretKeyRef !== undefined ? [e.valueFrom.secretKeyRef] : []));
+    t.ok(
+      refs.some((r) => r.key === 'HERALD_JWT_SECRET' && r.optional !== true),
+      'HERALD_JWT_SECRET comes from the Secret, required',
+    );
+    for (const ref of refs) {
+      t.ok(documented.get(ref.name ?? '')?.has(ref.key), `the README's command creates Secret ${String(ref.name)} with key ${ref.key}`);
+    }
+  },
+);
 
-t.test('the Service selects the Deployment\'s pods and targets the named container port', async (t) => {
+t.test("the Service selects the Deployment's pods and targets the named container port", async (t) => {
   const d = deployment();
   const labels = d.spec?.template.metadata?.labels;
   t.ok(selects(d.spec?.selector.matchLabels, labels), 'the Deployment selector matches its own pod template');
@@ -376,13 +399,19 @@ t.test('the Service selects the Deployment\'s pods and targets the named contain
 t.test('the HPA scales the Deployment on CPU, the CPU request it needs is set, and the PDB covers the same pods', async (t) => {
   const hpa = one(HorizontalPodAutoscaler.is, 'herald', inBase) as IHorizontalPodAutoscaler;
   t.strictSame(hpa.spec?.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: 'herald' });
-  t.ok(hpa.spec?.metrics?.some((m) => m.type === 'Resource' && m.resource?.name === 'cpu'), 'a CPU resource metric');
+  t.ok(
+    hpa.spec?.metrics?.some((m) => m.type === 'Resource' && m.resource?.name === 'cpu'),
+    'a CPU resource metric',
+  );
   t.ok((hpa.spec?.minReplicas ?? 1) >= 2, 'at least 2 replicas');
   const resources = herald().resources;
   t.ok(resources?.requests?.['cpu'] !== undefined, 'CPU request set (Utilization is relative to it)');
   const request = bytes(resources?.requests?.['memory']);
   const limit = bytes(resources?.limits?.['memory']);
-  t.ok(request > 0 && limit >= request, `memory limit ${String(resources?.limits?.['memory'])} ≥ request ${String(resources?.requests?.['memory'])}`);
+  t.ok(
+    request > 0 && limit >= request,
+    `memory limit ${String(resources?.limits?.['memory'])} ≥ request ${String(resources?.requests?.['memory'])}`,
+  );
   const pdb = one(PodDisruptionBudget.is, 'herald', inBase) as IPodDisruptionBudget;
   t.ok(selects(pdb.spec?.selector?.matchLabels, deployment().spec?.template.metadata?.labels), 'the PDB selects the pods');
 });
@@ -392,7 +421,10 @@ t.test('the NetworkPolicy admits clients on the container port and lets the pods
   t.ok(selects(np.spec?.podSelector.matchLabels, deployment().spec?.template.metadata?.labels), 'it applies to the Herald pods');
   t.ok(np.spec?.policyTypes?.includes('Ingress') && np.spec.policyTypes.includes('Egress'), 'both directions');
   const ingressPorts = (np.spec?.ingress ?? []).flatMap((r) => r.ports ?? []);
-  t.ok(ingressPorts.some((p) => (p.protocol ?? 'TCP') === 'TCP' && (p.port === httpPort() || p.port === 'http')), 'ingress allows the container port');
+  t.ok(
+    ingressPorts.some((p) => (p.protocol ?? 'TCP') === 'TCP' && (p.port === httpPort() || p.port === 'http')),
+    'ingress allows the container port',
+  );
   const egress = (np.spec?.egress ?? []).flatMap((r) => r.ports ?? []);
   const allows = (port: number, protocol: string): boolean => egress.some((p) => p.port === port && (p.protocol ?? 'TCP') === protocol);
   const redisUrl = new URL(configMap().data?.['HERALD_REDIS_URL'] ?? 'redis://missing');
@@ -406,7 +438,10 @@ t.test('HERALD_REDIS_URL names the example Redis Service, which selects the sing
   t.equal(url.protocol, 'redis:');
   const inRedis = (d: Doc): boolean => d.file.startsWith('redis/');
   const svc = one(Service.is, url.hostname, inRedis);
-  t.ok(svc.spec?.ports?.some((p) => p.port === Number(url.port || 6379)), 'the Service serves the URL\'s port');
+  t.ok(
+    svc.spec?.ports?.some((p) => p.port === Number(url.port || 6379)),
+    "the Service serves the URL's port",
+  );
   const sts = one(StatefulSet.is, 'redis', inRedis) as IStatefulSet;
   t.equal(sts.spec?.replicas, 1);
   t.equal(sts.spec?.serviceName, url.hostname);
@@ -425,7 +460,10 @@ t.test('the Ingress example routes the WebSocket path to the Service with 3600 s
   t.ok(ws !== undefined, `a rule for ${wsPath}`);
   t.equal(ws?.backend.service?.name, service().metadata?.name);
   const port = ws?.backend.service?.port;
-  t.ok((service().spec?.ports ?? []).some((p) => p.name === port?.name || p.port === port?.number), 'the backend port is a Service port');
+  t.ok(
+    (service().spec?.ports ?? []).some((p) => p.name === port?.name || p.port === port?.number),
+    'the backend port is a Service port',
+  );
 });
 
 t.test('the Dockerfile builds the image the Deployment runs, as its user and on its port', async (t) => {
@@ -434,7 +472,11 @@ t.test('the Dockerfile builds the image the Deployment runs, as its user and on 
   t.equal(herald().image, `herald:${version}`, 'image tag is the package version');
   const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
   t.ok(froms.length >= 2 && froms.every((f) => f?.startsWith('node:20-bookworm')), `glibc (bookworm) Node 20 stages: ${froms.join(', ')}`);
-  t.match(dockerfile, new RegExp(`^USER ${String(herald().securityContext?.runAsUser ?? podSpec().securityContext?.runAsUser)}$`, 'm'), 'USER matches runAsUser');
+  t.match(
+    dockerfile,
+    new RegExp(`^USER ${String(herald().securityContext?.runAsUser ?? podSpec().securityContext?.runAsUser)}$`, 'm'),
+    'USER matches runAsUser',
+  );
   t.match(dockerfile, new RegExp(`^EXPOSE ${httpPort()}$`, 'm'), 'EXPOSE matches the container port');
   t.match(dockerfile, /^CMD \["node", ?"dist\/main\.js"\]$/m, 'runs node dist/main.js');
   t.match(dockerfile, /untested by build/i, 'says it is untested by build');

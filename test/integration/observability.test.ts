@@ -3,10 +3,10 @@
 // connection fields on every log line about a connection. Every wait has a deadline.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HostStats, WorkerStats } from '../../dist/stats.js';
 import t, { type Test } from 'tap';
-import { TestClient, refusedUpgrade, type Frame } from '../support/client.js';
-import { ROOT, baseEnv, startGateway, type GatewayProcess, type LogLine } from '../support/gateway.js';
+import type { HostStats, WorkerStats } from '../../dist/stats.js';
+import { type Frame, refusedUpgrade, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, type LogLine, ROOT, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
@@ -30,7 +30,9 @@ async function connect(t: Test, gw: GatewayProcess, claims: Record<string, unkno
 }
 
 /** /stats connections/topics (host and the one worker) and herald_topics, in one read. */
-async function counts(gw: GatewayProcess): Promise<{ connections: number; workerConnections: number; topics: number; topicsGauge: number }> {
+async function counts(
+  gw: GatewayProcess,
+): Promise<{ connections: number; workerConnections: number; topics: number; topicsGauge: number }> {
   const s = await stats(gw);
   const m = await scrape(gw.http);
   return {
@@ -44,10 +46,15 @@ async function counts(gw: GatewayProcess): Promise<{ connections: number; worker
 /** Waits until /stats and /metrics agree on `want`, then returns what they said. */
 async function countsReach(gw: GatewayProcess, want: { connections: number; topics: number }): Promise<Awaited<ReturnType<typeof counts>>> {
   let last = await counts(gw);
-  await waitFor(`/stats and herald_topics to reach ${JSON.stringify(want)}`, async () => {
-    last = await counts(gw);
-    return last.connections === want.connections && last.topics === want.topics && last.topicsGauge === want.topics;
-  }, 3000, 20);
+  await waitFor(
+    `/stats and herald_topics to reach ${JSON.stringify(want)}`,
+    async () => {
+      last = await counts(gw);
+      return last.connections === want.connections && last.topics === want.topics && last.topicsGauge === want.topics;
+    },
+    3000,
+    20,
+  );
   return last;
 }
 
@@ -59,7 +66,7 @@ t.test('GET /stats in embedded mode describes the host and its one worker', asyn
   t.match(res.headers.get('content-type'), /^application\/json/);
   const s = (await res.json()) as HostStats;
   t.same(Object.keys(s).sort(), ['connections', 'mode', 'redis', 'uptimeS', 'version', 'workers'], 'exactly the documented fields');
-  t.equal(s.version, VERSION, 'version is package.json\'s');
+  t.equal(s.version, VERSION, "version is package.json's");
   t.equal(s.mode, 'embedded');
   t.equal(s.redis, 'embedded');
   t.equal(s.connections, 0);
@@ -83,69 +90,114 @@ t.test('/stats connections and topics, and herald_topics, follow clients as they
 
   // Each client starts on user:<sub> and system; system is shared.
   const alice = await connect(t, gw, { sub: 'alice', topics: ['feed:*'] });
-  t.same(await countsReach(gw, { connections: 1, topics: 2 }), { connections: 1, workerConnections: 1, topics: 2, topicsGauge: 2 }, 'alice: user:alice, system');
+  t.same(
+    await countsReach(gw, { connections: 1, topics: 2 }),
+    { connections: 1, workerConnections: 1, topics: 2, topicsGauge: 2 },
+    'alice: user:alice, system',
+  );
   const bob = await connect(t, gw, { sub: 'bob' });
-  t.same(await countsReach(gw, { connections: 2, topics: 3 }), { connections: 2, workerConnections: 2, topics: 3, topicsGauge: 3 }, 'bob adds user:bob only');
+  t.same(
+    await countsReach(gw, { connections: 2, topics: 3 }),
+    { connections: 2, workerConnections: 2, topics: 3, topicsGauge: 3 },
+    'bob adds user:bob only',
+  );
 
   t.equal((await alice.request({ type: 'subscribe', topic: 'feed:news', id: 's1' }))['type'], 'subscribed');
-  t.same(await countsReach(gw, { connections: 2, topics: 4 }), { connections: 2, workerConnections: 2, topics: 4, topicsGauge: 4 }, 'a granted subscribe adds a topic');
+  t.same(
+    await countsReach(gw, { connections: 2, topics: 4 }),
+    { connections: 2, workerConnections: 2, topics: 4, topicsGauge: 4 },
+    'a granted subscribe adds a topic',
+  );
   t.equal((await alice.request({ type: 'subscribe', topic: 'feed:news', id: 's2' }))['type'], 'subscribed');
-  t.same(await countsReach(gw, { connections: 2, topics: 4 }), { connections: 2, workerConnections: 2, topics: 4, topicsGauge: 4 }, 'subscribing twice counts once');
+  t.same(
+    await countsReach(gw, { connections: 2, topics: 4 }),
+    { connections: 2, workerConnections: 2, topics: 4, topicsGauge: 4 },
+    'subscribing twice counts once',
+  );
   t.equal((await alice.request({ type: 'unsubscribe', topic: 'feed:news', id: 'u1' }))['type'], 'unsubscribed');
-  t.same(await countsReach(gw, { connections: 2, topics: 3 }), { connections: 2, workerConnections: 2, topics: 3, topicsGauge: 3 }, 'unsubscribing the last subscriber removes it');
+  t.same(
+    await countsReach(gw, { connections: 2, topics: 3 }),
+    { connections: 2, workerConnections: 2, topics: 3, topicsGauge: 3 },
+    'unsubscribing the last subscriber removes it',
+  );
 
   await bob.close();
-  t.same(await countsReach(gw, { connections: 1, topics: 2 }), { connections: 1, workerConnections: 1, topics: 2, topicsGauge: 2 }, 'system stays while alice holds it');
+  t.same(
+    await countsReach(gw, { connections: 1, topics: 2 }),
+    { connections: 1, workerConnections: 1, topics: 2, topicsGauge: 2 },
+    'system stays while alice holds it',
+  );
   await alice.close();
-  t.same(await countsReach(gw, { connections: 0, topics: 0 }), { connections: 0, workerConnections: 0, topics: 0, topicsGauge: 0 }, 'back to zero');
+  t.same(
+    await countsReach(gw, { connections: 0, topics: 0 }),
+    { connections: 0, workerConnections: 0, topics: 0, topicsGauge: 0 },
+    'back to zero',
+  );
 });
 
-t.test('in Redis mode /stats says redis up, down after Redis dies, and up again after it returns; herald_redis_reconnects_total counts the reconnect', async (t) => {
-  const redis = await startRedis();
-  t.teardown(() => redis.close());
-  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url }));
-  t.teardown(() => gw.stop());
-  await gw.waitForLog((l) => l.msg === 'redis subscription active');
+t.test(
+  'in Redis mode /stats says redis up, down after Redis dies, and up again after it returns; herald_redis_reconnects_total counts the reconnect',
+  async (t) => {
+    const redis = await startRedis();
+    t.teardown(() => redis.close());
+    const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url }));
+    t.teardown(() => gw.stop());
+    await gw.waitForLog((l) => l.msg === 'redis subscription active');
 
-  let s = await stats(gw);
-  t.equal(s.mode, 'redis');
-  t.equal(s.redis, 'up');
-  t.equal(s.workers[0]?.redis, 'up');
-  const reconnectsBefore = (await scrape(gw.http)).value('herald_redis_reconnects_total');
-  t.equal(reconnectsBefore, 0, 'no reconnect while Redis has stayed up');
+    let s = await stats(gw);
+    t.equal(s.mode, 'redis');
+    t.equal(s.redis, 'up');
+    t.equal(s.workers[0]?.redis, 'up');
+    const reconnectsBefore = (await scrape(gw.http)).value('herald_redis_reconnects_total');
+    t.equal(reconnectsBefore, 0, 'no reconnect while Redis has stayed up');
 
-  await redis.kill();
-  await waitFor('/stats redis "down"', async () => (await stats(gw)).redis === 'down', 5000, 50);
-  s = await stats(gw);
-  t.equal(s.redis, 'down');
-  t.equal(s.mode, 'redis', 'still Redis mode while Redis is away');
-  t.equal(s.workers[0]?.redis, 'down');
-  t.ok((await scrape(gw.http)).value('herald_redis_reconnects_total') >= 1, 'a reconnect began after the connection was lost');
+    await redis.kill();
+    await waitFor('/stats redis "down"', async () => (await stats(gw)).redis === 'down', 5000, 50);
+    s = await stats(gw);
+    t.equal(s.redis, 'down');
+    t.equal(s.mode, 'redis', 'still Redis mode while Redis is away');
+    t.equal(s.workers[0]?.redis, 'down');
+    t.ok((await scrape(gw.http)).value('herald_redis_reconnects_total') >= 1, 'a reconnect began after the connection was lost');
 
-  await redis.start();
-  await waitFor('/stats redis "up" again', async () => (await stats(gw)).redis === 'up', 10_000, 50);
-  const m = await scrape(gw.http);
-  t.ok(m.value('herald_redis_reconnects_total') > reconnectsBefore, `herald_redis_reconnects_total grew (${m.value('herald_redis_reconnects_total')})`);
-  t.equal(m.value('herald_redis_up'), 1);
-});
+    await redis.start();
+    await waitFor('/stats redis "up" again', async () => (await stats(gw)).redis === 'up', 10_000, 50);
+    const m = await scrape(gw.http);
+    t.ok(
+      m.value('herald_redis_reconnects_total') > reconnectsBefore,
+      `herald_redis_reconnects_total grew (${m.value('herald_redis_reconnects_total')})`,
+    );
+    t.equal(m.value('herald_redis_up'), 1);
+  },
+);
 
-t.test('herald_auth_duration_seconds_count grows by one per token verified, accepted or refused, and not for an upgrade without a token', async (t) => {
-  const gw = await startGateway(baseEnv());
-  t.teardown(() => gw.stop());
-  const before = await scrape(gw.http);
-  await connect(t, gw, { sub: 'alice' });
-  await connect(t, gw, { sub: 'bob' });
-  const forged = await token({ sub: 'mallory' }, { secret: `${TEST_SECRET}-but-another-one` });
-  t.equal((await refusedUpgrade(gw.ws, { headers: { authorization: `Bearer ${forged}` } })).status, 401, 'a forged token is verified and refused');
-  t.equal((await refusedUpgrade(gw.ws)).status, 401, 'no token: refused before any verification');
+t.test(
+  'herald_auth_duration_seconds_count grows by one per token verified, accepted or refused, and not for an upgrade without a token',
+  async (t) => {
+    const gw = await startGateway(baseEnv());
+    t.teardown(() => gw.stop());
+    const before = await scrape(gw.http);
+    await connect(t, gw, { sub: 'alice' });
+    await connect(t, gw, { sub: 'bob' });
+    const forged = await token({ sub: 'mallory' }, { secret: `${TEST_SECRET}-but-another-one` });
+    t.equal(
+      (await refusedUpgrade(gw.ws, { headers: { authorization: `Bearer ${forged}` } })).status,
+      401,
+      'a forged token is verified and refused',
+    );
+    t.equal((await refusedUpgrade(gw.ws)).status, 401, 'no token: refused before any verification');
 
-  const after = await scrape(gw.http);
-  const delta = (name: string): number => after.value(name) - before.value(name);
-  t.equal(delta('herald_auth_duration_seconds_count'), 3, 'two accepted + one refused');
-  t.ok(delta('herald_auth_duration_seconds_sum') > 0, 'the histogram sum grew');
-  t.ok(delta('herald_auth_duration_seconds_sum') < 3, 'in seconds, not milliseconds');
-  t.equal(after.value('herald_auth_duration_seconds_bucket', { le: '+Inf' }) - before.value('herald_auth_duration_seconds_bucket', { le: '+Inf' }), 3);
-});
+    const after = await scrape(gw.http);
+    const delta = (name: string): number => after.value(name) - before.value(name);
+    t.equal(delta('herald_auth_duration_seconds_count'), 3, 'two accepted + one refused');
+    t.ok(delta('herald_auth_duration_seconds_sum') > 0, 'the histogram sum grew');
+    t.ok(delta('herald_auth_duration_seconds_sum') < 3, 'in seconds, not milliseconds');
+    t.equal(
+      after.value('herald_auth_duration_seconds_bucket', { le: '+Inf' }) -
+        before.value('herald_auth_duration_seconds_bucket', { le: '+Inf' }),
+      3,
+    );
+  },
+);
 
 t.test('/metrics carries prom-client default process metrics and event-loop lag under the herald_ prefix', async (t) => {
   const gw = await startGateway(baseEnv());
@@ -163,7 +215,11 @@ t.test('/metrics carries prom-client default process metrics and event-loop lag 
     t.equal(m.value(name), 0, `${name} is exported (0 in a fresh embedded gateway)`);
   }
   const unprefixed = m.samples.filter((s) => !s.name.startsWith('herald_'));
-  t.same(unprefixed.map((s) => s.name), [], 'every metric has the herald_ prefix');
+  t.same(
+    unprefixed.map((s) => s.name),
+    [],
+    'every metric has the herald_ prefix',
+  );
 });
 
 t.test('herald_backpressure_drops_total stays 0 after a normal session', async (t) => {
@@ -174,7 +230,10 @@ t.test('herald_backpressure_drops_total stays 0 after a normal session', async (
   const res = await fetch(`${gw.http}/publish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify([{ topic: 'user:alice', data: { n: 1 } }, { topic: 'system', data: { n: 2 } }]),
+    body: JSON.stringify([
+      { topic: 'user:alice', data: { n: 1 } },
+      { topic: 'system', data: { n: 2 } },
+    ]),
     signal: AbortSignal.timeout(3000),
   });
   t.equal(res.status, 202);
@@ -205,7 +264,12 @@ t.test('every log line about a connection carries its connectionId and userId, a
 
   // With Redis gone, the publisher fails fast and the ack is reported as not recorded.
   await redis.kill();
-  await waitFor('/readyz 503 (Redis gone)', async () => (await fetch(`${gw.http}/readyz`, { signal: AbortSignal.timeout(3000) })).status === 503, 5000, 50);
+  await waitFor(
+    '/readyz 503 (Redis gone)',
+    async () => (await fetch(`${gw.http}/readyz`, { signal: AbortSignal.timeout(3000) })).status === 503,
+    5000,
+    50,
+  );
   const reply = await alice.request({ type: 'ack', notificationId: 'n-1', id: 'a1' });
   t.equal(reply['type'], 'error');
   t.equal(reply['code'], 'unavailable');

@@ -7,10 +7,10 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { TestClient, refusedUpgrade, type Frame } from '../support/client.js';
-import { baseEnv, spawnMain, startGateway, type SpawnResult } from '../support/gateway.js';
+import { type Frame, refusedUpgrade, TestClient } from '../support/client.js';
+import { baseEnv, type SpawnResult, spawnMain, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
-import { scrape, type Metrics } from '../support/prometheus.js';
+import { type Metrics, scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
 import { TEST_SECRET, token } from '../support/tokens.js';
 
@@ -34,7 +34,10 @@ function tempDir(t: Test): string {
 }
 
 /** The process's exit, or a rejection after `ms`. */
-function exitWithin(child: Pick<SpawnResult, 'exited' | 'stderr'>, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+function exitWithin(
+  child: Pick<SpawnResult, 'exited' | 'stderr'>,
+  ms: number,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => reject(new Error(`still running after ${ms} ms; stderr: ${child.stderr()}`)), ms);
@@ -94,7 +97,8 @@ t.test('/metrics moves by exactly what a scripted session did', async (t) => {
   await gw.waitForLog((l) => l.msg === 'redis subscription active');
   const pub = redis.client();
   const before = await scrape(gw.http);
-  const delta = (after: Metrics, name: string, labels?: Record<string, string>): number => after.sum(name, labels) - before.sum(name, labels);
+  const delta = (after: Metrics, name: string, labels?: Record<string, string>): number =>
+    after.sum(name, labels) - before.sum(name, labels);
 
   // Two refused upgrades.
   t.equal((await refusedUpgrade(gw.ws)).status, 401);
@@ -151,7 +155,10 @@ t.test('/metrics moves by exactly what a scripted session did', async (t) => {
   for (const [name, labels, want] of expected) {
     t.equal(delta(after, name, labels), want, `${name}${labels === undefined ? '' : JSON.stringify(labels)} moved by ${want}`);
   }
-  t.ok(after.value('herald_delivery_latency_seconds_sum') - before.value('herald_delivery_latency_seconds_sum') < 1, 'latency is in seconds');
+  t.ok(
+    after.value('herald_delivery_latency_seconds_sum') - before.value('herald_delivery_latency_seconds_sum') < 1,
+    'latency is in seconds',
+  );
 });
 
 t.test('SIGTERM closes clients with 1001 shutting_down, leaves Redis and exits 0 within HERALD_SHUTDOWN_TIMEOUT_S', async (t) => {
@@ -174,9 +181,18 @@ t.test('SIGTERM closes clients with 1001 shutting_down, leaves Redis and exits 0
   const exit = await exitWithin(gw, 5000);
   t.same(exit, { code: 0, signal: null });
   t.ok(Date.now() - started < 5000, `exited in ${Date.now() - started} ms`);
-  t.ok(gw.logs.some((l) => l.msg === 'shutting down' && l['signal'] === 'SIGTERM'), 'logs the signal');
-  t.ok(gw.logs.some((l) => l.msg === 'shutdown complete'), 'logs shutdown complete');
-  t.ok(commands.some((c) => c.startsWith('fcall herald_release')), `the gateway gave its recorder slot up before leaving (saw: ${commands.join(', ')})`);
+  t.ok(
+    gw.logs.some((l) => l.msg === 'shutting down' && l['signal'] === 'SIGTERM'),
+    'logs the signal',
+  );
+  t.ok(
+    gw.logs.some((l) => l.msg === 'shutdown complete'),
+    'logs shutdown complete',
+  );
+  t.ok(
+    commands.some((c) => c.startsWith('fcall herald_release')),
+    `the gateway gave its recorder slot up before leaving (saw: ${commands.join(', ')})`,
+  );
   t.equal(await pub.exists('herald:recorder:0'), 0, 'so another gateway can take it at once');
 });
 
@@ -199,7 +215,9 @@ t.test('while draining, /readyz answers 503 draining, and a shutdown stuck on Re
         res.on('data', (d: Buffer) => {
           text += d.toString();
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, reused: req.reusedSocket }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, reused: req.reusedSocket }),
+        );
       });
       req.on('timeout', () => req.destroy(new Error('/readyz: no answer within 3 s')));
       req.on('error', reject);
@@ -229,7 +247,10 @@ t.test('while draining, /readyz answers 503 draining, and a shutdown stuck on Re
   const took = Date.now() - started;
   t.same(exit, { code: 1, signal: null }, 'exit code 1: the shutdown did not finish cleanly');
   t.ok(took >= 1900 && took < 4500, `exited at the 2 s deadline (${took} ms)`);
-  t.ok(gw.logs.some((l) => l.msg === 'shutdown timed out; exiting anyway' && l['timeoutMs'] === 2000), 'logs the timeout');
+  t.ok(
+    gw.logs.some((l) => l.msg === 'shutdown timed out; exiting anyway' && l['timeoutMs'] === 2000),
+    'logs the timeout',
+  );
   process.kill(pid, 'SIGCONT');
 });
 
@@ -253,7 +274,7 @@ t.test('a second SIGTERM during a stuck shutdown ends the process at once', asyn
   await gw.waitForLog((l) => l.msg === 'shutting down');
   const started = Date.now();
   gw.proc.kill('SIGTERM');
-  t.same(await exitWithin(gw, 5000), { code: null, signal: 'SIGTERM' }, 'killed by the second signal (Node\'s default handling)');
+  t.same(await exitWithin(gw, 5000), { code: null, signal: 'SIGTERM' }, "killed by the second signal (Node's default handling)");
   t.ok(Date.now() - started < 5000, 'well before the 30 s deadline');
 });
 
@@ -331,10 +352,14 @@ t.test('--dev with no key starts with a generated secret, says so loudly and pri
 
   async function startDev(): Promise<{ child: SpawnResult; ws: string; token: string; banner: string }> {
     const child = spawnMain(t, ['--dev'], env, cwd);
-    await waitFor('the dev banner', () => {
-      if (child.proc.exitCode !== null) throw new Error(`exited ${child.proc.exitCode}: ${child.stderr()}`);
-      return /HERALD DEV MODE[\s\S]*\n=+\n/.test(child.stderr());
-    }, 10_000);
+    await waitFor(
+      'the dev banner',
+      () => {
+        if (child.proc.exitCode !== null) throw new Error(`exited ${child.proc.exitCode}: ${child.stderr()}`);
+        return /HERALD DEV MODE[\s\S]*\n=+\n/.test(child.stderr());
+      },
+      10_000,
+    );
     const banner = child.stderr();
     const ws = /websocket: (ws:\/\/\S+)/.exec(banner)?.[1];
     const tok = /dev token[^\n]*\n\s+(\S+)/.exec(banner)?.[1];
@@ -356,7 +381,11 @@ t.test('--dev with no key starts with a generated secret, says so loudly and pri
   t.teardown(() => alice.close());
   t.equal(alice.welcome['userId'], 'alice');
   t.same(alice.welcome['topics'], ['user:alice', 'role:admin', 'system']);
-  t.same(await alice.request({ type: 'subscribe', topic: 'feed:news', id: 1 }), { type: 'subscribed', topic: 'feed:news', id: 1 }, 'the token carries topics [org:rio, feed:*]');
+  t.same(
+    await alice.request({ type: 'subscribe', topic: 'feed:news', id: 1 }),
+    { type: 'subscribed', topic: 'feed:news', id: 1 },
+    'the token carries topics [org:rio, feed:*]',
+  );
   const refused = await refusedUpgrade(first.ws, { headers: { authorization: `Bearer ${await token({ sub: 'alice' })}` } });
   t.same([refused.status, refused.body['reason']], [401, 'invalid_signature'], 'the generated secret, not some fixed one, verifies tokens');
 
@@ -376,7 +405,7 @@ t.test('--dev with no key starts with a generated secret, says so loudly and pri
   const second = await startDev();
   const again = await TestClient.connect(second.ws, { headers: { authorization: `Bearer ${first.token}` } });
   t.teardown(() => again.close());
-  t.equal(again.welcome['userId'], 'alice', 'a restart keeps the secret: yesterday\'s dev token still connects');
+  t.equal(again.welcome['userId'], 'alice', "a restart keeps the secret: yesterday's dev token still connects");
 });
 
 /** Whether a TCP connection to host:port opens ('open') or how it fails (its error code). */
@@ -405,11 +434,19 @@ t.test('--dev listens on 127.0.0.1 only unless HERALD_HOST is set', async (t) =>
   async function listening(host: string | undefined): Promise<{ host: unknown; port: number }> {
     const child = spawnMain(t, ['--dev'], baseEnv({ HERALD_JWT_SECRET: undefined, HERALD_HOST: host }), tempDir(t));
     let line: Record<string, unknown> | undefined;
-    await waitFor('the listening line', () => {
-      if (child.proc.exitCode !== null) throw new Error(`exited ${child.proc.exitCode}: ${child.stderr()}`);
-      line = child.stdout().split('\n').filter((l) => l.includes('"herald listening"')).map((l) => JSON.parse(l) as Record<string, unknown>)[0];
-      return line !== undefined;
-    }, 10_000);
+    await waitFor(
+      'the listening line',
+      () => {
+        if (child.proc.exitCode !== null) throw new Error(`exited ${child.proc.exitCode}: ${child.stderr()}`);
+        line = child
+          .stdout()
+          .split('\n')
+          .filter((l) => l.includes('"herald listening"'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+        return line !== undefined;
+      },
+      10_000,
+    );
     t.teardown(async () => {
       child.proc.kill('SIGTERM');
       await exitWithin(child, 5000);

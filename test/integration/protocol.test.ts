@@ -3,10 +3,10 @@
 // modes, and the heartbeat.
 import t from 'tap';
 import WebSocket from 'ws';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
-import { scrape } from '../support/prometheus.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
+import { scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
@@ -17,12 +17,14 @@ const IDLE_TIMEOUT_S = 8;
 
 // Embedded mode (POST /publish delivers locally), a small payload cap and topic
 // limit, and the shortest idle timeout uWS accepts, so the heartbeat test is quick.
-const gw = await startGateway(baseEnv({
-  HERALD_PUBLISH_KEY: PUBLISH_KEY,
-  HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES),
-  HERALD_MAX_TOPICS_PER_CONNECTION: String(MAX_TOPICS),
-  HERALD_IDLE_TIMEOUT_S: String(IDLE_TIMEOUT_S),
-}));
+const gw = await startGateway(
+  baseEnv({
+    HERALD_PUBLISH_KEY: PUBLISH_KEY,
+    HERALD_MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES),
+    HERALD_MAX_TOPICS_PER_CONNECTION: String(MAX_TOPICS),
+    HERALD_IDLE_TIMEOUT_S: String(IDLE_TIMEOUT_S),
+  }),
+);
 t.teardown(() => gw.stop());
 
 interface Teardown {
@@ -114,8 +116,16 @@ t.test('a frame whose id is not a usable id gets invalid_message without an id',
 t.test('schema failures get invalid_message and the connection stays open', async (t) => {
   const c = await connect(t, gw, { sub: newUser() });
   const bad: unknown[] = [
-    [], ['ping'], 'ping', 42, null, true,
-    {}, { type: 5 }, { type: null }, { id: 'no-type' },
+    [],
+    ['ping'],
+    'ping',
+    42,
+    null,
+    true,
+    {},
+    { type: 5 },
+    { type: null },
+    { id: 'no-type' },
     { type: 'ping', extra: 1 },
     { type: 'subscribe' },
     { type: 'subscribe', topic: '' },
@@ -168,7 +178,10 @@ t.test('subscriptions', async (t) => {
     t.same(await c.request({ type: 'subscribe', topic: 'feed:news:eu', id: 2 }), { type: 'subscribed', topic: 'feed:news:eu', id: 2 });
     c.send({ type: 'subscribe', topic: 'feed:sport' });
     t.same(await c.next('subscribed'), { type: 'subscribed', topic: 'feed:sport' }, 'no id asked, none given');
-    await publish([{ topic: 'feed:news:eu', data: 'a' }, { topic: 'feed:sport', data: 'b' }]);
+    await publish([
+      { topic: 'feed:news:eu', data: 'a' },
+      { topic: 'feed:sport', data: 'b' },
+    ]);
     t.match(await c.next('notification'), { topic: 'feed:news:eu', data: 'a' });
     t.match(await c.next('notification'), { topic: 'feed:sport', data: 'b' });
   });
@@ -181,7 +194,9 @@ t.test('subscriptions', async (t) => {
       t.match(err, { type: 'error', code: 'forbidden', id: topic }, topic);
     }
     await publish([
-      { topic: 'org:other', data: 'leak' }, { topic: 'user:someone-else', data: 'leak' }, { topic: 'role:admin', data: 'leak' },
+      { topic: 'org:other', data: 'leak' },
+      { topic: 'user:someone-else', data: 'leak' },
+      { topic: 'role:admin', data: 'leak' },
       { topic: `user:${sub}`, data: 'barrier' },
     ]);
     t.match(await c.next('notification'), { topic: `user:${sub}`, data: 'barrier' });
@@ -195,9 +210,17 @@ t.test('subscriptions', async (t) => {
       t.match(await c.request({ type: 'subscribe', topic: `feed:${i}`, id: i }), { type: 'subscribed', topic: `feed:${i}` });
     }
     t.match(await c.request({ type: 'subscribe', topic: 'feed:over', id: 'over' }), { type: 'error', code: 'too_many_topics', id: 'over' });
-    t.match(await c.request({ type: 'subscribe', topic: 'feed:1', id: 'again' }), { type: 'subscribed' }, 'a topic already held does not count twice');
+    t.match(
+      await c.request({ type: 'subscribe', topic: 'feed:1', id: 'again' }),
+      { type: 'subscribed' },
+      'a topic already held does not count twice',
+    );
     for (const base of [`user:${sub}`, 'role:ops', 'system']) {
-      t.match(await c.request({ type: 'subscribe', topic: base, id: base }), { type: 'subscribed' }, `${base} is a base topic, never counted`);
+      t.match(
+        await c.request({ type: 'subscribe', topic: base, id: base }),
+        { type: 'subscribed' },
+        `${base} is a base topic, never counted`,
+      );
     }
     t.match(await c.request({ type: 'unsubscribe', topic: 'feed:1', id: 'u' }), { type: 'unsubscribed' });
     t.match(await c.request({ type: 'subscribe', topic: 'feed:over', id: 'room' }), { type: 'subscribed' }, 'an unsubscribe frees a place');
@@ -210,7 +233,10 @@ t.test('subscriptions', async (t) => {
     await publish([{ topic: 'feed:a', data: { n: 1 } }]);
     t.match(await c.next('notification'), { topic: 'feed:a', data: { n: 1 } });
     t.same(await c.request({ type: 'unsubscribe', topic: 'feed:a', id: 'u1' }), { type: 'unsubscribed', topic: 'feed:a', id: 'u1' });
-    await publish([{ topic: 'feed:a', data: { n: 2 } }, { topic: `user:${sub}`, data: 'barrier' }]);
+    await publish([
+      { topic: 'feed:a', data: { n: 2 } },
+      { topic: `user:${sub}`, data: 'barrier' },
+    ]);
     t.match(await c.next('notification'), { topic: `user:${sub}`, data: 'barrier' });
     t.same(ofType(c, 'notification'), [], 'feed:a delivered nothing before the barrier');
   });
@@ -280,8 +306,11 @@ t.test('closes', async (t) => {
     const c = await connect(t, gw, { sub: newUser() });
     c.send('not json');
     await c.closed;
-    await waitFor('the close to be counted', async () =>
-      ((await scrape(gw.http)).value('herald_connections_closed_total', { reason: 'invalid_json' })) === before + 1, 3000);
+    await waitFor(
+      'the close to be counted',
+      async () => (await scrape(gw.http)).value('herald_connections_closed_total', { reason: 'invalid_json' }) === before + 1,
+      3000,
+    );
     t.pass('counted once');
   });
 });
@@ -366,9 +395,14 @@ t.test('ack and mark_read in Redis mode', async (t) => {
     t.match(await c.request({ type: 'ack', notificationId: 'n-4', id: 'barrier' }), { type: 'acked', id: 'barrier' });
     t.same(c.inbox, [], 'no reply to the frames without id');
     const events = await eventsOf(c.welcome['connectionId']);
-    t.same(events.map((e) => [e['type'], e['userId'], e['notificationId']]), [
-      ['ack', 'silent', 'n-2'], ['mark_read', 'silent', 'n-3'], ['ack', 'silent', 'n-4'],
-    ]);
+    t.same(
+      events.map((e) => [e['type'], e['userId'], e['notificationId']]),
+      [
+        ['ack', 'silent', 'n-2'],
+        ['mark_read', 'silent', 'n-3'],
+        ['ack', 'silent', 'n-4'],
+      ],
+    );
   });
 });
 
@@ -395,29 +429,36 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-t.test(`with HERALD_IDLE_TIMEOUT_S=${IDLE_TIMEOUT_S}: heartbeatMs is 4000, a client answering pings stays, a silent one is closed`, async (t) => {
-  const live = await connect(t, gw, { sub: newUser() });
-  t.equal(live.welcome['heartbeatMs'], (IDLE_TIMEOUT_S * 1000) / 2, 'half the idle timeout, in ms');
-  const pinged = new Promise<number>((resolve) => live.ws.once('ping', () => resolve(Date.now())));
+t.test(
+  `with HERALD_IDLE_TIMEOUT_S=${IDLE_TIMEOUT_S}: heartbeatMs is 4000, a client answering pings stays, a silent one is closed`,
+  async (t) => {
+    const live = await connect(t, gw, { sub: newUser() });
+    t.equal(live.welcome['heartbeatMs'], (IDLE_TIMEOUT_S * 1000) / 2, 'half the idle timeout, in ms');
+    const pinged = new Promise<number>((resolve) => live.ws.once('ping', () => resolve(Date.now())));
 
-  // A client whose network died: it never answers the server's pings.
-  const silent = new WebSocket(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: newUser() })}` }, autoPong: false });
-  t.teardown(() => silent.terminate());
-  const silentClosed = new Promise<number>((resolve) => silent.once('close', () => resolve(Date.now())));
-  await within(new Promise((resolve, reject) => {
-    silent.once('open', resolve);
-    silent.once('error', reject);
-  }), 3000, 'open');
-  const opened = Date.now();
+    // A client whose network died: it never answers the server's pings.
+    const silent = new WebSocket(gw.ws, { headers: { authorization: `Bearer ${await token({ sub: newUser() })}` }, autoPong: false });
+    t.teardown(() => silent.terminate());
+    const silentClosed = new Promise<number>((resolve) => silent.once('close', () => resolve(Date.now())));
+    await within(
+      new Promise((resolve, reject) => {
+        silent.once('open', resolve);
+        silent.once('error', reject);
+      }),
+      3000,
+      'open',
+    );
+    const opened = Date.now();
 
-  t.ok((await within(pinged, 12_000, 'protocol ping to the live client')) > 0, 'the server pings');
-  const closedAt = await within(silentClosed, 16_000, 'close of the silent client');
-  const after = closedAt - opened;
-  t.comment(`silent client closed after ${after} ms`);
-  // uWS pings after (idle timeout - 4 s) of silence and closes 4 s later if nothing came
-  // back; its clock ticks every 4 s, so the silent client goes somewhere in 4-12 s. The
-  // lower bound (with slack for the ticks) shows it was the timeout, not the upgrade, that closed it.
-  t.ok(after >= 3000 && after <= IDLE_TIMEOUT_S * 1000 + 4000, `closed after ${after} ms`);
-  t.equal(live.ws.readyState, WebSocket.OPEN, 'the client that answered pings is still open');
-  await barrier(live);
-});
+    t.ok((await within(pinged, 12_000, 'protocol ping to the live client')) > 0, 'the server pings');
+    const closedAt = await within(silentClosed, 16_000, 'close of the silent client');
+    const after = closedAt - opened;
+    t.comment(`silent client closed after ${after} ms`);
+    // uWS pings after (idle timeout - 4 s) of silence and closes 4 s later if nothing came
+    // back; its clock ticks every 4 s, so the silent client goes somewhere in 4-12 s. The
+    // lower bound (with slack for the ticks) shows it was the timeout, not the upgrade, that closed it.
+    t.ok(after >= 3000 && after <= IDLE_TIMEOUT_S * 1000 + 4000, `closed after ${after} ms`);
+    t.equal(live.ws.readyState, WebSocket.OPEN, 'the client that answered pings is still open');
+    await barrier(live);
+  },
+);

@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
@@ -36,7 +36,10 @@ async function post(base: string, body: unknown, authorization: string | null = 
 }
 
 /** POST with `Transfer-Encoding: chunked` and no Content-Length, one write per chunk. */
-function postChunked(base: string, chunks: string[]): Promise<{ status: number; body: Record<string, unknown>; sentHeaders: Record<string, unknown> }> {
+function postChunked(
+  base: string,
+  chunks: string[],
+): Promise<{ status: number; body: Record<string, unknown>; sentHeaders: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(`${base}/publish`, {
       method: 'POST',
@@ -51,7 +54,9 @@ function postChunked(base: string, chunks: string[]): Promise<{ status: number; 
       res.on('data', (d: Buffer) => {
         text += d.toString();
       });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, sentHeaders: req.getHeaders() }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown>, sentHeaders: req.getHeaders() }),
+      );
       res.on('error', reject);
     });
     // The server may close as soon as it has answered 413: a late EPIPE is not a failure.
@@ -88,11 +93,13 @@ function bodyOfSize(topic: string, bytes: number): string {
 }
 
 t.test('embedded mode', async (t) => {
-  const gw = await startGateway(baseEnv({
-    HERALD_PUBLISH_KEY: KEY,
-    HERALD_PUBLISH_MAX_BODY_BYTES: String(MAX_BODY),
-    HERALD_PUBLISH_MAX_BATCH: String(MAX_BATCH),
-  }));
+  const gw = await startGateway(
+    baseEnv({
+      HERALD_PUBLISH_KEY: KEY,
+      HERALD_PUBLISH_MAX_BODY_BYTES: String(MAX_BODY),
+      HERALD_PUBLISH_MAX_BATCH: String(MAX_BATCH),
+    }),
+  );
   t.teardown(() => gw.stop());
 
   t.test('a single notification is accepted with 202 {accepted: 1} and delivered locally', async (t) => {
@@ -129,7 +136,15 @@ t.test('embedded mode', async (t) => {
     const a = uid('a');
     const c = await connect(t, gw.ws, a);
     const id = randomUUID();
-    t.equal((await post(gw.http, [{ topic: `user:${a}`, data: { id, n: 1 } }, { topic: `user:${a}`, data: { id, n: 2 } }])).status, 202);
+    t.equal(
+      (
+        await post(gw.http, [
+          { topic: `user:${a}`, data: { id, n: 1 } },
+          { topic: `user:${a}`, data: { id, n: 2 } },
+        ])
+      ).status,
+      202,
+    );
     const n = await c.next('notification');
     t.same([n['id'], n['data']], [id, { id, n: 1 }]);
     await barrier(t, gw.http, a, c);
@@ -171,7 +186,12 @@ t.test('embedded mode', async (t) => {
       ['a missing topic', JSON.stringify({ data: 1 }), 'invalid_body', /missing property "topic"/],
       ['not an object', '42', 'invalid_body', /object/],
       ['an empty array', '[]', 'invalid_body', /empty/],
-      ['a batch over HERALD_PUBLISH_MAX_BATCH', JSON.stringify(Array(MAX_BATCH + 1).fill(ok)), 'too_many_items', new RegExp(`at most ${MAX_BATCH}`)],
+      [
+        'a batch over HERALD_PUBLISH_MAX_BATCH',
+        JSON.stringify(Array(MAX_BATCH + 1).fill(ok)),
+        'too_many_items',
+        new RegExp(`at most ${MAX_BATCH}`),
+      ],
       ['a batch whose last item is bad', JSON.stringify([ok, ok, { topic: 'bad topic', data: 1 }]), 'invalid_body', /^\[2\]/],
     ];
     for (const [what, body, error, message] of rows) {
@@ -216,7 +236,11 @@ t.test('embedded mode', async (t) => {
 
   t.test('other methods on /publish get 405 with Allow: POST', async (t) => {
     for (const method of ['GET', 'PUT', 'DELETE']) {
-      const res = await fetch(`${gw.http}/publish`, { method, headers: { authorization: `Bearer ${KEY}` }, signal: AbortSignal.timeout(5000) });
+      const res = await fetch(`${gw.http}/publish`, {
+        method,
+        headers: { authorization: `Bearer ${KEY}` },
+        signal: AbortSignal.timeout(5000),
+      });
       t.equal(res.status, 405, `${method}: 405`);
       t.equal(res.headers.get('allow'), 'POST', `${method}: Allow`);
       t.same(await res.json(), { error: 'method_not_allowed' });
@@ -228,7 +252,10 @@ t.test('embedded mode', async (t) => {
     const a = uid('a');
     const expected: Record<string, number> = { 202: 2, 400: 3, 401: 2, 405: 1, 413: 2 };
     await post(gw.http, { topic: `user:${a}`, data: 1 });
-    await post(gw.http, [{ topic: `user:${a}`, data: 1 }, { topic: `user:${a}`, data: 2 }]);
+    await post(gw.http, [
+      { topic: `user:${a}`, data: 1 },
+      { topic: `user:${a}`, data: 2 },
+    ]);
     await post(gw.http, '{');
     await post(gw.http, '[]');
     await post(gw.http, { topic: 'no spaces allowed', data: 1 });
@@ -287,8 +314,16 @@ t.test('redis mode', async (t) => {
     await barrier(t, gw1.http, a, c1, c2);
     const announced = seen.filter(([channel]) => channel.startsWith('herald:notify:'));
     t.equal(announced.length, 2, 'announced once each (the notification and the barrier), on the topic channel');
-    t.equal(announced[0]?.[1], `${f1['offset']} ${f1['epoch']} j ${String(f1['id']).length} ${f1['id']}{"title":"hi"}`, 'as <offset> <epoch> <kind: j = JSON> <id length> <id><data>');
-    t.same(seen.filter(([channel]) => channel.startsWith('notifications:')), [], 'never on <prefix>:<topic>: no recorder is in its path');
+    t.equal(
+      announced[0]?.[1],
+      `${f1['offset']} ${f1['epoch']} j ${String(f1['id']).length} ${f1['id']}{"title":"hi"}`,
+      'as <offset> <epoch> <kind: j = JSON> <id length> <id><data>',
+    );
+    t.same(
+      seen.filter(([channel]) => channel.startsWith('notifications:')),
+      [],
+      'never on <prefix>:<topic>: no recorder is in its path',
+    );
   });
 
   t.test('with Redis down it answers 503 redis_unavailable, and 202 again once Redis is back', async (t) => {
@@ -304,13 +339,18 @@ t.test('redis mode', async (t) => {
     let unavailable = 1;
     let accepted = 0;
     const nobody = `user:${uid('nobody')}`;
-    await waitFor('POST /publish accepted again', async () => {
-      const r = await post(gw1.http, { topic: nobody, data: 'probe' });
-      if (r.status === 503) unavailable++;
-      else if (r.status === 202) accepted++;
-      else throw new Error(`unexpected ${r.status} ${JSON.stringify(r.body)}`);
-      return r.status === 202;
-    }, 10_000, 100);
+    await waitFor(
+      'POST /publish accepted again',
+      async () => {
+        const r = await post(gw1.http, { topic: nobody, data: 'probe' });
+        if (r.status === 503) unavailable++;
+        else if (r.status === 202) accepted++;
+        else throw new Error(`unexpected ${r.status} ${JSON.stringify(r.body)}`);
+        return r.status === 202;
+      },
+      10_000,
+      100,
+    );
     t.pass('POST /publish answers 202 again');
     const after = await scrape(gw1.http);
     const count = (m: typeof after, status: string) => m.sum('herald_publish_requests_total', { status });
@@ -318,14 +358,30 @@ t.test('redis mode', async (t) => {
     t.equal(count(after, '202') - count(before, '202'), accepted, 'every 202 counted');
 
     // Delivery resumes once gw2's subscriber is back.
-    await waitFor('gw2 ready again', async () => (await fetch(`${gw2.http}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200, 10_000, 50);
+    await waitFor(
+      'gw2 ready again',
+      async () => (await fetch(`${gw2.http}/readyz`, { signal: AbortSignal.timeout(2000) })).status === 200,
+      10_000,
+      50,
+    );
     const back = await post(gw1.http, { topic: `user:${a}`, data: 'back' });
     t.equal(back.status, 202);
-    t.equal((await c.next('notification'))['data'], 'back', 'the next notification is the one sent after recovery: the 503 one was never sent');
+    t.equal(
+      (await c.next('notification'))['data'],
+      'back',
+      'the next notification is the one sent after recovery: the 503 one was never sent',
+    );
     // Redis came back without its data (a new epoch): gw2 cannot tell what its
     // subscription missed, so it says so for every topic its client holds.
     const signalled = [await c.next('resumed'), await c.next('resumed')].flatMap((f) => Object.entries(f['topics'] as object));
-    t.same(new Map(signalled), new Map([[`user:${a}`, { recovered: false }], ['system', { recovered: false }]]), 'each held topic signalled recovered: false');
+    t.same(
+      new Map(signalled),
+      new Map([
+        [`user:${a}`, { recovered: false }],
+        ['system', { recovered: false }],
+      ]),
+      'each held topic signalled recovered: false',
+    );
     t.same(c.inbox, [], 'nothing else');
     t.equal(c.ws.readyState, c.ws.OPEN, 'the client stayed connected through the outage');
   });

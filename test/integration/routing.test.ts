@@ -6,11 +6,11 @@
 // nothing, and two namespaces on one Redis server never see each other.
 import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, spawnMain, startGateway, type GatewayProcess } from '../support/gateway.js';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, spawnMain, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { type RedisServer, startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
 type Client = TestClient & { welcome: Frame };
@@ -70,13 +70,21 @@ for (const history of [true, false]) {
       await barrier(t, pub, 'notifications', clients);
       const after = await Promise.all(gws.map((g) => scrape(g.http)));
       for (const [g, m] of after.entries()) {
-        const routed = m.value('herald_redis_messages_total', { source: 'topic' }) - (before[g] as typeof m).value('herald_redis_messages_total', { source: 'topic' });
+        const routed =
+          m.value('herald_redis_messages_total', { source: 'topic' }) -
+          (before[g] as typeof m).value('herald_redis_messages_total', { source: 'topic' });
         t.equal(routed, 6, `gateway ${g} received its three users' notifications and barriers, nothing else`);
         t.equal(m.value('herald_redis_subscriptions'), 4, `gateway ${g} holds 4 channels: system and its 3 users`);
       }
       t.same(await subscriptionsOf(pub, gws), [4, 4, 4], "redis-server's CLIENT LIST agrees: 4 channels per gateway");
-      const numsub = (await pub.call('PUBSUB', 'NUMSUB', ...users.map((u) => channelOf(`user:${u}`)), channelOf('user:nobody'))) as Array<string | number>;
-      t.same(numsub.filter((_, i) => i % 2 === 1), [...users.map(() => 1), 0], 'PUBSUB NUMSUB: one gateway per user channel, none for a topic nobody holds');
+      const numsub = (await pub.call('PUBSUB', 'NUMSUB', ...users.map((u) => channelOf(`user:${u}`)), channelOf('user:nobody'))) as Array<
+        string | number
+      >;
+      t.same(
+        numsub.filter((_, i) => i % 2 === 1),
+        [...users.map(() => 1), 0],
+        'PUBSUB NUMSUB: one gateway per user channel, none for a topic nobody holds',
+      );
     });
 
     t.test('a notification published as soon as `connected` arrives is delivered', async (t) => {
@@ -84,7 +92,9 @@ for (const history of [true, false]) {
       // the rare drop this uWS build makes right after an upgrade, as the SDK reconnects).
       for (let i = 0; i < 30; i++) {
         const u = uid(`fresh${i}`);
-        const c = await TestClient.connect((gws[i % 3] as GatewayProcess).ws, { headers: { authorization: `Bearer ${await token({ sub: u })}` } });
+        const c = await TestClient.connect((gws[i % 3] as GatewayProcess).ws, {
+          headers: { authorization: `Bearer ${await token({ sub: u })}` },
+        });
         await pub.publish(`notifications:user:${u}`, JSON.stringify({ id: `first-${i}` }));
         const f = await c.next('notification', { timeoutMs: 5000 });
         if (f['id'] !== `first-${i}`) t.fail(`connection ${i} got ${JSON.stringify(f)}`);
@@ -98,7 +108,8 @@ for (const history of [true, false]) {
       const feed = `feed:${uid('f')}`;
       const gw = gws[1] as GatewayProcess;
       const c = await connect(t, gw, u, ['feed:*']);
-      const numsub = async (topic: string): Promise<number> => Number(((await pub.call('PUBSUB', 'NUMSUB', channelOf(topic))) as unknown[])[1]);
+      const numsub = async (topic: string): Promise<number> =>
+        Number(((await pub.call('PUBSUB', 'NUMSUB', channelOf(topic))) as unknown[])[1]);
       t.equal(await numsub(feed), 0);
       t.same(await c.request({ type: 'subscribe', topic: feed, id: 1 }), { type: 'subscribed', topic: feed, id: 1 });
       t.equal(await numsub(feed), 1, 'the channel is subscribed before the reply');
@@ -123,14 +134,20 @@ for (const history of [true, false]) {
       t.equal(await numsub(), 1);
       const renewed = await c.request({ type: 'auth', token: await token({ sub: u }), id: 2 });
       t.same(renewed['revoked'], [feed], 'revoked by the new token');
-      await waitFor('the revoked topic\'s channel to be left', async () => (await numsub()) === 0, 3000, 50);
+      await waitFor("the revoked topic's channel to be left", async () => (await numsub()) === 0, 3000, 50);
       t.pass('left within the batch interval');
     });
 
     if (!history) return;
 
     t.test('three gateways, two recorders: every plain PUBLISH is recorded and announced exactly once', async (t) => {
-      await waitFor('two recorder slots held', async () => (await Promise.all(gws.map(async (g) => (await scrape(g.http)).value('herald_recorder')))).reduce((a, b) => a + b, 0) === 2, 5000, 50);
+      await waitFor(
+        'two recorder slots held',
+        async () =>
+          (await Promise.all(gws.map(async (g) => (await scrape(g.http)).value('herald_recorder')))).reduce((a, b) => a + b, 0) === 2,
+        5000,
+        50,
+      );
       t.pass('exactly two of the three gateways record');
       const u = uid('once');
       const topic = `user:${u}`;
@@ -138,12 +155,17 @@ for (const history of [true, false]) {
       const sent = [
         ...Array.from({ length: 100 }, (_, i) => JSON.stringify({ id: `o-${i}` })),
         ...Array.from({ length: 50 }, (_, i) => JSON.stringify({ n: i })), // id-less, distinct
-        '{"same":true}', '{"same":true}', // id-less, identical: two notifications
+        '{"same":true}',
+        '{"same":true}', // id-less, identical: two notifications
       ];
       for (const p of sent) await pub.publish(`notifications:${topic}`, p);
       const got: Frame[] = [];
       for (let i = 0; i < sent.length; i++) got.push(await c.next('notification'));
-      t.same(got.map((f) => JSON.stringify(f['data'])), sent, 'every one delivered once, in publish order');
+      t.same(
+        got.map((f) => JSON.stringify(f['data'])),
+        sent,
+        'every one delivered once, in publish order',
+      );
       t.equal(new Set(got.map((f) => f['id'])).size, sent.length, 'each with its own id');
       t.equal(await pub.xlen(`herald:history:{${topic}}`), sent.length, 'and one history entry each, not one per recorder');
       await barrier(t, pub, 'notifications', [c]);
@@ -173,12 +195,21 @@ for (const history of [true, false]) {
       for (const [i, c] of clients.entries()) {
         const ids: string[] = [];
         for (let k = 0; k < N; k++) ids.push(String((await c.next('notification'))['id']));
-        t.same(ids, Array.from({ length: N }, (_, k) => `k-${k}`), `user ${i}: all ${N} delivered once, in order`);
+        t.same(
+          ids,
+          Array.from({ length: N }, (_, k) => `k-${k}`),
+          `user ${i}: all ${N} delivered once, in order`,
+        );
         t.equal(await pub.xlen(`herald:history:{user:${users[i]}}`), N, `user ${i}: ${N} history entries, none twice`);
       }
       await barrier(t, pub, 'notifications', clients);
       const started = Date.now();
-      await waitFor('the survivors to hold both slots', async () => (await Promise.all(survivors.map(recorderOf))).every((x) => x === 1), 8000, 100);
+      await waitFor(
+        'the survivors to hold both slots',
+        async () => (await Promise.all(survivors.map(recorderOf))).every((x) => x === 1),
+        8000,
+        100,
+      );
       t.ok(Date.now() - started < 8000, `the victim's slot was taken over (${Date.now() - started} ms after the stream ended)`);
     });
   });
@@ -200,7 +231,10 @@ t.test('two namespaces on one redis-server do not see each other, and a clashing
   await pub.call('FCALL', 'herald_publish', '1', `user:${user}`, JSON.stringify({ id: 'fcall-herald' }));
   await pub.call('FCALL', 'acme_publish', '1', `user:${user}`, JSON.stringify({ id: 'fcall-acme' }));
   // Sorted: a plain PUBLISH takes the recorder's path, herald_publish its own (docs/DELIVERY.md, Order).
-  t.same([String((await ca.next('notification'))['id']), String((await ca.next('notification'))['id'])].sort(), ['fcall-herald', 'for-herald']);
+  t.same([String((await ca.next('notification'))['id']), String((await ca.next('notification'))['id'])].sort(), [
+    'fcall-herald',
+    'for-herald',
+  ]);
   t.same([String((await cb.next('notification'))['id']), String((await cb.next('notification'))['id'])].sort(), ['fcall-acme', 'for-acme']);
   await barrier(t, pub, 'notifications', [ca]);
   await barrier(t, pub, 'acme-notifications', [cb]);

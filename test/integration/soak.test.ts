@@ -15,7 +15,7 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { baseEnv, startGateway } from '../support/gateway.js';
 import { waitFor } from '../support/ports.js';
-import { scrape, type Metrics } from '../support/prometheus.js';
+import { type Metrics, scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
 import { TEST_SECRET, token } from '../support/tokens.js';
 
@@ -74,19 +74,24 @@ t.teardown(() => redis.close());
 // small bound keeps it from reading as growth here. (Its own bound is unit-tested.)
 // A failed start throws out of this top-level await, before tap runs any teardown:
 // stop the redis-server first, or it outlives the test.
-const gw = await startGateway(baseEnv({
-  HERALD_REDIS_URL: redis.url, HERALD_LOG_LEVEL: 'info', NODE_OPTIONS: '--inspect=127.0.0.1:0', HERALD_DEDUP_MAX_ENTRIES: '1000',
-}))
-  .catch(async (err: unknown) => {
-    await redis.close();
-    throw err;
-  });
+const gw = await startGateway(
+  baseEnv({
+    HERALD_REDIS_URL: redis.url,
+    HERALD_LOG_LEVEL: 'info',
+    NODE_OPTIONS: '--inspect=127.0.0.1:0',
+    HERALD_DEDUP_MAX_ENTRIES: '1000',
+  }),
+).catch(async (err: unknown) => {
+  await redis.close();
+  throw err;
+});
 t.teardown(() => gw.stop());
 await gw.waitForLog((l) => l.msg === 'redis subscription active');
 // A gateway that dies mid-soak would otherwise show only as refused connections.
 let gatewayExit: string | undefined;
 void gw.exited.then(({ code, signal }) => {
-  gatewayExit = `gateway exited (code ${String(code)}, signal ${String(signal)}); stderr: ${gw.stderr().slice(-2000)}; ` +
+  gatewayExit =
+    `gateway exited (code ${String(code)}, signal ${String(signal)}); stderr: ${gw.stderr().slice(-2000)}; ` +
     `last log lines: ${JSON.stringify(gw.logs.slice(-5))}`;
 });
 t.afterEach(() => {
@@ -146,10 +151,14 @@ async function snapshot(): Promise<Snapshot> {
  */
 async function fullGc(): Promise<void> {
   let url: string | undefined;
-  await waitFor('the inspector URL on the gateway\'s stderr', () => {
-    url = /Debugger listening on (ws:\/\/\S+)/.exec(gw.stderr())?.[1];
-    return url !== undefined;
-  }, 5000);
+  await waitFor(
+    "the inspector URL on the gateway's stderr",
+    () => {
+      url = /Debugger listening on (ws:\/\/\S+)/.exec(gw.stderr())?.[1];
+      return url !== undefined;
+    },
+    5000,
+  );
   const ws = new WebSocket(url as string, { perMessageDeflate: false });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -353,7 +362,15 @@ interface ChurnStats {
 
 function newStats(): ChurnStats {
   return {
-    launched: 0, opened: 0, welcomed: 0, closed: 0, live: 0, peakLive: 0, framesReceived: 0, replies: 0, stuck: 0,
+    launched: 0,
+    opened: 0,
+    welcomed: 0,
+    closed: 0,
+    live: 0,
+    peakLive: 0,
+    framesReceived: 0,
+    replies: 0,
+    stuck: 0,
     unexpected: new Map(),
     ends: { close: 0, terminate: 0, going_away: 0, bad_frame: 0, abort: 0, immediate: 0 },
   };
@@ -511,7 +528,12 @@ t.test('connect/disconnect churn with notifications flowing leaks no socket, fd,
   await churn(warm, WARMUP_S);
   await warmPublisher.stop();
   t.same([...warm.unexpected], [], 'no unexpected client errors during the warm-up');
-  await waitFor('the warm-up clients to be gone on the gateway', async () => (await scrape(gw.http)).value('herald_connections') === 0, 15_000, 100);
+  await waitFor(
+    'the warm-up clients to be gone on the gateway',
+    async () => (await scrape(gw.http)).value('herald_connections') === 0,
+    15_000,
+    100,
+  );
   const empty = await snapshot();
   t.equal(empty.topics, 0, 'after the warm-up the gateway holds no topic at all');
 
@@ -565,10 +587,20 @@ t.test('connect/disconnect churn with notifications flowing leaks no socket, fd,
   publisher.publish('system', { last: true });
   await publisher.flush();
   const lastSystem = publisher.seq.get('system') ?? 0;
-  await waitFor('every witness to get the last system notification', () => witnesses.every((w) => (w.last.get('system') ?? 0) >= lastSystem), 10_000, 20);
+  await waitFor(
+    'every witness to get the last system notification',
+    () => witnesses.every((w) => (w.last.get('system') ?? 0) >= lastSystem),
+    10_000,
+    20,
+  );
 
   // The gateway side: every churn connection gone, then fds and memory back.
-  await waitFor('only the witnesses to remain connected', async () => (await scrape(gw.http)).value('herald_connections') === WITNESSES, 15_000, 100);
+  await waitFor(
+    'only the witnesses to remain connected',
+    async () => (await scrape(gw.http)).value('herald_connections') === WITNESSES,
+    15_000,
+    100,
+  );
   await fullGc();
   // uWS closes a socket's fd shortly after its close handler ran (after the closing
   // handshake or a timeout), so the fd count may trail the connection gauge briefly;
@@ -584,39 +616,68 @@ t.test('connect/disconnect churn with notifications flowing leaks no socket, fd,
       return got === want ? [] : [`${w.sub} ${topic}: last seq ${got} of ${want}`];
     }),
   );
-  const witnessExpected = witnesses.reduce((sum, w) => sum + witnessTopics(w).reduce((n, topic) => n + (publisher.seq.get(topic) ?? 0), 0), 0);
+  const witnessExpected = witnesses.reduce(
+    (sum, w) => sum + witnessTopics(w).reduce((n, topic) => n + (publisher.seq.get(topic) ?? 0), 0),
+    0,
+  );
   const publishedTotal = [...publisher.seq.values()].reduce((a, b) => a + b, 0);
 
   t.comment(`soak: ${SOAK_S} s asked, ${elapsedS.toFixed(1)} s of churn at a target of ${RATE}/s, at most ${MAX_LIVE} live`);
-  t.comment(`churn: ${s.launched} launched (${(s.launched / elapsedS).toFixed(0)}/s), ${s.opened} opened (${(s.opened / elapsedS).toFixed(0)}/s), ` +
-    `${s.welcomed} welcomed, ${s.closed} closed (${(s.closed / elapsedS).toFixed(0)}/s), peak ${s.peakLive} live on the client side, ` +
-    `${s.replies} replies, ${s.framesReceived} frames received, ${s.stuck} stuck`);
+  t.comment(
+    `churn: ${s.launched} launched (${(s.launched / elapsedS).toFixed(0)}/s), ${s.opened} opened (${(s.opened / elapsedS).toFixed(0)}/s), ` +
+      `${s.welcomed} welcomed, ${s.closed} closed (${(s.closed / elapsedS).toFixed(0)}/s), peak ${s.peakLive} live on the client side, ` +
+      `${s.replies} replies, ${s.framesReceived} frames received, ${s.stuck} stuck`,
+  );
   t.comment(`ends: ${JSON.stringify(s.ends)}`);
   // Which side limits the rate: CPU time over the churn (launch phase and drain).
-  t.comment(`CPU: clients (this process) ${clientCpuS.toFixed(1)} s, gateway ${gatewayCpuS.toFixed(1)} s, ` +
-    `over ${elapsedS.toFixed(1)} s of churn; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs`);
-  t.comment(`gateway: ${churnOpened} connections opened, ${after.closed - base.closed} closed; peak ${peak.connections} connections, ` +
-    `${peak.topics} topics, ${mb(peak.rssBytes)} RSS, ${peak.fds} fds`);
-  t.comment(`notifications: ${publishedTotal} published to Redis, ${after.published - base.published} published to uWS topics, ` +
-    `${after.sent - base.sent} frames sent by the gateway; witnesses expected ${witnessExpected}, missed ${missed.length === 0 ? 0 : missed.join('; ')}`);
-  t.comment(`baseline → after: RSS ${mb(base.rssBytes)} → ${mb(after.rssBytes)} (empty gateway after warm-up: ${mb(empty.rssBytes)}), ` +
-    `fds ${base.fds} → ${after.fds}, topics ${base.topics} → ${after.topics}, connections ${base.connections} → ${after.connections}`);
-  t.comment(`V8 heap used/total: ${mb(base.heapUsedBytes)}/${mb(base.heapTotalBytes)} → ${mb(after.heapUsedBytes)}/${mb(after.heapTotalBytes)}; ` +
-    `RSS/heap used MB every ${SAMPLE_MS / 1000} s: ${rssSeries.join(' ')}`);
+  t.comment(
+    `CPU: clients (this process) ${clientCpuS.toFixed(1)} s, gateway ${gatewayCpuS.toFixed(1)} s, ` +
+      `over ${elapsedS.toFixed(1)} s of churn; load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} on ${availableParallelism()} CPUs`,
+  );
+  t.comment(
+    `gateway: ${churnOpened} connections opened, ${after.closed - base.closed} closed; peak ${peak.connections} connections, ` +
+      `${peak.topics} topics, ${mb(peak.rssBytes)} RSS, ${peak.fds} fds`,
+  );
+  t.comment(
+    `notifications: ${publishedTotal} published to Redis, ${after.published - base.published} published to uWS topics, ` +
+      `${after.sent - base.sent} frames sent by the gateway; witnesses expected ${witnessExpected}, missed ${missed.length === 0 ? 0 : missed.join('; ')}`,
+  );
+  t.comment(
+    `baseline → after: RSS ${mb(base.rssBytes)} → ${mb(after.rssBytes)} (empty gateway after warm-up: ${mb(empty.rssBytes)}), ` +
+      `fds ${base.fds} → ${after.fds}, topics ${base.topics} → ${after.topics}, connections ${base.connections} → ${after.connections}`,
+  );
+  t.comment(
+    `V8 heap used/total: ${mb(base.heapUsedBytes)}/${mb(base.heapTotalBytes)} → ${mb(after.heapUsedBytes)}/${mb(after.heapTotalBytes)}; ` +
+      `RSS/heap used MB every ${SAMPLE_MS / 1000} s: ${rssSeries.join(' ')}`,
+  );
 
   t.same([...s.unexpected], [], 'no unexpected client errors, refusals or replies');
   t.same(publisher.errors, [], 'every PUBLISH reached Redis');
   t.equal(s.stuck, 0, 'no churn client outlived its planned end by 15 s');
-  t.ok(s.launched >= Math.floor(elapsedS * RATE * 0.9), `the churn ran at ${(s.launched / elapsedS).toFixed(0)}/s, at least 90% of ${RATE}/s`);
-  t.ok(churnOpened >= s.opened && churnOpened <= s.launched,
+  t.ok(
+    s.launched >= Math.floor(elapsedS * RATE * 0.9),
+    `the churn ran at ${(s.launched / elapsedS).toFixed(0)}/s, at least 90% of ${RATE}/s`,
+  );
+  t.ok(
+    churnOpened >= s.opened && churnOpened <= s.launched,
     `herald_connections_opened_total rose by ${churnOpened}: at least the ${s.opened} clients that saw the 101, at most the ${s.launched} attempts ` +
-    '(an upgrade aborted by the client may or may not have been opened)');
+      '(an upgrade aborted by the client may or may not have been opened)',
+  );
   t.equal(after.closed - base.closed, churnOpened, 'every churn connection the gateway opened it also closed');
 
   t.same(missed, [], 'every witness received every notification of its four topics');
-  t.same(witnesses.flatMap((w) => w.outOfOrder), [], 'in order, with no gap or duplicate');
+  t.same(
+    witnesses.flatMap((w) => w.outOfOrder),
+    [],
+    'in order, with no gap or duplicate',
+  );
   t.equal(stalls, 0, `no witness ever lagged more than ${SAMPLE_MS / 1000} s behind the publisher`);
-  t.notOk(witnesses.some((w) => w.closed), 'no witness was disconnected');
+  t.notOk(
+    witnesses.some((w) => w.closed),
+    'no witness was disconnected',
+  );
 
   t.equal(after.connections, WITNESSES, 'herald_connections is back to the witnesses alone');
   t.equal(after.topics, base.topics, 'herald_topics is back to the baseline: no subscription outlived its connection');
@@ -633,8 +694,12 @@ t.test('connect/disconnect churn with notifications flowing leaks no socket, fd,
   // 10% of the baseline RSS (~9 MB) is what a leak of ~350 bytes per connection would
   // add at the default 60 s × 400/s; 10% of the heap in use (~1.4 MB), one of ~60 bytes.
   // `make soak` runs ten times as many connections, so it catches ten times smaller ones.
-  t.ok(after.rssBytes <= base.rssBytes * (1 + MEMORY_TOLERANCE),
-    `RSS ${mb(after.rssBytes)} within ${MEMORY_TOLERANCE * 100}% of the baseline ${mb(base.rssBytes)}`);
-  t.ok(after.heapUsedBytes <= base.heapUsedBytes * (1 + MEMORY_TOLERANCE),
-    `V8 heap in use ${mb(after.heapUsedBytes)} within ${MEMORY_TOLERANCE * 100}% of the baseline ${mb(base.heapUsedBytes)}`);
+  t.ok(
+    after.rssBytes <= base.rssBytes * (1 + MEMORY_TOLERANCE),
+    `RSS ${mb(after.rssBytes)} within ${MEMORY_TOLERANCE * 100}% of the baseline ${mb(base.rssBytes)}`,
+  );
+  t.ok(
+    after.heapUsedBytes <= base.heapUsedBytes * (1 + MEMORY_TOLERANCE),
+    `V8 heap in use ${mb(after.heapUsedBytes)} within ${MEMORY_TOLERANCE * 100}% of the baseline ${mb(base.heapUsedBytes)}`,
+  );
 });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { baseEnv, spawnMain, startGateway, type GatewayProcess, type SpawnResult } from '../support/gateway.js';
+import { baseEnv, type GatewayProcess, type SpawnResult, spawnMain, startGateway } from '../support/gateway.js';
 import { token } from '../support/tokens.js';
 
 const PUBLISH_KEY = 'tls-test-publish-key-0123456789';
@@ -46,19 +46,74 @@ function makePki(): Pki {
   openssl(dir, ['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
   writeFileSync(join(dir, 'server.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   openssl(dir, [
-    'x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-out', 'server.crt', '-days', '2', '-extfile', 'server.ext',
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'server.crt',
+    '-days',
+    '2',
+    '-extfile',
+    'server.ext',
   ]);
   openssl(dir, ['pkey', '-in', 'server.key', '-aes-256-cbc', '-passout', `pass:${PASSPHRASE}`, '-out', 'server.enc.key']);
   openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', 'other.key']);
   // Client certificates: one from the test CA, one from a CA of its own.
   writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
   openssl(dir, ['req', ...ec, '-keyout', 'client.key', '-out', 'client.csr', '-subj', '/CN=herald-test-client']);
-  openssl(dir, ['x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'client.crt', '-days', '2', '-extfile', 'client.ext']);
-  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'stranger-ca.key', '-out', 'stranger-ca.crt', '-days', '2', '-subj', '/CN=Some Other CA']);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    'client.csr',
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    'client.crt',
+    '-days',
+    '2',
+    '-extfile',
+    'client.ext',
+  ]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'stranger-ca.key',
+    '-out',
+    'stranger-ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Some Other CA',
+  ]);
   openssl(dir, ['req', ...ec, '-keyout', 'stranger.key', '-out', 'stranger.csr', '-subj', '/CN=herald-test-client']);
   openssl(dir, [
-    'x509', '-req', '-in', 'stranger.csr', '-CA', 'stranger-ca.crt', '-CAkey', 'stranger-ca.key', '-CAcreateserial', '-out', 'stranger.crt', '-days', '2', '-extfile', 'client.ext',
+    'x509',
+    '-req',
+    '-in',
+    'stranger.csr',
+    '-CA',
+    'stranger-ca.crt',
+    '-CAkey',
+    'stranger-ca.key',
+    '-CAcreateserial',
+    '-out',
+    'stranger.crt',
+    '-days',
+    '2',
+    '-extfile',
+    'client.ext',
   ]);
   return {
     dir,
@@ -90,7 +145,8 @@ async function startTls(t: Test, extra: Record<string, string | undefined> = {})
 
 /** An https request trusting only the test CA; rejects on any TLS or socket error. */
 function httpsCall(
-  url: string, opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer | undefined; client?: ClientIdentity } = {},
+  url: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string; ca?: Buffer | undefined; client?: ClientIdentity } = {},
 ): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, {
@@ -127,7 +183,12 @@ interface ClientIdentity {
 }
 
 /** A minimal wss client: TestClient has no `ca` option, so this one opens `ws` itself. */
-async function wssConnect(t: Test, url: string, sub: string, client?: ClientIdentity): Promise<{ ws: WebSocket; welcome: Frame; next(type: string): Promise<Frame> }> {
+async function wssConnect(
+  t: Test,
+  url: string,
+  sub: string,
+  client?: ClientIdentity,
+): Promise<{ ws: WebSocket; welcome: Frame; next(type: string): Promise<Frame> }> {
   const ws = new WebSocket(url, {
     ca: CA,
     headers: { authorization: `Bearer ${await token({ sub })}` },
@@ -254,27 +315,39 @@ async function outcome(call: Promise<{ status: number }>): Promise<string> {
   }
 }
 
-t.test('with HERALD_TLS_CA_FILE set, clients are asked for a certificate: none or one from that CA is accepted, one from another CA fails the handshake', async (t) => {
-  const gw = await startTls(t, { HERALD_TLS_CA_FILE: pki.caCert });
-  t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA })), 'status 200', 'https without a client certificate');
-  const alice = await wssConnect(t, gw.wss, 'alice');
-  t.equal(alice.welcome['userId'], 'alice', 'wss without a client certificate');
+t.test(
+  'with HERALD_TLS_CA_FILE set, clients are asked for a certificate: none or one from that CA is accepted, one from another CA fails the handshake',
+  async (t) => {
+    const gw = await startTls(t, { HERALD_TLS_CA_FILE: pki.caCert });
+    t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA })), 'status 200', 'https without a client certificate');
+    const alice = await wssConnect(t, gw.wss, 'alice');
+    t.equal(alice.welcome['userId'], 'alice', 'wss without a client certificate');
 
-  t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: CLIENT })), 'status 200', 'https with a certificate the CA signed');
-  const bob = await wssConnect(t, gw.wss, 'bob', CLIENT);
-  t.equal(bob.welcome['userId'], 'bob', 'wss with a certificate the CA signed; identity still from the JWT');
+    t.equal(
+      await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: CLIENT })),
+      'status 200',
+      'https with a certificate the CA signed',
+    );
+    const bob = await wssConnect(t, gw.wss, 'bob', CLIENT);
+    t.equal(bob.welcome['userId'], 'bob', 'wss with a certificate the CA signed; identity still from the JWT');
 
-  const stranger = await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: STRANGER }));
-  t.match(stranger, /^error /, `https with another CA's certificate fails (${stranger.trim()})`);
-  t.notMatch(stranger, /no answer .* within 3 s/, 'the handshake fails rather than hangs');
-  const ws = new WebSocket(gw.wss, { ca: CA, cert: STRANGER.cert, key: STRANGER.key, headers: { authorization: `Bearer ${await token({ sub: 'carol' })}` } });
-  t.teardown(() => ws.terminate());
-  const r = await firstOutcome(ws);
-  t.not(r.outcome, 'open', `wss with another CA's certificate never opens (${r.outcome} ${r.detail})`);
-  t.not(r.detail, 'no outcome within 3 s', 'it failed rather than hung');
-});
+    const stranger = await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: STRANGER }));
+    t.match(stranger, /^error /, `https with another CA's certificate fails (${stranger.trim()})`);
+    t.notMatch(stranger, /no answer .* within 3 s/, 'the handshake fails rather than hangs');
+    const ws = new WebSocket(gw.wss, {
+      ca: CA,
+      cert: STRANGER.cert,
+      key: STRANGER.key,
+      headers: { authorization: `Bearer ${await token({ sub: 'carol' })}` },
+    });
+    t.teardown(() => ws.terminate());
+    const r = await firstOutcome(ws);
+    t.not(r.outcome, 'open', `wss with another CA's certificate never opens (${r.outcome} ${r.detail})`);
+    t.not(r.detail, 'no outcome within 3 s', 'it failed rather than hung');
+  },
+);
 
-t.test('without HERALD_TLS_CA_FILE no certificate is asked for, so even another CA\'s is never checked', async (t) => {
+t.test("without HERALD_TLS_CA_FILE no certificate is asked for, so even another CA's is never checked", async (t) => {
   const gw = await startTls(t);
   t.equal(await outcome(httpsCall(`${gw.https}/healthz`, { ca: CA, client: STRANGER })), 'status 200');
 });
@@ -289,7 +362,13 @@ t.test('an encrypted key starts with the right HERALD_TLS_PASSPHRASE', async (t)
 async function exitWithin(what: string, child: SpawnResult, ms: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still running after ${ms} ms; stderr: ${child.stderr().slice(-300)}; stdout: ${child.stdout().slice(-300)}`)), ms);
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(`${what}: still running after ${ms} ms; stderr: ${child.stderr().slice(-300)}; stdout: ${child.stdout().slice(-300)}`),
+        ),
+      ms,
+    );
   });
   return Promise.race([child.exited, deadline]).finally(() => clearTimeout(timer));
 }
@@ -305,13 +384,28 @@ t.test('bad TLS settings stop the start with exit code 2 and a message naming th
   mkdirSync(aDirectory);
   const missing = join(pki.dir, 'missing.crt');
   const rows: Array<{ what: string; env: Record<string, string | undefined>; variable: string; mentions?: string }> = [
-    { what: 'wrong passphrase', env: { HERALD_TLS_KEY_FILE: pki.serverKeyEncrypted, HERALD_TLS_PASSPHRASE: 'wrong passphrase' }, variable: 'HERALD_TLS_KEY_FILE', mentions: 'HERALD_TLS_PASSPHRASE' },
-    { what: 'encrypted key, no passphrase', env: { HERALD_TLS_KEY_FILE: pki.serverKeyEncrypted }, variable: 'HERALD_TLS_KEY_FILE', mentions: 'HERALD_TLS_PASSPHRASE' },
+    {
+      what: 'wrong passphrase',
+      env: { HERALD_TLS_KEY_FILE: pki.serverKeyEncrypted, HERALD_TLS_PASSPHRASE: 'wrong passphrase' },
+      variable: 'HERALD_TLS_KEY_FILE',
+      mentions: 'HERALD_TLS_PASSPHRASE',
+    },
+    {
+      what: 'encrypted key, no passphrase',
+      env: { HERALD_TLS_KEY_FILE: pki.serverKeyEncrypted },
+      variable: 'HERALD_TLS_KEY_FILE',
+      mentions: 'HERALD_TLS_PASSPHRASE',
+    },
     { what: 'cert file does not exist', env: { HERALD_TLS_CERT_FILE: missing }, variable: 'HERALD_TLS_CERT_FILE', mentions: missing },
     { what: 'cert path is a directory', env: { HERALD_TLS_CERT_FILE: aDirectory }, variable: 'HERALD_TLS_CERT_FILE', mentions: aDirectory },
     { what: 'cert file is not a certificate', env: { HERALD_TLS_CERT_FILE: notPem }, variable: 'HERALD_TLS_CERT_FILE', mentions: notPem },
     { what: 'key file does not exist', env: { HERALD_TLS_KEY_FILE: join(pki.dir, 'missing.key') }, variable: 'HERALD_TLS_KEY_FILE' },
-    { what: 'key does not match the cert', env: { HERALD_TLS_KEY_FILE: pki.otherKey }, variable: 'HERALD_TLS_KEY_FILE', mentions: pki.otherKey },
+    {
+      what: 'key does not match the cert',
+      env: { HERALD_TLS_KEY_FILE: pki.otherKey },
+      variable: 'HERALD_TLS_KEY_FILE',
+      mentions: pki.otherKey,
+    },
     { what: 'only the cert is set', env: { HERALD_TLS_KEY_FILE: undefined }, variable: 'HERALD_TLS_KEY_FILE' },
     { what: 'only the key is set', env: { HERALD_TLS_CERT_FILE: undefined }, variable: 'HERALD_TLS_CERT_FILE' },
     { what: 'CA file is not a certificate', env: { HERALD_TLS_CA_FILE: notPem }, variable: 'HERALD_TLS_CA_FILE', mentions: notPem },
@@ -324,7 +418,11 @@ t.test('bad TLS settings stop the start with exit code 2 and a message naming th
     const { code } = await exitWithin(row.what, child, 20_000);
     t.equal(code, 2, `${row.what}: exit code 2`);
     const stderr = child.stderr();
-    t.match(stderr, new RegExp(`^herald: configuration error: ${row.variable}:`, 'm'), `${row.what}: stderr starts by naming ${row.variable}`);
+    t.match(
+      stderr,
+      new RegExp(`^herald: configuration error: ${row.variable}:`, 'm'),
+      `${row.what}: stderr starts by naming ${row.variable}`,
+    );
     if (row.mentions !== undefined) t.match(stderr, row.mentions, `${row.what}: stderr mentions ${row.mentions}`);
     t.notMatch(stderr, PASSPHRASE, `${row.what}: no passphrase in the message`);
     t.notMatch(stderr, 'wrong passphrase', `${row.what}: no passphrase in the message`);

@@ -5,11 +5,11 @@
 import { randomUUID } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
+import { type Frame, TestClient } from '../support/client.js';
 import { baseEnv, startGateway } from '../support/gateway.js';
 import { scrape } from '../support/prometheus.js';
 import { startRedis } from '../support/redis.js';
-import { token, type TokenOptions } from '../support/tokens.js';
+import { type TokenOptions, token } from '../support/tokens.js';
 
 const redis = await startRedis();
 t.teardown(() => redis.close());
@@ -99,12 +99,16 @@ t.test('a renewed token that expires sooner moves the close earlier', async (t) 
 t.test('refused renewals answer auth_failed with a reason and leave the old token in force', async (t) => {
   const sub = uid('refused');
   const rows: Array<{ name: string; token: () => Promise<string>; reason: string }> = [
-    { name: 'another user\'s token', token: () => token({ sub: uid('mallory') }), reason: 'subject_mismatch' },
+    { name: "another user's token", token: () => token({ sub: uid('mallory') }), reason: 'subject_mismatch' },
     { name: 'an expired token', token: () => token({ sub }, { expiresIn: -60 }), reason: 'token_expired' },
     { name: 'a token signed with another secret', token: () => token({ sub }, { secret: 'x'.repeat(48) }), reason: 'invalid_signature' },
     { name: 'a token with an alg that is not allowed', token: () => token({ sub }, { alg: 'HS512' }), reason: 'algorithm_not_allowed' },
     { name: 'garbage', token: async () => 'not-a-jwt', reason: 'malformed_token' },
-    { name: 'a token adding a role that contains a colon', token: () => token({ sub, roles: ['staff', 'staff:eu'] }), reason: 'invalid_claims' },
+    {
+      name: 'a token adding a role that contains a colon',
+      token: () => token({ sub, roles: ['staff', 'staff:eu'] }),
+      reason: 'invalid_claims',
+    },
     { name: 'a token over HERALD_MAX_TOKEN_BYTES', token: () => token({ sub, pad: 'x'.repeat(6400) }), reason: 'token_too_large' },
   ];
   const c = await connect(t, { sub, roles: ['staff'] }, { expiresIn: 6 });
@@ -122,7 +126,12 @@ t.test('refused renewals answer auth_failed with a reason and leave the old toke
 
 t.test('an auth frame that fails the schema is invalid_message, not a verification', async (t) => {
   const c = await connect(t, { sub: uid('schema') });
-  for (const [i, frame] of [{ type: 'auth' }, { type: 'auth', token: '' }, { type: 'auth', token: 42 }, { type: 'auth', token: 'a.b.c', extra: 1 }].entries()) {
+  for (const [i, frame] of [
+    { type: 'auth' },
+    { type: 'auth', token: '' },
+    { type: 'auth', token: 42 },
+    { type: 'auth', token: 'a.b.c', extra: 1 },
+  ].entries()) {
     const reply = await c.request({ ...frame, id: i });
     t.equal(reply['code'], 'invalid_message', JSON.stringify(frame));
   }
@@ -132,7 +141,8 @@ t.test('the new claims replace the old grants: topics no longer granted are unsu
   const sub = uid('grants');
   const org = uid('org');
   const c = await connect(t, { sub, topics: [`org:${org}-*`] });
-  for (const topic of [`org:${org}-keep`, `org:${org}-lose`]) t.equal((await c.request({ type: 'subscribe', topic, id: topic })).type, 'subscribed');
+  for (const topic of [`org:${org}-keep`, `org:${org}-lose`])
+    t.equal((await c.request({ type: 'subscribe', topic, id: topic })).type, 'subscribed');
 
   const reply = await c.request({ type: 'auth', token: await token({ sub, topics: [`org:${org}-keep`] }), id: 'narrow' });
   t.equal(reply.type, 'authenticated');
@@ -166,7 +176,10 @@ t.test('sockets and topics are released after expiry: nothing is left on the whe
   const clients = await Promise.all(users.map((sub) => connect(t, { sub, topics: [`inbox:${sub}`] }, { expiresIn: 2 })));
   await Promise.all(clients.map((c, i) => c.request({ type: 'subscribe', topic: `inbox:${users[i]}`, id: 1 })));
   const closes = await Promise.all(clients.map((c) => c.closed));
-  t.ok(closes.every((c) => c.code === 1008 && c.reason === 'token_expired'), 'all 50 closed by the sweep');
+  t.ok(
+    closes.every((c) => c.code === 1008 && c.reason === 'token_expired'),
+    'all 50 closed by the sweep',
+  );
   const after = await scrape(gw.http);
   t.equal(after.value('herald_connections'), base.value('herald_connections'));
   t.equal(after.value('herald_topics'), base.value('herald_topics'), 'their user: and inbox: topics are gone');

@@ -4,12 +4,12 @@
 // comes back; /stats and /metrics answer for the whole host; SIGTERM drains all.
 // Real redis-server, real ws clients, every wait bounded.
 import { readFileSync } from 'node:fs';
-import t, { type Test } from 'tap';
-import { TestClient, type Frame } from '../support/client.js';
-import { baseEnv, spawnMain, startGateway, type GatewayProcess, type LogLine } from '../support/gateway.js';
+import t from 'tap';
+import { type Frame, TestClient } from '../support/client.js';
+import { baseEnv, type GatewayProcess, type LogLine, spawnMain, startGateway } from '../support/gateway.js';
 import { freePort, waitFor } from '../support/ports.js';
 import { scrape } from '../support/prometheus.js';
-import { startRedis, type RedisServer } from '../support/redis.js';
+import { type RedisServer, startRedis } from '../support/redis.js';
 import { token } from '../support/tokens.js';
 
 type Client = TestClient & { welcome: Frame; sub: string; worker: number };
@@ -81,7 +81,9 @@ t.test('two workers share one port under the supervisor', async (t) => {
   t.teardown(() => redis.close());
   const pub = redis.client();
   const port = await freePort();
-  const gw = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_WORKERS: '2', HERALD_SHUTDOWN_TIMEOUT_S: '5' }));
+  const gw = await startGateway(
+    baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_WORKERS: '2', HERALD_SHUTDOWN_TIMEOUT_S: '5' }),
+  );
   // Teardown: drain through the supervisor; then make sure no worker outlived it.
   t.teardown(async () => {
     await within('supervisor exit at teardown', gw.stop(), 15_000).catch(() => gw.proc.kill('SIGKILL'));
@@ -111,9 +113,16 @@ t.test('two workers share one port under the supervisor', async (t) => {
   t.test('clients spread across both workers, as /stats shows per worker', async (t) => {
     const first = await stats(gw);
     t.equal(first.mode, 'redis');
-    t.equal(first.redis, 'up', 'every worker\'s Redis link is up');
-    t.same(first.workers.map((w) => w.id), [0, 1]);
-    t.same(first.workers.map((w) => w.pid), [0, 1].map((id) => started(id)[0]?.['workerPid']), 'pids are the ones the supervisor started');
+    t.equal(first.redis, 'up', "every worker's Redis link is up");
+    t.same(
+      first.workers.map((w) => w.id),
+      [0, 1],
+    );
+    t.same(
+      first.workers.map((w) => w.pid),
+      [0, 1].map((id) => started(id)[0]?.['workerPid']),
+      'pids are the ones the supervisor started',
+    );
     t.not(first.workers[0]?.pid, first.workers[1]?.pid);
     t.not(first.workers[0]?.pid, gw.proc.pid, 'workers are not the supervisor');
 
@@ -164,9 +173,17 @@ t.test('two workers share one port under the supervisor', async (t) => {
       const m = await scrape(gw.http);
       t.equal(m.value('herald_connections'), clients.length, `scrape ${i}: herald_connections`);
       t.equal(m.value('herald_redis_up'), 2, `scrape ${i}: herald_redis_up`);
-      t.equal(m.value('herald_topics'), s.workers.reduce((n, w) => n + w.topics, 0), `scrape ${i}: herald_topics sums the workers'`);
+      t.equal(
+        m.value('herald_topics'),
+        s.workers.reduce((n, w) => n + w.topics, 0),
+        `scrape ${i}: herald_topics sums the workers'`,
+      );
       t.equal(m.value('herald_connections_opened_total'), clients.length, `scrape ${i}: herald_connections_opened_total`);
-      t.equal(m.value('herald_notifications_published_total'), 2 + 2 + 2, `scrape ${i}: two system + two targeted deliveries + two barriers`);
+      t.equal(
+        m.value('herald_notifications_published_total'),
+        2 + 2 + 2,
+        `scrape ${i}: two system + two targeted deliveries + two barriers`,
+      );
     }
   });
 
@@ -181,7 +198,7 @@ t.test('two workers share one port under the supervisor', async (t) => {
     t.ok(doomed.length >= 1 && survivors.length >= 1);
 
     process.kill(victimPid, 'SIGKILL');
-    const closes = await within('the killed worker\'s clients to see their connection drop', Promise.all(doomed.map((c) => c.closed)), 5000);
+    const closes = await within("the killed worker's clients to see their connection drop", Promise.all(doomed.map((c) => c.closed)), 5000);
     for (const c of closes) t.equal(c.code, 1006, 'dropped without a close frame');
 
     const exited = await gw.waitForLog((l) => l.msg === 'worker exited; restarting' && l['workerId'] === victim, 5000);
@@ -200,13 +217,25 @@ t.test('two workers share one port under the supervisor', async (t) => {
     await pub.publish('notifications:system', JSON.stringify({ afterKill: 1 }));
     for (const c of survivors) t.same((await c.next('notification'))['data'], { afterKill: 1 }, `${c.sub} still gets notifications`);
 
-    await waitFor('/stats to show two workers again, worker 1 with its new pid', async () => {
-      const s = await stats(gw);
-      return s.workers.length === 2 && s.workers.find((w) => w.id === victim)?.pid === newPid;
-    }, 10_000, 50);
+    await waitFor(
+      '/stats to show two workers again, worker 1 with its new pid',
+      async () => {
+        const s = await stats(gw);
+        return s.workers.length === 2 && s.workers.find((w) => w.id === victim)?.pid === newPid;
+      },
+      10_000,
+      50,
+    );
     await gw.waitForLog(isWorkerLine('redis subscription active', victim, newPid), 10_000);
     const after = await stats(gw);
-    t.same(after.workers.map((w) => [w.id, w.connections]), [[0, survivors.length], [1, 0]], 'the new worker starts empty');
+    t.same(
+      after.workers.map((w) => [w.id, w.connections]),
+      [
+        [0, survivors.length],
+        [1, 0],
+      ],
+      'the new worker starts empty',
+    );
     t.equal(after.connections, survivors.length);
     await waitFor('/stats redis up on both workers', async () => (await stats(gw)).redis === 'up', 10_000, 50);
   });
@@ -222,7 +251,7 @@ t.test('two workers share one port under the supervisor', async (t) => {
       return;
     }
     // PUBLISH counts the recorders that received it (a killed worker's slot is taken over within seconds).
-    t.ok(await pub.publish(`notifications:user:${fresh.sub}`, JSON.stringify({ hello: 'again' })) >= 1, 'a recorder received it');
+    t.ok((await pub.publish(`notifications:user:${fresh.sub}`, JSON.stringify({ hello: 'again' }))) >= 1, 'a recorder received it');
     t.same((await fresh.next('notification'))['data'], { hello: 'again' });
     const m = await scrape(gw.http);
     t.equal(m.value('herald_redis_up'), 2);
@@ -235,10 +264,17 @@ t.test('two workers share one port under the supervisor', async (t) => {
     const workerPids = (await stats(gw)).workers.map((w) => w.pid);
     const result = await within('the supervisor to exit', gw.stop('SIGTERM'), 15_000);
     t.same(result, { code: 0, signal: null }, 'the supervisor exits 0');
-    for (const c of open) t.same(await within(`${c.sub} close`, c.closed, 5000), { code: 1001, reason: 'shutting_down' }, `${c.sub} on worker ${c.worker}`);
-    t.ok(gw.logs.some((l) => l.msg === 'draining workers' && l['signal'] === 'SIGTERM'), 'the supervisor logs the drain');
+    for (const c of open)
+      t.same(await within(`${c.sub} close`, c.closed, 5000), { code: 1001, reason: 'shutting_down' }, `${c.sub} on worker ${c.worker}`);
+    t.ok(
+      gw.logs.some((l) => l.msg === 'draining workers' && l['signal'] === 'SIGTERM'),
+      'the supervisor logs the drain',
+    );
     for (const id of [0, 1]) {
-      t.ok(gw.logs.some((l) => l.msg === 'worker stopped' && l['workerId'] === id && l['code'] === 0), `worker ${id} stopped with code 0`);
+      t.ok(
+        gw.logs.some((l) => l.msg === 'worker stopped' && l['workerId'] === id && l['code'] === 0),
+        `worker ${id} stopped with code 0`,
+      );
     }
     for (const pid of workerPids) t.notOk(alive(pid), `worker pid ${pid} is gone`);
   });
@@ -260,6 +296,8 @@ t.test('when the supervisor is SIGKILLed its workers exit instead of holding the
   t.same(await within('supervisor SIGKILL', gw.stop('SIGKILL'), 5000), { code: null, signal: 'SIGKILL' });
   // Node's own cluster workers exit when the IPC channel to their primary closes; a
   // worker that stays keeps serving a port that a restarted supervisor then shares.
-  await waitFor('both workers to exit after their supervisor died', () => workerPids.every((pid) => !alive(pid)), 5000, 50).catch(() => undefined);
+  await waitFor('both workers to exit after their supervisor died', () => workerPids.every((pid) => !alive(pid)), 5000, 50).catch(
+    () => undefined,
+  );
   t.same(workerPids.filter(alive), [], 'within 5 s no worker outlives the supervisor (the list shows those still running)');
 });

@@ -134,7 +134,10 @@ export class TestClient {
 }
 
 /** Attempts an upgrade expected to be refused; resolves with the HTTP status and JSON body. */
-export function refusedUpgrade(url: string, opts: ConnectOptions = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
+export function refusedUpgrade(
+  url: string,
+  opts: ConnectOptions = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, opts.protocols ?? [], {
       ...(opts.headers !== undefined ? { headers: opts.headers } : {}),

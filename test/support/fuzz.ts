@@ -9,8 +9,8 @@ import fc from 'fast-check';
 import type { Test } from 'tap';
 import { TestClient } from './client.js';
 import type { GatewayProcess } from './gateway.js';
+import { INSPECTOR_STDERR, type Memory, memoryAfterGc } from './inspector.js';
 import { scrape } from './prometheus.js';
-import { INSPECTOR_STDERR, memoryAfterGc, type Memory } from './inspector.js';
 import { token } from './tokens.js';
 
 /**
@@ -41,7 +41,13 @@ export interface FailureGate {
  * fast-check's own report prints every byte of every frame of a batch: unreadable.
  */
 export async function fuzzCheck<T>(
-  gate: FailureGate, name: string, arb: fc.Arbitrary<T>, run: (v: T) => Promise<void>, seed: number, numRuns: number, show: (v: T) => string,
+  gate: FailureGate,
+  name: string,
+  arb: fc.Arbitrary<T>,
+  run: (v: T) => Promise<void>,
+  seed: number,
+  numRuns: number,
+  show: (v: T) => string,
 ): Promise<string | undefined> {
   const property = fc.asyncProperty(arb, async (v) => {
     if (gate.owner !== undefined && gate.owner !== name) return;
@@ -74,7 +80,10 @@ export async function fuzzCheck<T>(
 /** How the gateway ended, when it did: its exit, stderr and last log lines. */
 export function deathOf(gw: GatewayProcess): string | undefined {
   if (gw.proc.exitCode === null && gw.proc.signalCode === null) return undefined;
-  const tail = gw.logs.slice(-5).map((l) => JSON.stringify(l).slice(0, 500)).join('\n');
+  const tail = gw.logs
+    .slice(-5)
+    .map((l) => JSON.stringify(l).slice(0, 500))
+    .join('\n');
   return `the gateway exited (code ${gw.proc.exitCode}, signal ${gw.proc.signalCode}); stderr: ${gw.stderr().slice(-3000)}\nlast log lines:\n${tail}`;
 }
 
@@ -98,10 +107,53 @@ export function maybe<T>(arb: fc.Arbitrary<T>, p: number): fc.Arbitrary<T | unde
  * characters, HTML and URL metacharacters.
  */
 const HOSTILE_CHARS: readonly string[] = [
-  '\u0000', '\u0001', '\u0008', '\u001b', '\u001f', '\u007f', '\u0080', '\u00a0', '\u00ff',
-  '\u2028', '\u2029', '\ufeff', '\ufffd', '\uffff', '\ud800', '\udbff', '\udc00', '\udfff',
-  '\ud83d\ude00', '\u{10ffff}', '\u0301', '"', '\\', '/', '{', '}', '[', ']', ':', ',',
-  '<', '>', '&', "'", '%', '+', '=', ';', '\n', '\r', '\t', ' ', '*', '.', '@', '-', '_',
+  '\u0000',
+  '\u0001',
+  '\u0008',
+  '\u001b',
+  '\u001f',
+  '\u007f',
+  '\u0080',
+  '\u00a0',
+  '\u00ff',
+  '\u2028',
+  '\u2029',
+  '\ufeff',
+  '\ufffd',
+  '\uffff',
+  '\ud800',
+  '\udbff',
+  '\udc00',
+  '\udfff',
+  '\ud83d\ude00',
+  '\u{10ffff}',
+  '\u0301',
+  '"',
+  '\\',
+  '/',
+  '{',
+  '}',
+  '[',
+  ']',
+  ':',
+  ',',
+  '<',
+  '>',
+  '&',
+  "'",
+  '%',
+  '+',
+  '=',
+  ';',
+  '\n',
+  '\r',
+  '\t',
+  ' ',
+  '*',
+  '.',
+  '@',
+  '-',
+  '_',
 ];
 
 /** One "character": hostile, any code point (a lone surrogate included), or printable ASCII. */
@@ -116,7 +168,12 @@ const hostileUnit: fc.Arbitrary<string> = fc.oneof(
  * units each). Short strings unless `long`, which spreads lengths up to `maxLength`.
  */
 export function hostileString(c: { minLength?: number; maxLength: number; long?: boolean }): fc.Arbitrary<string> {
-  return fc.string({ unit: hostileUnit, minLength: c.minLength ?? 0, maxLength: c.maxLength, ...(c.long === true ? { size: 'max' as const } : {}) });
+  return fc.string({
+    unit: hostileUnit,
+    minLength: c.minLength ?? 0,
+    maxLength: c.maxLength,
+    ...(c.long === true ? { size: 'max' as const } : {}),
+  });
 }
 
 /** Length in code points, as JSON Schema (ajv) counts `minLength`/`maxLength`. */
@@ -164,11 +221,36 @@ export const jsonPad: fc.Arbitrary<string> = fc.oneof(
 export const numberLiteral: fc.Arbitrary<Raw> = fc
   .oneof(
     fc.constantFrom(
-      '0', '-0', '0.0', '-0.0', '1.0', '1e2', '1E+2', '1e-2', '0.1e1', '-1', '1.5', '64', '65',
-      '9007199254740991', '9007199254740992', '9007199254740993', '-9007199254740993',
-      '1e308', '-1e308', '1e309', '-1e309', '1.7976931348623157e308', '1.7976931348623159e308',
-      '5e-324', '1e-400', '-1e-400', '2.2250738585072014e-308',
-      '123456789012345678901234567890', `1${'0'.repeat(400)}`, `0.${'0'.repeat(400)}1`,
+      '0',
+      '-0',
+      '0.0',
+      '-0.0',
+      '1.0',
+      '1e2',
+      '1E+2',
+      '1e-2',
+      '0.1e1',
+      '-1',
+      '1.5',
+      '64',
+      '65',
+      '9007199254740991',
+      '9007199254740992',
+      '9007199254740993',
+      '-9007199254740993',
+      '1e308',
+      '-1e308',
+      '1e309',
+      '-1e309',
+      '1.7976931348623157e308',
+      '1.7976931348623159e308',
+      '5e-324',
+      '1e-400',
+      '-1e-400',
+      '2.2250738585072014e-308',
+      '123456789012345678901234567890',
+      `1${'0'.repeat(400)}`,
+      `0.${'0'.repeat(400)}1`,
     ),
     fc.integer().map(String),
     fc.maxSafeNat().map(String),
@@ -200,7 +282,11 @@ export type TextMutation =
   | { op: 'duplicate'; at: number; n: number };
 
 export const textMutation: fc.Arbitrary<TextMutation> = fc.oneof(
-  fc.record({ op: fc.constant('insert' as const), at: fc.nat(), s: fc.oneof(hostileUnit, fc.constantFrom('{', '}', '"', ',', ':', 'null', '[]', '\\u', '\\x', '"type"', '\u0000')) }),
+  fc.record({
+    op: fc.constant('insert' as const),
+    at: fc.nat(),
+    s: fc.oneof(hostileUnit, fc.constantFrom('{', '}', '"', ',', ':', 'null', '[]', '\\u', '\\x', '"type"', '\u0000')),
+  }),
   fc.record({ op: fc.constant('delete' as const), at: fc.nat(), n: fc.integer({ min: 1, max: 4 }) }),
   fc.record({ op: fc.constant('replace' as const), at: fc.nat(), s: hostileUnit }),
   fc.record({ op: fc.constant('truncate' as const), at: fc.nat() }),
@@ -239,9 +325,23 @@ export function mutateText(text: string, muts: readonly TextMutation[]): string 
  * sequences cut short.
  */
 export const INVALID_UTF8: readonly (readonly number[])[] = [
-  [0x80], [0xbf], [0xc0, 0x80], [0xc1, 0xbf], [0xe0, 0x80, 0x80], [0xed, 0xa0, 0x80], [0xed, 0xbf, 0xbf],
-  [0xf4, 0x90, 0x80, 0x80], [0xf5, 0x80, 0x80, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xfe], [0xff],
-  [0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xc3, 0x28], [0xe2, 0x28, 0xa1],
+  [0x80],
+  [0xbf],
+  [0xc0, 0x80],
+  [0xc1, 0xbf],
+  [0xe0, 0x80, 0x80],
+  [0xed, 0xa0, 0x80],
+  [0xed, 0xbf, 0xbf],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xf5, 0x80, 0x80, 0x80],
+  [0xf8, 0x88, 0x80, 0x80, 0x80],
+  [0xfe],
+  [0xff],
+  [0xc3],
+  [0xe2, 0x82],
+  [0xf0, 0x9f, 0x98],
+  [0xc3, 0x28],
+  [0xe2, 0x28, 0xa1],
 ];
 
 /** Inserts raw bytes into `buf` (positions modulo its length). */
@@ -302,7 +402,16 @@ export interface RawOptions {
 function wsFrameLength(b: Buffer): number | undefined {
   if (b.length < 2) return undefined;
   const len = (b[1] as number) & 0x7f;
-  const total = len < 126 ? 2 + len : len === 126 ? (b.length < 4 ? undefined : 4 + b.readUInt16BE(2)) : b.length < 10 ? undefined : 10 + Number(b.readBigUInt64BE(2));
+  const total =
+    len < 126
+      ? 2 + len
+      : len === 126
+        ? b.length < 4
+          ? undefined
+          : 4 + b.readUInt16BE(2)
+        : b.length < 10
+          ? undefined
+          : 10 + Number(b.readBigUInt64BE(2));
   return total !== undefined && b.length >= total ? total : undefined;
 }
 
@@ -416,7 +525,7 @@ export async function checkAlive(t: Test, gw: GatewayProcess): Promise<void> {
   await c.close();
   const bad = gw.logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'raw');
   t.same(bad.slice(0, 5), [], 'no error, fatal or non-JSON log line');
-  t.equal(gw.stderr().replace(INSPECTOR_STDERR, ''), '', 'nothing on stderr but the inspector\'s own lines');
+  t.equal(gw.stderr().replace(INSPECTOR_STDERR, ''), '', "nothing on stderr but the inspector's own lines");
 }
 
 /**
@@ -428,10 +537,15 @@ export async function checkAlive(t: Test, gw: GatewayProcess): Promise<void> {
 export async function checkNoLeak(t: Test, gw: GatewayProcess, before: Memory): Promise<void> {
   const after = await memoryAfterGc(gw);
   const pct = (a: number, b: number): string => `${(((a - b) / b) * 100).toFixed(1)}%`;
-  t.comment(`after a forced GC: heap used ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} (${pct(after.heapUsed, before.heapUsed)}), ` +
-    `RSS ${mb(before.rss)} -> ${mb(after.rss)} (${pct(after.rss, before.rss)}), external ${mb(before.external)} -> ${mb(after.external)}`);
+  t.comment(
+    `after a forced GC: heap used ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} (${pct(after.heapUsed, before.heapUsed)}), ` +
+      `RSS ${mb(before.rss)} -> ${mb(after.rss)} (${pct(after.rss, before.rss)}), external ${mb(before.external)} -> ${mb(after.external)}`,
+  );
   // 10% plus 2 MB: code compiled by the run (V8 keeps it) is not a leak, a retained frame per request is.
-  t.ok(after.heapUsed <= before.heapUsed * 1.1 + 2 * 1048576, `heap used after (${mb(after.heapUsed)}) <= 1.1 × before (${mb(before.heapUsed)}) + 2 MB`);
+  t.ok(
+    after.heapUsed <= before.heapUsed * 1.1 + 2 * 1048576,
+    `heap used after (${mb(after.heapUsed)}) <= 1.1 × before (${mb(before.heapUsed)}) + 2 MB`,
+  );
   t.ok(after.rss <= before.rss * 1.1, `RSS after (${mb(after.rss)}) <= 1.1 × before (${mb(before.rss)})`);
 }
 

@@ -1,9 +1,9 @@
 // Runs the real gateway (`node dist/main.js`) as a child process on a free port,
 // and collects its JSON log lines.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { TEST_SECRET } from './tokens.js';
 import { waitFor } from './ports.js';
+import { TEST_SECRET } from './tokens.js';
 
 export const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -69,7 +69,12 @@ export function spawnNode(script: string, args: string[], env: Record<string, st
 }
 
 /** Spawns `node dist/main.js` with `args`, killed at `t`'s teardown if it is still running. */
-export function spawnMain(t: { teardown(fn: () => Promise<void>): void }, args: string[], env: Record<string, string>, cwd?: string): SpawnResult {
+export function spawnMain(
+  t: { teardown(fn: () => Promise<void>): void },
+  args: string[],
+  env: Record<string, string>,
+  cwd?: string,
+): SpawnResult {
   const child = spawnNode(MAIN, args, env, cwd);
   t.teardown(async () => {
     if (child.proc.exitCode === null && child.proc.signalCode === null) {
@@ -86,8 +91,7 @@ export async function startGateway(env: Record<string, string> = baseEnv(), args
   let buffered = '';
   child.proc.stdout?.on('data', (d: Buffer) => {
     buffered += d.toString();
-    let nl: number;
-    while ((nl = buffered.indexOf('\n')) !== -1) {
+    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n')) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
       try {
@@ -104,11 +108,16 @@ export async function startGateway(env: Record<string, string> = baseEnv(), args
 
   async function waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> {
     let found: LogLine | undefined;
-    await waitFor('a matching gateway log line', () => {
-      found = logs.find(pred);
-      if (found === undefined && done) throw new Error(`gateway exited before the log line; stderr: ${child.stderr()}`);
-      return found !== undefined;
-    }, timeoutMs, 10);
+    await waitFor(
+      'a matching gateway log line',
+      () => {
+        found = logs.find(pred);
+        if (found === undefined && done) throw new Error(`gateway exited before the log line; stderr: ${child.stderr()}`);
+        return found !== undefined;
+      },
+      timeoutMs,
+      10,
+    );
     return found as LogLine;
   }
 
@@ -123,7 +132,7 @@ export async function startGateway(env: Record<string, string> = baseEnv(), args
   return {
     port,
     http: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}${(env['HERALD_WS_PATH'] ?? '/ws')}`,
+    ws: `ws://127.0.0.1:${port}${env['HERALD_WS_PATH'] ?? '/ws'}`,
     logs,
     stderr: child.stderr,
     proc: child.proc,

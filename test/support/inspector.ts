@@ -10,7 +10,8 @@ import type { GatewayProcess } from './gateway.js';
 export const INSPECTOR_ENV = { NODE_OPTIONS: '--inspect=127.0.0.1:0' } as const;
 
 /** Lines Node writes on stderr for the inspector: not errors. */
-export const INSPECTOR_STDERR = /^(?:Debugger listening on ws:\/\/\S+|For help, see: https:\/\/nodejs\.org\/\S+|Debugger attached\.|Debugger ending on ws:\/\/\S+)\n?/gm;
+export const INSPECTOR_STDERR =
+  /^(?:Debugger listening on ws:\/\/\S+|For help, see: https:\/\/nodejs\.org\/\S+|Debugger attached\.|Debugger ending on ws:\/\/\S+)\n?/gm;
 
 export interface Memory {
   rss: number;
@@ -21,7 +22,11 @@ export interface Memory {
 }
 
 /** Runs one DevTools method per call on a fresh session and resolves with its result. */
-async function session<T>(url: string, calls: Array<{ method: string; params?: Record<string, unknown> }>, timeoutMs: number): Promise<T[]> {
+async function session<T>(
+  url: string,
+  calls: Array<{ method: string; params?: Record<string, unknown> }>,
+  timeoutMs: number,
+): Promise<T[]> {
   const ws = new WebSocket(url);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -54,11 +59,16 @@ async function session<T>(url: string, calls: Array<{ method: string; params?: R
 /** The gateway's memory right after a full garbage collection. */
 export async function memoryAfterGc(gw: GatewayProcess, timeoutMs = 30_000): Promise<Memory> {
   const url = /Debugger listening on (ws:\/\/\S+)/.exec(gw.stderr())?.[1];
-  if (url === undefined) throw new Error(`the gateway has no inspector (start it with INSPECTOR_ENV); stderr: ${gw.stderr().slice(0, 300)}`);
-  const [, evaluated] = await session<{ result?: { value?: string } }>(url, [
-    { method: 'HeapProfiler.collectGarbage' },
-    { method: 'Runtime.evaluate', params: { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true } },
-  ], timeoutMs);
+  if (url === undefined)
+    throw new Error(`the gateway has no inspector (start it with INSPECTOR_ENV); stderr: ${gw.stderr().slice(0, 300)}`);
+  const [, evaluated] = await session<{ result?: { value?: string } }>(
+    url,
+    [
+      { method: 'HeapProfiler.collectGarbage' },
+      { method: 'Runtime.evaluate', params: { expression: 'JSON.stringify(process.memoryUsage())', returnByValue: true } },
+    ],
+    timeoutMs,
+  );
   const value = evaluated?.result?.value;
   if (typeof value !== 'string') throw new Error(`process.memoryUsage() gave ${JSON.stringify(evaluated)}`);
   return JSON.parse(value) as Memory;

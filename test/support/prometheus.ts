@@ -19,7 +19,8 @@ export function parsePrometheus(text: string): Sample[] {
     const m = SAMPLE_RE.exec(line);
     if (m === null) throw new Error(`unparseable metrics line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(LABEL_RE)) labels[l[1] as string] = (l[2] as string).replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
+    for (const l of (m[2] ?? '').matchAll(LABEL_RE))
+      labels[l[1] as string] = (l[2] as string).replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
     samples.push({ name: m[1] as string, labels, value: Number(m[3]) });
   }
   return samples;

@@ -1,6 +1,6 @@
 // A private redis-server per test file: a free port on 127.0.0.1, no persistence,
 // started and stopped by the test (never the shared one on 6379).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -13,7 +13,10 @@ export class ScriptedSocket {
   closedWith: { code: number | undefined; reason: string | undefined } | undefined;
   readonly #listeners = new Map<string, Listener[]>();
 
-  constructor(readonly url: string, readonly protocols: string[]) {
+  constructor(
+    readonly url: string,
+    readonly protocols: string[],
+  ) {
     ScriptedSocket.all.push(this);
   }
 
@@ -41,10 +44,27 @@ export class ScriptedSocket {
   }
 
   /** The server accepts and sends `connected`. */
-  accept(session: Partial<{ connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number; epoch: string }> = {}): void {
+  accept(
+    session: Partial<{
+      connectionId: string;
+      userId: string;
+      topics: string[];
+      heartbeatMs: number;
+      serverTime: number;
+      epoch: string;
+    }> = {},
+  ): void {
     this.readyState = 1;
     this.#fire('open', {});
-    this.receive({ type: 'connected', connectionId: `c${ScriptedSocket.all.indexOf(this)}`, userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 0, serverTime: 0, ...session });
+    this.receive({
+      type: 'connected',
+      connectionId: `c${ScriptedSocket.all.indexOf(this)}`,
+      userId: 'alice',
+      topics: ['user:alice', 'system'],
+      heartbeatMs: 0,
+      serverTime: 0,
+      ...session,
+    });
   }
 
   receive(frame: unknown): void {

@@ -1,5 +1,5 @@
 // Test tokens, signed with jose exactly as an identity provider would.
-import { SignJWT, type JWTPayload } from 'jose';
+import { type JWTPayload, SignJWT } from 'jose';
 
 export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256!';
 
@@ -17,7 +17,9 @@ export interface TokenOptions {
 }
 
 export async function token(claims: JWTPayload & { roles?: unknown; topics?: unknown }, opts: TokenOptions = {}): Promise<string> {
-  const jwt = new SignJWT(claims).setProtectedHeader({ alg: opts.alg ?? 'HS256', typ: 'JWT', ...(opts.kid ? { kid: opts.kid } : {}) }).setIssuedAt();
+  const jwt = new SignJWT(claims)
+    .setProtectedHeader({ alg: opts.alg ?? 'HS256', typ: 'JWT', ...(opts.kid ? { kid: opts.kid } : {}) })
+    .setIssuedAt();
   if (!opts.noExp) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + (opts.expiresIn ?? 3600));
   if (opts.notBefore !== undefined) jwt.setNotBefore(Math.floor(Date.now() / 1000) + opts.notBefore);
   if (opts.issuer !== undefined) jwt.setIssuer(opts.issuer);

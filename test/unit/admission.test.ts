@@ -1,7 +1,7 @@
 // Admission control is pure (time is passed in), so every rule is a table row here;
 // the integration file proves the gateway wires it to real upgrades.
 import t from 'tap';
-import { addressKey, clientAddress, createAdmission, type AdmissionLimits, type Refusal } from '../../dist/admission.js';
+import { type AdmissionLimits, addressKey, clientAddress, createAdmission, type Refusal } from '../../dist/admission.js';
 
 const NO_LIMITS: AdmissionLimits = { maxConnections: 0, maxConnectionsPerIp: 0, upgradeRatePerIp: 0 };
 
@@ -14,12 +14,24 @@ function run(limits: Partial<AdmissionLimits>, ips: string[], now = 0): string[]
 t.test('each cap admits up to its limit and refuses the next with its own reason', async (t) => {
   const rows: Array<[name: string, limits: Partial<AdmissionLimits>, ips: string[], want: string[]]> = [
     ['global cap 2', { maxConnections: 2 }, ['a', 'b', 'c', 'a'], ['ok', 'ok', 'too_many_connections', 'too_many_connections']],
-    ['per-address cap 2', { maxConnectionsPerIp: 2 }, ['a', 'a', 'a', 'b', 'b', 'b'],
-      ['ok', 'ok', 'too_many_connections_from_address', 'ok', 'ok', 'too_many_connections_from_address']],
-    ['global cap wins over per-address', { maxConnections: 1, maxConnectionsPerIp: 1 }, ['a', 'a', 'b'],
-      ['ok', 'too_many_connections', 'too_many_connections']],
-    ['rate 3: a burst of 3 then refusal', { upgradeRatePerIp: 3 }, ['a', 'a', 'a', 'a', 'b'],
-      ['ok', 'ok', 'ok', 'upgrade_rate_exceeded', 'ok']],
+    [
+      'per-address cap 2',
+      { maxConnectionsPerIp: 2 },
+      ['a', 'a', 'a', 'b', 'b', 'b'],
+      ['ok', 'ok', 'too_many_connections_from_address', 'ok', 'ok', 'too_many_connections_from_address'],
+    ],
+    [
+      'global cap wins over per-address',
+      { maxConnections: 1, maxConnectionsPerIp: 1 },
+      ['a', 'a', 'b'],
+      ['ok', 'too_many_connections', 'too_many_connections'],
+    ],
+    [
+      'rate 3: a burst of 3 then refusal',
+      { upgradeRatePerIp: 3 },
+      ['a', 'a', 'a', 'a', 'b'],
+      ['ok', 'ok', 'ok', 'upgrade_rate_exceeded', 'ok'],
+    ],
     ['all limits 0 = unlimited', {}, Array.from({ length: 10_000 }, () => 'a'), Array.from({ length: 10_000 }, () => 'ok')],
   ];
   for (const [name, limits, ips, want] of rows) t.strictSame(run(limits, ips), want, name);
@@ -186,7 +198,11 @@ t.test('with /64 keys, addresses of one /64 share the per-address cap and rate, 
   const key = (ip: string): string => addressKey(ip, 64);
   t.equal(a.admit(key('2001:db8:1:2::1'), 0), undefined);
   t.equal(a.admit(key('2001:db8:1:2::2'), 0), undefined);
-  t.equal(a.admit(key('2001:db8:1:2:abcd::3'), 0)?.reason, 'too_many_connections_from_address', 'a third address of the /64 is over the cap');
+  t.equal(
+    a.admit(key('2001:db8:1:2:abcd::3'), 0)?.reason,
+    'too_many_connections_from_address',
+    'a third address of the /64 is over the cap',
+  );
   t.equal(a.admit(key('2001:db8:1:3::1'), 0), undefined, 'the next /64 is another client');
   a.release(key('2001:db8:1:2::1'));
   t.equal(a.admit(key('2001:db8:1:2::ffff'), 0), undefined, 'a place given back by one address serves another of the /64');

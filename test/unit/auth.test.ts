@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import t from 'tap';
-import { SignJWT, exportJWK, exportSPKI, generateKeyPair, type CryptoKey, type JWTPayload } from 'jose';
-import { AuthFailure, createVerifier, identityFromClaims, reasonForJoseError, type AuthResult } from '../../dist/auth.js';
-import { ConfigError, loadConfig, type Env, type JwtConfig } from '../../dist/config.js';
+import { AuthFailure, type AuthResult, createVerifier, identityFromClaims, reasonForJoseError } from '../../dist/auth.js';
+import { ConfigError, type Env, type JwtConfig, loadConfig } from '../../dist/config.js';
 import { TEST_SECRET, token, unsignedToken } from '../support/tokens.js';
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -33,7 +33,6 @@ async function signWith(key: CryptoKey | KeyObject | Uint8Array, alg: string, cl
     .setExpirationTime(now() + 3600)
     .sign(key);
 }
-
 
 t.test('with an HS256 secret, a good token yields the identity in its claims', async (t) => {
   const v = await createVerifier(jwtConfig({ HERALD_JWT_SECRET: TEST_SECRET }));
@@ -80,8 +79,16 @@ t.test('with an HS256 secret, each bad token maps to its bounded reason', async 
     ['nbf in the past', token({ sub: 'alice' }, { ...good, notBefore: -600 }), 'ok'],
     ['wrong secret', token({ sub: 'alice' }, { ...good, secret: `${TEST_SECRET}x` }), AuthFailure.InvalidSignature],
     ['alg none', unsignedToken({ sub: 'alice', iss: good.issuer, aud: good.audience }), AuthFailure.AlgorithmNotAllowed],
-    ['HS512 when only HS256 is allowed', token({ sub: 'alice' }, { ...good, alg: 'HS512', secret: TEST_SECRET.repeat(2) }), AuthFailure.AlgorithmNotAllowed],
-    ['HS384 when only HS256 is allowed', token({ sub: 'alice' }, { ...good, alg: 'HS384', secret: TEST_SECRET.repeat(2) }), AuthFailure.AlgorithmNotAllowed],
+    [
+      'HS512 when only HS256 is allowed',
+      token({ sub: 'alice' }, { ...good, alg: 'HS512', secret: TEST_SECRET.repeat(2) }),
+      AuthFailure.AlgorithmNotAllowed,
+    ],
+    [
+      'HS384 when only HS256 is allowed',
+      token({ sub: 'alice' }, { ...good, alg: 'HS384', secret: TEST_SECRET.repeat(2) }),
+      AuthFailure.AlgorithmNotAllowed,
+    ],
     ['wrong issuer', token({ sub: 'alice' }, { ...good, issuer: 'https://evil.example.com' }), AuthFailure.InvalidClaims],
     ['no issuer', token({ sub: 'alice' }, { audience: 'herald' }), AuthFailure.InvalidClaims],
     ['wrong audience', token({ sub: 'alice' }, { ...good, audience: 'other' }), AuthFailure.InvalidClaims],
@@ -119,7 +126,8 @@ t.test('a good token with trailing whitespace is malformed, not trimmed into acc
   const v = await createVerifier(jwtConfig({ HERALD_JWT_SECRET: TEST_SECRET }));
   const jwt = await token({ sub: 'alice' });
   t.equal(reason(await v.verify(jwt)), 'ok');
-  for (const bad of [` ${jwt}`, `${jwt} `, `${jwt}\n`, `${jwt}.`]) t.equal(reason(await v.verify(bad)), AuthFailure.MalformedToken, JSON.stringify(bad.slice(-3)));
+  for (const bad of [` ${jwt}`, `${jwt} `, `${jwt}\n`, `${jwt}.`])
+    t.equal(reason(await v.verify(bad)), AuthFailure.MalformedToken, JSON.stringify(bad.slice(-3)));
 });
 
 t.test('the token size limit is checked before any parsing', async (t) => {
@@ -136,7 +144,10 @@ t.test('several HMAC algorithms can be allowed together', async (t) => {
   t.equal(reason(await v.verify(await token({ sub: 'a' }, { alg: 'HS384' }))), AuthFailure.AlgorithmNotAllowed, 'HS384');
 });
 
-for (const [kind, alg] of [['RSA', 'RS256'], ['EC P-256', 'ES256']] as const) {
+for (const [kind, alg] of [
+  ['RSA', 'RS256'],
+  ['EC P-256', 'ES256'],
+] as const) {
   t.test(`a ${kind} PEM public key verifies ${alg} tokens, inline or from a file`, async (t) => {
     const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
     const pem = await exportSPKI(publicKey);
@@ -153,7 +164,11 @@ for (const [kind, alg] of [['RSA', 'RS256'], ['EC P-256', 'ES256']] as const) {
       const v = await createVerifier(jwtConfig({ HERALD_JWT_PUBLIC_KEY: source }));
       t.strictSame([...v.algorithms], [alg], `${name}: algorithm derived from the key`);
       t.equal(reason(await v.verify(await signWith(privateKey, alg, { sub: 'alice' }))), 'ok', `${name}: good token`);
-      t.equal(reason(await v.verify(await signWith(other.privateKey, alg, { sub: 'alice' }))), AuthFailure.InvalidSignature, `${name}: another key's token`);
+      t.equal(
+        reason(await v.verify(await signWith(other.privateKey, alg, { sub: 'alice' }))),
+        AuthFailure.InvalidSignature,
+        `${name}: another key's token`,
+      );
       t.equal(reason(await v.verify(await token({ sub: 'alice' }))), AuthFailure.AlgorithmNotAllowed, `${name}: an HS256 token`);
       t.equal(reason(await v.verify(unsignedToken({ sub: 'alice' }))), AuthFailure.AlgorithmNotAllowed, `${name}: alg none`);
     }
@@ -170,7 +185,7 @@ t.test('an HS256 token signed with the PEM text as the secret is refused (algori
   }
 });
 
-t.test('a PEM verifier with an explicit allowlist refuses the key\'s own algorithm when not listed', async (t) => {
+t.test("a PEM verifier with an explicit allowlist refuses the key's own algorithm when not listed", async (t) => {
   // A node:crypto RSA key pair signs both RS256 and PS256 with the same material.
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -199,10 +214,21 @@ t.test('a JWKS file with two keys selects the key by kid and refuses an unknown 
     ['unknown kid', signWith(rsa.privateKey, 'RS256', { sub: 'a' }, 'rsa-2'), AuthFailure.UnknownKey],
     ['kid of a prototype name', signWith(rsa.privateKey, 'RS256', { sub: 'a' }, '__proto__'), AuthFailure.UnknownKey],
     ['RSA token claiming the EC kid', signWith(rsa.privateKey, 'RS256', { sub: 'a' }, 'ec-1'), AuthFailure.UnknownKey],
-    ['signed by a key not in the set, with a known kid', signWith(rsa2.privateKey, 'RS256', { sub: 'a' }, 'rsa-1'), AuthFailure.InvalidSignature],
+    [
+      'signed by a key not in the set, with a known kid',
+      signWith(rsa2.privateKey, 'RS256', { sub: 'a' }, 'rsa-1'),
+      AuthFailure.InvalidSignature,
+    ],
     ['HS256 token', token({ sub: 'a' }, { kid: 'rsa-1' }), AuthFailure.AlgorithmNotAllowed],
     ['alg none', Promise.resolve(unsignedToken({ sub: 'a' })), AuthFailure.AlgorithmNotAllowed],
-    ['expired', new SignJWT({ sub: 'a' }).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).setExpirationTime(now() - 60).sign(rsa.privateKey), AuthFailure.TokenExpired],
+    [
+      'expired',
+      new SignJWT({ sub: 'a' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' })
+        .setExpirationTime(now() - 60)
+        .sign(rsa.privateKey),
+      AuthFailure.TokenExpired,
+    ],
   ];
   for (const [name, jwt, want] of rows) t.equal(reason(await v.verify(await jwt)), want, name);
 });
@@ -218,9 +244,17 @@ t.test('a bad key source rejects with a ConfigError naming the variable', async 
   const pem = await exportSPKI(publicKey);
   const aFile = write('plain.txt', 'x');
   const rows: Array<[string, Env, string]> = [
-    ['PEM with a garbage body', { HERALD_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----' }, 'HERALD_JWT_PUBLIC_KEY'],
+    [
+      'PEM with a garbage body',
+      { HERALD_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nnot base64 at all\n-----END PUBLIC KEY-----' },
+      'HERALD_JWT_PUBLIC_KEY',
+    ],
     ['PEM truncated', { HERALD_JWT_PUBLIC_KEY: pem.slice(0, 80) }, 'HERALD_JWT_PUBLIC_KEY'],
-    ['PEM with a garbage body and an explicit algorithm', { HERALD_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----', HERALD_JWT_ALGORITHMS: 'RS256' }, 'HERALD_JWT_PUBLIC_KEY'],
+    [
+      'PEM with a garbage body and an explicit algorithm',
+      { HERALD_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----', HERALD_JWT_ALGORITHMS: 'RS256' },
+      'HERALD_JWT_PUBLIC_KEY',
+    ],
     ['RSA PEM with an EC algorithm', { HERALD_JWT_PUBLIC_KEY: pem, HERALD_JWT_ALGORITHMS: 'ES256' }, 'HERALD_JWT_PUBLIC_KEY'],
     ['PEM file that does not exist', { HERALD_JWT_PUBLIC_KEY: join(dir, 'missing.pem') }, 'HERALD_JWT_PUBLIC_KEY'],
     ['PEM path that is a directory', { HERALD_JWT_PUBLIC_KEY: dir }, 'HERALD_JWT_PUBLIC_KEY'],
@@ -257,8 +291,16 @@ t.test('identityFromClaims maps valid claims and refuses claims that break the g
     ['sub and roles', { sub: 'alice', exp, roles: ['admin'] }, { userId: 'alice', roles: ['admin'] }],
     ['roles null means none', { sub: 'alice', exp, roles: null }, { userId: 'alice', roles: [] }],
     ['sub of prototype name', { sub: '__proto__', exp }, { userId: '__proto__', roles: [] }],
-    ['role of prototype name', { sub: 'a', exp, roles: ['__proto__', 'constructor'] }, { userId: 'a', roles: ['__proto__', 'constructor'] }],
-    ['64 roles', { sub: 'a', exp, roles: Array.from({ length: 64 }, (_, i) => `r${i}`) }, { userId: 'a', roles: Array.from({ length: 64 }, (_, i) => `r${i}`) }],
+    [
+      'role of prototype name',
+      { sub: 'a', exp, roles: ['__proto__', 'constructor'] },
+      { userId: 'a', roles: ['__proto__', 'constructor'] },
+    ],
+    [
+      '64 roles',
+      { sub: 'a', exp, roles: Array.from({ length: 64 }, (_, i) => `r${i}`) },
+      { userId: 'a', roles: Array.from({ length: 64 }, (_, i) => `r${i}`) },
+    ],
     ['role of 123 characters', { sub: 'a', exp, roles: ['r'.repeat(123)] }, { userId: 'a', roles: ['r'.repeat(123)] }],
     ['no sub', { exp }, undefined],
     ['empty sub', { sub: '', exp }, undefined],
@@ -349,7 +391,7 @@ t.test('every reason a verifier can return is in the code table', async (t) => {
   for (const r of values) t.match(r, /^[a-z_]+$/, `${r} is a bounded label`);
 });
 
-t.test('a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is key_unavailable, not the client\'s fault', async (t) => {
+t.test("a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is key_unavailable, not the client's fault", async (t) => {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'RS256', use: 'sig' };
   let status = 200;
@@ -360,14 +402,22 @@ t.test('a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is ke
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => new Promise<void>((r) => server.close(() => r())));
   const port = (server.address() as { port: number }).port;
-  const signed = await new SignJWT({}).setProtectedHeader({ alg: 'RS256', kid: 'k1' }).setSubject('u1').setExpirationTime('1h').sign(privateKey);
+  const signed = await new SignJWT({})
+    .setProtectedHeader({ alg: 'RS256', kid: 'k1' })
+    .setSubject('u1')
+    .setExpirationTime('1h')
+    .sign(privateKey);
 
-  const live = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  const live = await createVerifier(
+    loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt,
+  );
   const ok = await live.verify(signed);
   t.ok(ok.ok && ok.identity.userId === 'u1', 'a token signed by a published key verifies');
 
   status = 500;
-  const failing = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/other.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  const failing = await createVerifier(
+    loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${port}/other.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt,
+  );
   t.same(await failing.verify(signed), { ok: false, reason: 'key_unavailable' }, 'a 500 from the key endpoint');
 
   const closedPort = await new Promise<number>((resolve) => {
@@ -377,6 +427,8 @@ t.test('a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is ke
       probe.close(() => resolve(p));
     });
   });
-  const dead = await createVerifier(loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${closedPort}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt);
+  const dead = await createVerifier(
+    loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${closedPort}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt,
+  );
   t.same(await dead.verify(signed), { ok: false, reason: 'key_unavailable' }, 'nothing listening at the key endpoint');
 });

@@ -7,7 +7,14 @@ const opts = { initialMs: 500, maxMs: 30_000, factor: 2 };
 
 t.test('the cap grows by the factor per attempt and stops at maxMs', async (t) => {
   const rows: Array<[number, number]> = [
-    [0, 500], [1, 1000], [2, 2000], [3, 4000], [4, 8000], [5, 16_000], [6, 30_000], [7, 30_000],
+    [0, 500],
+    [1, 1000],
+    [2, 2000],
+    [3, 4000],
+    [4, 8000],
+    [5, 16_000],
+    [6, 30_000],
+    [7, 30_000],
     [1074, 30_000], // 2^1074 is Infinity in doubles: still the cap
     [-1, 500], // a negative attempt is attempt 0
   ];

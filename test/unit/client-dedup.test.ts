@@ -11,7 +11,19 @@ t.test('an id is new the first time and seen every time after', async (t) => {
 });
 
 t.test('distinct ids, hostile ones included, are tracked separately', async (t) => {
-  const ids = ['', ' ', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'n-1', 'N-1', 'n\u200b-1', 'n-\u0031', 'x'.repeat(100_000)];
+  const ids = [
+    '',
+    ' ',
+    '__proto__',
+    'constructor',
+    'toString',
+    'hasOwnProperty',
+    'n-1',
+    'N-1',
+    'n\u200b-1',
+    'n-\u0031',
+    'x'.repeat(100_000),
+  ];
   const d = createDedupWindow(100);
   for (const id of ids.slice(0, -2)) t.equal(d.seen(id), false, `${JSON.stringify(id.slice(0, 20))} is new`);
   t.equal(d.seen('n-\u0031'), true, 'an escape of the same characters is the same id');

@@ -4,7 +4,14 @@
 // integration test (test/integration/client.test.ts) covers the same client against
 // the real gateway.
 import t, { type Test } from 'tap';
-import { HeraldClient, type HeraldClientOptions, type HeraldError, type Notification, type Quality, type StateChange } from '../../client/dist/index.js';
+import {
+  HeraldClient,
+  type HeraldClientOptions,
+  type HeraldError,
+  type Notification,
+  type Quality,
+  type StateChange,
+} from '../../client/dist/index.js';
 import { ManualClock, settle } from '../support/manual-clock.js';
 import { ScriptedSocket } from '../support/scripted-socket.js';
 
@@ -151,7 +158,10 @@ t.test('1008 token_expired right after every connect does not loop: the second o
   await step(h);
   h.socket().drop(1008, 'token_expired');
   await step(h);
-  t.same(h.states.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs), [0, 500]);
+  t.same(
+    h.states.filter((s) => s.state === 'reconnecting').map((s) => s.delayMs),
+    [0, 500],
+  );
 });
 
 t.test('another 1008 (rate_limited) closes for good: state closed with the reason, requests fail with closed', async (t) => {
@@ -211,11 +221,15 @@ t.test('after a reconnect, app topics are re-subscribed and queued requests go o
   h.socket().accept();
   await step(h);
   const s = h.socket();
-  t.same(s.sent.filter((f) => f['type'] !== 'ping').map((f) => [f['type'], f['topic'] ?? f['notificationId']]), [
-    ['ack', 'n-1'],
-    ['subscribe', 'org:b'],
-    ['subscribe', 'org:a'],
-  ], 'queued requests in order, then the re-subscribe; org:b once');
+  t.same(
+    s.sent.filter((f) => f['type'] !== 'ping').map((f) => [f['type'], f['topic'] ?? f['notificationId']]),
+    [
+      ['ack', 'n-1'],
+      ['subscribe', 'org:b'],
+      ['subscribe', 'org:a'],
+    ],
+    'queued requests in order, then the re-subscribe; org:b once',
+  );
   s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   s.answer('ack', (f) => ({ type: 'acked', notificationId: f['notificationId'], id: f['id'] }));
   await ack;
@@ -235,7 +249,13 @@ t.test('a request in flight when the connection drops is sent again on the next 
   await step(h, 1000); // past the backoff delay, within the request timeout
   h.socket().accept();
   await step(h);
-  t.same(h.socket().of('mark_read').map((f) => f['notificationId']), ['n-9']);
+  t.same(
+    h
+      .socket()
+      .of('mark_read')
+      .map((f) => f['notificationId']),
+    ['n-9'],
+  );
   h.socket().answer('mark_read', (f) => ({ type: 'marked_read', notificationId: f['notificationId'], id: f['id'] }));
   await mark;
 });
@@ -251,7 +271,8 @@ t.test('a topic the server refuses is dropped, and one refused on re-subscribe i
   h.socket().answer('subscribe', (f) =>
     f['topic'] === 'org:x'
       ? { type: 'error', code: 'forbidden', message: 'not allowed to subscribe to org:x', id: f['id'] }
-      : { type: 'subscribed', topic: f['topic'], id: f['id'] });
+      : { type: 'subscribed', topic: f['topic'], id: f['id'] },
+  );
   await t.rejects(a, { code: 'forbidden', topic: 'org:x' });
   await b;
   t.same(h.client.topics, ['org:y']);
@@ -260,7 +281,14 @@ t.test('a topic the server refuses is dropped, and one refused on re-subscribe i
   await step(h, 1000); // past the backoff delay, within the request timeout
   h.socket().accept();
   await step(h);
-  t.same(h.socket().of('subscribe').map((f) => f['topic']), ['org:y'], 'only the granted topic is re-subscribed');
+  t.same(
+    h
+      .socket()
+      .of('subscribe')
+      .map((f) => f['topic']),
+    ['org:y'],
+    'only the granted topic is re-subscribed',
+  );
   h.socket().answer('subscribe', (f) => ({ type: 'error', code: 'forbidden', message: 'not allowed', id: f['id'] }));
   await step(h);
   t.same(h.client.topics, []);
@@ -282,7 +310,13 @@ t.test('unsubscribe stops the re-subscribe even while offline', async (t) => {
   await step(h, 1000); // past the backoff delay, within the request timeout
   h.socket().accept();
   await step(h);
-  t.same(h.socket().sent.filter((f) => f['type'] !== 'ping').map((f) => f['type']), ['unsubscribe']);
+  t.same(
+    h
+      .socket()
+      .sent.filter((f) => f['type'] !== 'ping')
+      .map((f) => f['type']),
+    ['unsubscribe'],
+  );
   h.socket().answer('unsubscribe', (f) => ({ type: 'unsubscribed', topic: f['topic'], id: f['id'] }));
   await unsub;
 });
@@ -308,7 +342,10 @@ t.test('notifications are delivered once per id, whatever the topic', async (t) 
   n('b');
   n('c'); // evicts a
   n('a');
-  t.same(h.notifications.map((x) => `${x.topic}/${x.id}`), ['user:alice/a', 'user:alice/b', 'user:alice/c', 'user:alice/a']);
+  t.same(
+    h.notifications.map((x) => `${x.topic}/${x.id}`),
+    ['user:alice/a', 'user:alice/b', 'user:alice/c', 'user:alice/a'],
+  );
   t.same(h.notifications[0], { topic: 'user:alice', id: 'a', ts: 1, data: { id: 'a' } });
 });
 
@@ -332,7 +369,10 @@ t.test('pings at the interval measure the RTT; quality is good, fair or poor by 
   await pong(499)();
   await step(h, 1000);
   await pong(500)();
-  t.same(h.qualities.map((q) => `${q.level} ${q.rttMs}`), ['good 100', 'good 149', 'fair 150', 'fair 499', 'poor 500']);
+  t.same(
+    h.qualities.map((q) => `${q.level} ${q.rttMs}`),
+    ['good 100', 'good 149', 'fair 150', 'fair 499', 'poor 500'],
+  );
   t.same(h.client.quality, { level: 'poor', rttMs: 500 });
   h.socket().drop(1006);
   await step(h);
@@ -371,7 +411,13 @@ t.test('a rate_limited answer to a ping proves the server alive: no reconnect', 
   h.socket().accept();
   await step(h);
   for (let i = 0; i < 5; i++) {
-    h.socket().answer('ping', (f) => ({ type: 'error', code: 'rate_limited', message: 'too many messages', id: f['id'], retryAfterMs: 100 }));
+    h.socket().answer('ping', (f) => ({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'too many messages',
+      id: f['id'],
+      retryAfterMs: 100,
+    }));
     await step(h, 1000);
   }
   t.equal(h.client.state, 'open');
@@ -401,7 +447,12 @@ t.test('close() is final: no reconnect, requests fail with closed, no timer left
 
 t.test('close() while the token is being fetched opens no socket', async (t) => {
   let release: (tok: string) => void = () => undefined;
-  const h = harness(t, { token: () => new Promise<string>((r) => { release = r; }) });
+  const h = harness(t, {
+    token: () =>
+      new Promise<string>((r) => {
+        release = r;
+      }),
+  });
   await step(h);
   h.client.close();
   release('late');
@@ -455,13 +506,31 @@ t.test('reauth() sends the auth frame with a fresh token; revoked topics are no 
   }
   const r = h.client.reauth();
   await step(h);
-  t.same(h.socket().of('auth').map((f) => f['token']), ['tok2']);
-  h.socket().answer('auth', (f) => ({ type: 'authenticated', expiresAt: 5, topics: ['user:alice', 'system', 'org:a'], revoked: ['org:b'], id: f['id'] }));
+  t.same(
+    h
+      .socket()
+      .of('auth')
+      .map((f) => f['token']),
+    ['tok2'],
+  );
+  h.socket().answer('auth', (f) => ({
+    type: 'authenticated',
+    expiresAt: 5,
+    topics: ['user:alice', 'system', 'org:a'],
+    revoked: ['org:b'],
+    id: f['id'],
+  }));
   t.same(await r, { expiresAt: 5, revoked: ['org:b'], topics: ['user:alice', 'system', 'org:a'] });
   t.same(h.client.topics, ['org:a']);
   const refused = h.client.reauth();
   await step(h);
-  h.socket().answer('auth', (f) => ({ type: 'error', code: 'auth_failed', message: 'token refused', reason: 'invalid_signature', id: f['id'] }));
+  h.socket().answer('auth', (f) => ({
+    type: 'error',
+    code: 'auth_failed',
+    message: 'token refused',
+    reason: 'invalid_signature',
+    id: f['id'],
+  }));
   await t.rejects(refused, { code: 'auth_failed', reason: 'invalid_signature' });
 });
 
@@ -512,7 +581,11 @@ t.test('options are checked at construction, naming the option', async (t) => {
   t.throws(() => new HeraldClient({ ...base, backoffFactor: 0.5 }), /factor/);
   t.throws(() => new HeraldClient({ ...base, maxQueue: -1 }), /queue/);
   t.throws(() => new HeraldClient({ ...base, dedupWindow: 0 }), /dedup/);
-  t.throws(() => new HeraldClient({ url: 'ws://x/ws', token: 't' }), /no global WebSocket/, 'Node 20 has none: the message says what to pass');
+  t.throws(
+    () => new HeraldClient({ url: 'ws://x/ws', token: 't' }),
+    /no global WebSocket/,
+    'Node 20 has none: the message says what to pass',
+  );
   const idle = new HeraldClient(base);
   t.equal(idle.state, 'closed', 'autoConnect: false waits for connect()');
   await t.rejects(idle.ack('n'), { code: 'closed' });

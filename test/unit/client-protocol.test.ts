@@ -1,8 +1,14 @@
 // The SDK's decoder of server frames (client/src/protocol.ts): typed frames for what
 // PROTOCOL.md documents, undefined for anything else, unknown properties dropped.
 import t from 'tap';
-import { decodeServerFrame, isTopic, type ClientFrame, type ServerFrame } from '../../client/dist/index.js';
-import { decodeClientFrame, encode, encodeNotification, type ClientFrame as GatewayClientFrame, type ServerFrame as GatewayServerFrame } from '../../dist/protocol.js';
+import { type ClientFrame, decodeServerFrame, isTopic, type ServerFrame } from '../../client/dist/index.js';
+import {
+  decodeClientFrame,
+  encode,
+  encodeNotification,
+  type ClientFrame as GatewayClientFrame,
+  type ServerFrame as GatewayServerFrame,
+} from '../../dist/protocol.js';
 
 // The SDK never imports gateway code, so the frame types exist twice. These two lines
 // stop them drifting apart: tsc fails the test build if a frame the gateway sends does
@@ -14,7 +20,14 @@ t.test('documented frames decode to their typed form', async (t) => {
   const rows: Array<[string, unknown]> = [
     [
       '{"type":"connected","connectionId":"c-1","userId":"alice","topics":["user:alice","system"],"heartbeatMs":30000,"serverTime":1795450121095}',
-      { type: 'connected', connectionId: 'c-1', userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 30000, serverTime: 1795450121095 },
+      {
+        type: 'connected',
+        connectionId: 'c-1',
+        userId: 'alice',
+        topics: ['user:alice', 'system'],
+        heartbeatMs: 30000,
+        serverTime: 1795450121095,
+      },
     ],
     [
       '{"type":"notification","topic":"user:alice","id":"n-1","ts":1,"data":{"id":"n-1","title":"hi"}}',
@@ -40,7 +53,15 @@ t.test('documented frames decode to their typed form', async (t) => {
     // Durable delivery: the epoch, positions, replays, and resumed (a reply, or unsolicited).
     [
       '{"type":"connected","connectionId":"c-1","userId":"alice","topics":["user:alice"],"heartbeatMs":30000,"serverTime":1795450121095,"epoch":"18a2f3c4b5d6e7"}',
-      { type: 'connected', connectionId: 'c-1', userId: 'alice', topics: ['user:alice'], heartbeatMs: 30000, serverTime: 1795450121095, epoch: '18a2f3c4b5d6e7' },
+      {
+        type: 'connected',
+        connectionId: 'c-1',
+        userId: 'alice',
+        topics: ['user:alice'],
+        heartbeatMs: 30000,
+        serverTime: 1795450121095,
+        epoch: '18a2f3c4b5d6e7',
+      },
     ],
     [
       '{"type":"notification","topic":"user:42","id":"n-1","ts":1795450121095,"offset":"1795450121095-0","epoch":"18a2","data":{"a":1}}',
@@ -54,7 +75,10 @@ t.test('documented frames decode to their typed form', async (t) => {
       '{"type":"resumed","topics":{"user:42":{"recovered":true},"system":{"recovered":false}},"id":7}',
       { type: 'resumed', topics: { 'user:42': { recovered: true }, system: { recovered: false } }, id: 7 },
     ],
-    ['{"type":"resumed","topics":{"user:42":{"recovered":false,"why":"x"}}}', { type: 'resumed', topics: { 'user:42': { recovered: false } } }],
+    [
+      '{"type":"resumed","topics":{"user:42":{"recovered":false,"why":"x"}}}',
+      { type: 'resumed', topics: { 'user:42': { recovered: false } } },
+    ],
     ['{"type":"resumed","topics":{}}', { type: 'resumed', topics: {} }],
   ];
   for (const [text, want] of rows) t.same(decodeServerFrame(text), want, text);
@@ -71,13 +95,19 @@ t.test('a position is kept only whole and well-formed; replayed only when true',
     [{ offset: '1-0', epoch: 7 }, {}],
     [{ replayed: 'true' }, {}],
     [{ replayed: false }, {}],
-    [{ offset: '12-34', epoch: 'e', replayed: true }, { offset: '12-34', epoch: 'e', replayed: true }],
+    [
+      { offset: '12-34', epoch: 'e', replayed: true },
+      { offset: '12-34', epoch: 'e', replayed: true },
+    ],
   ];
   for (const [extra, want] of rows) {
     t.same(decodeServerFrame(JSON.stringify({ ...base, ...extra })), { ...base, ...want }, JSON.stringify(extra));
   }
-  t.same(decodeServerFrame('{"type":"connected","connectionId":"c","userId":"u","topics":[],"heartbeatMs":0,"serverTime":0,"epoch":5}'),
-    { type: 'connected', connectionId: 'c', userId: 'u', topics: [], heartbeatMs: 0, serverTime: 0 }, 'an epoch that is not a string is dropped');
+  t.same(
+    decodeServerFrame('{"type":"connected","connectionId":"c","userId":"u","topics":[],"heartbeatMs":0,"serverTime":0,"epoch":5}'),
+    { type: 'connected', connectionId: 'c', userId: 'u', topics: [], heartbeatMs: 0, serverTime: 0 },
+    'an epoch that is not a string is dropped',
+  );
   const proto = decodeServerFrame('{"type":"resumed","topics":{"__proto__":{"recovered":false}}}');
   t.same(Object.keys((proto as { topics: object }).topics), ['__proto__'], 'a topic named __proto__ stays a key');
   t.equal(Object.getPrototypeOf((proto as { topics: object }).topics), Object.prototype);
@@ -85,8 +115,18 @@ t.test('a position is kept only whole and well-formed; replayed only when true',
 
 t.test('anything else is ignored (undefined): not JSON, not an object, unknown type, missing or mistyped fields', async (t) => {
   const rows = [
-    '', 'not json', '42', 'null', '[]', '"connected"', '{}', '{"type":1}',
-    '{"type":"hello"}', '{"type":"__proto__"}', '{"type":"constructor"}', '{"type":"toString"}',
+    '',
+    'not json',
+    '42',
+    'null',
+    '[]',
+    '"connected"',
+    '{}',
+    '{"type":1}',
+    '{"type":"hello"}',
+    '{"type":"__proto__"}',
+    '{"type":"constructor"}',
+    '{"type":"toString"}',
     '{"type":"notification","topic":"t","id":"n","ts":1}', // no data
     '{"type":"notification","topic":"t","id":7,"ts":1,"data":1}', // a numeric id
     '{"type":"notification","topic":"t","id":"n","ts":"1","data":1}',
@@ -137,18 +177,35 @@ t.test('every frame the gateway encodes decodes unchanged in the SDK', async (t)
 });
 
 t.test('notification frames as the gateway builds them decode with their position', async (t) => {
-  t.same(decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}')), { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, data: { x: 1 } });
-  t.same(
-    decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}', { offset: '5-0', epoch: '18a2' })),
-    { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, offset: '5-0', epoch: '18a2', data: { x: 1 } },
-  );
-  t.same(
-    decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '"s"', { offset: '5-1', epoch: '18a2', replayed: true })),
-    { type: 'notification', topic: 'user:u', id: 'n-1', ts: 5, offset: '5-1', epoch: '18a2', replayed: true, data: 's' },
-  );
+  t.same(decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}')), {
+    type: 'notification',
+    topic: 'user:u',
+    id: 'n-1',
+    ts: 5,
+    data: { x: 1 },
+  });
+  t.same(decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '{"x":1}', { offset: '5-0', epoch: '18a2' })), {
+    type: 'notification',
+    topic: 'user:u',
+    id: 'n-1',
+    ts: 5,
+    offset: '5-0',
+    epoch: '18a2',
+    data: { x: 1 },
+  });
+  t.same(decodeServerFrame(encodeNotification('user:u', 'n-1', 5, '"s"', { offset: '5-1', epoch: '18a2', replayed: true })), {
+    type: 'notification',
+    topic: 'user:u',
+    id: 'n-1',
+    ts: 5,
+    offset: '5-1',
+    epoch: '18a2',
+    replayed: true,
+    data: 's',
+  });
 });
 
-t.test('every frame the SDK sends passes the gateway\'s schema', async (t) => {
+t.test("every frame the SDK sends passes the gateway's schema", async (t) => {
   const frames: ClientFrame[] = [
     { type: 'ping', id: 1 },
     { type: 'subscribe', topic: 'org:rio', id: 2 },
@@ -156,7 +213,12 @@ t.test('every frame the SDK sends passes the gateway\'s schema', async (t) => {
     { type: 'ack', notificationId: 'n-1', id: 4 },
     { type: 'mark_read', notificationId: 'n-1', id: 5 },
     { type: 'auth', token: 'eyJ.e30.sig', id: 6 },
-    { type: 'resume', epoch: '18a2f3c4b5d6e7', topics: { 'user:42': { offset: '1795450121095-0' }, system: { since: 1795450119095 } }, id: 7 },
+    {
+      type: 'resume',
+      epoch: '18a2f3c4b5d6e7',
+      topics: { 'user:42': { offset: '1795450121095-0' }, system: { since: 1795450119095 } },
+      id: 7,
+    },
   ];
   for (const f of frames) t.same(decodeClientFrame(JSON.stringify(f)), { kind: 'frame', frame: sdkFramesFitTheGateway(f) }, f.type);
 });

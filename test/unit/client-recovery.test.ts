@@ -102,11 +102,19 @@ t.test('the first connection sends no resume; the next one resumes every held to
   h.socket().receive(notification('org:a', 'n-2', `${S1 + 2999}-4`));
   await h.clock.advance(500);
   h.socket().receive({ type: 'pong', ts: S1 + 3500 }); // a server timestamp: what was sent before it has arrived
-  t.same(h.notifications.at(-1), { topic: 'org:a', id: 'n-2', ts: S1 + 2999, offset: `${S1 + 2999}-4`, epoch: E1, data: { id: 'n-2' } }, 'the position is in the event');
+  t.same(
+    h.notifications.at(-1),
+    { topic: 'org:a', id: 'n-2', ts: S1 + 2999, offset: `${S1 + 2999}-4`, epoch: E1, data: { id: 'n-2' } },
+    'the position is in the event',
+  );
 
   // The new connection names another epoch and an extra initial topic.
   const s = await reconnect(h, { serverTime: S1 + 10_000, epoch: E2, topics: ['user:alice', 'role:ops', 'system'] });
-  t.same(s.sent.filter((f) => f['type'] !== 'ping').map((f) => f['type']), ['subscribe', 'resume'], 'the re-subscribe goes first, then the resume');
+  t.same(
+    s.sent.filter((f) => f['type'] !== 'ping').map((f) => f['type']),
+    ['subscribe', 'resume'],
+    'the re-subscribe goes first, then the resume',
+  );
   const [resume] = s.of('resume');
   t.same(resume, {
     type: 'resume',
@@ -135,7 +143,15 @@ t.test('replays are shown like live notifications, once per id; a recovery event
   s.receive({ type: 'resumed', topics: { 'user:alice': { recovered: true }, system: { recovered: true } }, id: resume?.['id'] });
   await step(h);
   t.same(h.events, ['notification n-1', 'notification n-3', 'notification n-2', 'recovery user:alice true', 'recovery system true']);
-  t.same(h.notifications[2], { topic: 'user:alice', id: 'n-2', ts: S1 + 3000, offset: `${S1 + 3000}-0`, epoch: E1, replayed: true, data: { id: 'n-2' } });
+  t.same(h.notifications[2], {
+    topic: 'user:alice',
+    id: 'n-2',
+    ts: S1 + 3000,
+    offset: `${S1 + 3000}-0`,
+    epoch: E1,
+    replayed: true,
+    data: { id: 'n-2' },
+  });
   t.same(h.client.session?.epoch, E1);
 
   // The next resume starts after the highest offset seen (n-3), not the last one received (n-2).
@@ -156,7 +172,11 @@ t.test('an unsolicited resumed (a gateway that lost its own gap) is a recovery e
   await step(h);
   t.same(h.recoveries, [{ topic: 'user:alice', recovered: false }]);
   const s = await reconnect(h, { serverTime: S1 + 9000, epoch: E1 });
-  t.same(s.of('resume')[0]?.['topics'], { 'user:alice': { since: S1 + 4000 - 2000 }, system: { offset: `${S1}-1` } }, 'its old position is forgotten');
+  t.same(
+    s.of('resume')[0]?.['topics'],
+    { 'user:alice': { since: S1 + 4000 - 2000 }, system: { offset: `${S1}-1` } },
+    'its old position is forgotten',
+  );
 });
 
 t.test('no resume when the previous connection had no epoch (history off), nor with resume: false', async (t) => {
@@ -180,7 +200,7 @@ t.test('no resume when the previous connection had no epoch (history off), nor w
   const o2 = await reconnect(off, { serverTime: S1 + 5000, epoch: E1 });
   t.same(o2.of('resume'), [], 'resume: false sends none');
   o2.receive({ type: 'resumed', topics: { system: { recovered: false } } });
-  t.same(off.recoveries, [{ topic: 'system', recovered: false }], 'the gateway\'s own signal is still an event');
+  t.same(off.recoveries, [{ topic: 'system', recovered: false }], "the gateway's own signal is still an event");
 });
 
 t.test('points not answered before the connection drops are sent again unchanged on the next one', async (t) => {
@@ -197,33 +217,39 @@ t.test('points not answered before the connection drops are sent again unchanged
   t.same(first, { 'user:alice': { offset: `${S1}-0` }, system: { since: S1 - 2000 } });
 });
 
-t.test('unavailable (Redis unreadable at the gateway): the resume is asked again after a delay, for the topics still unanswered', async (t) => {
-  const h = harness(t);
-  await step(h);
-  h.socket().accept({ serverTime: S1, epoch: E1 });
-  await step(h);
-  h.socket().receive(notification('user:alice', 'n-1', `${S1}-0`));
-  const s = await reconnect(h, { serverTime: S1 + 5000, epoch: E1 });
-  const [first] = s.of('resume');
-  s.receive({ type: 'resumed', topics: { system: { recovered: true } } }); // unsolicited, for one of them
-  s.receive({ type: 'error', code: 'unavailable', message: 'history could not be read; retry later', id: first?.['id'] });
-  await step(h, 499);
-  t.equal(s.of('resume').length, 1, 'not before the delay (0.5 x 1000 ms)');
-  await step(h, 1);
-  const again = s.of('resume')[1];
-  t.same(again?.['topics'], { 'user:alice': { offset: `${S1}-0` } }, 'the same point, only for the topic still unanswered');
-  t.not(again?.['id'], first?.['id']);
-  s.receive({ type: 'error', code: 'rate_limited', message: 'too many messages', id: again?.['id'], retryAfterMs: 3000 });
-  await step(h, 2999);
-  t.equal(s.of('resume').length, 2, 'rate_limited waits retryAfterMs');
-  await step(h, 1);
-  const third = s.of('resume')[2];
-  s.receive({ type: 'resumed', topics: { 'user:alice': { recovered: true } }, id: third?.['id'] });
-  await step(h, 60_000);
-  t.equal(s.of('resume').length, 3, 'answered: no more');
-  t.same(h.recoveries, [{ topic: 'system', recovered: true }, { topic: 'user:alice', recovered: true }]);
-  t.same(h.errors, [], 'nothing for the app to handle');
-});
+t.test(
+  'unavailable (Redis unreadable at the gateway): the resume is asked again after a delay, for the topics still unanswered',
+  async (t) => {
+    const h = harness(t);
+    await step(h);
+    h.socket().accept({ serverTime: S1, epoch: E1 });
+    await step(h);
+    h.socket().receive(notification('user:alice', 'n-1', `${S1}-0`));
+    const s = await reconnect(h, { serverTime: S1 + 5000, epoch: E1 });
+    const [first] = s.of('resume');
+    s.receive({ type: 'resumed', topics: { system: { recovered: true } } }); // unsolicited, for one of them
+    s.receive({ type: 'error', code: 'unavailable', message: 'history could not be read; retry later', id: first?.['id'] });
+    await step(h, 499);
+    t.equal(s.of('resume').length, 1, 'not before the delay (0.5 x 1000 ms)');
+    await step(h, 1);
+    const again = s.of('resume')[1];
+    t.same(again?.['topics'], { 'user:alice': { offset: `${S1}-0` } }, 'the same point, only for the topic still unanswered');
+    t.not(again?.['id'], first?.['id']);
+    s.receive({ type: 'error', code: 'rate_limited', message: 'too many messages', id: again?.['id'], retryAfterMs: 3000 });
+    await step(h, 2999);
+    t.equal(s.of('resume').length, 2, 'rate_limited waits retryAfterMs');
+    await step(h, 1);
+    const third = s.of('resume')[2];
+    s.receive({ type: 'resumed', topics: { 'user:alice': { recovered: true } }, id: third?.['id'] });
+    await step(h, 60_000);
+    t.equal(s.of('resume').length, 3, 'answered: no more');
+    t.same(h.recoveries, [
+      { topic: 'system', recovered: true },
+      { topic: 'user:alice', recovered: true },
+    ]);
+    t.same(h.errors, [], 'nothing for the app to handle');
+  },
+);
 
 t.test('a gateway that refuses the resume frame: an error event, and every topic in it is not recovered', async (t) => {
   const h = harness(t);
@@ -233,8 +259,14 @@ t.test('a gateway that refuses the resume frame: an error event, and every topic
   const s = await reconnect(h, { serverTime: S1 + 5000, epoch: E1 });
   s.answer('resume', (f) => ({ type: 'error', code: 'unknown_type', message: 'unknown frame type "resume"', id: f['id'] }));
   await step(h);
-  t.same(h.recoveries, [{ topic: 'user:alice', recovered: false }, { topic: 'system', recovered: false }]);
-  t.same(h.errors.map((e) => [e.code, e.message]), [['unknown_type', 'resume: unknown frame type "resume"']]);
+  t.same(h.recoveries, [
+    { topic: 'user:alice', recovered: false },
+    { topic: 'system', recovered: false },
+  ]);
+  t.same(
+    h.errors.map((e) => [e.code, e.message]),
+    [['unknown_type', 'resume: unknown frame type "resume"']],
+  );
 });
 
 t.test('more than 256 held topics: several resume frames; unsubscribed topics are not resumed', async (t) => {
@@ -250,12 +282,21 @@ t.test('more than 256 held topics: several resume frames; unsubscribed topics ar
   void h.client.unsubscribe('org:t7').catch(() => undefined); // never answered: sent again on the next connection
   const s = await reconnect(h, { serverTime: S1 + 5000, epoch: E1 });
   const frames = s.of('resume');
-  t.same(frames.map((f) => Object.keys(f['topics'] as object).length), [256, 45], '2 initial + 299 subscribed');
+  t.same(
+    frames.map((f) => Object.keys(f['topics'] as object).length),
+    [256, 45],
+    '2 initial + 299 subscribed',
+  );
   const all = frames.flatMap((f) => Object.keys(f['topics'] as object));
   t.equal(new Set(all).size, 301);
   t.notOk(all.includes('org:t7'));
   t.ok(frames.every((f) => f['epoch'] === E1));
-  for (const f of frames) s.receive({ type: 'resumed', topics: Object.fromEntries(Object.keys(f['topics'] as object).map((k) => [k, { recovered: true }])), id: f['id'] });
+  for (const f of frames)
+    s.receive({
+      type: 'resumed',
+      topics: Object.fromEntries(Object.keys(f['topics'] as object).map((k) => [k, { recovered: true }])),
+      id: f['id'],
+    });
   await step(h);
   t.equal(h.recoveries.length, 301);
   t.ok(h.recoveries.every((r) => r.recovered));

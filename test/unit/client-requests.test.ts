@@ -2,7 +2,7 @@
 // deadlines, the bounded offline queue, and what a lost connection does to requests
 // in flight. Time is a ManualClock; the "socket" is an array of written frames.
 import t from 'tap';
-import { HeraldError, createRequests, decodeServerFrame, type ClientFrame, type ServerFrame } from '../../client/dist/index.js';
+import { type ClientFrame, createRequests, decodeServerFrame, HeraldError, type ServerFrame } from '../../client/dist/index.js';
 import { ManualClock, settle } from '../support/manual-clock.js';
 
 function setup(o: { timeoutMs?: number; maxQueue?: number } = {}) {
@@ -60,7 +60,13 @@ t.test('an error reply rejects with a HeraldError carrying the server code, retr
   requests.settle(frame('{"type":"error","code":"auth_failed","message":"token refused","id":3,"reason":"token_expired"}'));
   await settle();
   t.ok(a.error instanceof HeraldError);
-  t.match(a.error, { name: 'HeraldError', code: 'forbidden', message: 'not allowed to subscribe to org:x', sent: true, retryAfterMs: undefined });
+  t.match(a.error, {
+    name: 'HeraldError',
+    code: 'forbidden',
+    message: 'not allowed to subscribe to org:x',
+    sent: true,
+    retryAfterMs: undefined,
+  });
   t.match(b.error, { code: 'rate_limited', retryAfterMs: 4997 });
   t.match(c.error, { code: 'auth_failed', reason: 'token_expired' });
 });
@@ -122,7 +128,11 @@ t.test('while detached, requests wait in the queue and go out in order on attach
   t.equal(requests.queued, 3);
   t.same(wire, [], 'nothing written without a connection');
   requests.attach(write);
-  t.same(wire.map((f) => f.id), [1, 2, 3], 'in the order they were made');
+  t.same(
+    wire.map((f) => f.id),
+    [1, 2, 3],
+    'in the order they were made',
+  );
   t.equal(requests.queued, 0);
   t.equal(requests.inFlight, 3);
   requests.settle(frame('{"type":"unsubscribed","topic":"org:a","id":3}'));
@@ -141,7 +151,11 @@ t.test('the queue is bounded: one more request fails at once with queue_full, ne
   t.match(c.error, { code: 'queue_full', sent: false, message: /offline queue holds 2/ });
   t.equal(a.done || b.done, false, 'the queued ones still wait');
   requests.attach(write);
-  t.same(wire.map((f) => (f as { notificationId: string }).notificationId), ['n-1', 'n-2'], 'the refused one is never sent');
+  t.same(
+    wire.map((f) => (f as { notificationId: string }).notificationId),
+    ['n-1', 'n-2'],
+    'the refused one is never sent',
+  );
 });
 
 t.test('maxQueue 0 means no offline queue at all', async (t) => {
@@ -209,7 +223,10 @@ t.test('requests put back on detach count against the bound: the newest beyond i
   const all = [1, 2, 3, 4].map((n) => outcome(requests.request({ type: 'ack', notificationId: `n-${n}` })));
   requests.detach();
   await settle();
-  t.same(all.map((o) => o.error?.code), [undefined, undefined, 'queue_full', 'queue_full']);
+  t.same(
+    all.map((o) => o.error?.code),
+    [undefined, undefined, 'queue_full', 'queue_full'],
+  );
   t.equal(requests.queued, 2);
 });
 
@@ -234,7 +251,10 @@ t.test('ids keep growing across connections, so a reply can only match its own r
   requests.detach();
   requests.attach(write);
   void requests.request({ type: 'ping' }).catch(() => undefined);
-  t.same(wire.map((f) => f.id), [1, 2]);
+  t.same(
+    wire.map((f) => f.id),
+    [1, 2],
+  );
   requests.rejectAll('closed', 'done');
 });
 

@@ -4,18 +4,18 @@
 import fc from 'fast-check';
 import t from 'tap';
 import {
-  MAX_RESUME_TOPICS,
-  RESUME_MARGIN_MS,
-  RESUME_OFFSET_MAX_AGE_MS,
-  ResumeState,
   compareOffsets,
   isOffset,
+  MAX_RESUME_TOPICS,
   parseOffset,
-  resumeFrames,
+  RESUME_MARGIN_MS,
+  RESUME_OFFSET_MAX_AGE_MS,
   type ResumePoint,
+  ResumeState,
+  resumeFrames,
 } from '../../client/dist/index.js';
-import { decodeClientFrame } from '../../dist/protocol.js';
 import { compareOffsets as gatewayCompareOffsets } from '../../dist/offsets.js';
+import { decodeClientFrame } from '../../dist/protocol.js';
 
 t.test('offsets are (ms, seq) numbers, not strings', async (t) => {
   t.ok(compareOffsets('999-0', '1000-0') < 0, "'999-0' is before '1000-0' (a string comparison says after)");
@@ -25,10 +25,7 @@ t.test('offsets are (ms, seq) numbers, not strings', async (t) => {
   t.equal(compareOffsets('7-3', '7-3'), 0);
   t.same(parseOffset('999999999999999-999999999999999'), [999_999_999_999_999, 999_999_999_999_999], '15 digits stay exact');
   t.ok(compareOffsets('999999999999999-1', '999999999999999-0') > 0, 'exact at 15 digits');
-  t.same(
-    ['1000-0', '999-5', '999-10', '10000-0', '1000-1'].sort(compareOffsets),
-    ['999-5', '999-10', '1000-0', '1000-1', '10000-0'],
-  );
+  t.same(['1000-0', '999-5', '999-10', '10000-0', '1000-1'].sort(compareOffsets), ['999-5', '999-10', '1000-0', '1000-1', '10000-0']);
   for (const bad of ['', '1', '-1', '1-', '1-2-3', 'a-1', '1.5-0', ' 1-0', '1-0 ', '1234567890123456-0', '+1-0']) {
     t.notOk(isOffset(bad), JSON.stringify(bad));
     t.equal(parseOffset(bad), undefined, JSON.stringify(bad));
@@ -37,26 +34,44 @@ t.test('offsets are (ms, seq) numbers, not strings', async (t) => {
 });
 
 t.test('the SDK orders offsets exactly as the gateway does', async (t) => {
-  const offset = fc.tuple(fc.integer({ min: 0, max: 10 ** 15 - 1 }), fc.integer({ min: 0, max: 10_000 })).map(([ms, seq]) => `${ms}-${seq}`);
+  const offset = fc
+    .tuple(fc.integer({ min: 0, max: 10 ** 15 - 1 }), fc.integer({ min: 0, max: 10_000 }))
+    .map(([ms, seq]) => `${ms}-${seq}`);
   fc.assert(fc.property(offset, offset, (a, b) => Math.sign(compareOffsets(a, b)) === Math.sign(gatewayCompareOffsets(a, b))));
   t.pass('same sign for every pair tried');
 });
 
 t.test('resume frames: at most 256 topics each, in order, one epoch, each accepted by the gateway schema', async (t) => {
   t.equal(MAX_RESUME_TOPICS, 256);
-  const points: Array<[string, ResumePoint]> = Array.from({ length: 600 }, (_, i) => [`org:t${i}`, i % 2 === 0 ? { offset: `${1000 + i}-0` } : { since: i }]);
+  const points: Array<[string, ResumePoint]> = Array.from({ length: 600 }, (_, i) => [
+    `org:t${i}`,
+    i % 2 === 0 ? { offset: `${1000 + i}-0` } : { since: i },
+  ]);
   const frames = resumeFrames('18a2f3c4b5d6e7', points);
-  t.same(frames.map((f) => Object.keys(f.topics).length), [256, 256, 88]);
+  t.same(
+    frames.map((f) => Object.keys(f.topics).length),
+    [256, 256, 88],
+  );
   t.ok(frames.every((f) => f.type === 'resume' && f.epoch === '18a2f3c4b5d6e7'));
-  t.same(frames.flatMap((f) => Object.entries(f.topics)), points, 'every topic once, in order, with its point');
+  t.same(
+    frames.flatMap((f) => Object.entries(f.topics)),
+    points,
+    'every topic once, in order, with its point',
+  );
   for (const f of frames) {
     const decoded = decodeClientFrame(JSON.stringify({ ...f, id: 1 }));
     t.equal(decoded.kind, 'frame', `a frame of ${Object.keys(f.topics).length} topics passes the gateway schema`);
   }
   t.same(resumeFrames('e', points.slice(0, 256)).length, 1, 'exactly 256: one frame');
-  t.same(resumeFrames('e', points.slice(0, 257)).map((f) => Object.keys(f.topics).length), [256, 1]);
+  t.same(
+    resumeFrames('e', points.slice(0, 257)).map((f) => Object.keys(f.topics).length),
+    [256, 1],
+  );
   t.same(resumeFrames('e', []), [], 'no topics, no frame');
-  t.same(resumeFrames('e', points.slice(0, 5), 2).map((f) => Object.keys(f.topics)), [['org:t0', 'org:t1'], ['org:t2', 'org:t3'], ['org:t4']]);
+  t.same(
+    resumeFrames('e', points.slice(0, 5), 2).map((f) => Object.keys(f.topics)),
+    [['org:t0', 'org:t1'], ['org:t2', 'org:t3'], ['org:t4']],
+  );
   t.throws(() => resumeFrames('e', points, 0), RangeError);
   // 257 topics in one frame is what the gateway refuses:
   const tooMany = { type: 'resume', epoch: 'e', topics: Object.fromEntries(points.slice(0, 257)), id: 1 };
@@ -64,7 +79,10 @@ t.test('resume frames: at most 256 topics each, in order, one epoch, each accept
 });
 
 t.test('a topic named __proto__ is a plain key of the frame, not a prototype', async (t) => {
-  const [f] = resumeFrames('e', [['__proto__', { since: 5 }], ['system', { since: 6 }]]);
+  const [f] = resumeFrames('e', [
+    ['__proto__', { since: 5 }],
+    ['system', { since: 6 }],
+  ]);
   t.same(Object.keys(f?.topics ?? {}), ['__proto__', 'system']);
   t.equal(JSON.stringify(f), '{"type":"resume","epoch":"e","topics":{"__proto__":{"since":5},"system":{"since":6}}}');
 });

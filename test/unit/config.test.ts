@@ -1,6 +1,6 @@
-import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ConfigError, PLACEHOLDER_MARKERS, loadConfig, type Config, type Env } from '../../dist/config.js';
+import t from 'tap';
+import { type Config, ConfigError, type Env, loadConfig, PLACEHOLDER_MARKERS } from '../../dist/config.js';
 
 const SECRET = 's'.repeat(32);
 const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----';
@@ -243,7 +243,11 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
     { name: 'workers 0', env: { HERALD_WORKERS: '0' }, variable: 'HERALD_WORKERS' },
     { name: 'workers not a number', env: { HERALD_WORKERS: 'many' }, variable: 'HERALD_WORKERS' },
     { name: 'workers 2 in embedded mode', env: { HERALD_WORKERS: '2' }, variable: 'HERALD_WORKERS' },
-    { name: 'workers 2 on port 0', env: { HERALD_WORKERS: '2', HERALD_REDIS_URL: 'redis://127.0.0.1:6379', HERALD_PORT: '0' }, variable: 'HERALD_WORKERS' },
+    {
+      name: 'workers 2 on port 0',
+      env: { HERALD_WORKERS: '2', HERALD_REDIS_URL: 'redis://127.0.0.1:6379', HERALD_PORT: '0' },
+      variable: 'HERALD_WORKERS',
+    },
     { name: 'tls cert without key', env: { HERALD_TLS_CERT_FILE: '/c.pem' }, variable: 'HERALD_TLS_KEY_FILE' },
     { name: 'tls key without cert', env: { HERALD_TLS_KEY_FILE: '/k.pem' }, variable: 'HERALD_TLS_CERT_FILE' },
     { name: 'tls passphrase alone', env: { HERALD_TLS_PASSPHRASE: 'x' }, variable: 'HERALD_TLS_PASSPHRASE' },
@@ -267,18 +271,57 @@ t.test('every bad value throws a ConfigError whose message starts with the varia
 t.test('a key that is a documented placeholder stops the start, naming the variable and never echoing the value', async (t) => {
   // The first two are the values k8s/secret.example.yaml shipped (and git history keeps).
   const rows: Array<{ name: string; env: Env; variable: string; value: string }> = [
-    { name: 'the old example JWT secret', env: { HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' }, variable: 'HERALD_JWT_SECRET', value: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' },
-    { name: 'the old example publish key', env: { HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' }, variable: 'HERALD_PUBLISH_KEY', value: 'REPLACE-ME-placeholder-publish-key' },
-    { name: 'a secret with replace-me in lower case', env: { HERALD_JWT_SECRET: 'replace-me-with-a-real-secret-of-32-bytes' }, variable: 'HERALD_JWT_SECRET', value: 'replace-me-with-a-real-secret' },
-    { name: 'a secret with CHANGEME', env: { HERALD_JWT_SECRET: 'CHANGEME-CHANGEME-CHANGEME-CHANGEME' }, variable: 'HERALD_JWT_SECRET', value: 'CHANGEME' },
-    { name: 'a publish key with change_me', env: { HERALD_PUBLISH_KEY: 'change_me_publish_key_0123' }, variable: 'HERALD_PUBLISH_KEY', value: 'change_me' },
-    { name: 'the ACL example password in the Redis URL', env: { HERALD_REDIS_URL: 'redis://herald:LONG-RANDOM-PASSWORD@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'LONG-RANDOM-PASSWORD' },
-    { name: 'a percent-encoded placeholder password', env: { HERALD_REDIS_URL: 'rediss://herald:%43hangeme-now@redis:6379' }, variable: 'HERALD_REDIS_URL', value: 'hangeme-now' },
+    {
+      name: 'the old example JWT secret',
+      env: { HERALD_JWT_SECRET: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all' },
+      variable: 'HERALD_JWT_SECRET',
+      value: 'REPLACE-ME-placeholder-jwt-secret-not-secret-at-all',
+    },
+    {
+      name: 'the old example publish key',
+      env: { HERALD_PUBLISH_KEY: 'REPLACE-ME-placeholder-publish-key' },
+      variable: 'HERALD_PUBLISH_KEY',
+      value: 'REPLACE-ME-placeholder-publish-key',
+    },
+    {
+      name: 'a secret with replace-me in lower case',
+      env: { HERALD_JWT_SECRET: 'replace-me-with-a-real-secret-of-32-bytes' },
+      variable: 'HERALD_JWT_SECRET',
+      value: 'replace-me-with-a-real-secret',
+    },
+    {
+      name: 'a secret with CHANGEME',
+      env: { HERALD_JWT_SECRET: 'CHANGEME-CHANGEME-CHANGEME-CHANGEME' },
+      variable: 'HERALD_JWT_SECRET',
+      value: 'CHANGEME',
+    },
+    {
+      name: 'a publish key with change_me',
+      env: { HERALD_PUBLISH_KEY: 'change_me_publish_key_0123' },
+      variable: 'HERALD_PUBLISH_KEY',
+      value: 'change_me',
+    },
+    {
+      name: 'the ACL example password in the Redis URL',
+      env: { HERALD_REDIS_URL: 'redis://herald:LONG-RANDOM-PASSWORD@redis:6379' },
+      variable: 'HERALD_REDIS_URL',
+      value: 'LONG-RANDOM-PASSWORD',
+    },
+    {
+      name: 'a percent-encoded placeholder password',
+      env: { HERALD_REDIS_URL: 'rediss://herald:%43hangeme-now@redis:6379' },
+      variable: 'HERALD_REDIS_URL',
+      value: 'hangeme-now',
+    },
   ];
   for (const row of rows) {
     const err = errorOf({ ...base, ...row.env });
     t.type(err, ConfigError, `${row.name}: ConfigError`);
-    t.match((err as Error | undefined)?.message ?? '', new RegExp(`^${row.variable}: looks like a documented placeholder`), `${row.name}: names ${row.variable}`);
+    t.match(
+      (err as Error | undefined)?.message ?? '',
+      new RegExp(`^${row.variable}: looks like a documented placeholder`),
+      `${row.name}: names ${row.variable}`,
+    );
     t.notOk(((err as Error | undefined)?.message ?? '').includes(row.value), `${row.name}: the value is not in the message`);
   }
   const fine: Env[] = [
@@ -287,7 +330,8 @@ t.test('a key that is a documented placeholder stops the start, naming the varia
     { HERALD_REDIS_URL: 'redis://herald:s3cr3t-but-real@redis:6379' },
     { HERALD_REDIS_URL: 'redis://redis:6379' },
   ];
-  for (const env of fine) t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
+  for (const env of fine)
+    t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
 });
 
 t.test('README.md lists exactly the placeholder markers the gateway refuses', async (t) => {
@@ -359,18 +403,34 @@ t.test('the result is deeply frozen', async (t) => {
     HERALD_PUBLISH_KEY: 'k'.repeat(16),
   });
   t.strictSame(unfrozen(c, 'config'), [], 'every object and array is frozen');
-  t.throws(() => {
-    (c as { port: number }).port = 1;
-  }, TypeError, 'assigning a top-level field throws in strict mode');
-  t.throws(() => {
-    (c.rateLimit as { messages: number }).messages = 1;
-  }, TypeError, 'assigning a nested field throws');
-  t.throws(() => {
-    (c.allowedOrigins as string[]).push('https://evil.com');
-  }, TypeError, 'lists cannot grow');
-  t.throws(() => {
-    (c.jwt.key as { secret: string }).secret = 'x';
-  }, TypeError, 'the key source cannot change');
+  t.throws(
+    () => {
+      (c as { port: number }).port = 1;
+    },
+    TypeError,
+    'assigning a top-level field throws in strict mode',
+  );
+  t.throws(
+    () => {
+      (c.rateLimit as { messages: number }).messages = 1;
+    },
+    TypeError,
+    'assigning a nested field throws',
+  );
+  t.throws(
+    () => {
+      (c.allowedOrigins as string[]).push('https://evil.com');
+    },
+    TypeError,
+    'lists cannot grow',
+  );
+  t.throws(
+    () => {
+      (c.jwt.key as { secret: string }).secret = 'x';
+    },
+    TypeError,
+    'the key source cannot change',
+  );
   t.equal(c.port, 8080);
 });
 
@@ -379,9 +439,13 @@ t.test('a JWKS URL in the config cannot be redirected through the config object'
   t.equal(c.jwt.key.kind, 'jwks-url');
   if (c.jwt.key.kind !== 'jwks-url') return;
   const key = c.jwt.key;
-  t.throws(() => {
-    (key as { url: string }).url = 'https://evil.example/jwks.json';
-  }, TypeError, 'the frozen key source refuses the write');
+  t.throws(
+    () => {
+      (key as { url: string }).url = 'https://evil.example/jwks.json';
+    },
+    TypeError,
+    'the frozen key source refuses the write',
+  );
   t.equal(key.url, 'https://id.example.com/jwks.json', 'the configured JWKS location is unchanged');
 });
 
@@ -405,26 +469,46 @@ t.test('HERALD_TLS_*: cert and key together make a TLS config; passphrase and CA
   const c = loadConfig({ HERALD_JWT_SECRET: SECRET, HERALD_TLS_CERT_FILE: '/c.pem', HERALD_TLS_KEY_FILE: '/k.pem' });
   t.strictSame(c.tls, { certFile: '/c.pem', keyFile: '/k.pem', passphrase: undefined, caFile: undefined });
   const full = loadConfig({
-    HERALD_JWT_SECRET: SECRET, HERALD_TLS_CERT_FILE: '/c.pem', HERALD_TLS_KEY_FILE: '/k.pem', HERALD_TLS_PASSPHRASE: ' s p ', HERALD_TLS_CA_FILE: '/ca.pem',
+    HERALD_JWT_SECRET: SECRET,
+    HERALD_TLS_CERT_FILE: '/c.pem',
+    HERALD_TLS_KEY_FILE: '/k.pem',
+    HERALD_TLS_PASSPHRASE: ' s p ',
+    HERALD_TLS_CA_FILE: '/ca.pem',
   });
-  t.strictSame(full.tls, { certFile: '/c.pem', keyFile: '/k.pem', passphrase: ' s p ', caFile: '/ca.pem' }, 'a passphrase is taken verbatim');
+  t.strictSame(
+    full.tls,
+    { certFile: '/c.pem', keyFile: '/k.pem', passphrase: ' s p ', caFile: '/ca.pem' },
+    'a passphrase is taken verbatim',
+  );
 });
 
 t.test('HERALD_NAMESPACE names the deployment; the channel prefix may not reach into it', async (t) => {
   t.equal(loadConfig({ ...base, HERALD_NAMESPACE: 'acme_2' }).namespace, 'acme_2');
   t.equal(loadConfig({ ...base, HERALD_NAMESPACE: ' acme\n' }).namespace, 'acme', 'trimmed');
-  t.equal(loadConfig({ ...base, HERALD_NAMESPACE: 'acme' }).events.stream, 'acme:events', "the events stream follows the namespace unless set");
+  t.equal(
+    loadConfig({ ...base, HERALD_NAMESPACE: 'acme' }).events.stream,
+    'acme:events',
+    'the events stream follows the namespace unless set',
+  );
   for (const bad of ['2acme', 'a-b', 'a:b', 'a b', 'a'.repeat(33), 'héllo', '{x}', '*']) {
     const err = errorOf({ ...base, HERALD_NAMESPACE: bad });
     t.type(err, ConfigError, JSON.stringify(bad));
     t.match((err as Error).message, /^HERALD_NAMESPACE: /);
   }
-  for (const [ns, prefix] of [['herald', 'herald'], ['herald', 'herald:x'], ['acme', 'acme:notify']]) {
+  for (const [ns, prefix] of [
+    ['herald', 'herald'],
+    ['herald', 'herald:x'],
+    ['acme', 'acme:notify'],
+  ]) {
     const err = errorOf({ ...base, HERALD_NAMESPACE: ns, HERALD_CHANNEL_PREFIX: prefix });
     t.type(err, ConfigError, `${prefix} in namespace ${ns}`);
     t.match((err as Error).message, /^HERALD_CHANNEL_PREFIX: .*overlaps the internal channels of HERALD_NAMESPACE/);
   }
-  t.equal(loadConfig({ ...base, HERALD_CHANNEL_PREFIX: 'heraldry' }).channelPrefix, 'heraldry', 'a prefix that merely starts with the namespace is fine');
+  t.equal(
+    loadConfig({ ...base, HERALD_CHANNEL_PREFIX: 'heraldry' }).channelPrefix,
+    'heraldry',
+    'a prefix that merely starts with the namespace is fine',
+  );
 });
 
 t.test('HERALD_RECORDERS: 1-16 recorder slots, 2 by default', async (t) => {

@@ -11,7 +11,18 @@ t.test('a key is new the first time and seen the second time within the window',
 
 t.test('distinct keys, including hostile ones, are tracked separately', async (t) => {
   const d = createDedupWindow({ windowMs: 1000, maxEntries: 100 });
-  const keys = ['', ' ', '__proto__', 'constructor', 'toString', 'hasOwnProperty', 'user:1\nn1', 'user:2\nn1', 'us\u0435r:1\nn1', 'x'.repeat(100_000)];
+  const keys = [
+    '',
+    ' ',
+    '__proto__',
+    'constructor',
+    'toString',
+    'hasOwnProperty',
+    'user:1\nn1',
+    'user:2\nn1',
+    'us\u0435r:1\nn1',
+    'x'.repeat(100_000),
+  ];
   for (const k of keys) t.equal(d.seen(k, 0), false, `${JSON.stringify(k.slice(0, 20))} is new`);
   for (const k of keys) t.equal(d.seen(k, 1), true, `${JSON.stringify(k.slice(0, 20))} is seen`);
   t.equal(d.size, keys.length);

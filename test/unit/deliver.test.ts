@@ -22,7 +22,12 @@ t.test('buildNotification wraps any payload in a frame that parses to {type, top
     { name: 'id needing escapes', payload: '{"id":"a\\"b\\\\c\\n"}', id: 'a"b\\c\n', data: { id: 'a"b\\c\n' } },
     { name: 'unicode id', payload: '{"id":"🎉é"}', id: '🎉é', data: { id: '🎉é' } },
     { name: 'duplicate id keys: the last wins, as in the client', payload: '{"id":"a","id":"b"}', id: 'b', data: { id: 'b' } },
-    { name: 'id nested under __proto__ is not the id', payload: '{"__proto__":{"id":"evil"}}', id: 'generated', data: JSON.parse('{"__proto__":{"id":"evil"}}') },
+    {
+      name: 'id nested under __proto__ is not the id',
+      payload: '{"__proto__":{"id":"evil"}}',
+      id: 'generated',
+      data: JSON.parse('{"__proto__":{"id":"evil"}}'),
+    },
     { name: 'array payload', payload: '[{"id":"x"},2]', id: 'generated', data: [{ id: 'x' }, 2] },
     { name: 'JSON string payload', payload: '"x"', id: 'generated', data: 'x' },
     { name: 'JSON number payload', payload: '42', id: 'generated', data: 42 },
@@ -36,11 +41,26 @@ t.test('buildNotification wraps any payload in a frame that parses to {type, top
     { name: 'payload with surrounding whitespace', payload: ' \n\t{"id":"w","a":1}\r\n ', id: 'w', data: { id: 'w', a: 1 } },
     { name: 'BOM before JSON is text', payload: '\uFEFF{"a":1}', id: 'generated', data: '\uFEFF{"a":1}' },
     { name: 'non-breaking space after JSON is text', payload: '{"a":1}\u00A0', id: 'generated', data: '{"a":1}\u00A0' },
-    { name: 'unicode data', payload: '{"title":"héllo 🎉 日本","sep":"\u2028\u2029"}', id: 'generated', data: { title: 'héllo 🎉 日本', sep: '\u2028\u2029' } },
+    {
+      name: 'unicode data',
+      payload: '{"title":"héllo 🎉 日本","sep":"\u2028\u2029"}',
+      id: 'generated',
+      data: { title: 'héllo 🎉 日本', sep: '\u2028\u2029' },
+    },
     { name: 'control characters in raw text', payload: 'a\u0000b\u001fc"d\\', id: 'generated', data: 'a\u0000b\u001fc"d\\' },
     { name: 'lone surrogate in raw text', payload: 'x\ud800y', id: 'generated', data: 'x\ud800y' },
-    { name: 'script tag in raw text', payload: '</script><script>alert(1)</script>', id: 'generated', data: '</script><script>alert(1)</script>' },
-    { name: 'large payload', payload: JSON.stringify({ id: 'big', body: 'x'.repeat(100_000) }), id: 'big', data: { id: 'big', body: 'x'.repeat(100_000) } },
+    {
+      name: 'script tag in raw text',
+      payload: '</script><script>alert(1)</script>',
+      id: 'generated',
+      data: '</script><script>alert(1)</script>',
+    },
+    {
+      name: 'large payload',
+      payload: JSON.stringify({ id: 'big', body: 'x'.repeat(100_000) }),
+      id: 'big',
+      data: { id: 'big', body: 'x'.repeat(100_000) },
+    },
   ];
   for (const row of rows) {
     const before = counter;
@@ -127,11 +147,20 @@ t.test('a notification is published once to its topic and counted once per subsc
   t.equal(deliverer.deliver('user:alice', '{"id":"n1","title":"hi"}'), 'published');
   t.equal(published.length, 1);
   t.equal(published[0]?.topic, 'user:alice');
-  t.has(JSON.parse(published[0]?.frame ?? 'null'), { type: 'notification', topic: 'user:alice', id: 'n1', data: { id: 'n1', title: 'hi' } });
+  t.has(JSON.parse(published[0]?.frame ?? 'null'), {
+    type: 'notification',
+    topic: 'user:alice',
+    id: 'n1',
+    data: { id: 'n1', title: 'hi' },
+  });
   t.equal(await counter_(metrics, 'herald_notifications_published_total'), 1);
   t.equal(await counter_(metrics, 'herald_messages_sent_total'), 3);
   const latency = await metrics.registry.getSingleMetric('herald_delivery_latency_seconds')?.get();
-  t.equal(latency?.values.find((v) => (v as { metricName?: string }).metricName === 'herald_delivery_latency_seconds_count')?.value, 1, 'one latency observation');
+  t.equal(
+    latency?.values.find((v) => (v as { metricName?: string }).metricName === 'herald_delivery_latency_seconds_count')?.value,
+    1,
+    'one latency observation',
+  );
 });
 
 t.test('a duplicate (topic, id) within the window is dropped and counted', async (t) => {
@@ -148,7 +177,10 @@ t.test('the same id on another topic is delivered', async (t) => {
   const { published, deliverer } = setup({ 'user:alice': 1, 'user:bob': 1 });
   t.equal(deliverer.deliver('user:alice', '{"id":"n1"}'), 'published');
   t.equal(deliverer.deliver('user:bob', '{"id":"n1"}'), 'published');
-  t.strictSame(published.map((p) => p.topic), ['user:alice', 'user:bob']);
+  t.strictSame(
+    published.map((p) => p.topic),
+    ['user:alice', 'user:bob'],
+  );
 });
 
 t.test('a (topic, id) pair never passes for another pair whose parts join to the same text', async (t) => {
@@ -180,7 +212,7 @@ t.test('payloads over maxBytes are dropped and counted, measured in UTF-8 bytes'
     ['é'.repeat(50), '50 two-byte characters = 100 bytes', 'published'],
     ['é'.repeat(51), '51 two-byte characters = 102 bytes', 'too_large'],
     ['€'.repeat(34), '34 three-byte characters = 102 bytes', 'too_large'],
-    ['€'.repeat(33) + 'x', '33 three-byte characters and one = 100 bytes', 'published'],
+    [`${'€'.repeat(33)}x`, '33 three-byte characters and one = 100 bytes', 'published'],
     ['🎉'.repeat(25), '25 four-byte emoji = 100 bytes', 'published'],
     ['🎉'.repeat(26), '26 four-byte emoji = 104 bytes', 'too_large'],
     [JSON.stringify({ id: 'big', t: 'x'.repeat(200) }), 'JSON object with an id', 'too_large'],

@@ -21,7 +21,13 @@ t.test('a fractional expiry is rounded up to the next second: never early', asyn
 
 t.test('due returns every second that passed since the last call', async (t) => {
   const w = createExpiryWheel<string>(T0);
-  const rows: Array<[string, number]> = [['a', 1000], ['b', 2000], ['c', 2000], ['d', 7000], ['e', 60_000]];
+  const rows: Array<[string, number]> = [
+    ['a', 1000],
+    ['b', 2000],
+    ['c', 2000],
+    ['d', 7000],
+    ['e', 60_000],
+  ];
   for (const [item, at] of rows) w.add(item, T0 + at);
   t.equal(w.size, 5);
   t.strictSame(w.due(T0 + 2500).sort(), ['a', 'b', 'c']);

@@ -27,7 +27,14 @@ function setup() {
     maxBytes: 65_536,
   });
   const held = new Set(['user:a', 'user:b']);
-  const gap = createGapFill({ history, deliverer, held: () => held, commandsReady: async () => undefined, metrics: createMetrics(), log: createLogger('silent') });
+  const gap = createGapFill({
+    history,
+    deliverer,
+    held: () => held,
+    commandsReady: async () => undefined,
+    metrics: createMetrics(),
+    log: createLogger('silent'),
+  });
   const deliver = (topic: string, offset: string): void => {
     deliverer.deliver(topic, '{}', 0, { id: offset, offset, epoch: 'e1', ts: Number(offset.split('-')[0]), json: true });
   };
@@ -47,7 +54,11 @@ t.test('a fill starts from the offsets delivered when the connection dropped, no
   gap.subscribed();
   await settle();
   t.same(asked[0]?.get('user:a'), { offset: '1000-0' }, 'from 1000-0: what was announced between the drop and 5000-0 is replayed');
-  t.same(asked[0]?.get('user:b'), { since: 1000 - 2000 }, 'a topic with no offset starts 2 s before the newest entry delivered at the drop');
+  t.same(
+    asked[0]?.get('user:b'),
+    { since: 1000 - 2000 },
+    'a topic with no offset starts 2 s before the newest entry delivered at the drop',
+  );
 });
 
 t.test('no fill without a drop, and a second loss before the fill keeps the first point', async (t) => {

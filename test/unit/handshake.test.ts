@@ -1,6 +1,12 @@
 import t from 'tap';
 import {
-  SUBPROTOCOLS, TOKEN_COOKIE, chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest,
+  chooseSubprotocol,
+  connectionListsUpgrade,
+  findToken,
+  isOriginAllowed,
+  SUBPROTOCOLS,
+  TOKEN_COOKIE,
+  type UpgradeRequest,
 } from '../../dist/handshake.js';
 
 const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
@@ -34,7 +40,11 @@ t.test('findToken refuses to choose between two different tokens', async (t) => 
     [{ protocols: 'bearer.A, bearer.B' }, ['subprotocol'], 'two subprotocol entries'],
     [{ query: 'token=A&token=B' }, ['query'], 'a repeated query parameter'],
     [{ cookie: 'herald_token=A; herald_token=B' }, ['cookie'], 'two cookies'],
-    [{ authorization: 'Bearer A', protocols: 'bearer.A', query: 'token=A', cookie: 'herald_token=B' }, ['header', 'subprotocol', 'query', 'cookie'], 'three agree, the cookie differs'],
+    [
+      { authorization: 'Bearer A', protocols: 'bearer.A', query: 'token=A', cookie: 'herald_token=B' },
+      ['header', 'subprotocol', 'query', 'cookie'],
+      'three agree, the cookie differs',
+    ],
     [{ authorization: 'Bearer A', query: 'token=a' }, ['header', 'query'], 'tokens differ only in case'],
   ];
   for (const [r, sources, name] of rows) t.strictSame(findToken(req(r)), { kind: 'conflict', sources }, name);
@@ -144,7 +154,9 @@ t.test('findToken reads the herald_token cookie and no look-alike', async (t) =>
 t.test('findToken stays quick on a huge hostile header', async (t) => {
   const huge = 'a'.repeat(200_000);
   const start = process.hrtime.bigint();
-  t.strictSame(findToken(req({ authorization: `Bearer ${huge} x`, protocols: `${huge},`.repeat(5), cookie: `${huge};`.repeat(5) })), { kind: 'none' });
+  t.strictSame(findToken(req({ authorization: `Bearer ${huge} x`, protocols: `${huge},`.repeat(5), cookie: `${huge};`.repeat(5) })), {
+    kind: 'none',
+  });
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   t.ok(ms < 500, `took ${ms.toFixed(1)} ms`);
 });
@@ -162,7 +174,7 @@ t.test('chooseSubprotocol answers herald.v1 when offered, and never the bearer e
     ['herald.v1x', '', 'look-alike suffix'],
     ['xherald.v1', '', 'look-alike prefix'],
     ['her\u0430ld.v1', '', 'Cyrillic а'],
-    ['chat, superchat', '', 'someone else\'s protocols'],
+    ['chat, superchat', '', "someone else's protocols"],
     [' herald.v1 ', 'herald.v1', 'padded'],
   ];
   for (const [protocols, want, name] of rows) {
@@ -215,7 +227,7 @@ t.test('isOriginAllowed accepts only listed origins and subdomains of wildcard r
     ['https://a.\u0435xample.org', false, 'wildcard with Cyrillic е'],
     ['https://\u0430.example.org', false, 'wildcard subdomain with Cyrillic а'],
     ['https://a.example.org.evil.com', false, 'wildcard domain as a prefix of an evil host'],
-    ['https://*.example.org', false, 'the wildcard rule\'s own text is not an origin'],
+    ['https://*.example.org', false, "the wildcard rule's own text is not an origin"],
     [`https://${'a.'.repeat(50_000)}example.org`, true, 'very long subdomain chain still ends in the domain'],
   ];
   for (const [origin, want, name] of rows) t.equal(isOriginAllowed(origin, allowed), want, name);
@@ -237,8 +249,19 @@ t.test('an unset allowlist accepts every origin; an empty one accepts only reque
 
 t.test('a handshake is one whose Connection header lists the upgrade token', async (t) => {
   const rows: Array<[string, boolean]> = [
-    ['Upgrade', true], ['upgrade', true], ['UPGRADE', true], ['keep-alive, Upgrade', true], ['Upgrade , keep-alive', true], [' upgrade ', true],
-    ['close', false], ['keep-alive', false], ['', false], ['Upgraded', false], ['no-upgrade', false], ['Upgrade;q=1', false], ['close, keep-alive', false],
+    ['Upgrade', true],
+    ['upgrade', true],
+    ['UPGRADE', true],
+    ['keep-alive, Upgrade', true],
+    ['Upgrade , keep-alive', true],
+    [' upgrade ', true],
+    ['close', false],
+    ['keep-alive', false],
+    ['', false],
+    ['Upgraded', false],
+    ['no-upgrade', false],
+    ['Upgrade;q=1', false],
+    ['close, keep-alive', false],
   ];
   for (const [header, want] of rows) t.equal(connectionListsUpgrade(header), want, JSON.stringify(header));
 });

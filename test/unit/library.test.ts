@@ -1,8 +1,8 @@
 // The deployment's function library: its settings marker, what a gateway does with the
 // libraries Redis holds (planLibrary), and the announcement format both sides share.
 import t from 'tap';
-import { decodeAnnouncement, functionLibrary, librarySettings, planLibrary, settingsOf, type LibrarySettings } from '../../dist/library.js';
 import { names } from '../../dist/keys.js';
+import { decodeAnnouncement, functionLibrary, type LibrarySettings, librarySettings, planLibrary, settingsOf } from '../../dist/library.js';
 
 const ours = librarySettings('herald', 'notifications', { size: 100, ttlMs: 300_000, recoveryMax: 300 }, 2);
 const lib = (s: LibrarySettings) => ({ name: s.namespace, code: functionLibrary(s) });
@@ -18,7 +18,12 @@ t.test('the library is named after the namespace and names its settings in a mar
 });
 
 t.test('settingsOf: a library without a readable marker has none', async (t) => {
-  for (const code of ['', '#!lua name=herald\nredis.register_function(...)', '#!lua name=herald\n-- herald-library {not json\n', '#!lua name=x\n-- herald-library {"namespace":1}\n']) {
+  for (const code of [
+    '',
+    '#!lua name=herald\nredis.register_function(...)',
+    '#!lua name=herald\n-- herald-library {not json\n',
+    '#!lua name=x\n-- herald-library {"namespace":1}\n',
+  ]) {
     t.equal(settingsOf(code), undefined, JSON.stringify(code.slice(0, 40)));
   }
 });
@@ -27,11 +32,23 @@ t.test('planLibrary: load, keep, replace or refuse', async (t) => {
   const rows: Array<[string, Array<{ name: string; code: string }>, ReturnType<typeof planLibrary>]> = [
     ['nothing loaded: load', [], { action: 'load', replace: false }],
     ['ours, the same: keep', [lib(ours)], { action: 'keep' }],
-    ['another library of another tool: load beside it', [{ name: 'mylib', code: '#!lua name=mylib\n' }], { action: 'load', replace: false }],
-    ['our name, no marker (the first version): replace', [{ name: 'herald', code: '#!lua name=herald\n-- Herald history\n' }], { action: 'load', replace: true }],
+    [
+      'another library of another tool: load beside it',
+      [{ name: 'mylib', code: '#!lua name=mylib\n' }],
+      { action: 'load', replace: false },
+    ],
+    [
+      'our name, no marker (the first version): replace',
+      [{ name: 'herald', code: '#!lua name=herald\n-- Herald history\n' }],
+      { action: 'load', replace: true },
+    ],
     ['our settings, an older version: replace', [lib({ ...ours, version: ours.version - 1 })], { action: 'load', replace: true }],
     ['our settings, a newer version: keep it', [lib({ ...ours, version: ours.version + 1 })], { action: 'keep' }],
-    ['another namespace with its own prefix: load beside it', [lib({ ...ours, namespace: 'acme', prefix: 'acme' })], { action: 'load', replace: false }],
+    [
+      'another namespace with its own prefix: load beside it',
+      [lib({ ...ours, namespace: 'acme', prefix: 'acme' })],
+      { action: 'load', replace: false },
+    ],
   ];
   for (const [what, loaded, plan] of rows) t.same(planLibrary(ours, loaded), plan, what);
 });
@@ -41,18 +58,32 @@ t.test('planLibrary refuses another deployment, naming every setting that differ
   t.equal(other.action, 'refuse');
   const problems = other.action === 'refuse' ? other.problems : [];
   t.equal(problems.length, 4);
-  for (const [variable, value] of [['HERALD_CHANNEL_PREFIX', '"notes"'], ['HERALD_HISTORY_SIZE', '200'], ['HERALD_HISTORY_TTL_S', '60'], ['HERALD_RECORDERS', '3']]) {
-    t.ok(problems.some((p) => p.startsWith(`${variable}:`) && p.includes(`built with ${value}`)), `${variable} named with its value ${value}`);
+  for (const [variable, value] of [
+    ['HERALD_CHANNEL_PREFIX', '"notes"'],
+    ['HERALD_HISTORY_SIZE', '200'],
+    ['HERALD_HISTORY_TTL_S', '60'],
+    ['HERALD_RECORDERS', '3'],
+  ]) {
+    t.ok(
+      problems.some((p) => p.startsWith(`${variable}:`) && p.includes(`built with ${value}`)),
+      `${variable} named with its value ${value}`,
+    );
   }
   const prefix = planLibrary(ours, [lib({ ...ours, namespace: 'acme' })]);
   t.equal(prefix.action, 'refuse', 'another namespace on our channel prefix: its recorders would take our messages');
-  t.match(prefix.action === 'refuse' ? prefix.problems[0] : '', /^HERALD_CHANNEL_PREFIX: "notifications" is already used by HERALD_NAMESPACE "acme"/);
+  t.match(
+    prefix.action === 'refuse' ? prefix.problems[0] : '',
+    /^HERALD_CHANNEL_PREFIX: "notifications" is already used by HERALD_NAMESPACE "acme"/,
+  );
 });
 
 t.test('announcements: <offset> <epoch> <kind> <id length> <id><payload>', async (t) => {
   const ok: Array<[string, { offset: string; epoch: string; json: boolean | undefined; id: string; payload: string }]> = [
     ['1-0 ab j 1 x{}', { offset: '1-0', epoch: 'ab', json: true, id: 'x', payload: '{}' }],
-    ['1795459742477-12 6b048a9e06a6d2 j 3 n 1{"id":"n 1"}', { offset: '1795459742477-12', epoch: '6b048a9e06a6d2', json: true, id: 'n 1', payload: '{"id":"n 1"}' }],
+    [
+      '1795459742477-12 6b048a9e06a6d2 j 3 n 1{"id":"n 1"}',
+      { offset: '1795459742477-12', epoch: '6b048a9e06a6d2', json: true, id: 'n 1', payload: '{"id":"n 1"}' },
+    ],
     ['5-0 e t 18 5-0@49a5e271 hello world', { offset: '5-0', epoch: 'e', json: false, id: '5-0@49a5e271 hello', payload: ' world' }],
     ['5-0 e ? 4 éé', { offset: '5-0', epoch: 'e', json: undefined, id: 'éé', payload: '' }],
   ];
@@ -60,7 +91,21 @@ t.test('announcements: <offset> <epoch> <kind> <id length> <id><payload>', async
     const a = decodeAnnouncement(Buffer.from(text));
     t.same(a === undefined ? a : { ...a, payload: a.payload.toString() }, want, JSON.stringify(text));
   }
-  for (const bad of ['', '1-0', '1-0 e', '1-0 e j', '1-0 e j 1', '1-0 e 1 x{}', '1-0 e jj 1 x', '1-0 e j x y', '1-0 e j 0 ', '1-0 e j -1 x', '1-0 e j 9 short', '1-0 e j 1.5 xx', '{"title":"a plain payload"}']) {
+  for (const bad of [
+    '',
+    '1-0',
+    '1-0 e',
+    '1-0 e j',
+    '1-0 e j 1',
+    '1-0 e 1 x{}',
+    '1-0 e jj 1 x',
+    '1-0 e j x y',
+    '1-0 e j 0 ',
+    '1-0 e j -1 x',
+    '1-0 e j 9 short',
+    '1-0 e j 1.5 xx',
+    '{"title":"a plain payload"}',
+  ]) {
     t.equal(decodeAnnouncement(Buffer.from(bad)), undefined, JSON.stringify(bad));
   }
 });
@@ -73,7 +118,14 @@ t.test('names: a topic and its keys share one hash tag; the channel maps back to
   t.equal(n.epoch, 'herald:epoch');
   t.equal(n.recorder(1), 'herald:recorder:1');
   t.equal(n.topicOfNotify('herald:notify:{user:42}'), 'user:42');
-  for (const bad of ['herald:notify:{}', 'herald:notify:user:42', 'herald:notify:{user:42', 'acme:notify:{user:42}', 'notifications:user:42', '']) {
+  for (const bad of [
+    'herald:notify:{}',
+    'herald:notify:user:42',
+    'herald:notify:{user:42',
+    'acme:notify:{user:42}',
+    'notifications:user:42',
+    '',
+  ]) {
     t.equal(n.topicOfNotify(bad), undefined, JSON.stringify(bad));
   }
   t.equal(names('acme').topicOfNotify('herald:notify:{a}'), undefined, "another namespace's channel is not ours");

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { consume, newBudget, newRateWindow, reconnectDelay, spend, type RateDecision } from '../../dist/limits.js';
+import { consume, newBudget, newRateWindow, type RateDecision, reconnectDelay, spend } from '../../dist/limits.js';
 
 /** Runs `n` messages at time `now` and returns the decisions' kinds. */
 function burst(w: ReturnType<typeof newRateWindow>, n: number, now: number, limit: number, windowMs: number): string[] {
@@ -78,7 +78,10 @@ t.test('a clock going backwards starts a new window instead of blocking for a lo
 t.test('limit 0 disables limiting and leaves the window untouched', async (t) => {
   const w = newRateWindow(0);
   const kinds = burst(w, 10_000, 0, 0, 1000);
-  t.ok(kinds.every((k) => k === 'allow'), '10000 messages allowed');
+  t.ok(
+    kinds.every((k) => k === 'allow'),
+    '10000 messages allowed',
+  );
   t.strictSame(w, { start: 0, count: 0 });
 });
 

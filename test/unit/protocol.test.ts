@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Close, ErrorCode, decodeClientFrame, encode, encodeNotification, type ServerFrame } from '../../dist/protocol.js';
+import { Close, decodeClientFrame, ErrorCode, encode, encodeNotification, type ServerFrame } from '../../dist/protocol.js';
 
 t.test('every valid client frame decodes to itself', async (t) => {
   const rows: Array<Record<string, unknown>> = [
@@ -26,7 +26,19 @@ t.test('whitespace around a valid frame is accepted', async (t) => {
 });
 
 t.test('text that is not JSON decodes as not_json', async (t) => {
-  const rows = ['', ' ', 'ping', '{type:"ping"}', "{'type':'ping'}", '{"type":"ping"', '{"type":"ping"}}', '\u0000', 'NaN', '{"type":"ping",}', '\uFEFF{"type":"ping"}'];
+  const rows = [
+    '',
+    ' ',
+    'ping',
+    '{type:"ping"}',
+    "{'type':'ping'}",
+    '{"type":"ping"',
+    '{"type":"ping"}}',
+    '\u0000',
+    'NaN',
+    '{"type":"ping",}',
+    '\uFEFF{"type":"ping"}',
+  ];
   for (const text of rows) t.strictSame(decodeClientFrame(text), { kind: 'not_json' }, JSON.stringify(text));
 });
 
@@ -95,7 +107,12 @@ t.test('schema failures are invalid with a message naming the problem and the id
     ['{"type":"subscribe","topic":null}', undefined, /^subscribe: topic /, 'null topic'],
     ['{"type":"ack","id":"a"}', 'a', /^ack: missing property "notificationId"$/, 'ack missing notificationId'],
     ['{"type":"ack","notificationId":""}', undefined, /^ack: notificationId /, 'empty notificationId'],
-    [JSON.stringify({ type: 'mark_read', notificationId: 'n'.repeat(129), id: 1 }), 1, /^mark_read: notificationId /, 'notificationId of 129'],
+    [
+      JSON.stringify({ type: 'mark_read', notificationId: 'n'.repeat(129), id: 1 }),
+      1,
+      /^mark_read: notificationId /,
+      'notificationId of 129',
+    ],
     ['{"type":"mark_read","notificationId":5}', undefined, /^mark_read: notificationId /, 'numeric notificationId'],
     [JSON.stringify({ type: 'ping', id: 'x'.repeat(65) }), undefined, /^ping: id /, 'id of 65'],
     ['{"type":"ping","id":""}', undefined, /^ping: id /, 'empty id'],
@@ -141,16 +158,26 @@ t.test('deeply nested JSON is refused without a stack overflow', async (t) => {
   ];
   for (const [text, kind] of rows) {
     let d: ReturnType<typeof decodeClientFrame> | undefined;
-    t.doesNotThrow(() => {
-      d = decodeClientFrame(text);
-    }, text.slice(0, 30));
+    t.doesNotThrow(
+      () => {
+        d = decodeClientFrame(text);
+      },
+      text.slice(0, 30),
+    );
     t.equal(d?.kind, kind, text.slice(0, 30));
   }
 });
 
 t.test('encode produces JSON that parses back to the frame', async (t) => {
   const rows: ServerFrame[] = [
-    { type: 'connected', connectionId: 'c1', userId: 'alice', topics: ['user:alice', 'system'], heartbeatMs: 60000, serverTime: 1700000000000 },
+    {
+      type: 'connected',
+      connectionId: 'c1',
+      userId: 'alice',
+      topics: ['user:alice', 'system'],
+      heartbeatMs: 60000,
+      serverTime: 1700000000000,
+    },
     { type: 'pong', ts: 1 },
     { type: 'pong', id: 'r"1\\', ts: 2 },
     { type: 'subscribed', topic: 'feed:a', id: 0 },

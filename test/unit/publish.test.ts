@@ -1,5 +1,5 @@
 import t from 'tap';
-import { parsePublishBody, type PublishParse } from '../../dist/publish.js';
+import { type PublishParse, parsePublishBody } from '../../dist/publish.js';
 
 const limits = { maxBatch: 3, maxNotificationBytes: 64 };
 
@@ -9,7 +9,11 @@ t.test('valid bodies parse into topic and JSON-encoded payload', async (t) => {
     [' \n{"data":1,"topic":"system"}\n ', [{ topic: 'system', payload: '1' }], 'keys in any order, padded'],
     [
       '[{"topic":"a","data":1},{"topic":"b","data":"two"},{"topic":"a","data":[3]}]',
-      [{ topic: 'a', payload: '1' }, { topic: 'b', payload: '"two"' }, { topic: 'a', payload: '[3]' }],
+      [
+        { topic: 'a', payload: '1' },
+        { topic: 'b', payload: '"two"' },
+        { topic: 'a', payload: '[3]' },
+      ],
       'array up to the batch limit',
     ],
     ['[{"topic":"a","data":null}]', [{ topic: 'a', payload: 'null' }], 'array of one, data null'],
@@ -20,7 +24,11 @@ t.test('valid bodies parse into topic and JSON-encoded payload', async (t) => {
     ['{"topic":"a","data":"plain"}', [{ topic: 'a', payload: '"plain"' }], 'data string'],
     ['{"topic":"a","data":{"x":{"y":[1,{"z":true}]}}}', [{ topic: 'a', payload: '{"x":{"y":[1,{"z":true}]}}' }], 'data nested'],
     ['{"topic":"a","data":{ "x" : 1 }}', [{ topic: 'a', payload: '{"x":1}' }], 'data re-encoded compactly'],
-    ['{"topic":"a","data":{"__proto__":{"x":1}}}', [{ topic: 'a', payload: '{"__proto__":{"x":1}}' }], 'data with a __proto__ key is kept as data'],
+    [
+      '{"topic":"a","data":{"__proto__":{"x":1}}}',
+      [{ topic: 'a', payload: '{"__proto__":{"x":1}}' }],
+      'data with a __proto__ key is kept as data',
+    ],
     ['{"topic":"a","data":"é🎉"}', [{ topic: 'a', payload: '"é🎉"' }], 'unicode data'],
     [`{"topic":"${'x'.repeat(128)}","data":1}`, [{ topic: 'x'.repeat(128), payload: '1' }], 'topic of 128'],
     ['{"topic":"__proto__","data":1}', [{ topic: '__proto__', payload: '1' }], 'topic named __proto__'],
@@ -85,7 +93,7 @@ t.test('the notification byte limit counts UTF-8 bytes of the encoded data', asy
     ['é'.repeat(32), false, '32 × é = 66 bytes, though only 34 characters'],
     ['x'.repeat(62), true, '62 ASCII + quotes = 64 bytes'],
     ['x'.repeat(63), false, '63 ASCII + quotes = 65 bytes'],
-    ['🎉'.repeat(15) + 'xx', true, '15 emoji × 4 + 2 + quotes = 64 bytes'],
+    [`${'🎉'.repeat(15)}xx`, true, '15 emoji × 4 + 2 + quotes = 64 bytes'],
     ['🎉'.repeat(16), false, '16 emoji = 66 bytes with quotes'],
     ['€'.repeat(21), false, '21 × € = 65 bytes with quotes'],
     ['"'.repeat(31), true, '31 quotes escape to 62 + 2 = 64 bytes'],
@@ -101,7 +109,13 @@ t.test('the notification byte limit counts UTF-8 bytes of the encoded data', asy
       t.match(r.message, /^body: data is over 64 bytes$/, `${name}: message`);
     }
   }
-  const batch = parsePublishBody(JSON.stringify([{ topic: 'a', data: 1 }, { topic: 'b', data: 'é'.repeat(40) }]), limits);
+  const batch = parsePublishBody(
+    JSON.stringify([
+      { topic: 'a', data: 1 },
+      { topic: 'b', data: 'é'.repeat(40) },
+    ]),
+    limits,
+  );
   t.strictSame(batch, { ok: false, reason: 'notification_too_large', message: '[1]: data is over 64 bytes' }, 'names the item in a batch');
 });
 

@@ -1,6 +1,6 @@
 // The bounded refusal log is pure: a table of refusals in, lines and summaries out.
 import t from 'tap';
-import { LINES_PER_REASON, createRefusalLog } from '../../dist/refusals.js';
+import { createRefusalLog, LINES_PER_REASON } from '../../dist/refusals.js';
 
 t.test('per reason, the first LINES_PER_REASON refusals of an interval get a line and the rest are counted', async (t) => {
   const log = createRefusalLog(3);

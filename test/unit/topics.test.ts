@@ -1,6 +1,15 @@
 import t from 'tap';
 import {
-  NO_GRANTS, channelToTopic, initialTopics, isBaseTopic, isGranted, isValidName, isValidTopic, parseGrants, topicToChannel, type Grants,
+  channelToTopic,
+  type Grants,
+  initialTopics,
+  isBaseTopic,
+  isGranted,
+  isValidName,
+  isValidTopic,
+  NO_GRANTS,
+  parseGrants,
+  topicToChannel,
 } from '../../dist/topics.js';
 
 t.test('isValidTopic accepts exactly 1-128 of [A-Za-z0-9:_.@-]', async (t) => {
@@ -43,7 +52,7 @@ t.test('isValidName (sub and roles) accepts 1-123 of [A-Za-z0-9_.@-]: no colon, 
     ['x'.repeat(123), true, '123 characters: user:<sub> is then 128'],
     ['x'.repeat(124), false, '124 characters'],
     ['', false, 'empty'],
-    ['alice:billing', false, 'a colon would make user:alice:billing someone else\'s user topic'],
+    ['alice:billing', false, "a colon would make user:alice:billing someone else's user topic"],
     [':', false, 'a lone colon'],
     ['alice:', false, 'a trailing colon'],
     [':alice', false, 'a leading colon'],
@@ -57,16 +66,19 @@ t.test('isValidName (sub and roles) accepts 1-123 of [A-Za-z0-9_.@-]: no colon, 
   for (const [name, want, why] of rows) t.equal(isValidName(name), want, why);
 });
 
-t.test('with names free of colons, a user:<sub>:* grant covers no other user\'s user topic and a role:<r>:* grant no other role', async (t) => {
-  const grants = parseGrants(['user:alice:*', 'role:ops:*']) as Grants;
-  const names = ['alice', 'alice.billing', 'alice-x', 'ops', 'opsx', 'a', 'x'.repeat(123)];
-  for (const n of names) {
-    t.ok(isValidName(n), `${n.slice(0, 20)} is a valid name`);
-    t.notOk(isGranted(grants, `user:${n}`), `user:${n} is not covered`);
-    t.notOk(isGranted(grants, `role:${n}`), `role:${n} is not covered`);
-  }
-  t.notOk(isValidName('alice:billing'), 'the one name that would be covered is refused');
-});
+t.test(
+  "with names free of colons, a user:<sub>:* grant covers no other user's user topic and a role:<r>:* grant no other role",
+  async (t) => {
+    const grants = parseGrants(['user:alice:*', 'role:ops:*']) as Grants;
+    const names = ['alice', 'alice.billing', 'alice-x', 'ops', 'opsx', 'a', 'x'.repeat(123)];
+    for (const n of names) {
+      t.ok(isValidName(n), `${n.slice(0, 20)} is a valid name`);
+      t.notOk(isGranted(grants, `user:${n}`), `user:${n} is not covered`);
+      t.notOk(isGranted(grants, `role:${n}`), `role:${n} is not covered`);
+    }
+    t.notOk(isValidName('alice:billing'), 'the one name that would be covered is refused');
+  },
+);
 
 t.test('channelToTopic strips exactly "<prefix>:" and validates the rest', async (t) => {
   const rows: Array<[prefix: string, channel: string, want: string | undefined, name: string]> = [
@@ -198,7 +210,19 @@ t.test('initialTopics gives the user topic, one topic per role and system, witho
 t.test('isBaseTopic agrees with initialTopics, including on hostile near-misses', async (t) => {
   const identity = { userId: 'alice', roles: ['admin', 'ops'] };
   for (const topic of initialTopics(identity.userId, identity.roles)) t.ok(isBaseTopic(identity, topic), `${topic} is a base topic`);
-  const rows = ['user:bob', 'user:alice ', 'user:', 'role:', 'role:adm', 'role:admin:x', 'system:x', 'System', 'roles:admin', 'user:alice:x', ''];
+  const rows = [
+    'user:bob',
+    'user:alice ',
+    'user:',
+    'role:',
+    'role:adm',
+    'role:admin:x',
+    'system:x',
+    'System',
+    'roles:admin',
+    'user:alice:x',
+    '',
+  ];
   for (const topic of rows) t.notOk(isBaseTopic(identity, topic), `${JSON.stringify(topic)} is not`);
   t.notOk(isBaseTopic({ userId: 'alice', roles: [] }, 'role:admin'), 'a role the identity lacks');
 });

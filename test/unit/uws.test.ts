@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { UwsLoadError, loadNativeUws, loadUws, uwsPackageDir } from '../../dist/uws.js';
+import { loadNativeUws, loadUws, UwsLoadError, uwsPackageDir } from '../../dist/uws.js';
 
 function errorOf(fn: () => unknown): Error | undefined {
   try {
@@ -49,7 +49,7 @@ t.test('a package folder without binaries is refused, listing both places search
   t.match(err?.message, `${join(dir, file)}: not found`);
 });
 
-t.test('a file with the binary\'s name that is not a loadable library is refused, not fallen back from', async (t) => {
+t.test("a file with the binary's name that is not a loadable library is refused, not fallen back from", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-uws-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'binaries'));
