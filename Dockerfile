@@ -8,17 +8,23 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY client/package.json ./client/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
+COPY client/tsconfig.json ./client/
+COPY client/src ./client/src
 COPY src ./src
-RUN node_modules/.bin/tsc -p tsconfig.json
+# The SDK first: the gateway imports the protocol's grammar and codes from it.
+RUN node_modules/.bin/tsc -p client/tsconfig.json && node_modules/.bin/tsc -p tsconfig.json && cp src/*.lua dist/
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY client/package.json ./client/
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/client/dist ./client/dist
 # Numeric, matching runAsUser in k8s/deployment.yaml; files stay root-owned and
 # read-only to it.
 USER 10001

@@ -81,7 +81,7 @@ chromium:
 	  fi; \
 	fi
 
-dist/.build-stamp: node_modules/.install-stamp tsconfig.json $(SRC)
+dist/.build-stamp: node_modules/.install-stamp client/dist/.build-stamp tsconfig.json $(SRC)
 	$(TSC) -p tsconfig.json
 	@cp src/*.lua dist/ 2>/dev/null || true
 	@chmod +x dist/main.js dist/cli.js

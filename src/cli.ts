@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, channelPrefix, namespace } from './config.js';
 import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
-import { isValidName, isValidTopic, topicToChannel } from './topics.js';
+import { isTopic, isValidName, topicToChannel } from './topics.js';
 
 // ioredis and jose load only for the command that needs them: usage errors stay instant.
 
@@ -73,7 +73,7 @@ async function publish(args: string[]): Promise<void> {
     strict: true,
   });
   const topic = values.topic ?? '';
-  if (!isValidTopic(topic)) throw new UsageError('--topic: expected 1-128 of [A-Za-z0-9:_.@-]');
+  if (!isTopic(topic)) throw new UsageError('--topic: expected 1-128 of [A-Za-z0-9:_.@-]');
   if (values.data === undefined) throw new UsageError('--data is required');
   const text = values.data;
 

@@ -2,6 +2,7 @@
 // Every error names the variable, so a misconfigured gateway fails at start with
 // a message an operator can act on.
 import type { HistoryConfig } from './history.js';
+import { isTopic } from './topics.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -350,7 +351,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
   const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
   if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new ConfigError(`HERALD_HOST: expected an address or host name, got ${JSON.stringify(host)}`);
   const eventsStream = str(env, 'HERALD_EVENTS_STREAM') ?? `${ns}:events`;
-  if (!/^[A-Za-z0-9:_.@-]{1,128}$/.test(eventsStream)) {
+  if (!isTopic(eventsStream)) {
     throw new ConfigError(`HERALD_EVENTS_STREAM: expected a Redis key of [A-Za-z0-9:_.@-], got ${JSON.stringify(eventsStream)}`);
   }
 

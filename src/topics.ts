@@ -1,12 +1,8 @@
-// Topic grammar and the mapping between Redis channels, topics and token claims. Pure.
+// The mapping between Redis channels, topics and token claims. Pure. The topic grammar
+// itself is the SDK's (client/src/grammar.ts), so both sides accept the same names.
+import { isTopic, isTopicPrefix } from '@herald/client/grammar';
 
-/** A topic: 1-128 of [A-Za-z0-9:_.@-]. Shared by channels, claims and client frames. */
-export const TOPIC_PATTERN = '^[A-Za-z0-9:_.@-]{1,128}$';
-const TOPIC_RE = new RegExp(TOPIC_PATTERN);
-
-export function isValidTopic(topic: string): boolean {
-  return TOPIC_RE.test(topic);
-}
+export { isTopic, TOPIC_PATTERN } from '@herald/client/grammar';
 
 /**
  * A `sub` or a role: 1-123 of [A-Za-z0-9_.@-], so `user:<sub>` and `role:<r>` are
@@ -27,7 +23,7 @@ export function channelToTopic(prefix: string, channel: string): string | undefi
     return undefined;
   }
   const topic = channel.slice(prefix.length + 1);
-  return TOPIC_RE.test(topic) ? topic : undefined;
+  return isTopic(topic) ? topic : undefined;
 }
 
 export function topicToChannel(prefix: string, topic: string): string {
@@ -54,10 +50,10 @@ export function parseGrants(claim: readonly string[]): Grants | undefined {
       prefixes.push('');
     } else if (g.endsWith('*')) {
       const p = g.slice(0, -1);
-      if (!/^[A-Za-z0-9:_.@-]{1,127}$/.test(p)) return undefined;
+      if (!isTopicPrefix(p)) return undefined;
       prefixes.push(p);
     } else {
-      if (!TOPIC_RE.test(g)) return undefined;
+      if (!isTopic(g)) return undefined;
       exact.add(g);
     }
   }

@@ -21,6 +21,7 @@ export type { DedupWindow } from './dedup.js';
 export { createDedupWindow } from './dedup.js';
 export type { Listener } from './emitter.js';
 export { Emitter } from './emitter.js';
+export { compareOffsets, parseOffset } from './grammar.js';
 export type { ClientFrame, Notification, RequestId, ResumedTopics, ServerErrorCode, ServerFrame, Session } from './protocol.js';
 export { BEARER_PREFIX, Close, decodeServerFrame, isOffset, isTopic, SUBPROTOCOL } from './protocol.js';
 export type {
@@ -37,9 +38,7 @@ export type {
 export { createRequests, HeraldError, systemClock } from './requests.js';
 export type { PlanTimes, ResumeFrame, ResumePlan, ResumePoint, TopicPosition } from './resume.js';
 export {
-  compareOffsets,
   MAX_RESUME_TOPICS,
-  parseOffset,
   RESUME_MARGIN_MS,
   RESUME_OFFSET_MAX_AGE_MS,
   ResumeState,

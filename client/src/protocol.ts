@@ -1,6 +1,11 @@
 // Herald's wire protocol as the client sees it (docs/PROTOCOL.md): the frame types in
 // both directions, the close codes the client acts on, and a decoder that turns a text
-// frame into a typed ServerFrame. The one place the SDK defines frames.
+// frame into a typed ServerFrame. The one place the SDK defines frames (the names they
+// carry follow grammar.ts).
+
+import { isOffset } from './grammar.js';
+
+export { isNotificationId, isOffset, isTopic } from './grammar.js';
 
 /** The subprotocol the gateway speaks; a browser must offer it beside `bearer.<jwt>`. */
 export const SUBPROTOCOL = 'herald.v1';
@@ -118,25 +123,6 @@ export const Close = {
 } as const;
 
 export const TOKEN_EXPIRED = 'token_expired';
-
-const TOPIC_RE = /^[A-Za-z0-9:_.@-]{1,128}$/;
-
-/** The topic grammar (1-128 of `[A-Za-z0-9:_.@-]`), checked before a frame is queued. */
-export function isTopic(s: string): boolean {
-  return TOPIC_RE.test(s);
-}
-
-/** A notification id as ack/mark_read accept it: 1-128 characters. */
-export function isNotificationId(s: string): boolean {
-  return s.length >= 1 && s.length <= 128;
-}
-
-const OFFSET_RE = /^\d{1,15}-\d{1,15}$/;
-
-/** A history position as the gateway writes it: `<ms>-<seq>`, up to 15 digits each. */
-export function isOffset(s: string): boolean {
-  return OFFSET_RE.test(s);
-}
 
 type Obj = Record<string, unknown>;
 

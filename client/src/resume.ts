@@ -14,7 +14,8 @@
 // recovered: false although nothing was missed. A resume point sent but not answered
 // yet stays pending: it is sent again, unchanged, on the next connection, even if
 // newer notifications arrived meanwhile (the gap behind it is still open).
-import { type ClientFrame, isOffset } from './protocol.js';
+import { compareOffsets, isOffset, parseOffset } from './grammar.js';
+import type { ClientFrame } from './protocol.js';
 
 /** Topics per `resume` frame: the gateway refuses more. */
 export const MAX_RESUME_TOPICS = 256;
@@ -45,25 +46,6 @@ export interface TopicPosition {
   offset: string;
   /** The Redis dataset the offset belongs to. */
   epoch: string;
-}
-
-/** `<ms>-<seq>` as two numbers (15 digits each at most: exact as doubles), or undefined. */
-export function parseOffset(offset: string): [ms: number, seq: number] | undefined {
-  if (!isOffset(offset)) return undefined;
-  const dash = offset.indexOf('-');
-  return [Number(offset.slice(0, dash)), Number(offset.slice(dash + 1))];
-}
-
-/**
- * Negative, zero or positive as `a` is before, at or after `b`: by ms, then by seq, as
- * numbers ('999-0' is before '1000-0', which a string comparison gets wrong).
- * Throws on something that is not an offset.
- */
-export function compareOffsets(a: string, b: string): number {
-  const pa = parseOffset(a);
-  const pb = parseOffset(b);
-  if (pa === undefined || pb === undefined) throw new RangeError(`not a stream offset: ${JSON.stringify(pa === undefined ? a : b)}`);
-  return pa[0] !== pb[0] ? pa[0] - pb[0] : pa[1] - pb[1];
 }
 
 /** The points as `resume` frames of at most `max` topics each, in the points' order. */
