@@ -26,7 +26,7 @@ NODE_STAMP := .node20/.stamp
 export PATH := $(CURDIR)/$(dir $(LOCAL_NODE)):$(PATH)
 endif
 
-.PHONY: help install node redis chromium build build-bench check lint format run test soak screenshot bench bench-results coverage clean
+.PHONY: help install node which-node redis chromium build build-bench check lint format run test soak screenshot bench bench-results coverage clean
 
 help:
 	@echo "make run    install, build, start the gateway in dev mode (embedded, no Redis; set HERALD_REDIS_URL for Redis mode)"
@@ -51,6 +51,10 @@ help:
 
 node: $(NODE_STAMP)
 	@echo "using node $$(node -v) ($$(command -v node))"
+
+# The Node 20 every target uses (npm scripts run Herald with it).
+which-node: $(NODE_STAMP)
+	@command -v node
 
 node_modules/.install-stamp: package.json package-lock.json $(NODE_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
