@@ -1,5 +1,5 @@
 // The Grafana dashboard (docs/grafana-dashboard.json) imports as is, and every metric
-// its queries name is one a real gateway exports and the README documents: a renamed
+// its queries name is one a real gateway exports and docs/OPERATIONS.md documents: a renamed
 // metric breaks this test, not an operator's dashboard.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -108,7 +108,7 @@ function unexported(names: Iterable<string>, known: ReadonlyMap<string, string>)
   return [...new Set(names)].filter((n) => !known.has(familyOf(n, known))).sort();
 }
 
-/** Metric names with a row in the README's metrics table (`| \`herald_x{labels}\` | ...`). */
+/** Metric names with a row in docs/OPERATIONS.md's metrics table (`| \`herald_x{labels}\` | ...`). */
 function documented(readme: string): Set<string> {
   return new Set([...readme.matchAll(/^\| `(herald_[a-z0-9_]+)/gm)].map((m) => m[1] as string));
 }
@@ -234,12 +234,12 @@ t.test('metrics on a running gateway', async (t) => {
     );
   });
 
-  t.test('every Herald metric the dashboard queries has a row in the README metrics table', async (t) => {
-    const rows = documented(readFileSync(join(ROOT, 'README.md'), 'utf8'));
-    t.ok(rows.has('herald_connections'), 'the README metrics table is found');
+  t.test('every Herald metric the dashboard queries has a row in the metrics table of docs/OPERATIONS.md', async (t) => {
+    const rows = documented(readFileSync(join(ROOT, 'docs/OPERATIONS.md'), 'utf8'));
+    t.ok(rows.has('herald_connections'), 'the metrics table is found');
     const defaults = await defaultMetricNames();
     t.ok(defaults.has('herald_process_cpu_seconds_total'), 'default metric names are known');
     const undocumented = referenced.map((n) => familyOf(n, known)).filter((n) => !defaults.has(n) && !rows.has(n));
-    t.same([...new Set(undocumented)], [], 'metrics queried but not in the README table');
+    t.same([...new Set(undocumented)], [], 'metrics queried but not in the metrics table');
   });
 });

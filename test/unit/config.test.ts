@@ -334,8 +334,8 @@ t.test('a key that is a documented placeholder stops the start, naming the varia
     t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
 });
 
-t.test('README.md lists exactly the placeholder markers the gateway refuses', async (t) => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+t.test('docs/OPERATIONS.md lists exactly the placeholder markers the gateway refuses', async (t) => {
+  const readme = readFileSync(new URL('../../docs/OPERATIONS.md', import.meta.url), 'utf8');
   const line = /looks like a documented placeholder: it contains, in\s+any case, one of ([^.]+)\./.exec(readme)?.[1] ?? '';
   const listed = [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
   t.strictSame(listed, [...PLACEHOLDER_MARKERS]);
