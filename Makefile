@@ -112,7 +112,7 @@ run: build
 	node dist/main.js --dev
 
 # Building is type-checking (tsc on each of the four projects: gateway, SDK, tests, bench).
-# Biome lints and checks the format in one pass (README, Dependencies, says why Biome).
+# Biome lints and checks the format in one pass (docs/DEVELOPMENT.md, Why Biome).
 check: install dist-test/.build-stamp dist-bench/.build-stamp
 	$(BIOME) check --error-on-warnings
 	$(TAP) dist-test/unit/*.test.js
