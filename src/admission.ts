@@ -30,9 +30,7 @@ export interface Admission {
   admit(ip: string, now: number): Refusal | undefined;
   /** The reserved place is given back (refused, aborted, or the connection closed). */
   release(ip: string): void;
-  /** Connections held or being admitted, overall. */
-  readonly held: number;
-  /** Addresses tracked (for tests and /stats); idle ones are swept. */
+  /** Addresses tracked, for the tests that show sweep bounds this state; idle ones are swept. */
   readonly addresses: number;
   /** Forgets addresses that hold nothing and whose bucket is full again. */
   sweep(now: number): void;
@@ -72,9 +70,6 @@ export function createAdmission(limits: AdmissionLimits): Admission {
       if (a === undefined || a.held === 0) return;
       a.held--;
       held--;
-    },
-    get held() {
-      return held;
     },
     get addresses() {
       return byIp.size;

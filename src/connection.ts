@@ -102,12 +102,12 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
 
   function send(ws: Socket, frame: ServerFrame): void {
     // 2 = dropped: the socket already holds maxBackpressure unsent.
-    if (ws.send(encode(frame)) === 2) metrics.backpressureDrops.inc();
+    if (ws.send(encode(frame)) === 2) metrics.directFramesDropped.inc();
     else metrics.messagesSent.inc();
   }
 
   function sendRaw(ws: Socket, frame: string): void {
-    if (ws.send(frame) === 2) metrics.backpressureDrops.inc();
+    if (ws.send(frame) === 2) metrics.directFramesDropped.inc();
     else metrics.messagesSent.inc();
   }
 

@@ -65,8 +65,9 @@ export function buildNotification(
   return { id, idFromPayload, frame: encodeNotification(topic, id, ts, dataJson) };
 }
 
-export interface Publisher {
-  /** uWS `app.publish`: native fan-out to every subscriber of `topic`. */
+/** The uWS App's topics: where a frame is handed over for native fan-out. */
+export interface Fanout {
+  /** `app.publish`: the frame to every subscriber of `topic` on this process. */
   publish(topic: string, frame: string): boolean;
   numSubscribers(topic: string): number;
 }
@@ -83,8 +84,8 @@ export function isTooLarge(payload: string | Buffer, maxBytes: number): boolean 
 /** At most this many topics' last offsets are kept for gap fills. */
 const MAX_TRACKED_TOPICS = 100_000;
 
-export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow; metrics: Metrics; maxBytes: number }) {
-  const { publisher, dedup, metrics, maxBytes } = deps;
+export function createDeliverer(deps: { fanout: Fanout; dedup: DedupWindow; metrics: Metrics; maxBytes: number }) {
+  const { fanout, dedup, metrics, maxBytes } = deps;
   /** Topic -> offset of the last recorded notification delivered here (for gap fills). */
   const lastOffsets = new Map<string, string>();
   /** The newest entry time (Redis clock, ms) delivered here: where gap fills start on
@@ -109,7 +110,7 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
     },
     /** A frame for every subscriber of `topic` (e.g. a `resumed` signal); false when none. */
     signal(topic: string, frame: string): boolean {
-      return publisher.numSubscribers(topic) > 0 && publisher.publish(topic, frame);
+      return fanout.numSubscribers(topic) > 0 && fanout.publish(topic, frame);
     },
     /** Nobody here holds the topic any more: forget its last offset. */
     forget(topic: string): void {
@@ -126,7 +127,7 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
       position?: Position & { replayed?: boolean },
     ): DeliveryOutcome {
       // Redis routes only held topics here, but one may have been left a moment ago.
-      const recipients = publisher.numSubscribers(topic);
+      const recipients = fanout.numSubscribers(topic);
       if (recipients === 0) {
         metrics.notificationsUnrouted.inc();
         return 'no_subscribers';
@@ -143,7 +144,7 @@ export function createDeliverer(deps: { publisher: Publisher; dedup: DedupWindow
         metrics.notificationDropped('duplicate');
         return 'duplicate';
       }
-      publisher.publish(topic, n.frame);
+      fanout.publish(topic, n.frame);
       metrics.notificationsPublished.inc();
       metrics.messagesSent.inc(recipients);
       metrics.deliveryLatency.observe((performance.now() - receivedAt) / 1000);

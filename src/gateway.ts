@@ -9,7 +9,7 @@ import { type Bridge, createBridge } from './bridge.js';
 import type { Config } from './config.js';
 import { createConnectionHandlers } from './connection.js';
 import { createDedupWindow } from './dedup.js';
-import { createDeliverer, type Publisher } from './deliver.js';
+import { createDeliverer, type Fanout } from './deliver.js';
 import { loadDemoAssets } from './demo.js';
 import type { LibraryConflict } from './history.js';
 import { alwaysSubscribed } from './interest.js';
@@ -51,10 +51,10 @@ export async function startGateway(
   const tls = config.tls === undefined ? undefined : await checkTls(config.tls);
 
   // The deliverer needs the app to publish through, and the app needs handlers that
-  // need the bridge; `publisher` closes that loop once the app exists.
-  let publisher: Publisher = { publish: () => false, numSubscribers: () => 0 };
+  // need the bridge; `fanout` closes that loop once the app exists.
+  let fanout: Fanout = { publish: () => false, numSubscribers: () => 0 };
   const deliverer = createDeliverer({
-    publisher: { publish: (t, f) => publisher.publish(t, f), numSubscribers: (t) => publisher.numSubscribers(t) },
+    fanout: { publish: (t, f) => fanout.publish(t, f), numSubscribers: (t) => fanout.numSubscribers(t) },
     dedup: createDedupWindow(config.dedup),
     metrics,
     maxBytes: config.maxNotificationBytes,
@@ -134,7 +134,7 @@ export async function startGateway(
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
     demo: config.demo ? loadDemoAssets() : undefined,
   });
-  publisher = { publish: (t, f) => server.app.publish(t, f), numSubscribers: (t) => server.app.numSubscribers(t) };
+  fanout = { publish: (t, f) => server.app.publish(t, f), numSubscribers: (t) => server.app.numSubscribers(t) };
 
   const port = await server.listen();
   lifecycle.serving();

@@ -58,9 +58,10 @@ export interface History {
   /** An epoch heard elsewhere (an announcement, a recorder's reply). */
   noteEpoch(epoch: string): void;
   /**
-   * Loads the function library unless Redis holds it already: call on every publisher
-   * (re)connect. Rejects with LibraryConflict when Redis holds another deployment's
-   * library with our prefix, or ours with other settings (and then changes nothing).
+   * Loads the function library unless Redis holds it already: call on every (re)connect
+   * of the command connection (bridge.ts's `commands`). Rejects with LibraryConflict when
+   * Redis holds another deployment's library with our prefix, or ours with other
+   * settings (and then changes nothing).
    */
   load(): Promise<void>;
   /** herald_publish for each item, in order (one pipeline); `json`: the payload is JSON (checked by the caller). */

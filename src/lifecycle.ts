@@ -7,7 +7,6 @@ export type Readiness = { ready: true } | { ready: false; reason: 'starting' | '
 export interface Lifecycle {
   readiness(): Readiness;
   serving(): void;
-  readonly draining: boolean;
   /** Runs `steps` once, in order; resolves true if all finished before the deadline. */
   shutdown(steps: readonly ShutdownStep[]): Promise<boolean>;
 }
@@ -32,9 +31,6 @@ export function createLifecycle(deps: { log: Logger; timeoutMs: number; redisUp?
     serving() {
       if (state === 'starting') state = 'serving';
     },
-    get draining() {
-      return state === 'draining';
-    },
     shutdown(steps) {
       if (shuttingDown !== undefined) return shuttingDown;
       state = 'draining';
@@ -43,7 +39,7 @@ export function createLifecycle(deps: { log: Logger; timeoutMs: number; redisUp?
           try {
             await step.run();
           } catch (err) {
-            log.error({ step: step.name, err: (err as Error).message }, 'shutdown step failed');
+            log.error({ step: step.name, err }, 'shutdown step failed');
           }
         }
         return true;

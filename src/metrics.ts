@@ -1,5 +1,10 @@
-// Every metric Herald exports, on a private registry. Label values come only from
-// code tables (never from user input), and hot-path children are created once.
+// Every metric Herald exports, on this process's private registry: Herald's own and
+// prom-client's process and Node.js metrics, all prefixed herald_. Under the supervisor
+// /metrics answers for every worker at once (gateway.ts aggregates the workers'
+// registries: Herald's own metrics summed, prom-client's each by its own rule).
+// Label values come only from code tables and HTTP statuses Herald sets, never from
+// user input. Every labelled series but herald_publish_requests_total's is created at 0,
+// so dashboards see 0, not "no data".
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { AUTH_FAILURES, type AuthFailure } from './auth.js';
 import { ErrorCode } from './protocol.js';
@@ -207,9 +212,12 @@ export function createMetrics() {
     help: 'Times the Redis subscriber connection was lost and a reconnect began',
     registers: [registry],
   });
-  const backpressureDrops = new Counter({
-    name: 'herald_backpressure_drops_total',
-    help: 'Direct frames uWS dropped because the socket already held HERALD_MAX_BACKPRESSURE_BYTES unsent',
+  // Only frames written to one socket: uWS reports no count for the notifications
+  // app.publish skips for a socket over the limit (this build has no `dropped` handler),
+  // so those show as herald_backpressure_closes_total and herald_backpressured_connections.
+  const directFramesDropped = new Counter({
+    name: 'herald_direct_frames_dropped_total',
+    help: 'Frames sent to one socket (connected, replies, errors, resume replays) that uWS dropped because the socket already held HERALD_MAX_BACKPRESSURE_BYTES unsent (notifications app.publish skips are not counted)',
     registers: [registry],
   });
   const backpressureCloses = new Counter({
@@ -275,7 +283,7 @@ export function createMetrics() {
     clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded') => clientEvents.labels(type, outcome).inc(),
     redisUp,
     redisReconnects,
-    backpressureDrops,
+    directFramesDropped,
     backpressureCloses,
     backpressured,
     topics,

@@ -79,7 +79,7 @@ const gw = await startGateway(
   }),
 );
 t.teardown(() => gw.stop());
-await waitFor('/readyz 200 (Redis subscription and publisher up)', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000);
+await waitFor('/readyz 200 (both Redis connections up)', async () => (await fetch(`${gw.http}/readyz`)).status === 200, 10_000);
 
 // ---------------------------------------------------------------------------------
 // Watchers: one subscriber per run, on topics nobody else uses, so a run knows exactly

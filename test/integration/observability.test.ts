@@ -211,7 +211,7 @@ t.test('/metrics carries prom-client default process metrics and event-loop lag 
   t.ok(m.value('herald_nodejs_eventloop_lag_seconds') >= 0, 'event-loop lag in seconds');
   t.ok(m.value('herald_nodejs_eventloop_lag_p99_seconds') >= 0, 'event-loop lag p99');
   t.ok(m.value('herald_process_start_time_seconds') > 1_600_000_000, 'start time in Unix seconds');
-  for (const name of ['herald_redis_up', 'herald_redis_reconnects_total', 'herald_topics', 'herald_backpressure_drops_total']) {
+  for (const name of ['herald_redis_up', 'herald_redis_reconnects_total', 'herald_topics', 'herald_direct_frames_dropped_total']) {
     t.equal(m.value(name), 0, `${name} is exported (0 in a fresh embedded gateway)`);
   }
   const unprefixed = m.samples.filter((s) => !s.name.startsWith('herald_'));
@@ -222,7 +222,7 @@ t.test('/metrics carries prom-client default process metrics and event-loop lag 
   );
 });
 
-t.test('herald_backpressure_drops_total stays 0 after a normal session', async (t) => {
+t.test('herald_direct_frames_dropped_total stays 0 after a normal session', async (t) => {
   const gw = await startGateway(baseEnv({ HERALD_PUBLISH_KEY: PUBLISH_KEY }));
   t.teardown(() => gw.stop());
   const alice = await connect(t, gw, { sub: 'alice' });
@@ -242,7 +242,7 @@ t.test('herald_backpressure_drops_total stays 0 after a normal session', async (
   await alice.close();
   const m = await scrape(gw.http);
   t.ok(m.value('herald_messages_sent_total') >= 4, 'connected, pong and two notifications were sent');
-  t.equal(m.value('herald_backpressure_drops_total'), 0);
+  t.equal(m.value('herald_direct_frames_dropped_total'), 0);
 });
 
 /** Log lines from the gateway that mention a connection (by id or by message). */
@@ -262,7 +262,7 @@ t.test('every log line about a connection carries its connectionId and userId, a
   const opened = await gw.waitForLog((l) => l.msg === 'connection open' && l['connectionId'] === aliceId);
   t.equal(opened['userId'], 'alice');
 
-  // With Redis gone, the publisher fails fast and the ack is reported as not recorded.
+  // With Redis gone, the command connection fails fast and the ack is reported as not recorded.
   await redis.kill();
   await waitFor(
     '/readyz 503 (Redis gone)',

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createDedupWindow } from '../../dist/dedup.js';
-import { buildNotification, createDeliverer, type Publisher } from '../../dist/deliver.js';
+import { buildNotification, createDeliverer, type Fanout } from '../../dist/deliver.js';
 import { createMetrics, type Metrics } from '../../dist/metrics.js';
 
 const TS = 1_700_000_000_000;
@@ -111,10 +111,10 @@ t.test('the frame embeds valid JSON payloads as sent, not re-serialised', async 
   t.ok(n.frame.endsWith(`"data":${payload}}`), n.frame);
 });
 
-/** The injected publishing seam (uWS app.publish), recording what it is handed. */
-function recordingPublisher(subscribers: Record<string, number>) {
+/** The injected fan-out seam (uWS app.publish), recording what it is handed. */
+function recordingFanout(subscribers: Record<string, number>) {
   const published: Array<{ topic: string; frame: string }> = [];
-  const publisher: Publisher = {
+  const fanout: Fanout = {
     publish(topic, frame) {
       published.push({ topic, frame });
       return true;
@@ -123,7 +123,7 @@ function recordingPublisher(subscribers: Record<string, number>) {
       return Object.hasOwn(subscribers, topic) ? (subscribers[topic] ?? 0) : 0;
     },
   };
-  return { publisher, published };
+  return { fanout, published };
 }
 
 async function counter_(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
@@ -136,9 +136,9 @@ async function counter_(metrics: Metrics, name: string, labels: Record<string, s
 
 function setup(subscribers: Record<string, number>, maxBytes = 1024) {
   const metrics = createMetrics();
-  const { publisher, published } = recordingPublisher(subscribers);
+  const { fanout, published } = recordingFanout(subscribers);
   const dedup = createDedupWindow({ windowMs: 60_000, maxEntries: 1000 });
-  const deliverer = createDeliverer({ publisher, dedup, metrics, maxBytes });
+  const deliverer = createDeliverer({ fanout, dedup, metrics, maxBytes });
   return { metrics, published, deliverer, dedup };
 }
 

@@ -21,7 +21,7 @@ function setup() {
     },
   } satisfies History;
   const deliverer = createDeliverer({
-    publisher: { publish: () => true, numSubscribers: () => 1 },
+    fanout: { publish: () => true, numSubscribers: () => 1 },
     dedup: createDedupWindow({ windowMs: 60_000, maxEntries: 1000 }),
     metrics: createMetrics(),
     maxBytes: 65_536,
