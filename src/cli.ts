@@ -2,7 +2,7 @@
 // `herald token` mints a JWT with the configured secret; `herald publish` sends a
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
-import { ConfigError, channelPrefix, read, signingAlgorithm } from './config.js';
+import { ConfigError, channelPrefix, read, SETTINGS, signingAlgorithm } from './config.js';
 import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
 import { isTopic, isValidName, topicToChannel } from './topics.js';
@@ -12,7 +12,7 @@ import { isTopic, isValidName, topicToChannel } from './topics.js';
 const USAGE = `usage:
   herald token --sub <user> [--roles a,b] [--topics 'org:rio,feed:*'] [--ttl 3600]
       Prints a JWT signed with HERALD_JWT_SECRET (or the dev secret of \`make run\`).
-  herald publish --topic <topic> --data <json or text> [--url http://127.0.0.1:8080]
+  herald publish --topic <topic> --data <json or text> [--url http://127.0.0.1:${SETTINGS.HERALD_PORT.default}]
       Publishes through Redis when HERALD_REDIS_URL is set, else through POST /publish
       with HERALD_PUBLISH_KEY (or the dev key of \`make run\`).`;
 

@@ -596,7 +596,7 @@ export function workerId(env: Env, workers: number): number | undefined {
   const raw = Object.hasOwn(env, WORKER_ID) ? env[WORKER_ID]?.trim() : undefined;
   if (raw === undefined || raw === '') return undefined;
   try {
-    return integer(0, workers - 1, ` (the supervisor sets it for each of its ${workers} workers)`).parse(raw);
+    return integer(0, workers - 1, ' (the index the supervisor gives each of its workers)').parse(raw);
   } catch (err) {
     if (err instanceof Invalid) throw new ConfigError(`${WORKER_ID}: ${err.message}`);
     throw err;
