@@ -2,7 +2,7 @@
 // `herald token` mints a JWT with the configured secret; `herald publish` sends a
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
-import { ConfigError, channelPrefix, namespace } from './config.js';
+import { ConfigError, channelPrefix, read, SETTINGS, signingAlgorithm } from './config.js';
 import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
 import { isTopic, isValidName, topicToChannel } from './topics.js';
@@ -12,12 +12,15 @@ import { isTopic, isValidName, topicToChannel } from './topics.js';
 const USAGE = `usage:
   herald token --sub <user> [--roles a,b] [--topics 'org:rio,feed:*'] [--ttl 3600]
       Prints a JWT signed with HERALD_JWT_SECRET (or the dev secret of \`make run\`).
-  herald publish --topic <topic> --data <json or text> [--url http://127.0.0.1:8080]
+  herald publish --topic <topic> --data <json or text> [--url http://127.0.0.1:${SETTINGS.HERALD_PORT.default}]
       Publishes through Redis when HERALD_REDIS_URL is set, else through POST /publish
       with HERALD_PUBLISH_KEY (or the dev key of \`make run\`).`;
 
 class UsageError extends Error {}
 
+// Every HERALD_* variable is read through config.ts's parsers, as the gateway reads
+// it: trimmed (a value mounted from a file often ends in a newline), checked, and
+// with the same default.
 const env = process.env;
 const csv = (s: string | undefined): string[] =>
   (s ?? '')
@@ -26,8 +29,8 @@ const csv = (s: string | undefined): string[] =>
     .filter((x) => x !== '');
 
 function secretOrDev(name: 'HERALD_JWT_SECRET' | 'HERALD_PUBLISH_KEY'): string {
-  const fromEnv = env[name];
-  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const fromEnv = read(env, name);
+  if (fromEnv !== undefined) return fromEnv;
   const dev = readDevSecrets();
   if (dev !== undefined) {
     process.stderr.write(`herald: ${name} is not set; using the dev value from .herald/dev.json\n`);
@@ -49,19 +52,19 @@ async function token(args: string[]): Promise<void> {
   if (badRole !== undefined) throw new UsageError(`--roles: ${JSON.stringify(badRole)} is not 1-123 of [A-Za-z0-9_.@-] (no ":")`);
   const ttl = Number(values.ttl ?? '3600');
   if (!Number.isSafeInteger(ttl) || ttl < 1) throw new UsageError(`--ttl: expected a positive number of seconds, got ${values.ttl}`);
-  const algorithm = csv(env['HERALD_JWT_ALGORITHMS']).find((a) => a.startsWith('HS')) ?? 'HS256';
-  const audience = csv(env['HERALD_JWT_AUDIENCE']);
+  const algorithm = signingAlgorithm(env);
+  const secret = secretOrDev('HERALD_JWT_SECRET');
   const { mintToken } = await import('./token.js');
   process.stdout.write(
     `${await mintToken({
-      secret: secretOrDev('HERALD_JWT_SECRET'),
+      secret,
       algorithm,
       sub: values.sub,
       roles: csv(values.roles),
       topics: csv(values.topics),
       ttlS: ttl,
-      issuer: env['HERALD_JWT_ISSUER'] || undefined,
-      audience: audience.length > 0 ? audience : undefined,
+      issuer: read(env, 'HERALD_JWT_ISSUER'),
+      audience: read(env, 'HERALD_JWT_AUDIENCE'),
     })}\n`,
   );
 }
@@ -77,10 +80,9 @@ async function publish(args: string[]): Promise<void> {
   if (values.data === undefined) throw new UsageError('--data is required');
   const text = values.data;
 
-  const redisUrl = env['HERALD_REDIS_URL']?.trim();
-  if (redisUrl !== undefined && redisUrl !== '') {
-    // The same parsers as the gateway's: a value read from a file keeps no stray newline.
-    const ns = namespace(env);
+  const redisUrl = read(env, 'HERALD_REDIS_URL');
+  if (redisUrl !== undefined) {
+    const ns = read(env, 'HERALD_NAMESPACE');
     const channel = topicToChannel(channelPrefix(env, ns), topic);
     const fn = `${ns}_publish`;
     const { Redis } = await import('ioredis');
@@ -114,7 +116,7 @@ async function publish(args: string[]): Promise<void> {
   } catch {
     data = text;
   }
-  const base = values.url ?? env['HERALD_URL'] ?? `http://127.0.0.1:${env['HERALD_PORT'] || '8080'}`;
+  const base = values.url ?? read(env, 'HERALD_URL') ?? `http://127.0.0.1:${read(env, 'HERALD_PORT')}`;
   const res = await fetch(new URL('/publish', base), {
     method: 'POST',
     headers: { authorization: `Bearer ${secretOrDev('HERALD_PUBLISH_KEY')}`, 'content-type': 'application/json' },

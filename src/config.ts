@@ -1,6 +1,8 @@
 // Environment -> frozen, typed Config. Pure: takes the env, touches nothing else.
-// Every error names the variable, so a misconfigured gateway fails at start with
-// a message an operator can act on.
+// Every variable is one row of SETTINGS (default, parser, documented range), read
+// through `read` by the gateway, the CLI and dev mode alike; loadConfig adds the
+// checks between settings. Every error names the variable, so a misconfigured
+// gateway fails at start with a message an operator can act on.
 import type { HistoryConfig } from './history.js';
 import { isTopic } from './topics.js';
 
@@ -96,72 +98,75 @@ export interface TlsConfig {
   caFile: string | undefined;
 }
 
-function tls(env: Env): TlsConfig | undefined {
-  const certFile = str(env, 'HERALD_TLS_CERT_FILE');
-  const keyFile = str(env, 'HERALD_TLS_KEY_FILE');
-  const passphrase = env['HERALD_TLS_PASSPHRASE'] === '' ? undefined : env['HERALD_TLS_PASSPHRASE'];
-  const caFile = str(env, 'HERALD_TLS_CA_FILE');
-  if (certFile === undefined && keyFile === undefined) {
-    if (passphrase !== undefined || caFile !== undefined) {
-      throw new ConfigError(
-        `${passphrase !== undefined ? 'HERALD_TLS_PASSPHRASE' : 'HERALD_TLS_CA_FILE'}: set only with HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE`,
-      );
-    }
-    return undefined;
-  }
-  if (certFile === undefined) throw new ConfigError('HERALD_TLS_CERT_FILE: required when HERALD_TLS_KEY_FILE is set');
-  if (keyFile === undefined) throw new ConfigError('HERALD_TLS_KEY_FILE: required when HERALD_TLS_CERT_FILE is set');
-  return { certFile, keyFile, passphrase, caFile };
+// ---------------------------------------------------------------------------
+// The settings table. Every environment variable Herald reads is one row: the env
+// text that unset stands for (parsed like any set value, so a default is valid by
+// construction), its parser, the Default and Unit / range columns of
+// docs/CONFIGURATION.md, and the first words of its Meaning column.
+// test/unit/config-doc.test.ts holds that document's tables against these rows.
+// ---------------------------------------------------------------------------
+
+/** What a parser throws; `read` turns it into a ConfigError naming the variable. */
+class Invalid extends Error {}
+
+export interface Setting<T> {
+  /** The env text unset stands for; undefined = unset means something of its own (see `doc`). */
+  readonly default: string | undefined;
+  /** What `make run` (`--dev`) uses when the variable is unset (dev.ts). */
+  readonly dev?: string;
+  /** Said after the default in the Default column. */
+  readonly defaultNote?: string;
+  /** The whole Default column, when the default is derived rather than written here. */
+  readonly defaultDoc?: string;
+  /** The Unit / range column. */
+  readonly range: string;
+  /** How the Meaning column begins. */
+  readonly doc: string;
+  /** Taken as is: a secret or passphrase may end in a space. Every other value is trimmed. */
+  readonly verbatim?: true;
+  /** The set value (trimmed unless verbatim, never empty) -> its typed form; throws Invalid. */
+  readonly parse: (raw: string) => T;
 }
 
-function bool(env: Env, name: string, def: boolean): boolean {
-  const raw = str(env, name)?.toLowerCase();
-  if (raw === undefined) return def;
-  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new ConfigError(`${name}: expected true or false, got ${JSON.stringify(raw)}`);
+function integer(min: number, max: number, unit = ''): { range: string; parse: (raw: string) => number } {
+  const range = `${min}-${max}${unit}`;
+  return {
+    range,
+    parse: (raw) => {
+      const n = Number(raw);
+      // The regex keeps out what Number() would take: hex, exponents, fractions, "".
+      if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
+        throw new Invalid(`expected an integer ${range}, got ${JSON.stringify(raw)}`);
+      }
+      return n;
+    },
+  };
 }
 
-/** `auto` = one per CPU. */
-function workers(env: Env, cpuCount: number): number {
-  const raw = str(env, 'HERALD_WORKERS');
-  if (raw?.toLowerCase() === 'auto') return Math.max(1, cpuCount);
-  return int(env, 'HERALD_WORKERS', 1, 1, 256);
-}
+const TRUE_WORDS = ['true', '1', 'yes', 'on'];
+const FALSE_WORDS = ['false', '0', 'no', 'off'];
+const boolean = {
+  range: `true/false (also ${TRUE_WORDS.slice(1)
+    .map((w, i) => `${w}/${FALSE_WORDS[i + 1]}`)
+    .join(', ')})`,
+  parse: (raw: string): boolean => {
+    const v = raw.toLowerCase();
+    if (TRUE_WORDS.includes(v)) return true;
+    if (FALSE_WORDS.includes(v)) return false;
+    throw new Invalid(`expected true or false, got ${JSON.stringify(v)}`);
+  },
+};
 
-/** Topic grammar shared with topics.ts; the prefix may not contain glob characters. */
-const PREFIX_RE = /^[A-Za-z0-9_.@-]+(?::[A-Za-z0-9_.@-]+)*$/;
-
-function str(env: Env, name: string): string | undefined {
-  const v = env[name];
-  if (v === undefined) return undefined;
-  const t = v.trim();
-  return t === '' ? undefined : t;
-}
-
-function int(env: Env, name: string, def: number, min: number, max: number, unit = ''): number {
-  const raw = str(env, name);
-  if (raw === undefined) return def;
-  if (!/^-?\d+$/.test(raw)) {
-    throw new ConfigError(`${name}: expected an integer ${min}-${max}${unit}, got ${JSON.stringify(raw)}`);
-  }
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${name}: expected an integer ${min}-${max}${unit}, got ${JSON.stringify(raw)}`);
-  }
-  return n;
-}
-
-function list(env: Env, name: string): string[] | undefined {
-  const raw = str(env, name);
-  if (raw === undefined) return undefined;
+function list(raw: string): string[] {
   const items = raw
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  if (items.length === 0) throw new ConfigError(`${name}: expected a comma-separated list, got ${JSON.stringify(raw)}`);
+  if (items.length === 0) throw new Invalid(`expected a comma-separated list, got ${JSON.stringify(raw)}`);
   return items;
 }
+
+const text = (raw: string): string => raw;
 
 /**
  * Words that mark a documented placeholder ("REPLACE-ME-…" in the example Secret
@@ -181,144 +186,477 @@ export const PLACEHOLDER_MARKERS: readonly string[] = [
   'long-random-password',
 ];
 
-function refusePlaceholder(name: string, value: string, advice: string): void {
+function refusePlaceholder(value: string, advice: string): void {
   const v = value.toLowerCase();
   // The value itself is never echoed: it may be a real secret after all.
   if (PLACEHOLDER_MARKERS.some((m) => v.includes(m))) {
-    throw new ConfigError(`${name}: looks like a documented placeholder, which anyone who read the repository knows; ${advice}`);
+    throw new Invalid(`looks like a documented placeholder, which anyone who read the repository knows; ${advice}`);
   }
 }
 
+/** Topic grammar shared with topics.ts; the prefix may not contain glob characters. */
+const PREFIX_RE = /^[A-Za-z0-9_.@-]+(?::[A-Za-z0-9_.@-]+)*$/;
+/** A namespace is a Redis function library name too: letters, digits and underscores. */
+const NAMESPACE_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+/** Paths the HTTP endpoints own; the WebSocket path may be none of them. */
+const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/demo'];
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+const PLACEHOLDER = '[documented placeholder](#placeholder-values)';
+
+/** The gateway's settings, in the order docs/CONFIGURATION.md lists them. */
+export const SETTINGS = {
+  HERALD_HOST: {
+    default: '0.0.0.0',
+    // Dev mode prints a 24 h token and serves the demo page with generated secrets:
+    // loopback only, unless HERALD_HOST says otherwise.
+    dev: '127.0.0.1',
+    range: 'address or host name',
+    doc: 'Interface to listen on.',
+    parse: (raw) => {
+      if (!/^[A-Za-z0-9.:-]+$/.test(raw)) throw new Invalid(`expected an address or host name, got ${JSON.stringify(raw)}`);
+      return raw;
+    },
+  },
+  HERALD_PORT: { default: '8080', doc: 'TCP port; `0` = any free port', ...integer(0, 65535) },
+  HERALD_WS_PATH: {
+    default: '/ws',
+    range: 'path `/[A-Za-z0-9._~/-]*`',
+    doc: 'WebSocket endpoint; must not be',
+    parse: (raw) => {
+      if (!/^\/[A-Za-z0-9._~/-]*$/.test(raw) || raw.includes('//')) {
+        throw new Invalid(`expected a path like /ws, got ${JSON.stringify(raw)}`);
+      }
+      if (RESERVED_PATHS.includes(raw)) throw new Invalid(`${raw} is reserved for an HTTP endpoint`);
+      return raw;
+    },
+  },
+  HERALD_REDIS_URL: {
+    default: undefined,
+    range: '`redis://` or `rediss://[user:password@]host:port[/db]`',
+    doc: 'Unset = **embedded mode**',
+    parse: (raw) => {
+      let parsed: URL;
+      try {
+        parsed = new URL(raw);
+      } catch {
+        // Not echoed: the text may hold a password.
+        throw new Invalid('not a valid URL; expected redis://[user:password@]host:port[/db]');
+      }
+      if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+        throw new Invalid(`expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
+      }
+      if (parsed.password !== '') refusePlaceholder(decodeURIComponentSafe(parsed.password), 'set the password of a real Redis user');
+      // ioredis turns TLS on only for a lower-case `rediss://`: REDISS:// would go in clear.
+      return parsed.protocol + raw.slice(parsed.protocol.length);
+    },
+  },
+  HERALD_NAMESPACE: {
+    default: 'herald',
+    range: 'a letter, then up to 31 of `[A-Za-z0-9_]`',
+    doc: "Names this deployment's Redis keys",
+    parse: (raw) => {
+      if (!NAMESPACE_RE.test(raw)) throw new Invalid(`expected a letter then up to 31 of [A-Za-z0-9_], got ${JSON.stringify(raw)}`);
+      return raw;
+    },
+  },
+  HERALD_CHANNEL_PREFIX: {
+    default: 'notifications',
+    range: 'up to 64 of `[A-Za-z0-9_.@-]`, `:` between parts; not the namespace, and not starting with `<ns>:`',
+    doc: 'Backends publish topic `<topic>` on Redis channel `<prefix>:<topic>`',
+    // The namespace half of the range is checked in channelPrefix().
+    parse: (raw) => {
+      if (!PREFIX_RE.test(raw) || raw.length > 64) {
+        throw new Invalid(`expected up to 64 of [A-Za-z0-9_.@-] (":" between parts), got ${JSON.stringify(raw)}`);
+      }
+      return raw;
+    },
+  },
+  HERALD_JWT_SECRET: {
+    default: undefined,
+    range: `at least 32 bytes, not a ${PLACEHOLDER}`,
+    doc: 'HMAC key for HS256/384/512 tokens.',
+    verbatim: true,
+    parse: (raw) => {
+      // RFC 7518 3.2: an HMAC key must be at least as long as the hash output.
+      const bytes = Buffer.byteLength(raw, 'utf8');
+      if (bytes < 32) throw new Invalid(`must be at least 32 bytes (got ${bytes}); generate one with \`openssl rand -base64 48\``);
+      refusePlaceholder(raw, 'generate one with `openssl rand -base64 48`');
+      return raw;
+    },
+  },
+  HERALD_JWT_PUBLIC_KEY: {
+    default: undefined,
+    range: 'PEM text or a path to a PEM file',
+    doc: 'Public key (SPKI) or X.509 certificate for RS/PS/ES/EdDSA tokens',
+    parse: text,
+  },
+  HERALD_JWT_JWKS: {
+    default: undefined,
+    range: 'file path, or `https://` URL (`http://` only for loopback)',
+    doc: 'JWKS; a URL is fetched on demand',
+    parse: (raw): JwtKeySource => {
+      if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) return { kind: 'jwks-file', path: raw };
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new Invalid(`not a valid URL: ${JSON.stringify(raw)}`);
+      }
+      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
+        throw new Invalid(`a JWKS URL must use https (plain http only for loopback), got ${url.protocol}`);
+      }
+      return { kind: 'jwks-url', url: url.href };
+    },
+  },
+  HERALD_JWT_ALGORITHMS: {
+    default: undefined,
+    defaultDoc: "`HS256` with a secret; the key's own with a PEM (RS256, PS256, ES256/384/512 by curve, EdDSA); `RS256,ES256` with a JWKS",
+    range: `comma list of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(' ')}`,
+    doc: 'Allowlist.',
+    // Which family goes with which key source is checked in algorithms().
+    parse: (raw) => {
+      const algs = list(raw);
+      for (const alg of algs) {
+        if (alg.toLowerCase() === 'none') throw new Invalid('"none" is never allowed');
+        if (!isHmac(alg) && !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg)) {
+          throw new Invalid(
+            `unknown algorithm ${JSON.stringify(alg)}; expected some of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(', ')}`,
+          );
+        }
+      }
+      return [...new Set(algs)];
+    },
+  },
+  HERALD_JWT_ISSUER: { default: undefined, range: 'string', doc: 'Required `iss`.', parse: text },
+  HERALD_JWT_AUDIENCE: { default: undefined, range: 'comma list', doc: '`aud` must contain one of these.', parse: list },
+  HERALD_MAX_TOKEN_BYTES: {
+    default: '8192',
+    doc: 'Longer tokens are refused (`token_too_large`) before any crypto.',
+    ...integer(256, 65536, ' bytes'),
+  },
+  HERALD_ALLOWED_ORIGINS: {
+    default: undefined,
+    range: 'comma list of `scheme://host[:port]`, or `https://*.example.com`',
+    doc: 'Browser Origins allowed to connect.',
+    parse: (raw) =>
+      list(raw).map((o) => {
+        if (!/^(https?):\/\/(\*\.)?([a-z0-9.-]+)(:\d{1,5})?$/i.test(o)) {
+          throw new Invalid(`${JSON.stringify(o)} is not an origin; expected scheme://host[:port], optionally https://*.example.com`);
+        }
+        return o.toLowerCase();
+      }),
+  },
+  HERALD_MAX_PAYLOAD_BYTES: { default: '10240', doc: 'Largest client frame;', ...integer(128, 1048576, ' bytes') },
+  HERALD_IDLE_TIMEOUT_S: {
+    default: '60',
+    range: '0, or 8-960 seconds',
+    doc: 'uWS idle timeout with automatic pings;',
+    parse: (raw) => {
+      const n = Number(raw);
+      // uWS aborts the process on 1-7 (its timer granularity is 4 s), so refuse it here.
+      if (!/^\d+$/.test(raw) || !(n === 0 || (n >= 8 && n <= 960))) {
+        throw new Invalid(`expected 0 (off) or 8-960 seconds, got ${JSON.stringify(raw)}`);
+      }
+      return n;
+    },
+  },
+  HERALD_RATE_LIMIT_MESSAGES: {
+    default: '100',
+    doc: 'Client frames allowed per window per connection;',
+    ...integer(0, 1_000_000, ' frames'),
+  },
+  HERALD_RATE_LIMIT_WINDOW_S: { default: '60', doc: 'The rate-limit window.', ...integer(1, 3600, ' seconds') },
+  HERALD_PUBLISH_KEY: {
+    default: undefined,
+    range: `at least 16 bytes, no whitespace, not a ${PLACEHOLDER}`,
+    doc: 'Bearer key for `POST /publish`.',
+    // Trimmed: a key mounted from a file often ends in a newline.
+    parse: (raw) => {
+      if (Buffer.byteLength(raw) < 16 || /\s/.test(raw)) {
+        throw new Invalid('must be at least 16 bytes with no whitespace; generate one with `openssl rand -hex 24`');
+      }
+      refusePlaceholder(raw, 'generate one with `openssl rand -hex 24`');
+      return raw;
+    },
+  },
+  HERALD_PUBLISH_MAX_BODY_BYTES: {
+    default: '1048576',
+    doc: 'Largest `/publish` body (413 beyond).',
+    ...integer(1024, 67108864, ' bytes'),
+  },
+  HERALD_PUBLISH_MAX_BATCH: { default: '1000', doc: 'Most notifications in one `/publish` array.', ...integer(1, 100000) },
+  HERALD_MAX_NOTIFICATION_BYTES: {
+    default: '65536',
+    doc: 'Largest notification payload;',
+    ...integer(64, 16777216, ' bytes'),
+  },
+  HERALD_DEDUP_WINDOW_S: {
+    default: '60',
+    doc: 'A notification with the same (topic, id) is not delivered twice within this window;',
+    ...integer(0, 86400, ' seconds'),
+  },
+  HERALD_DEDUP_MAX_ENTRIES: { default: '100000', doc: 'Bound on remembered (topic, id) pairs;', ...integer(1, 1_000_000) },
+  HERALD_MAX_TOPICS_PER_CONNECTION: {
+    default: '100',
+    doc: 'Topics a connection may add with `subscribe`',
+    ...integer(1, 10000),
+  },
+  HERALD_MAX_CONNECTIONS: { default: '0', doc: 'WebSocket connections this process holds', ...integer(0, 10_000_000) },
+  HERALD_MAX_CONNECTIONS_PER_IP: { default: '0', doc: 'Connections per client address', ...integer(0, 10_000_000) },
+  HERALD_UPGRADE_RATE_PER_IP: {
+    default: '0',
+    doc: 'Upgrade attempts per second per client address',
+    ...integer(0, 1_000_000, ' per second'),
+  },
+  HERALD_IPV6_PREFIX: {
+    default: '64',
+    doc: 'The two per-address limits count an IPv6 client by the first this many bits of its address',
+    ...integer(1, 128, ' bits'),
+  },
+  HERALD_TRUST_PROXY: {
+    default: 'false',
+    doc: 'Take the client address (for the two per-address limits) from the first `X-Forwarded-For` hop;',
+    ...boolean,
+  },
+  HERALD_MAX_BACKPRESSURE_BYTES: {
+    default: '1048576',
+    doc: 'Unsent bytes uWS holds for one socket',
+    ...integer(1024, 268435456, ' bytes'),
+  },
+  HERALD_CLOSE_ON_BACKPRESSURE: {
+    default: 'true',
+    doc: '`true` = a client that stops reading is closed with 1013 `backpressure`',
+    ...boolean,
+  },
+  HERALD_EVENTS_STREAM: {
+    // Derived in loadConfig from the namespace.
+    default: undefined,
+    defaultDoc: '`<ns>:events` (`herald:events`)',
+    range: 'Redis key, 1-128 of `[A-Za-z0-9:_.@-]`',
+    doc: 'Stream receiving `ack`/`mark_read` (Redis mode).',
+    parse: (raw) => {
+      if (!isTopic(raw)) throw new Invalid(`expected a Redis key of [A-Za-z0-9:_.@-], got ${JSON.stringify(raw)}`);
+      return raw;
+    },
+  },
+  HERALD_EVENTS_MAXLEN: {
+    default: '100000',
+    doc: 'Stream cap, applied as `XADD … MAXLEN ~ n`.',
+    ...integer(1, 100_000_000, ' entries'),
+  },
+  HERALD_HISTORY_SIZE: {
+    default: '100',
+    doc: 'Notifications kept per topic in its Redis history stream',
+    ...integer(0, 100_000, ' entries'),
+  },
+  HERALD_HISTORY_TTL_S: {
+    default: '300',
+    doc: 'History entries older than this are never replayed',
+    ...integer(0, 7 * 86400, ' seconds'),
+  },
+  HERALD_RECOVERY_MAX: {
+    default: '300',
+    doc: "Most notifications one `resume` (or a gateway's gap fill) replays per topic;",
+    ...integer(1, 100_000, ' entries'),
+  },
+  HERALD_REPLAY_BUDGET: {
+    default: '2000',
+    doc: 'History entries one connection may be replayed per minute',
+    ...integer(0, 10_000_000, ' entries per minute'),
+  },
+  HERALD_RECORDER_MAX_WAITING_BYTES: {
+    default: '33554432',
+    defaultNote: '(32 MiB)',
+    doc: 'Payload bytes a recorder holds while recording fails or lags',
+    ...integer(65_536, 4_294_967_296, ' bytes'),
+  },
+  HERALD_RECORDERS: { default: '2', doc: 'Recorder slots (history on)', ...integer(1, 16) },
+  HERALD_LOG_LEVEL: {
+    default: 'info',
+    range: LOG_LEVELS.join(', '),
+    doc: 'Log threshold.',
+    parse: (raw): LogLevel => {
+      const level = raw.toLowerCase();
+      const known = LOG_LEVELS.find((l) => l === level);
+      if (known === undefined) throw new Invalid(`expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(level)}`);
+      return known;
+    },
+  },
+  HERALD_SHUTDOWN_TIMEOUT_S: { default: '10', doc: 'Deadline for graceful shutdown;', ...integer(1, 3600, ' seconds') },
+  HERALD_WORKERS: {
+    default: '1',
+    range: '1-256, or `auto` (one per CPU)',
+    doc: 'Gateway processes sharing the port under a supervisor',
+    /** `auto` is resolved against the CPU count in loadConfig. */
+    parse: (raw): number | 'auto' => {
+      if (raw.toLowerCase() === 'auto') return 'auto';
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw) || n < 1 || n > 256) throw new Invalid(`expected an integer 1-256 or auto, got ${JSON.stringify(raw)}`);
+      return n;
+    },
+  },
+  HERALD_DEMO: {
+    default: 'false',
+    // The demo page is the quickest way to see Herald work; production leaves it off.
+    dev: 'true',
+    doc: 'Serve the demo page at `/demo`',
+    ...boolean,
+  },
+  HERALD_TLS_CERT_FILE: {
+    default: undefined,
+    range: 'path to a PEM certificate (chain)',
+    doc: 'With `HERALD_TLS_KEY_FILE`: serve `wss://` and `https://`',
+    parse: text,
+  },
+  HERALD_TLS_KEY_FILE: { default: undefined, range: 'path to a PEM private key', doc: 'Must match the certificate;', parse: text },
+  HERALD_TLS_PASSPHRASE: { default: undefined, range: 'string', doc: 'Opens an encrypted key.', verbatim: true, parse: text },
+  HERALD_TLS_CA_FILE: {
+    default: undefined,
+    range: 'path to PEM CA certificate(s)',
+    doc: 'Passed to uWS as its CA file',
+    parse: text,
+  },
+} as const satisfies Record<`HERALD_${string}`, Setting<unknown>>;
+
+/** Read by `herald publish` only (cli.ts); the gateway never reads these. */
+export const CLI_SETTINGS = {
+  HERALD_URL: {
+    default: undefined,
+    defaultDoc: '`http://127.0.0.1:<HERALD_PORT>`',
+    range: '`http://` or `https://` URL',
+    doc: 'Where `herald publish` sends `POST /publish` when `HERALD_REDIS_URL` is unset',
+    parse: (raw) => {
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new Invalid(`not a valid URL: ${JSON.stringify(raw)}`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:')
+        throw new Invalid(`expected an http:// or https:// URL, got ${url.protocol}//`);
+      return url.href;
+    },
+  },
+} as const satisfies Record<`HERALD_${string}`, Setting<unknown>>;
+
+type Settings = typeof SETTINGS & typeof CLI_SETTINGS;
+export type SettingName = keyof Settings;
+const ALL: Readonly<Record<SettingName, Setting<unknown>>> = { ...SETTINGS, ...CLI_SETTINGS };
+
+/** A setting's parsed value; undefined only for a setting without a default. */
+export type ValueOf<K extends SettingName> = Settings[K] extends { parse: (raw: string) => infer T }
+  ? Settings[K] extends { default: string }
+    ? T
+    : T | undefined
+  : never;
+
+/** The variable's text as the parser sees it: trimmed unless verbatim; empty = unset. */
+function rawValue(env: Env, name: SettingName): string | undefined {
+  const v = Object.hasOwn(env, name) ? env[name] : undefined;
+  if (v === undefined) return undefined;
+  const t = ALL[name].verbatim === true ? v : v.trim();
+  return t === '' ? undefined : t;
+}
+
+/** Whether the variable is set (a value that is empty, or blank where trimmed, is not). */
+export function isSet(env: Env, name: SettingName): boolean {
+  return rawValue(env, name) !== undefined;
+}
+
+/** One setting, parsed; its default when unset. A bad value throws a ConfigError naming it. */
+export function read<K extends SettingName>(env: Env, name: K): ValueOf<K> {
+  const s = ALL[name];
+  const raw = rawValue(env, name) ?? s.default;
+  if (raw === undefined) return undefined as ValueOf<K>;
+  try {
+    return s.parse(raw) as ValueOf<K>;
+  } catch (err) {
+    if (err instanceof Invalid) throw new ConfigError(`${name}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Set by the supervisor for each worker it forks (supervisor.ts); never by an operator. */
+export const WORKER_ID = 'HERALD_WORKER_ID';
+
+/** HERALD_WORKER_ID, checked like a setting: a worker's index among `workers`, or undefined outside a supervisor. */
+export function workerId(env: Env, workers: number): number | undefined {
+  const raw = Object.hasOwn(env, WORKER_ID) ? env[WORKER_ID]?.trim() : undefined;
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return integer(0, workers - 1, ' (the index the supervisor gives each of its workers)').parse(raw);
+  } catch (err) {
+    if (err instanceof Invalid) throw new ConfigError(`${WORKER_ID}: ${err.message}`);
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Settings that depend on one another.
+// ---------------------------------------------------------------------------
+
+function isHmac(alg: string): boolean {
+  return (HMAC_ALGORITHMS as readonly string[]).includes(alg);
+}
+
+const KEY_SOURCES = ['HERALD_JWT_SECRET', 'HERALD_JWT_PUBLIC_KEY', 'HERALD_JWT_JWKS'] as const;
+
+/** Exactly one of the three key sources, parsed. */
 function jwtKey(env: Env): JwtKeySource {
-  const secret = env['HERALD_JWT_SECRET'];
-  const pem = str(env, 'HERALD_JWT_PUBLIC_KEY');
-  const jwks = str(env, 'HERALD_JWT_JWKS');
-  const set = [
-    secret !== undefined && secret !== '' ? 'HERALD_JWT_SECRET' : undefined,
-    pem !== undefined ? 'HERALD_JWT_PUBLIC_KEY' : undefined,
-    jwks !== undefined ? 'HERALD_JWT_JWKS' : undefined,
-  ].filter((n) => n !== undefined);
+  const set = KEY_SOURCES.filter((n) => isSet(env, n));
   if (set.length === 0) {
     throw new ConfigError(
       'HERALD_JWT_SECRET: no token verification key configured; set one of HERALD_JWT_SECRET, HERALD_JWT_PUBLIC_KEY or HERALD_JWT_JWKS (or use `make run` for a generated dev secret)',
     );
   }
   if (set.length > 1) throw new ConfigError(`${set.join(', ')}: set exactly one token verification key source`);
-  if (secret !== undefined && secret !== '') {
-    // RFC 7518 3.2: an HMAC key must be at least as long as the hash output.
-    if (Buffer.byteLength(secret, 'utf8') < 32) {
-      throw new ConfigError(
-        `HERALD_JWT_SECRET: must be at least 32 bytes (got ${Buffer.byteLength(secret, 'utf8')}); generate one with \`openssl rand -base64 48\``,
-      );
-    }
-    refusePlaceholder('HERALD_JWT_SECRET', secret, 'generate one with `openssl rand -base64 48`');
-    return { kind: 'secret', secret };
-  }
+  const secret = read(env, 'HERALD_JWT_SECRET');
+  if (secret !== undefined) return { kind: 'secret', secret };
+  const pem = read(env, 'HERALD_JWT_PUBLIC_KEY');
   if (pem !== undefined) return { kind: 'pem', pem };
-  const source = jwks as string;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(source)) {
-    let url: URL;
-    try {
-      url = new URL(source);
-    } catch {
-      throw new ConfigError(`HERALD_JWT_JWKS: not a valid URL: ${JSON.stringify(source)}`);
-    }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
-      throw new ConfigError(`HERALD_JWT_JWKS: a JWKS URL must use https (plain http only for loopback), got ${url.protocol}`);
-    }
-    return { kind: 'jwks-url', url: url.href };
-  }
-  return { kind: 'jwks-file', path: source };
+  return read(env, 'HERALD_JWT_JWKS') as JwtKeySource;
 }
 
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
-}
-
-function algorithms(env: Env, key: JwtKeySource): string[] | undefined {
-  const algs = list(env, 'HERALD_JWT_ALGORITHMS');
-  if (algs === undefined) return key.kind === 'secret' ? ['HS256'] : undefined;
+/**
+ * HERALD_JWT_ALGORITHMS against the key source (the CLI uses it too). Mixing
+ * families is how algorithm-confusion attacks start: a secret key only verifies
+ * HS*, a public key only RS/PS/ES/EdDSA.
+ */
+export function algorithms(env: Env, key: Pick<JwtKeySource, 'kind'>): string[] | undefined {
+  const algs = read(env, 'HERALD_JWT_ALGORITHMS');
+  // A public key's own algorithm is known only once the key is read (auth.ts).
+  if (algs === undefined) return key.kind === 'secret' ? [HMAC_ALGORITHMS[0]] : undefined;
   for (const alg of algs) {
-    if (alg.toLowerCase() === 'none') throw new ConfigError('HERALD_JWT_ALGORITHMS: "none" is never allowed');
-    const hmac = (HMAC_ALGORITHMS as readonly string[]).includes(alg);
-    const asym = (ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg);
-    if (!hmac && !asym) {
-      throw new ConfigError(
-        `HERALD_JWT_ALGORITHMS: unknown algorithm ${JSON.stringify(alg)}; expected some of ${[...HMAC_ALGORITHMS, ...ASYMMETRIC_ALGORITHMS].join(', ')}`,
-      );
-    }
-    // Mixing families is how algorithm-confusion attacks start: a secret key only
-    // verifies HS*, a public key only RS/PS/ES/EdDSA.
-    if (key.kind === 'secret' && !hmac) {
+    if (key.kind === 'secret' && !isHmac(alg)) {
       throw new ConfigError(`HERALD_JWT_ALGORITHMS: ${alg} needs a public key, but HERALD_JWT_SECRET is set`);
     }
-    if (key.kind !== 'secret' && hmac) {
+    if (key.kind !== 'secret' && isHmac(alg)) {
       throw new ConfigError(`HERALD_JWT_ALGORITHMS: ${alg} needs HERALD_JWT_SECRET, but a public key source is set`);
     }
   }
-  return [...new Set(algs)];
+  return algs;
 }
 
-function origins(env: Env): string[] | undefined {
-  const items = list(env, 'HERALD_ALLOWED_ORIGINS');
-  if (items === undefined) return undefined;
-  return items.map((o) => {
-    const m = /^(https?):\/\/(\*\.)?([a-z0-9.-]+)(:\d{1,5})?$/i.exec(o);
-    if (m === null) {
-      throw new ConfigError(
-        `HERALD_ALLOWED_ORIGINS: ${JSON.stringify(o)} is not an origin; expected scheme://host[:port], optionally https://*.example.com`,
-      );
-    }
-    return o.toLowerCase();
-  });
+/** What a token for the HMAC secret is signed with (`herald token`, the dev banner): the first allowed algorithm. */
+export function signingAlgorithm(env: Env): string {
+  return algorithms(env, { kind: 'secret' })?.[0] ?? HMAC_ALGORITHMS[0];
 }
 
-function path(env: Env): string {
-  const p = str(env, 'HERALD_WS_PATH') ?? '/ws';
-  if (!/^\/[A-Za-z0-9._~/-]*$/.test(p) || p.includes('//')) {
-    throw new ConfigError(`HERALD_WS_PATH: expected a path like /ws, got ${JSON.stringify(p)}`);
-  }
-  const reserved = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/demo'];
-  if (reserved.includes(p)) throw new ConfigError(`HERALD_WS_PATH: ${p} is reserved for an HTTP endpoint`);
-  return p;
-}
-
-function redisUrl(env: Env): string | undefined {
-  const url = str(env, 'HERALD_REDIS_URL');
-  if (url === undefined) return undefined;
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ConfigError('HERALD_REDIS_URL: not a valid URL; expected redis://[user:password@]host:port[/db]');
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new ConfigError(`HERALD_REDIS_URL: expected a redis:// or rediss:// URL, got ${parsed.protocol}//`);
-  }
-  if (parsed.password !== '')
-    refusePlaceholder('HERALD_REDIS_URL', decodeURIComponentSafe(parsed.password), 'set the password of a real Redis user');
-  // ioredis turns TLS on only for a lower-case `rediss://`: REDISS:// would go in clear.
-  return parsed.protocol + url.slice(parsed.protocol.length);
-}
-
-/** A namespace is a Redis function library name too: letters, digits and underscores. */
-const NAMESPACE_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
-
-/** HERALD_NAMESPACE, parsed (the CLI uses it too). */
-export function namespace(env: Env): string {
-  const ns = str(env, 'HERALD_NAMESPACE') ?? 'herald';
-  if (!NAMESPACE_RE.test(ns)) {
-    throw new ConfigError(`HERALD_NAMESPACE: expected a letter then up to 31 of [A-Za-z0-9_], got ${JSON.stringify(ns)}`);
-  }
-  return ns;
-}
-
-/** HERALD_CHANNEL_PREFIX, parsed and checked against the namespace (the CLI uses it too). */
+/** HERALD_CHANNEL_PREFIX, checked against the namespace (the CLI uses it too). */
 export function channelPrefix(env: Env, ns: string): string {
-  const prefix = str(env, 'HERALD_CHANNEL_PREFIX') ?? 'notifications';
-  if (!PREFIX_RE.test(prefix) || prefix.length > 64) {
-    throw new ConfigError(`HERALD_CHANNEL_PREFIX: expected up to 64 of [A-Za-z0-9_.@-] (":" between parts), got ${JSON.stringify(prefix)}`);
-  }
+  const prefix = read(env, 'HERALD_CHANNEL_PREFIX');
   // The recorders' pattern <prefix>:* must not match the namespace's internal channels.
   if (prefix === ns || prefix.startsWith(`${ns}:`)) {
     throw new ConfigError(
@@ -328,89 +666,85 @@ export function channelPrefix(env: Env, ns: string): string {
   return prefix;
 }
 
+/** The TLS files come as a pair; a passphrase or CA alone is a mistake, not "TLS off". */
+function tls(env: Env): TlsConfig | undefined {
+  const certFile = read(env, 'HERALD_TLS_CERT_FILE');
+  const keyFile = read(env, 'HERALD_TLS_KEY_FILE');
+  const passphrase = read(env, 'HERALD_TLS_PASSPHRASE');
+  const caFile = read(env, 'HERALD_TLS_CA_FILE');
+  if (certFile === undefined && keyFile === undefined) {
+    if (passphrase !== undefined || caFile !== undefined) {
+      throw new ConfigError(
+        `${passphrase !== undefined ? 'HERALD_TLS_PASSPHRASE' : 'HERALD_TLS_CA_FILE'}: set only with HERALD_TLS_CERT_FILE and HERALD_TLS_KEY_FILE`,
+      );
+    }
+    return undefined;
+  }
+  if (certFile === undefined) throw new ConfigError('HERALD_TLS_CERT_FILE: required when HERALD_TLS_KEY_FILE is set');
+  if (keyFile === undefined) throw new ConfigError('HERALD_TLS_KEY_FILE: required when HERALD_TLS_CERT_FILE is set');
+  return { certFile, keyFile, passphrase, caFile };
+}
+
 export function loadConfig(env: Env, cpuCount = 1): Config {
   const key = jwtKey(env);
-  const ns = namespace(env);
-  const prefix = channelPrefix(env, ns);
-  const logLevel = (str(env, 'HERALD_LOG_LEVEL') ?? 'info').toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new ConfigError(`HERALD_LOG_LEVEL: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(logLevel)}`);
-  }
-  const idleTimeoutS = int(env, 'HERALD_IDLE_TIMEOUT_S', 60, 0, 960, ' seconds');
-  // uWS aborts the process on 1-7 (its timer granularity is 4 s), so refuse it here.
-  if (idleTimeoutS > 0 && idleTimeoutS < 8) {
-    throw new ConfigError(`HERALD_IDLE_TIMEOUT_S: expected 0 (off) or 8-960 seconds, got ${idleTimeoutS}`);
-  }
-  // Trimmed: a key mounted from a file often ends in a newline.
-  const publishKey = str(env, 'HERALD_PUBLISH_KEY');
-  if (publishKey !== undefined && (Buffer.byteLength(publishKey) < 16 || /\s/.test(publishKey))) {
-    throw new ConfigError('HERALD_PUBLISH_KEY: must be at least 16 bytes with no whitespace; generate one with `openssl rand -hex 24`');
-  }
-  if (publishKey !== undefined) refusePlaceholder('HERALD_PUBLISH_KEY', publishKey, 'generate one with `openssl rand -hex 24`');
-  const audience = list(env, 'HERALD_JWT_AUDIENCE');
-  const host = str(env, 'HERALD_HOST') ?? '0.0.0.0';
-  if (!/^[A-Za-z0-9.:-]+$/.test(host)) throw new ConfigError(`HERALD_HOST: expected an address or host name, got ${JSON.stringify(host)}`);
-  const eventsStream = str(env, 'HERALD_EVENTS_STREAM') ?? `${ns}:events`;
-  if (!isTopic(eventsStream)) {
-    throw new ConfigError(`HERALD_EVENTS_STREAM: expected a Redis key of [A-Za-z0-9:_.@-], got ${JSON.stringify(eventsStream)}`);
-  }
-
+  const namespace = read(env, 'HERALD_NAMESPACE');
+  const workers = read(env, 'HERALD_WORKERS');
   const config: Config = {
-    host,
-    port: int(env, 'HERALD_PORT', 8080, 0, 65535),
-    wsPath: path(env),
-    redisUrl: redisUrl(env),
-    namespace: ns,
-    channelPrefix: prefix,
+    host: read(env, 'HERALD_HOST'),
+    port: read(env, 'HERALD_PORT'),
+    wsPath: read(env, 'HERALD_WS_PATH'),
+    redisUrl: read(env, 'HERALD_REDIS_URL'),
+    namespace,
+    channelPrefix: channelPrefix(env, namespace),
     jwt: {
       key,
       algorithms: algorithms(env, key),
-      issuer: str(env, 'HERALD_JWT_ISSUER'),
-      audience,
-      maxTokenBytes: int(env, 'HERALD_MAX_TOKEN_BYTES', 8192, 256, 65536, ' bytes'),
+      issuer: read(env, 'HERALD_JWT_ISSUER'),
+      audience: read(env, 'HERALD_JWT_AUDIENCE'),
+      maxTokenBytes: read(env, 'HERALD_MAX_TOKEN_BYTES'),
     },
-    allowedOrigins: origins(env),
-    maxPayloadBytes: int(env, 'HERALD_MAX_PAYLOAD_BYTES', 10240, 128, 1048576, ' bytes'),
-    idleTimeoutS,
+    allowedOrigins: read(env, 'HERALD_ALLOWED_ORIGINS'),
+    maxPayloadBytes: read(env, 'HERALD_MAX_PAYLOAD_BYTES'),
+    idleTimeoutS: read(env, 'HERALD_IDLE_TIMEOUT_S'),
     rateLimit: {
-      messages: int(env, 'HERALD_RATE_LIMIT_MESSAGES', 100, 0, 1_000_000),
-      windowMs: int(env, 'HERALD_RATE_LIMIT_WINDOW_S', 60, 1, 3600, ' seconds') * 1000,
+      messages: read(env, 'HERALD_RATE_LIMIT_MESSAGES'),
+      windowMs: read(env, 'HERALD_RATE_LIMIT_WINDOW_S') * 1000,
     },
-    publishKey,
-    publishMaxBodyBytes: int(env, 'HERALD_PUBLISH_MAX_BODY_BYTES', 1048576, 1024, 67108864, ' bytes'),
-    publishMaxBatch: int(env, 'HERALD_PUBLISH_MAX_BATCH', 1000, 1, 100000),
-    maxNotificationBytes: int(env, 'HERALD_MAX_NOTIFICATION_BYTES', 65536, 64, 16777216, ' bytes'),
+    publishKey: read(env, 'HERALD_PUBLISH_KEY'),
+    publishMaxBodyBytes: read(env, 'HERALD_PUBLISH_MAX_BODY_BYTES'),
+    publishMaxBatch: read(env, 'HERALD_PUBLISH_MAX_BATCH'),
+    maxNotificationBytes: read(env, 'HERALD_MAX_NOTIFICATION_BYTES'),
     dedup: {
-      windowMs: int(env, 'HERALD_DEDUP_WINDOW_S', 60, 0, 86400, ' seconds') * 1000,
-      maxEntries: int(env, 'HERALD_DEDUP_MAX_ENTRIES', 100000, 1, 1_000_000),
+      windowMs: read(env, 'HERALD_DEDUP_WINDOW_S') * 1000,
+      maxEntries: read(env, 'HERALD_DEDUP_MAX_ENTRIES'),
     },
-    maxTopicsPerConnection: int(env, 'HERALD_MAX_TOPICS_PER_CONNECTION', 100, 1, 10000),
+    maxTopicsPerConnection: read(env, 'HERALD_MAX_TOPICS_PER_CONNECTION'),
     events: {
-      stream: eventsStream,
-      maxLen: int(env, 'HERALD_EVENTS_MAXLEN', 100000, 1, 100_000_000),
+      stream: read(env, 'HERALD_EVENTS_STREAM') ?? `${namespace}:events`,
+      maxLen: read(env, 'HERALD_EVENTS_MAXLEN'),
     },
-    logLevel: logLevel as LogLevel,
-    shutdownTimeoutMs: int(env, 'HERALD_SHUTDOWN_TIMEOUT_S', 10, 1, 3600, ' seconds') * 1000,
+    logLevel: read(env, 'HERALD_LOG_LEVEL'),
+    shutdownTimeoutMs: read(env, 'HERALD_SHUTDOWN_TIMEOUT_S') * 1000,
     admission: {
-      maxConnections: int(env, 'HERALD_MAX_CONNECTIONS', 0, 0, 10_000_000),
-      maxConnectionsPerIp: int(env, 'HERALD_MAX_CONNECTIONS_PER_IP', 0, 0, 10_000_000),
-      upgradeRatePerIp: int(env, 'HERALD_UPGRADE_RATE_PER_IP', 0, 0, 1_000_000, ' per second'),
-      ipv6PrefixBits: int(env, 'HERALD_IPV6_PREFIX', 64, 1, 128, ' bits'),
+      maxConnections: read(env, 'HERALD_MAX_CONNECTIONS'),
+      maxConnectionsPerIp: read(env, 'HERALD_MAX_CONNECTIONS_PER_IP'),
+      upgradeRatePerIp: read(env, 'HERALD_UPGRADE_RATE_PER_IP'),
+      ipv6PrefixBits: read(env, 'HERALD_IPV6_PREFIX'),
     },
-    trustProxy: bool(env, 'HERALD_TRUST_PROXY', false),
-    maxBackpressureBytes: int(env, 'HERALD_MAX_BACKPRESSURE_BYTES', 1048576, 1024, 268435456, ' bytes'),
-    closeOnBackpressure: bool(env, 'HERALD_CLOSE_ON_BACKPRESSURE', true),
-    workers: workers(env, cpuCount),
+    trustProxy: read(env, 'HERALD_TRUST_PROXY'),
+    maxBackpressureBytes: read(env, 'HERALD_MAX_BACKPRESSURE_BYTES'),
+    closeOnBackpressure: read(env, 'HERALD_CLOSE_ON_BACKPRESSURE'),
+    workers: workers === 'auto' ? Math.max(1, cpuCount) : workers,
     tls: tls(env),
-    demo: bool(env, 'HERALD_DEMO', false),
+    demo: read(env, 'HERALD_DEMO'),
     history: undefined,
-    recorders: int(env, 'HERALD_RECORDERS', 2, 1, 16),
-    recorderMaxWaitingBytes: int(env, 'HERALD_RECORDER_MAX_WAITING_BYTES', 33_554_432, 65_536, 4_294_967_296, ' bytes'),
-    replayBudget: int(env, 'HERALD_REPLAY_BUDGET', 2000, 0, 10_000_000, ' entries per minute'),
+    recorders: read(env, 'HERALD_RECORDERS'),
+    recorderMaxWaitingBytes: read(env, 'HERALD_RECORDER_MAX_WAITING_BYTES'),
+    replayBudget: read(env, 'HERALD_REPLAY_BUDGET'),
   };
-  const historySize = int(env, 'HERALD_HISTORY_SIZE', 100, 0, 100_000);
-  const historyTtlS = int(env, 'HERALD_HISTORY_TTL_S', 300, 0, 7 * 86400, ' seconds');
-  const recoveryMax = int(env, 'HERALD_RECOVERY_MAX', 300, 1, 100_000);
+  const historySize = read(env, 'HERALD_HISTORY_SIZE');
+  const historyTtlS = read(env, 'HERALD_HISTORY_TTL_S');
+  const recoveryMax = read(env, 'HERALD_RECOVERY_MAX');
   if (config.redisUrl !== undefined && historySize > 0 && historyTtlS > 0) {
     config.history = { size: historySize, ttlMs: historyTtlS * 1000, recoveryMax };
   }
@@ -423,14 +757,6 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     throw new ConfigError('HERALD_WORKERS: workers share one fixed port; set HERALD_PORT to a port number, not 0');
   }
   return deepFreeze(config);
-}
-
-function decodeURIComponentSafe(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
 }
 
 function deepFreeze<T>(o: T): T {

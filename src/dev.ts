@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Env } from './config.js';
+import { type Env, isSet, SETTINGS } from './config.js';
 
 export interface DevSecrets {
   jwtSecret: string;
@@ -30,21 +30,23 @@ export function ensureDevSecrets(dir: string = DEV_DIR): DevSecrets {
   return secrets;
 }
 
-/** The env with dev secrets filled in where no key is configured; says which were. */
+/**
+ * The env with dev secrets filled in where no key is configured, and each setting's
+ * dev default (config.ts's SETTINGS: loopback only, the demo page on) where it is
+ * unset; says which secrets were generated.
+ */
 export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; generated: string[] } {
   const out: Record<string, string | undefined> = { ...env };
   const generated: string[] = [];
-  const keyless = ['HERALD_JWT_SECRET', 'HERALD_JWT_PUBLIC_KEY', 'HERALD_JWT_JWKS'].every((k) => (env[k] ?? '') === '');
+  const keyless = !isSet(env, 'HERALD_JWT_SECRET') && !isSet(env, 'HERALD_JWT_PUBLIC_KEY') && !isSet(env, 'HERALD_JWT_JWKS');
   if (keyless) {
     out['HERALD_JWT_SECRET'] = secrets.jwtSecret;
     generated.push('HERALD_JWT_SECRET');
   }
-  // Dev mode prints a 24 h token and serves the demo page with generated secrets:
-  // loopback only, unless HERALD_HOST says otherwise.
-  if ((env['HERALD_HOST'] ?? '').trim() === '') out['HERALD_HOST'] = '127.0.0.1';
-  // The demo page is the quickest way to see Herald work; production leaves it off.
-  if ((env['HERALD_DEMO'] ?? '') === '') out['HERALD_DEMO'] = 'true';
-  if ((env['HERALD_PUBLISH_KEY'] ?? '') === '') {
+  for (const [name, setting] of Object.entries(SETTINGS)) {
+    if ('dev' in setting && !isSet(env, name as keyof typeof SETTINGS)) out[name] = setting.dev;
+  }
+  if (!isSet(env, 'HERALD_PUBLISH_KEY')) {
     out['HERALD_PUBLISH_KEY'] = secrets.publishKey;
     generated.push('HERALD_PUBLISH_KEY');
   }

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 // Entry point: env -> config -> logger -> gateway; signals -> shutdown.
 // `--dev` (used by `make run`) fills in a generated secret and prints how to connect.
-import { type Config, ConfigError, type Env, loadConfig } from './config.js';
+import { type Config, ConfigError, type Env, loadConfig, workerId as readWorkerId, signingAlgorithm } from './config.js';
 import { ensureDevSecrets, withDevDefaults } from './dev.js';
 import { startGateway } from './gateway.js';
 import { createLogger } from './log.js';
@@ -17,14 +17,14 @@ function fatal(message: string, code: number): never {
   process.exit(code);
 }
 
-async function devBanner(config: Config, port: number, generated: string[]): Promise<string> {
+async function devBanner(env: Env, config: Config, port: number, generated: string[]): Promise<string> {
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const key = config.jwt.key;
   const token =
     key.kind === 'secret'
       ? await mintToken({
           secret: key.secret,
-          algorithm: config.jwt.algorithms?.[0] ?? 'HS256',
+          algorithm: signingAlgorithm(env),
           sub: 'alice',
           roles: ['admin'],
           topics: ['org:rio', 'feed:*'],
@@ -54,7 +54,7 @@ async function devBanner(config: Config, port: number, generated: string[]): Pro
     `  connect:   node -e "const ws=new (require('ws'))('${ws}',{headers:{authorization:'Bearer '+process.argv[1]}});ws.on('message',m=>console.log(String(m)))" <token>`,
     `             (or any client, e.g. wscat -c "${ws}?token=<token>")`,
     `  publish:   npx herald publish --url http://${host}:${port} --topic user:alice --data '{"title":"hi"}'`,
-    ...(config.redisUrl !== undefined ? ['             redis-cli PUBLISH notifications:user:alice \'{"title":"hi"}\''] : []),
+    ...(config.redisUrl !== undefined ? [`             redis-cli PUBLISH ${config.channelPrefix}:user:alice '{"title":"hi"}'`] : []),
     '  tokens:    npx herald token --sub bob --roles ops --ttl 3600',
     `  health:    curl http://${host}:${port}/readyz   metrics: curl http://${host}:${port}/metrics`,
     '=================================================================================',
@@ -70,8 +70,10 @@ async function main(): Promise<void> {
   if (dev) ({ env, generated } = withDevDefaults(process.env, ensureDevSecrets()));
 
   let config: Config;
+  let workerId: number | undefined;
   try {
     config = loadConfig(env, availableParallelism());
+    workerId = readWorkerId(env, config.workers);
   } catch (err) {
     if (err instanceof ConfigError) fatal(`configuration error: ${err.message}`, 2);
     throw err;
@@ -83,8 +85,6 @@ async function main(): Promise<void> {
     if (err instanceof UwsLoadError) fatal(err.message, 3);
     throw err;
   }
-  const workerEnv = process.env['HERALD_WORKER_ID'];
-  const workerId = workerEnv === undefined ? undefined : Number(workerEnv);
   const log = createLogger(config.logLevel, workerId);
   if (generated.length > 0 && workerId === undefined)
     log.warn({ generated }, 'DEV MODE: using generated secrets; never do this in production');
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     log.fatal({ err: (err as Error).message }, 'cannot start');
     process.exit(1);
   }
-  if (dev && (workerId ?? 0) === 0) process.stderr.write(await devBanner(config, gateway.port, generated));
+  if (dev && (workerId ?? 0) === 0) process.stderr.write(await devBanner(env, config, gateway.port, generated));
 
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

@@ -4,7 +4,7 @@
 // SIGINT drains them all. Why several: one process is bounded by its open-files
 // limit (here 20,000 sockets) and by one core.
 import { type ChildProcess, fork } from 'node:child_process';
-import type { Config } from './config.js';
+import { type Config, WORKER_ID } from './config.js';
 import type { Logger } from './log.js';
 import { GATHER_TIMEOUT_MS, type IpcMessage } from './siblings.js';
 
@@ -26,7 +26,8 @@ export function runSupervisor(config: Config, log: Logger, entry: string, args: 
 
   function start(w: Worker): void {
     const proc = fork(entry, args, {
-      env: { ...process.env, HERALD_WORKER_ID: String(w.id) },
+      // main.ts reads it back with config.ts's workerId(), which checks it is 0..workers-1.
+      env: { ...process.env, [WORKER_ID]: String(w.id) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     w.proc = proc;

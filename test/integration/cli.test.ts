@@ -99,6 +99,26 @@ t.test('herald token honours HERALD_JWT_ISSUER, HERALD_JWT_AUDIENCE and an HS al
   t.equal((payload.exp as number) - (payload.iat as number), 3600, 'the default ttl is an hour');
 });
 
+t.test('herald token with a HERALD_JWT_ISSUER ending in a newline (a mounted file) signs for the issuer the gateway checks', async (t) => {
+  const cwd = tempDir(t);
+  const gw = await startGateway(baseEnv({ HERALD_JWT_ISSUER: 'https://id.example\n', HERALD_JWT_AUDIENCE: 'herald\n' }));
+  t.teardown(() => gw.stop());
+  const env = { ...PATH_ONLY, HERALD_JWT_SECRET: TEST_SECRET, HERALD_JWT_ISSUER: 'https://id.example\n', HERALD_JWT_AUDIENCE: ' herald\n' };
+  const run = await cli(t, ['token', '--sub', 'alice'], env, cwd);
+  t.equal(run.code, 0, run.stderr);
+  const jwt = run.stdout.trim();
+  const { payload } = await jwtVerify(jwt, SECRET, { algorithms: ['HS256'] });
+  t.equal(payload.iss, 'https://id.example', 'iss without the newline');
+  t.same(payload.aud, ['herald']);
+  const c = await connect(t, gw.ws, jwt);
+  t.equal(c.welcome['userId'], 'alice', 'the gateway accepts it');
+
+  const bad = await cli(t, ['token', '--sub', 'alice'], { ...PATH_ONLY, HERALD_JWT_SECRET: 'too-short\n' }, cwd);
+  t.equal(bad.code, 64, 'a secret the gateway would refuse is a usage error');
+  t.match(bad.stderr, /^herald: HERALD_JWT_SECRET: must be at least 32 bytes/);
+  t.notOk(bad.stderr.includes('too-short'), 'the secret is not printed');
+});
+
 t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected client receives it', async (t) => {
   const redis = await startRedis();
   t.teardown(() => redis.close());
@@ -173,6 +193,27 @@ t.test('herald publish with HERALD_REDIS_URL PUBLISHes to Redis and a connected 
     t.match(r.stdout, 'published to redis notifications:user:alice (1 gateway subscriber; history off');
     t.same((await client.next('notification'))['data'], { n: 1 });
   });
+
+  t.test(
+    'with history off, a HERALD_CHANNEL_PREFIX ending in a newline still publishes on the channel the gateway listens on',
+    async (t) => {
+      const bare = await startRedis();
+      t.teardown(() => bare.close());
+      const off = await startGateway(baseEnv({ HERALD_REDIS_URL: bare.url, HERALD_HISTORY_SIZE: '0', HERALD_CHANNEL_PREFIX: 'acme-n' }));
+      t.teardown(() => off.stop());
+      await off.waitForLog((l) => l.msg === 'redis subscription active');
+      const client = await connect(t, off.ws, await token({ sub: 'alice' }));
+      const r = await cli(
+        t,
+        ['publish', '--topic', 'user:alice', '--data', '{"n":2}'],
+        { ...PATH_ONLY, HERALD_REDIS_URL: bare.url, HERALD_CHANNEL_PREFIX: 'acme-n\n' },
+        cwd,
+      );
+      t.equal(r.code, 0, r.stderr);
+      t.match(r.stdout, 'published to redis acme-n:user:alice (1 gateway subscriber; history off');
+      t.same((await client.next('notification'))['data'], { n: 2 });
+    },
+  );
 });
 
 t.test('herald publish with an unreachable HERALD_REDIS_URL fails with exit 1', async (t) => {

@@ -2,7 +2,7 @@
 // built-in kind validates against the Kubernetes schemas (kubernetes-models), the
 // ServiceMonitor CRD gets a structural check, and the pieces agree with each other
 // and with Herald: kustomization lists, ports, probes, shutdown timing, security
-// context, env names documented in docs/CONFIGURATION.md, the Dockerfile. No cluster and no
+// context, env names documented in README.md, the Dockerfile. No cluster and no
 // kubectl are involved; what that leaves untested is listed in k8s/README.md.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -144,9 +144,8 @@ function bytes(quantity: string | number | undefined): number {
   return Number(m[1]) * unit;
 }
 
-/** The variables with a row (`| \`HERALD_X\` |`) in docs/CONFIGURATION.md. */
 function documentedVariables(): Set<string> {
-  const doc = readFileSync(join(ROOT, 'docs/CONFIGURATION.md'), 'utf8');
+  const doc = readFileSync(join(ROOT, 'docs', 'CONFIGURATION.md'), 'utf8');
   const names = new Set<string>();
   for (const line of doc.split('\n')) {
     const m = /^\|\s*`(HERALD_[A-Z0-9_]+)`\s*\|/.exec(line);

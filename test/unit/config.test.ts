@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { type Config, ConfigError, type Env, loadConfig, PLACEHOLDER_MARKERS } from '../../dist/config.js';
+import { type Config, ConfigError, type Env, loadConfig, PLACEHOLDER_MARKERS, read, workerId } from '../../dist/config.js';
 
 const SECRET = 's'.repeat(32);
 const PEM = '-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----';
@@ -334,11 +334,24 @@ t.test('a key that is a documented placeholder stops the start, naming the varia
     t.doesNotThrow(() => loadConfig({ ...base, ...env }), `${Object.keys(env).join()}: a real-looking value is accepted`);
 });
 
-t.test('docs/OPERATIONS.md lists exactly the placeholder markers the gateway refuses', async (t) => {
-  const readme = readFileSync(new URL('../../docs/OPERATIONS.md', import.meta.url), 'utf8');
-  const line = /looks like a documented placeholder: it contains, in\s+any case, one of ([^.]+)\./.exec(readme)?.[1] ?? '';
-  const listed = [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
-  t.strictSame(listed, [...PLACEHOLDER_MARKERS]);
+t.test('every document that lists the placeholder markers lists exactly those the gateway refuses', async (t) => {
+  // docs/CONFIGURATION.md must; the README (or docs/OPERATIONS.md) may say it again.
+  const files = ['docs/CONFIGURATION.md', 'README.md', 'docs/OPERATIONS.md'];
+  const found: string[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
+    } catch {
+      continue;
+    }
+    const line = /looks like a documented\s+placeholder: it contains, in\s+any case, one of ([^.]+)\./.exec(text)?.[1];
+    if (line === undefined) continue;
+    found.push(file);
+    const listed = [...line.matchAll(/`([^`]+)`/g)].map((m) => m[1]);
+    t.strictSame(listed, [...PLACEHOLDER_MARKERS], file);
+  }
+  t.ok(found.includes('docs/CONFIGURATION.md'), `docs/CONFIGURATION.md lists them (found in: ${found.join(', ')})`);
 });
 
 t.test('a ConfigError carries its class name for the fatal message', async (t) => {
@@ -516,5 +529,64 @@ t.test('HERALD_RECORDERS: 1-16 recorder slots, 2 by default', async (t) => {
   t.equal(loadConfig({ ...base, HERALD_RECORDERS: '16' }).recorders, 16);
   for (const bad of ['0', '17', '-1', 'two', '1.5']) {
     t.match((errorOf({ ...base, HERALD_RECORDERS: bad }) as Error).message, /^HERALD_RECORDERS: expected an integer 1-16/, bad);
+  }
+});
+
+t.test('HERALD_WORKER_ID: the index the supervisor gave, 0 to workers - 1; anything else names the variable', async (t) => {
+  t.equal(workerId({}, 4), undefined, 'unset: not a worker');
+  t.equal(workerId({ HERALD_WORKER_ID: '' }, 4), undefined, 'empty: not a worker');
+  t.equal(workerId({ HERALD_WORKER_ID: '0' }, 4), 0);
+  t.equal(workerId({ HERALD_WORKER_ID: '3' }, 4), 3);
+  t.equal(workerId({ HERALD_WORKER_ID: ' 2\n' }, 4), 2, 'trimmed like every setting');
+  t.equal(workerId({ HERALD_WORKER_ID: '0' }, 1), 0, 'one worker: index 0');
+  const hostile = ['4', '-1', '1.0', '1e0', '0x1', '+1', 'NaN', 'Infinity', 'one', '２', '99999999999999999999', '1 2', '0\u0000'];
+  for (const raw of hostile) {
+    let err: unknown;
+    try {
+      workerId({ HERALD_WORKER_ID: raw }, 4);
+    } catch (e) {
+      err = e;
+    }
+    t.type(err, ConfigError, `${JSON.stringify(raw)}: ConfigError`);
+    t.match(
+      (err as Error | undefined)?.message ?? '',
+      /^HERALD_WORKER_ID: expected an integer 0-3 /,
+      `${JSON.stringify(raw)}: names the variable and the range`,
+    );
+  }
+  const env = JSON.parse('{"__proto__":"1"}') as Env;
+  t.equal(workerId(env, 4), undefined, 'a prototype-named key is not the variable');
+});
+
+t.test('read() gives the CLI what the gateway reads: trimmed, checked, defaulted', async (t) => {
+  // A value mounted from a file ends in a newline; the CLI must publish to and sign
+  // for what the gateway listens on and checks.
+  t.equal(read({ HERALD_CHANNEL_PREFIX: 'notifications\n' }, 'HERALD_CHANNEL_PREFIX'), 'notifications');
+  t.equal(read({ HERALD_JWT_ISSUER: ' https://id.example\r\n' }, 'HERALD_JWT_ISSUER'), 'https://id.example');
+  t.equal(read({ HERALD_NAMESPACE: 'acme\n' }, 'HERALD_NAMESPACE'), 'acme');
+  t.equal(read({}, 'HERALD_CHANNEL_PREFIX'), 'notifications', 'the default');
+  t.equal(read({}, 'HERALD_JWT_ISSUER'), undefined, 'no default: unset');
+  t.equal(read({}, 'HERALD_PORT'), 8080);
+  t.equal(read({ HERALD_URL: 'http://gw:9000' }, 'HERALD_URL'), 'http://gw:9000/');
+  t.equal(read({ HERALD_JWT_SECRET: ` ${SECRET}\n` }, 'HERALD_JWT_SECRET'), ` ${SECRET}\n`, 'a secret is verbatim');
+  for (const [name, raw] of [
+    ['HERALD_URL', 'ftp://gw'],
+    ['HERALD_URL', 'gw:9000:x'],
+    ['HERALD_PORT', '80 80'],
+    ['HERALD_CHANNEL_PREFIX', 'notifications\nother'],
+  ] as const) {
+    t.throws(() => read({ [name]: raw }, name), new RegExp(`^${name}: `), `${name}=${JSON.stringify(raw)} refused, naming it`);
+  }
+});
+
+t.test('booleans take true/false, 1/0, yes/no, on/off in any case; nothing else', async (t) => {
+  for (const raw of ['true', 'TRUE', '1', 'yes', 'On']) t.equal(loadConfig({ ...base, HERALD_DEMO: raw }).demo, true, raw);
+  for (const raw of ['false', 'False', '0', 'no', 'OFF']) t.equal(loadConfig({ ...base, HERALD_TRUST_PROXY: raw }).trustProxy, false, raw);
+  for (const raw of ['2', 'y', 'enabled', 'tru', '1.0']) {
+    t.match(
+      (errorOf({ ...base, HERALD_CLOSE_ON_BACKPRESSURE: raw }) as Error).message,
+      /^HERALD_CLOSE_ON_BACKPRESSURE: expected true or false/,
+      raw,
+    );
   }
 });
