@@ -2,9 +2,10 @@
 // of interest.ts, and the recorder's pattern) and the command connection (POST
 // /publish, client events, history reads, recording and leases). Here: how each is
 // set up, its errors logged once each, lost subscriber connections counted, and a wait
-// for the command connection. One state machine per connection, ioredis's own
-// (`status`: connecting, ready, reconnecting, end), which the owners follow through its
-// events; what Herald adds is `subscriberUp`, for counting an outage once.
+// for the command connection to be ready. Each connection's life is ioredis's own
+// state (`status`: connecting, ready, reconnecting, end), which its users follow
+// through its events; the state kept here is only what the log and the reconnect
+// counter need (the last error logged, whether the subscriber was up).
 import { Redis } from 'ioredis';
 import { reconnectDelay } from './limits.js';
 import type { Logger } from './log.js';
