@@ -87,7 +87,7 @@ chromium:
 
 dist/.build-stamp: node_modules/.install-stamp client/dist/.build-stamp tsconfig.json $(SRC)
 	$(TSC) -p tsconfig.json
-	@cp src/*.lua dist/ 2>/dev/null || true
+	@cp src/library.lua dist/
 	@chmod +x dist/main.js dist/cli.js
 	@touch $@
 

@@ -1,11 +1,12 @@
-// The Redis side, assembled: a subscriber connection routed by interest (interest.ts),
-// a command connection for POST /publish, client events, history reads and recording,
-// the recorder role when history is on (recorder.ts), and the gap fill after a
-// subscriber drop (gapfill.ts). This module's own state machine is readiness: `up`
-// while every held topic is subscribed and the command connection is ready (with
-// history on, with the function library loaded and the recorder settled: a gateway
-// that took a slot is ready once its pattern is subscribed, so that a plain PUBLISH
-// sent once it is ready is recorded).
+// The Redis side, assembled: the two connections (redis.ts), the subscriber's channels
+// routed by interest (interest.ts), the command connection for POST /publish, client
+// events and history (history.ts), and with history on the function library kept
+// loaded (loader.ts), the recorder role (recorder.ts) and the gap fill after a
+// subscriber drop (gapfill.ts). Each of those holds its own state; this module's one
+// state is readiness: `up` while every held topic is subscribed and the command
+// connection is ready (with history on, with the function library loaded and the
+// recorder settled: a gateway that took a slot is ready once its pattern is
+// subscribed, so that a plain PUBLISH sent once it is ready is recorded).
 //
 // Who subscribes to what (docs/DELIVERY.md has the picture):
 //   history off: each gateway SUBSCRIBEs `<prefix>:<topic>` for the topics it holds.
@@ -13,18 +14,18 @@
 //                recorded notification on `<ns>:notify:{<topic>}`, which each gateway
 //                SUBSCRIBEs for the topics it holds. herald_publish announces directly.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import type { Deliverer } from './deliver.js';
 import { createGapFill } from './gapfill.js';
-import { createHistory, type History, type HistoryConfig, LibraryConflict } from './history.js';
+import { createHistory, type History, type HistoryConfig, type LibraryConflict } from './history.js';
 import { createInterest, type Subscriptions } from './interest.js';
 import { names as namesOf } from './keys.js';
 import { decodeAnnouncement, librarySettings } from './library.js';
-import { reconnectDelay } from './limits.js';
+import { createLibraryLoader } from './loader.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { offsetMs } from './offsets.js';
 import { createRecorder, type Recorder } from './recorder.js';
+import { createRedisConnections, within } from './redis.js';
 import { channelToTopic, topicToChannel } from './topics.js';
 
 export interface ClientEvent {
@@ -73,54 +74,40 @@ export interface BridgeOptions {
 
 /** How long an ack or mark_read waits for a command connection that is reconnecting, ms. */
 const EVENT_WAIT_MS = 2000;
-/** After a library conflict found once running, the next look, ms. */
-const CONFLICT_RETRY_MS = 5000;
-
-/** Resolves when `client` is ready, or after `ms` (a command then fails as usual). */
-function readyWithin(client: Redis, ms: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.once('ready', done);
-  });
-}
+/** Each step of close(), at most, ms. */
+const CLOSE_STEP_MS = 1000;
 
 export function createBridge(opts: BridgeOptions): Bridge {
-  const { url, prefix, events, deliverer, log, metrics } = opts;
+  const { prefix, events, deliverer, log, metrics } = opts;
   const names = namesOf(opts.namespace);
   const blog = log.child({ component: 'bridge' });
   /** This gateway's name in recorder leases and seen keys: unique per process start. */
   const caller = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
-  const subscriber = new Redis(url, {
-    lazyConnect: true,
-    // interest.ts subscribes again on every 'ready', so that `up` means "confirmed"; a
-    // SUBSCRIBE cut off by a lost connection fails rather than being sent again.
-    autoResubscribe: false,
-    autoResendUnfulfilledCommands: false,
-    maxRetriesPerRequest: null,
-    retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
-    // The pid tells gateways on one host apart in CLIENT LIST.
-    connectionName: `herald-subscriber-${process.pid}`,
-  });
-  const commands = new Redis(url, {
-    lazyConnect: true,
-    // Fail fast while Redis is away: callers answer 503 rather than queue unboundedly.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    retryStrategy: (attempt: number) => reconnectDelay(attempt, Math.random()),
-    connectionName: `herald-commands-${process.pid}`,
-  });
+  /** Readiness, this module's one state (update() below). */
+  let up = false;
+  let closing = false;
+
+  const redis = createRedisConnections({ url: opts.url, log, metrics });
+  const { subscriber, commands } = redis;
 
   const history =
     opts.history === undefined
       ? undefined
       : createHistory(commands, names, librarySettings(opts.namespace, prefix, opts.history, opts.recorders), opts.history);
+  const library =
+    history === undefined
+      ? undefined
+      : createLibraryLoader({
+          commands,
+          history,
+          onChange: (why) => {
+            if (library?.loaded === true) recorder?.libraryLoaded();
+            update(why);
+          },
+          onConflict: opts.onConflict,
+          log,
+        });
   const recorder: Recorder | undefined =
     history === undefined
       ? undefined
@@ -168,7 +155,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
           history,
           deliverer,
           held: () => interest.held,
-          commandsReady: (ms) => readyWithin(commands, ms),
+          commandsReady: redis.commandsReady,
           metrics,
           log,
         });
@@ -206,14 +193,12 @@ export function createBridge(opts: BridgeOptions): Bridge {
   subscriber.on('end', lost);
   subscriber.on('messageBuffer', interest.onMessage);
   if (recorder !== undefined) subscriber.on('pmessageBuffer', recorder.onMessage);
+  commands.on('ready', () => update('command connection ready'));
+  commands.on('close', () => update('command connection closed'));
 
-  /** With history on, the library is loaded on the command connection's current session. */
-  let libraryLoaded = history === undefined;
-  let everLoaded = false;
-  let up = false;
-  let closing = false;
+  // Readiness: derived from the parts' states whenever one changes.
   function update(why: string): void {
-    const value = !closing && interest.up && commands.status === 'ready' && libraryLoaded && (recorder?.settled ?? true);
+    const value = !closing && interest.up && commands.status === 'ready' && (library?.loaded ?? true) && (recorder?.settled ?? true);
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
@@ -222,63 +207,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     else if (!closing) blog.warn({ why }, 'redis unavailable');
   }
 
-  // Counts lost connections, not retries: one outage is one reconnect.
-  let connected = false;
-  subscriber.on('ready', () => {
-    connected = true;
-  });
-  subscriber.on('reconnecting', () => {
-    if (connected) metrics.redisReconnects.inc();
-    connected = false;
-  });
-
-  commands.on('ready', () => {
-    if (history === undefined) {
-      update('command connection ready');
-      return;
-    }
-    // A Redis that restarted without its data lost the library too: look every time.
-    history.load().then(
-      () => {
-        libraryLoaded = true;
-        everLoaded = true;
-        recorder?.libraryLoaded();
-        update('library loaded');
-      },
-      (err: Error) => {
-        if (err instanceof LibraryConflict && !everLoaded) {
-          opts.onConflict(err);
-          return;
-        }
-        blog.error({ err }, 'cannot load the function library; trying again');
-        setTimeout(() => commands.disconnect(true), err instanceof LibraryConflict ? CONFLICT_RETRY_MS : 0).unref();
-      },
-    );
-  });
-  commands.on('close', () => {
-    if (history !== undefined) libraryLoaded = false;
-    update('command connection closed');
-  });
-
-  let lastError = '';
-  for (const [name, client] of [
-    ['subscriber', subscriber],
-    ['commands', commands],
-  ] as const) {
-    client.on('error', (err: Error) => {
-      // ioredis repeats the same error on every retry; log each distinct one once.
-      if (err.message !== lastError) {
-        lastError = err.message;
-        blog.warn({ client: name, err: err.message }, 'redis error');
-      }
-    });
-    client.on('ready', () => {
-      lastError = '';
-    });
-  }
-
-  subscriber.connect().catch(() => undefined); // retried by retryStrategy; errors logged above
-  commands.connect().catch(() => undefined);
+  redis.connect();
 
   return {
     get up() {
@@ -304,7 +233,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
     async recordEvent(e) {
       // A gateway that just started (or reconnected) accepts sockets before its
       // command connection is back: wait for it briefly rather than fail the event.
-      await readyWithin(commands, EVENT_WAIT_MS);
+      await redis.commandsReady(EVENT_WAIT_MS);
       await commands.xadd(
         events.stream,
         'MAXLEN',
@@ -327,15 +256,9 @@ export function createBridge(opts: BridgeOptions): Bridge {
       closing = true;
       update('closing');
       // Each step is bounded: a Redis that hangs must not hold the shutdown.
-      const within = (p: Promise<unknown>): Promise<unknown> =>
-        Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
-      await within(recorder?.close() ?? Promise.resolve());
+      if (recorder !== undefined) await within(recorder.close(), CLOSE_STEP_MS);
       await interest.close();
-      const quit = async (client: Redis): Promise<void> => {
-        if (client.status === 'ready') await within(client.quit());
-        client.disconnect();
-      };
-      await Promise.all([quit(subscriber), quit(commands)]);
+      await redis.close(CLOSE_STEP_MS);
     },
   };
 }

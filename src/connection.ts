@@ -351,14 +351,14 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     const answer = new Map<string, Recovery>();
     for (const [topic, point] of Object.entries(frame.topics)) {
       if (history !== undefined && ws.isSubscribed(topic)) points.set(topic, point);
-      else answer.set(topic, { recovered: false, why: 'trimmed' });
+      else answer.set(topic, { recovered: false, why: history === undefined ? 'history_off' : 'not_held' });
     }
     const reply = (recoveries: Map<string, Recovery>): void => {
       const topics: Record<string, { recovered: boolean }> = Object.create(null) as Record<string, { recovered: boolean }>;
       let replayed = 0;
       for (const [topic, r] of recoveries) {
         topics[topic] = { recovered: r.recovered };
-        metrics.resume(r.recovered ? 'recovered' : 'unrecovered');
+        metrics.resume(r.recovered ? undefined : r.why);
         if (!r.recovered) continue;
         for (const e of r.entries) {
           const position = { id: e.id, offset: e.offset, ts: e.ts, epoch: frame.epoch, replayed: true, json: e.json };

@@ -9,7 +9,8 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Names } from './keys.js';
 import { functionLibrary, isJsonKind, type LibrarySettings, type LoadedLibrary, planLibrary } from './library.js';
-import { compareOffsets, offsetMs } from './offsets.js';
+import type { UnrecoveredReason } from './metrics.js';
+import { firstOffsetAt, isAtOrAfter, offsetMs } from './offsets.js';
 
 export interface HistoryConfig {
   /** Entries kept per topic (XADD MAXLEN =). */
@@ -45,7 +46,8 @@ export interface HistoryEntry {
 /** Where a client (or the gateway) resumes a topic from. */
 export type ResumePoint = { offset: string } | { since: number };
 
-export type Recovery = { recovered: true; entries: HistoryEntry[] } | { recovered: false; why: 'epoch_changed' | 'trimmed' | 'too_many' };
+/** `why` is the label of herald_resumes_total{result="unrecovered"}. */
+export type Recovery = { recovered: true; entries: HistoryEntry[] } | { recovered: false; why: UnrecoveredReason };
 
 /** Redis holds another deployment's library (or ours with other settings). */
 export class LibraryConflict extends Error {
@@ -136,7 +138,7 @@ export function createHistory(redis: Redis, names: Names, settings: LibrarySetti
         if ('offset' in point) p.exists(key);
         else p.call('XINFO', 'STREAM', key);
         // One XRANGE per topic, bounded: one entry more than may be replayed says "too many".
-        const start = 'offset' in point ? point.offset : String(point.since);
+        const start = 'offset' in point ? point.offset : firstOffsetAt(point.since);
         p.xrange(key, start, '+', 'COUNT', cfg.recoveryMax + 2);
       }
       const results = await p.exec();
@@ -174,7 +176,7 @@ export function createHistory(redis: Redis, names: Names, settings: LibrarySetti
           const stream = info as unknown[];
           const trimmed = Number(field(stream, 'entries-added')) > Number(field(stream, 'length'));
           const oldest = (field(stream, 'first-entry') as [string] | null)?.[0];
-          if (trimmed && (oldest === undefined || compareOffsets(oldest, `${point.since}-0`) >= 0)) {
+          if (trimmed && (oldest === undefined || isAtOrAfter(oldest, point.since))) {
             out.set(topic, { recovered: false, why: 'trimmed' });
             return;
           }

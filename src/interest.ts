@@ -72,7 +72,8 @@ const SUBSCRIBE_BURST = 10;
 const SUBSCRIBE_PER_S = 10;
 /** The bucket's refill period: SUBSCRIBE_BURST tokens per this many ms. */
 const SUBSCRIBE_REFILL_MS = (1000 * SUBSCRIBE_BURST) / SUBSCRIBE_PER_S;
-/** Idle topics are left in one UNSUBSCRIBE this often, ms (a topic held again meanwhile stays). */
+/** Idle topics are left together in one UNSUBSCRIBE this long after the first of them
+ *  turned idle, ms (a topic held again meanwhile stays). */
 const UNSUBSCRIBE_EVERY_MS = 1000;
 /** Channels per command: bounds one command's size and Redis time. */
 const CHUNK = 1000;
@@ -148,7 +149,7 @@ export function createInterest(opts: InterestOptions): Interest {
         inFlight = false;
         for (const t of topics) {
           active.add(t);
-          if (!refs.has(t)) idle.add(t); // released while in flight
+          if (!refs.has(t)) idled(t); // released while in flight
           settle(t);
         }
         metrics.redisSubscriptions.set(active.size);
@@ -168,7 +169,16 @@ export function createInterest(opts: InterestOptions): Interest {
     );
   }
 
-  const unsubscribeTimer = setInterval(() => {
+  /** Set while topics are idle: leaves them all in one go (an event, not a poll). */
+  let leaveTimer: NodeJS.Timeout | undefined;
+  function idled(topic: string): void {
+    idle.add(topic);
+    if (leaveTimer !== undefined || !connected) return;
+    leaveTimer = setTimeout(leave, UNSUBSCRIBE_EVERY_MS);
+    leaveTimer.unref();
+  }
+  function leave(): void {
+    leaveTimer = undefined;
     if (!connected) return;
     while (idle.size > 0) {
       const topics: string[] = [];
@@ -186,8 +196,7 @@ export function createInterest(opts: InterestOptions): Interest {
       subscriber.unsubscribe(...topics.map(opts.channelOf)).catch(() => undefined);
     }
     metrics.redisSubscriptions.set(active.size);
-  }, UNSUBSCRIBE_EVERY_MS);
-  unsubscribeTimer.unref();
+  }
 
   function ready(): void {
     connected = true;
@@ -207,6 +216,8 @@ export function createInterest(opts: InterestOptions): Interest {
     idle.clear();
     clearTimeout(batchTimer);
     batchTimer = undefined;
+    clearTimeout(leaveTimer);
+    leaveTimer = undefined;
     metrics.redisSubscriptions.set(0);
     // Whoever waits is answered now: delivery resumes, gap-filled, once the connection is back.
     for (const t of [...waiters.keys()]) settle(t);
@@ -250,7 +261,7 @@ export function createInterest(opts: InterestOptions): Interest {
       refs.delete(topic);
       opts.onIdle(topic);
       if (pending.delete(topic)) settle(topic);
-      else if (active.has(topic)) idle.add(topic);
+      else if (active.has(topic)) idled(topic);
     },
     whenSubscribed(topics, done) {
       if (!connected) return done();
@@ -265,7 +276,7 @@ export function createInterest(opts: InterestOptions): Interest {
       if (w.remaining === 0) done();
     },
     async close() {
-      clearInterval(unsubscribeTimer);
+      clearTimeout(leaveTimer);
       clearTimeout(batchTimer);
       connected = false;
     },

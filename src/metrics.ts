@@ -42,6 +42,12 @@ export type DropReason = (typeof DROP_REASONS)[number];
 export const HISTORY_WRITE_RESULTS = ['recorded', 'found', 'failed', 'dropped'] as const;
 export type HistoryWriteResult = (typeof HISTORY_WRITE_RESULTS)[number];
 
+/** Why a topic of a `resume` was not recovered: the epoch changed, the history was
+ *  trimmed (by count or age), more was missed than may be replayed, the connection does
+ *  not hold the topic, or history is off. */
+export const UNRECOVERED_REASONS = ['epoch_changed', 'trimmed', 'too_many', 'not_held', 'history_off'] as const;
+export type UnrecoveredReason = (typeof UNRECOVERED_REASONS)[number];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
@@ -166,11 +172,12 @@ export function createMetrics() {
   for (const r of HISTORY_WRITE_RESULTS) historyWrites.labels(r).inc(0);
   const resumes = new Counter({
     name: 'herald_resumes_total',
-    help: 'Topics clients asked to resume, by result: recovered, or unrecovered (epoch changed, history trimmed, too many missed, not held)',
-    labelNames: ['result'],
+    help: 'Topics clients asked to resume, by result: recovered, or unrecovered with its reason (epoch_changed, trimmed, too_many, not_held, history_off)',
+    labelNames: ['result', 'reason'],
     registers: [registry],
   });
-  for (const r of ['recovered', 'unrecovered']) resumes.labels(r).inc(0);
+  resumes.inc({ result: 'recovered' }, 0);
+  for (const reason of UNRECOVERED_REASONS) resumes.inc({ result: 'unrecovered', reason }, 0);
   const gapFills = new Counter({
     name: 'herald_gap_fills_total',
     help: 'Topics this gateway refilled from history after its Redis subscription came back, by result',
@@ -273,7 +280,8 @@ export function createMetrics() {
     authFailure: (reason: AuthFailure) => authFailures.labels(reason).inc(),
     authDuration,
     historyWrites: (result: HistoryWriteResult, n: number) => historyWrites.labels(result).inc(n),
-    resume: (result: 'recovered' | 'unrecovered') => resumes.labels(result).inc(),
+    /** A resumed topic: recovered (no reason), or not and why. */
+    resume: (why?: UnrecoveredReason) => resumes.inc(why === undefined ? { result: 'recovered' } : { result: 'unrecovered', reason: why }),
     gapFill: (result: 'filled' | 'unrecoverable') => gapFills.labels(result).inc(),
     replayedNotifications,
     reauth: (result: AuthFailure | 'ok' | 'subject_mismatch') => reauths.labels(result).inc(),

@@ -5,11 +5,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, waitFor } from './ports.js';
+import { freePort } from './ports.js';
 
 const INSTALL_HINT =
   'redis-server is not installed: `make test` installs it as root (apt-get install redis-server); ' +
   'otherwise install it yourself (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis)';
+
+/** How long redis-server may take to say it is ready, ms. */
+const START_TIMEOUT_MS = 10_000;
 
 export interface RedisServer {
   readonly port: number;
@@ -33,19 +36,44 @@ export async function startRedis(): Promise<RedisServer> {
   let proc: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
 
-  async function start(): Promise<void> {
+  /** Resolves once redis-server says it is ready; rejects at once when it exits first
+   *  (a port taken, a bad option), or after START_TIMEOUT_MS, with what it printed. */
+  function start(): Promise<void> {
     const child = spawn(
       'redis-server',
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     proc = child;
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
     exited = new Promise((resolve) => child.once('exit', () => resolve()));
-    await waitFor(`redis-server on port ${port} (${out.slice(-300)})`, () => out.includes('Ready to accept connections'), 10_000);
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const fail = (why: string): void => {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        reject(new Error(`redis-server on port ${port} ${why}; its output:\n${out.slice(-2000) || '(none)'}`));
+      };
+      const onData = (d: Buffer): void => {
+        out += d.toString();
+        if (!out.includes('Ready to accept connections')) return;
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        child.stdout?.off('data', onData);
+        resolve();
+      };
+      const onExit = (code: number | null, signal: NodeJS.Signals | null): void =>
+        fail(`exited (${signal ?? `code ${code}`}) before it was ready`);
+      const timer = setTimeout(() => {
+        fail(`was not ready within ${START_TIMEOUT_MS} ms`);
+        child.kill('SIGKILL');
+      }, START_TIMEOUT_MS);
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.once('exit', onExit);
+      child.once('error', (err) => fail(`could not be started (${err.message})`));
+    });
   }
 
   async function halt(signal: NodeJS.Signals): Promise<void> {

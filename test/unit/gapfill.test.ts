@@ -7,6 +7,7 @@ import { createGapFill } from '../../dist/gapfill.js';
 import type { History, Recovery, ResumePoint } from '../../dist/history.js';
 import { createLogger } from '../../dist/log.js';
 import { createMetrics } from '../../dist/metrics.js';
+import { offsetMs } from '../../dist/offsets.js';
 
 function setup() {
   const asked: Array<Map<string, ResumePoint>> = [];
@@ -36,7 +37,7 @@ function setup() {
     log: createLogger('silent'),
   });
   const deliver = (topic: string, offset: string): void => {
-    deliverer.deliver(topic, '{}', 0, { id: offset, offset, epoch: 'e1', ts: Number(offset.split('-')[0]), json: true });
+    deliverer.deliver(topic, '{}', 0, { id: offset, offset, epoch: 'e1', ts: offsetMs(offset), json: true });
   };
   return { asked, held, gap, deliver };
 }

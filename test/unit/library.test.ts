@@ -1,5 +1,6 @@
 // The deployment's function library: its settings marker, what a gateway does with the
 // libraries Redis holds (planLibrary), and the announcement format both sides share.
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { names } from '../../dist/keys.js';
 import { decodeAnnouncement, functionLibrary, type LibrarySettings, librarySettings, planLibrary, settingsOf } from '../../dist/library.js';
@@ -12,9 +13,26 @@ t.test('the library is named after the namespace and names its settings in a mar
   t.match(code, /^#!lua name=herald\n/);
   t.same(settingsOf(code), ours);
   const acme = functionLibrary({ ...ours, namespace: 'acme', prefix: 'acme-notifications' });
-  for (const fn of ['acme_publish', 'acme_record', 'acme_epoch', 'acme_lease', 'acme_release']) t.ok(acme.includes(`'${fn}'`), fn);
-  t.notOk(acme.includes("'herald_"), 'no function of another namespace');
-  t.ok(acme.includes("local NS = 'acme'"));
+  t.match(acme, /^#!lua name=acme\n/);
+  t.ok(acme.includes('\nlocal NS = "acme"\n'), 'the functions are named after NS: acme_publish, ...');
+  t.notOk(/herald_|"herald"|'herald'/.test(acme), 'nothing of another namespace');
+  for (const fn of ['publish', 'record', 'epoch', 'lease', 'release']) {
+    t.ok(acme.includes(`redis.register_function(NS .. '_${fn}',`), `<ns>_${fn} is registered`);
+  }
+  t.ok(functionLibrary({ ...ours, historySize: 7 }).includes('\nlocal SIZE = 7\n'), 'settings become Lua locals');
+});
+
+t.test('the library is a preamble of settings, then src/library.lua as it stands', async (t) => {
+  const lua = readFileSync(new URL('../../src/library.lua', import.meta.url), 'utf8');
+  const code = functionLibrary(ours);
+  t.ok(code.endsWith(lua), 'dist/library.lua is src/library.lua, after the preamble');
+  const preamble = code.slice(0, code.length - lua.length);
+  const defined = new Set([...preamble.matchAll(/^local ([A-Z_]+) = /gm)].map((m) => m[1]));
+  // Every constant the Lua reads (an upper-case name outside strings and comments) is
+  // one the preamble sets: a setting added on one side only fails here, not in Redis.
+  const bare = lua.replace(/--.*$/gm, '').replace(/'[^'\n]*'|"[^"\n]*"/g, "''");
+  const used = new Set([...bare.matchAll(/\b[A-Z][A-Z_]+\b/g)].map((m) => m[0]));
+  t.same([...used].sort(), [...defined].sort(), "the constants library.lua reads are exactly the preamble's");
 });
 
 t.test('settingsOf: a library without a readable marker has none', async (t) => {
@@ -104,6 +122,17 @@ t.test('announcements: <offset> <epoch> <kind> <id length> <id><payload>', async
     '1-0 e j -1 x',
     '1-0 e j 9 short',
     '1-0 e j 1.5 xx',
+    '1-0 e j 0x1 x',
+    '1-0 e j 1e0 x',
+    '1-0 e j +1 x',
+    '1-0 e j ١ x',
+    '1-0 e j 9999999999 x',
+    '- e j 1 x',
+    '1- e j 1 x',
+    '01x-0 e j 1 x',
+    '١-٠ e j 1 x',
+    '1234567890123456-0 e j 1 x',
+    ' e j 1 x',
     '{"title":"a plain payload"}',
   ]) {
     t.equal(decodeAnnouncement(Buffer.from(bad)), undefined, JSON.stringify(bad));
