@@ -3,6 +3,7 @@
 // upgrades still being verified, so a burst cannot overshoot a cap while jose works.
 // Every check is O(1); per-address state is dropped once idle. Pure: time is passed in.
 import { isIP } from 'node:net';
+import { Refusal as Refusals } from '@herald/client/codes';
 
 export interface AdmissionLimits {
   /** 0 = no limit. */
@@ -13,9 +14,11 @@ export interface AdmissionLimits {
   upgradeRatePerIp: number;
 }
 
+/** The refusals admission gives, from the code table (codes.ts): status, body and headers. */
 export type Refusal =
-  | { status: 503; reason: 'too_many_connections' }
-  | { status: 429; reason: 'too_many_connections_from_address' | 'upgrade_rate_exceeded' };
+  | typeof Refusals.TooManyConnections
+  | typeof Refusals.TooManyConnectionsFromAddress
+  | typeof Refusals.UpgradeRateExceeded;
 
 interface Address {
   /** Open plus admitted-but-not-yet-open connections. */
@@ -49,16 +52,16 @@ export function createAdmission(limits: AdmissionLimits): Admission {
 
   return {
     admit(ip, now) {
-      if (maxConnections > 0 && held >= maxConnections) return { status: 503, reason: 'too_many_connections' };
+      if (maxConnections > 0 && held >= maxConnections) return Refusals.TooManyConnections;
       let a = byIp.get(ip);
       if (a === undefined) {
         a = { held: 0, tokens: upgradeRatePerIp, refilledAt: now };
         byIp.set(ip, a);
       }
-      if (maxConnectionsPerIp > 0 && a.held >= maxConnectionsPerIp) return { status: 429, reason: 'too_many_connections_from_address' };
+      if (maxConnectionsPerIp > 0 && a.held >= maxConnectionsPerIp) return Refusals.TooManyConnectionsFromAddress;
       if (upgradeRatePerIp > 0) {
         refill(a, now);
-        if (a.tokens < 1) return { status: 429, reason: 'upgrade_rate_exceeded' };
+        if (a.tokens < 1) return Refusals.UpgradeRateExceeded;
         a.tokens -= 1;
       }
       a.held++;

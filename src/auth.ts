@@ -3,6 +3,7 @@
 // failure maps to one bounded reason used in the 401 body, the log and the metric.
 import { createPublicKey, webcrypto } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { Refusal } from '@herald/client/codes';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -17,20 +18,21 @@ import {
 import { ConfigError, type JwtConfig } from './config.js';
 import { type Grants, isValidName, NO_GRANTS, parseGrants } from './topics.js';
 
+/** Why a token is refused: the reasons of the code table's token refusals (codes.ts). */
 export const AuthFailure = {
-  MissingToken: 'missing_token',
+  MissingToken: Refusal.MissingToken.reason,
   /** Different tokens in two sources (say header and cookie): neither is tried. */
-  ConflictingTokens: 'conflicting_tokens',
-  TokenTooLarge: 'token_too_large',
-  MalformedToken: 'malformed_token',
-  AlgorithmNotAllowed: 'algorithm_not_allowed',
-  UnknownKey: 'unknown_key',
-  InvalidSignature: 'invalid_signature',
-  TokenExpired: 'token_expired',
-  TokenNotYetValid: 'token_not_yet_valid',
-  InvalidClaims: 'invalid_claims',
+  ConflictingTokens: Refusal.ConflictingTokens.reason,
+  TokenTooLarge: Refusal.TokenTooLarge.reason,
+  MalformedToken: Refusal.MalformedToken.reason,
+  AlgorithmNotAllowed: Refusal.AlgorithmNotAllowed.reason,
+  UnknownKey: Refusal.UnknownKey.reason,
+  InvalidSignature: Refusal.InvalidSignature.reason,
+  TokenExpired: Refusal.TokenExpired.reason,
+  TokenNotYetValid: Refusal.TokenNotYetValid.reason,
+  InvalidClaims: Refusal.InvalidClaims.reason,
   /** The JWKS endpoint could not be reached: not the client's fault (503). */
-  KeyUnavailable: 'key_unavailable',
+  KeyUnavailable: Refusal.KeyUnavailable.reason,
 } as const;
 export type AuthFailure = (typeof AuthFailure)[keyof typeof AuthFailure];
 export const AUTH_FAILURES: readonly AuthFailure[] = Object.values(AuthFailure);

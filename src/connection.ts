@@ -2,6 +2,7 @@
 // state is typed UserData set at upgrade; nothing is attached to `ws`, and `ws` is
 // never touched after close (async continuations check `closed`).
 import { performance } from 'node:perf_hooks';
+import { ErrorFrame, type ErrorFrameCode, ServerClose, type ServerCloseCode, SUBJECT_MISMATCH } from '@herald/client/codes';
 import type { Admission } from './admission.js';
 import type { AuthResult, Identity, Verifier } from './auth.js';
 import type { Bridge } from './bridge.js';
@@ -13,7 +14,7 @@ import type { Subscriptions } from './interest.js';
 import { available, type Budget, consume, newBudget, newRateWindow, type RateWindow, spend } from './limits.js';
 import type { Logger } from './log.js';
 import type { CloseLabel, Metrics } from './metrics.js';
-import { type ClientFrame, Close, decodeClientFrame, ErrorCode, encode, type RequestId, type ServerFrame } from './protocol.js';
+import { type ClientFrame, decodeClientFrame, type ErrorCode, encode, type RequestId, type ServerFrame } from './protocol.js';
 import { initialTopics, isBaseTopic, isGranted } from './topics.js';
 import type { WebSocket } from './uws.js';
 
@@ -23,9 +24,10 @@ export interface UserData {
   readonly ip: string;
   /** Replaced by a successful `auth` frame (same user, new expiry and grants). */
   identity: Identity;
-  /** Topics subscribed with `subscribe`, beyond the initial ones (always allowed, never
-   *  counted against the limit; derived from the identity, not stored per socket). */
-  extraTopics: number;
+  /** How many topics are held by a grant (subscribed with `subscribe`), beyond the
+   *  initial ones (always allowed, never counted against the limit; derived from the
+   *  identity, not stored per socket). */
+  grantedTopicCount: number;
   readonly rate: RateWindow;
   /** History entries this connection may still be replayed (HERALD_REPLAY_BUDGET). */
   readonly replay: Budget;
@@ -50,7 +52,7 @@ export function newUserData(connectionId: string, identity: Identity, ip: string
     connectionId,
     ip,
     identity,
-    extraTopics: 0,
+    grantedTopicCount: 0,
     rate: newRateWindow(performance.now()),
     replay: newBudget(replayBudget, performance.now()),
     subscribing: [],
@@ -90,7 +92,12 @@ export interface ConnectionDeps {
 /** Frames queued behind a request in progress, at most. */
 const MAX_WAITING = 256;
 
-export function createConnectionHandlers(deps: ConnectionDeps) {
+/**
+ * The registry of open connections: the uWS handlers (open, message, close,
+ * subscription) and the process-wide timers that sweep every socket (token expiry,
+ * backpressure), with the set of sockets they share.
+ */
+export function createConnections(deps: ConnectionDeps) {
   const { config, metrics, log, bridge, admission, verifier, subscriptions } = deps;
   const { maxPayloadBytes, maxTopicsPerConnection } = config;
   const { messages: rateLimit, windowMs } = config.rateLimit;
@@ -111,22 +118,33 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     else metrics.messagesSent.inc();
   }
 
+  /** An `error` frame for a code of the table (codes.ts, ErrorFrame). */
   function sendError(
     ws: Socket,
-    code: ErrorCode,
+    error: ErrorFrameCode & { code: ErrorCode },
     message: string,
     id: RequestId | undefined,
     extra?: { retryAfterMs: number } | { reason: string },
   ): void {
-    metrics.error(code);
-    send(ws, { type: 'error', code, message, ...(id !== undefined ? { id } : {}), ...extra });
+    metrics.error(error.code);
+    send(ws, { type: 'error', code: error.code, message, ...(id !== undefined ? { id } : {}), ...extra });
   }
 
-  function end(ws: Socket, close: (typeof Close)[keyof typeof Close]): void {
+  /** Closes with a close of the table (codes.ts, ServerClose); its reason is also the close metric's label. */
+  function end(ws: Socket, close: ServerCloseCode & { reason: CloseLabel }): void {
     const ud = ws.getUserData();
     if (ud.closed) return;
     ud.closeReason = close.reason;
     ws.end(close.code, close.reason);
+  }
+
+  /**
+   * Runs `write` after an await: only if the socket is still open (`ws` must not be
+   * touched after close), and corked (uWS wants every write outside its own callbacks
+   * corked, or each goes out as its own syscall).
+   */
+  function corkIfOpen(ws: Socket, ud: UserData, write: () => void): void {
+    if (!ud.closed) ws.cork(write);
   }
 
   const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
@@ -203,14 +221,14 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     }
     if (!isBaseTopic(ud.identity, topic)) {
       if (!isGranted(ud.identity.grants, topic)) {
-        sendError(ws, ErrorCode.Forbidden, `not allowed to subscribe to ${topic}`, id);
+        sendError(ws, ErrorFrame.Forbidden, `not allowed to subscribe to ${topic}`, id);
         return;
       }
-      if (ud.extraTopics >= maxTopicsPerConnection) {
-        sendError(ws, ErrorCode.TooManyTopics, `at most ${maxTopicsPerConnection} subscribed topics per connection`, id);
+      if (ud.grantedTopicCount >= maxTopicsPerConnection) {
+        sendError(ws, ErrorFrame.TooManyTopics, `at most ${maxTopicsPerConnection} subscribed topics per connection`, id);
         return;
       }
-      ud.extraTopics++;
+      ud.grantedTopicCount++;
     }
     subscribeThen(ws, ud, [topic], reply);
   }
@@ -218,7 +236,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function unsubscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
     if (ws.isSubscribed(topic)) {
       ws.unsubscribe(topic);
-      if (!isBaseTopic(ud.identity, topic)) ud.extraTopics--;
+      if (!isBaseTopic(ud.identity, topic)) ud.grantedTopicCount--;
     }
     send(ws, { type: 'unsubscribed', topic, ...withId(id) });
   }
@@ -238,13 +256,12 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     bridge.recordEvent({ type, userId: ud.identity.userId, notificationId, connectionId: ud.connectionId }).then(
       () => {
         metrics.clientEvent(type, 'recorded');
-        // After an await: the socket may have closed meanwhile, and writes must be corked.
-        if (!ud.closed) ws.cork(replied);
+        corkIfOpen(ws, ud, replied);
       },
       (err: Error) => {
         metrics.clientEvent(type, 'failed');
-        log.warn({ connectionId: ud.connectionId, userId: ud.identity.userId, err: err.message }, `${type} not recorded`);
-        if (!ud.closed) ws.cork(() => sendError(ws, ErrorCode.Unavailable, `${type} could not be recorded; retry later`, id));
+        log.warn({ connectionId: ud.connectionId, userId: ud.identity.userId, err }, `${type} not recorded`);
+        corkIfOpen(ws, ud, () => sendError(ws, ErrorFrame.Unavailable, `${type} could not be recorded; retry later`, id));
       },
     );
   }
@@ -254,7 +271,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   const expirySweep = setInterval(() => {
     for (const ws of expiries.due(Date.now())) {
       // Closed sockets leave the wheel in close(), so every one here is open.
-      ws.cork(() => end(ws, Close.TokenExpired));
+      ws.cork(() => end(ws, ServerClose.TokenExpired));
     }
   }, 250);
   expirySweep.unref();
@@ -263,19 +280,15 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function renewToken(ws: Socket, ud: UserData, token: string, id: RequestId | undefined): void {
     begin(ud);
     verifier.verify(token).then(
-      (result) => {
-        // After an await: the socket may have closed meanwhile, and writes must be corked.
-        if (ud.closed) return;
-        ws.cork(() => {
+      (result) =>
+        corkIfOpen(ws, ud, () => {
           applyRenewal(ws, ud, result, id);
           finish(ws, ud);
-        });
-      },
+        }),
       (err: Error) => {
         log.error({ connectionId: ud.connectionId, err }, 'token verification crashed');
-        if (ud.closed) return;
-        ws.cork(() => {
-          sendError(ws, ErrorCode.Unavailable, 'the token could not be verified; retry later', id);
+        corkIfOpen(ws, ud, () => {
+          sendError(ws, ErrorFrame.Unavailable, 'the token could not be verified; retry later', id);
           finish(ws, ud);
         });
       },
@@ -285,24 +298,24 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
   function applyRenewal(ws: Socket, ud: UserData, result: AuthResult, id: RequestId | undefined): void {
     if (!result.ok) {
       metrics.reauth(result.reason);
-      sendError(ws, ErrorCode.AuthFailed, `token refused (${result.reason}); the current token stays in force`, id, {
+      sendError(ws, ErrorFrame.AuthFailed, `token refused (${result.reason}); the current token stays in force`, id, {
         reason: result.reason,
       });
       return;
     }
     const next = result.identity;
     if (next.userId !== ud.identity.userId) {
-      metrics.reauth('subject_mismatch');
-      sendError(ws, ErrorCode.AuthFailed, 'the token is for another user', id, { reason: 'subject_mismatch' });
+      metrics.reauth(SUBJECT_MISMATCH);
+      sendError(ws, ErrorFrame.AuthFailed, 'the token is for another user', id, { reason: SUBJECT_MISMATCH });
       return;
     }
     // The new claims replace the old: drop what they no longer grant, join new role topics.
     const revoked: string[] = [];
-    let extraTopics = 0;
+    let grantedTopicCount = 0;
     for (const topic of ws.getTopics()) {
       if (isBaseTopic(next, topic)) continue;
       if (isGranted(next.grants, topic)) {
-        extraTopics++;
+        grantedTopicCount++;
       } else {
         ws.unsubscribe(topic);
         revoked.push(topic);
@@ -311,7 +324,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     expiries.remove(ws, ud.identity.expiresAt);
     expiries.add(ws, next.expiresAt);
     ud.identity = next;
-    ud.extraTopics = extraTopics;
+    ud.grantedTopicCount = grantedTopicCount;
     metrics.reauth('ok');
     // New role topics join before the reply, as on connect.
     const joined = initialTopics(next.userId, next.roles).filter((t) => !ws.isSubscribed(t));
@@ -333,7 +346,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       if (closeOnBackpressure) {
         metrics.backpressureCloses.inc();
         // The close frame queues behind the backlog: a client that reads again sees it.
-        ws.cork(() => end(ws, Close.Backpressure));
+        ws.cork(() => end(ws, ServerClose.Backpressure));
       }
     }
     metrics.backpressured.set(closeOnBackpressure ? 0 : over);
@@ -376,7 +389,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     // An exhausted budget refuses before any Redis read.
     if (available(ud.replay, performance.now(), config.replayBudget) < 1) {
       metrics.rateLimited.inc();
-      sendError(ws, ErrorCode.RateLimited, "this connection's replay budget is spent; retry later", frame.id, {
+      sendError(ws, ErrorFrame.RateLimited, "this connection's replay budget is spent; retry later", frame.id, {
         retryAfterMs: Math.ceil(60_000 / config.replayBudget),
       });
       return;
@@ -384,42 +397,36 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
     // One resume at a time per connection: later frames wait for its answer.
     begin(ud);
     history.since(frame.epoch, points, Date.now()).then(
-      (recoveries) => {
-        if (ud.closed) return;
-        // Each replayed entry is spent from the connection's replay budget: one frame
-        // may not make the gateway send hundreds of topics' history again and again.
-        let entries = 0;
-        for (const r of recoveries.values()) if (r.recovered) entries += r.entries.length;
-        const budget = spend(ud.replay, entries, performance.now(), config.replayBudget);
-        if (budget.kind === 'later') {
-          metrics.rateLimited.inc();
-          ws.cork(() => {
+      (recoveries) =>
+        corkIfOpen(ws, ud, () => {
+          // Each replayed entry is spent from the connection's replay budget: one frame
+          // may not make the gateway send hundreds of topics' history again and again.
+          let entries = 0;
+          for (const r of recoveries.values()) if (r.recovered) entries += r.entries.length;
+          const budget = spend(ud.replay, entries, performance.now(), config.replayBudget);
+          if (budget.kind === 'later') {
+            metrics.rateLimited.inc();
             sendError(
               ws,
-              ErrorCode.RateLimited,
+              ErrorFrame.RateLimited,
               `a replay of ${entries} notifications is over this connection's replay budget now; retry later`,
               frame.id,
               { retryAfterMs: budget.retryAfterMs },
             );
-            finish(ws, ud);
-          });
-          return;
-        }
-        for (const [t, r] of recoveries) {
-          // More than the budget ever holds: nothing is replayed, and the topics that had
-          // something to replay are reloaded by the client.
-          answer.set(t, budget.kind === 'never' && r.recovered && r.entries.length > 0 ? { recovered: false, why: 'too_many' } : r);
-        }
-        ws.cork(() => {
-          reply(answer);
+          } else {
+            for (const [t, r] of recoveries) {
+              // More than the budget ever holds: nothing is replayed, and the topics that had
+              // something to replay are reloaded by the client.
+              answer.set(t, budget.kind === 'never' && r.recovered && r.entries.length > 0 ? { recovered: false, why: 'too_many' } : r);
+            }
+            reply(answer);
+          }
           finish(ws, ud);
-        });
-      },
+        }),
       (err: Error) => {
         log.warn({ connectionId: ud.connectionId, err }, 'resume failed');
-        if (ud.closed) return;
-        ws.cork(() => {
-          sendError(ws, ErrorCode.Unavailable, 'history could not be read; retry later', frame.id);
+        corkIfOpen(ws, ud, () => {
+          sendError(ws, ErrorFrame.Unavailable, 'history could not be read; retry later', frame.id);
           finish(ws, ud);
         });
       },
@@ -498,37 +505,37 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       metrics.messagesReceived.inc();
       // uWS's own limit is set above ours so that we, not uWS, answer with a 1009.
       if (message.byteLength > maxPayloadBytes) {
-        end(ws, Close.MessageTooBig);
+        end(ws, ServerClose.MessageTooBig);
         return;
       }
       if (isBinary) {
-        end(ws, Close.BinaryFrame);
+        end(ws, ServerClose.BinaryFrame);
         return;
       }
       // The ArrayBuffer is neutered when this callback returns: decode it now.
       const decoded = decodeClientFrame(Buffer.from(message).toString('utf8'));
       if (decoded.kind === 'not_json') {
-        end(ws, Close.NotJson);
+        end(ws, ServerClose.NotJson);
         return;
       }
 
       const decision = consume(ud.rate, performance.now(), rateLimit, windowMs);
       if (decision.kind === 'close') {
-        end(ws, Close.RateLimited);
+        end(ws, ServerClose.RateLimited);
         return;
       }
       const id = decoded.kind === 'frame' ? decoded.frame.id : decoded.id;
       if (decision.kind === 'reject') {
         metrics.rateLimited.inc();
-        sendError(ws, ErrorCode.RateLimited, 'too many messages', id, { retryAfterMs: decision.retryAfterMs });
+        sendError(ws, ErrorFrame.RateLimited, 'too many messages', id, { retryAfterMs: decision.retryAfterMs });
         return;
       }
       switch (decoded.kind) {
         case 'invalid':
-          sendError(ws, ErrorCode.InvalidMessage, decoded.message, id);
+          sendError(ws, ErrorFrame.InvalidMessage, decoded.message, id);
           return;
         case 'unknown_type':
-          sendError(ws, ErrorCode.UnknownType, decoded.message, id);
+          sendError(ws, ErrorFrame.UnknownType, decoded.message, id);
           return;
         case 'frame':
           if (canStart(ud, decoded.frame)) {
@@ -539,7 +546,7 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
           ud.waiting ??= [];
           if (ud.waiting.length >= MAX_WAITING) {
             metrics.rateLimited.inc();
-            sendError(ws, ErrorCode.RateLimited, `at most ${MAX_WAITING} frames may wait for a request in progress`, id, {
+            sendError(ws, ErrorFrame.RateLimited, `at most ${MAX_WAITING} frames may wait for a request in progress`, id, {
               retryAfterMs: 1000,
             });
             return;
@@ -569,11 +576,11 @@ export function createConnectionHandlers(deps: ConnectionDeps) {
       const done = new Promise<void>((resolve) => {
         allClosed = resolve;
       });
-      for (const ws of [...sockets]) end(ws, Close.ShuttingDown);
+      for (const ws of [...sockets]) end(ws, ServerClose.ShuttingDown);
       if (sockets.size === 0) allClosed?.();
       return done;
     },
   };
 }
 
-export type ConnectionHandlers = ReturnType<typeof createConnectionHandlers>;
+export type Connections = ReturnType<typeof createConnections>;

@@ -7,7 +7,7 @@ import { createAdmission } from './admission.js';
 import { createVerifier } from './auth.js';
 import { type Bridge, createBridge } from './bridge.js';
 import type { Config } from './config.js';
-import { createConnectionHandlers } from './connection.js';
+import { createConnections } from './connection.js';
 import { createDedupWindow } from './dedup.js';
 import { createDeliverer, type Fanout } from './deliver.js';
 import { loadDemoAssets } from './demo.js';
@@ -91,7 +91,7 @@ export async function startGateway(
   // Per-address state is forgotten once idle; one sweep for the process.
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
-  const connections = createConnectionHandlers({
+  const connections = createConnections({
     config,
     metrics,
     log,

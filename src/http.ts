@@ -1,7 +1,9 @@
 // HTTP plumbing for uWS: abort tracking, corked JSON replies, bounded body reads.
 // uWS rules: register onAborted before the first await; after any await, write only
 // inside res.cork() and only if the request was not aborted. Every reply goes
-// through `reply` so those rules live in one place.
+// through `reply` so those rules live in one place, and every refusal through `refuse`,
+// which takes its status, body and headers from the code table.
+import { type HttpRefusal, refusalBody } from '@herald/client/codes';
 import type { HttpResponse } from './uws.js';
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -56,6 +58,14 @@ export function reply(ex: Exchange, status: number, body: unknown, opts: ReplyOp
     ex.res.writeHeader('Cache-Control', 'no-store');
     if (opts.headers !== undefined) for (const [k, v] of Object.entries(opts.headers)) ex.res.writeHeader(k, v);
     ex.res.end(text, opts.close ?? false);
+  });
+}
+
+/** A refusal from the code table (codes.ts, Refusal); `extra` adds to the body (a 400's `message`, a 413's `limit`). */
+export function refuse(ex: Exchange, refusal: HttpRefusal, extra?: Readonly<Record<string, unknown>>): void {
+  reply(ex, refusal.status, refusalBody(refusal, extra), {
+    ...(refusal.headers !== undefined ? { headers: refusal.headers } : {}),
+    ...(refusal.closeConnection === true ? { close: true } : {}),
   });
 }
 

@@ -1,5 +1,7 @@
 // Herald's wire protocol (docs/PROTOCOL.md): frame types, the ajv schemas that
-// validate client frames (compiled once, at import), encoders, and the code tables.
+// validate client frames (compiled once, at import), encoders. The codes (error frames,
+// closes) are the SDK's table, @herald/client/codes, shared with the clients.
+import { ErrorFrame, type ErrorFrameName } from '@herald/client/codes';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
@@ -17,36 +19,11 @@ export type ClientFrame =
 
 export type ClientFrameType = ClientFrame['type'];
 
-export const ErrorCode = {
-  /** Valid JSON that fails the frame schema. The connection stays open. */
-  InvalidMessage: 'invalid_message',
-  /** A `type` this server does not know. */
-  UnknownType: 'unknown_type',
-  /** The token does not grant the topic. */
-  Forbidden: 'forbidden',
-  /** Over the per-connection message rate; carries retryAfterMs. */
-  RateLimited: 'rate_limited',
-  /** Subscribing would exceed HERALD_MAX_TOPICS_PER_CONNECTION. */
-  TooManyTopics: 'too_many_topics',
-  /** The backend (Redis) could not take the request; retry later. */
-  Unavailable: 'unavailable',
-  /** An `auth` frame's token was refused (carries `reason`); the old token stays in force. */
-  AuthFailed: 'auth_failed',
-} as const;
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
-
-/** Close codes the server sends, with the reason text that goes with each. */
-export const Close = {
-  ShuttingDown: { code: 1001, reason: 'shutting_down' },
-  BinaryFrame: { code: 1003, reason: 'binary_not_supported' },
-  NotJson: { code: 1003, reason: 'invalid_json' },
-  RateLimited: { code: 1008, reason: 'rate_limited' },
-  MessageTooBig: { code: 1009, reason: 'message_too_big' },
-  TokenExpired: { code: 1008, reason: 'token_expired' },
-  /** The client stopped reading: HERALD_MAX_BACKPRESSURE_BYTES unsent. 1013 = try again later. */
-  Backpressure: { code: 1013, reason: 'backpressure' },
-} as const;
-export type CloseReason = (typeof Close)[keyof typeof Close]['reason'];
+/** The `error` frame codes by name (from ErrorFrame; the metric labels, for one). */
+export const ErrorCode = Object.fromEntries(Object.entries(ErrorFrame).map(([name, e]) => [name, e.code])) as {
+  readonly [N in ErrorFrameName]: (typeof ErrorFrame)[N]['code'];
+};
+export type ErrorCode = (typeof ErrorCode)[ErrorFrameName];
 
 export type ServerFrame =
   | { type: 'connected'; connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number; epoch?: string }

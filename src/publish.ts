@@ -3,11 +3,12 @@
 // on) or PUBLISHes it (history off), so every gateway holding the topic delivers; in
 // embedded mode it delivers to this process's clients.
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { type HttpRefusal, Refusal } from '@herald/client/codes';
 import { Ajv } from 'ajv';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
 import type { Deliverer } from './deliver.js';
-import { BodyTooLarge, type Exchange, readBody, reply, track } from './http.js';
+import { BodyTooLarge, type Exchange, readBody, refuse, reply, track } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { describeSchemaError } from './protocol.js';
@@ -20,9 +21,14 @@ export interface PublishItem {
   payload: string;
 }
 
-export type PublishParse =
-  | { ok: true; items: PublishItem[] }
-  | { ok: false; reason: 'invalid_json' | 'invalid_body' | 'too_many_items' | 'notification_too_large'; message: string };
+/** Why a body is refused (the 400s of the code table, codes.ts). */
+export type BodyRefusal =
+  | typeof Refusal.InvalidJson
+  | typeof Refusal.InvalidBody
+  | typeof Refusal.TooManyItems
+  | typeof Refusal.NotificationTooLarge;
+
+export type PublishParse = { ok: true; items: PublishItem[] } | { ok: false; refusal: BodyRefusal; message: string };
 
 const ITEM_SCHEMA = {
   type: 'object',
@@ -38,12 +44,12 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
   try {
     body = JSON.parse(text);
   } catch {
-    return { ok: false, reason: 'invalid_json', message: 'body is not valid JSON' };
+    return { ok: false, refusal: Refusal.InvalidJson, message: 'body is not valid JSON' };
   }
   const list = Array.isArray(body) ? body : [body];
-  if (list.length === 0) return { ok: false, reason: 'invalid_body', message: 'empty array' };
+  if (list.length === 0) return { ok: false, refusal: Refusal.InvalidBody, message: 'empty array' };
   if (list.length > limits.maxBatch) {
-    return { ok: false, reason: 'too_many_items', message: `at most ${limits.maxBatch} notifications per request` };
+    return { ok: false, refusal: Refusal.TooManyItems, message: `at most ${limits.maxBatch} notifications per request` };
   }
   const items: PublishItem[] = [];
   for (let i = 0; i < list.length; i++) {
@@ -53,17 +59,17 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
       const detail = describeSchemaError(validateItem.errors?.[0], (e) =>
         e?.instancePath === '/topic' ? 'topic must be 1-128 of [A-Za-z0-9:_.@-]' : 'must be an object {"topic", "data"}',
       );
-      return { ok: false, reason: 'invalid_body', message: `${where}: ${detail}` };
+      return { ok: false, refusal: Refusal.InvalidBody, message: `${where}: ${detail}` };
     }
     let payload: string;
     try {
       payload = JSON.stringify(item.data);
     } catch {
       // JSON.parse accepts nesting that JSON.stringify cannot re-encode (stack depth).
-      return { ok: false, reason: 'invalid_body', message: `${where}: data is nested too deeply` };
+      return { ok: false, refusal: Refusal.InvalidBody, message: `${where}: data is nested too deeply` };
     }
     if (Buffer.byteLength(payload) > limits.maxNotificationBytes) {
-      return { ok: false, reason: 'notification_too_large', message: `${where}: data is over ${limits.maxNotificationBytes} bytes` };
+      return { ok: false, refusal: Refusal.NotificationTooLarge, message: `${where}: data is over ${limits.maxNotificationBytes} bytes` };
     }
     items.push({ topic: item.topic, payload });
   }
@@ -85,37 +91,35 @@ export function createPublishHandler(deps: {
   const plog = deps.log.child({ component: 'publish' });
   // Compare digests so the comparison takes the same time whatever the length.
   const keyDigest = digest(config.publishKey ?? '');
-  const TOO_LARGE = { error: 'payload_too_large', reason: 'body_too_large', limit: config.publishMaxBodyBytes };
+  const tooLarge = { limit: config.publishMaxBodyBytes };
   const limits = { maxBatch: config.publishMaxBatch, maxNotificationBytes: config.maxNotificationBytes };
 
-  function answer(ex: Exchange, status: number, body: unknown, close = false): void {
-    metrics.publishRequest(status);
-    reply(ex, status, body, {
-      close,
-      headers: status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {},
-    });
+  /** Every answer is counted by status. */
+  function fail(ex: Exchange, refusal: HttpRefusal, extra?: Readonly<Record<string, unknown>>): void {
+    metrics.publishRequest(refusal.status);
+    refuse(ex, refusal, extra);
   }
 
   async function handle(ex: Exchange, authorization: string, contentLength: string): Promise<void> {
     const m = /^Bearer[ \t]+(\S+)$/i.exec(authorization);
     if (m?.[1] === undefined || !timingSafeEqual(digest(m[1]), keyDigest)) {
-      answer(ex, 401, { error: 'unauthorized', reason: 'invalid_publish_key' }, true);
+      fail(ex, Refusal.InvalidPublishKey);
       return;
     }
     if (contentLength !== '' && Number(contentLength) > config.publishMaxBodyBytes) {
-      answer(ex, 413, TOO_LARGE, true);
+      fail(ex, Refusal.BodyTooLarge, tooLarge);
       return;
     }
     let body: Buffer;
     try {
       body = await readBody(ex, config.publishMaxBodyBytes);
     } catch (err) {
-      if (err instanceof BodyTooLarge) answer(ex, 413, TOO_LARGE, true);
+      if (err instanceof BodyTooLarge) fail(ex, Refusal.BodyTooLarge, tooLarge);
       return; // otherwise the client aborted: nobody to answer
     }
     const parsed = parsePublishBody(body.toString('utf8'), limits);
     if (!parsed.ok) {
-      answer(ex, 400, { error: 'bad_request', reason: parsed.reason, message: parsed.message });
+      fail(ex, parsed.refusal, { message: parsed.message });
       return;
     }
     if (bridge === undefined) {
@@ -124,12 +128,13 @@ export function createPublishHandler(deps: {
       try {
         await bridge.publish(parsed.items);
       } catch (err) {
-        plog.warn({ err: (err as Error).message, items: parsed.items.length }, 'publish to redis failed');
-        answer(ex, 503, { error: 'unavailable', reason: 'redis_unavailable' });
+        plog.warn({ err, items: parsed.items.length }, 'publish to redis failed');
+        fail(ex, Refusal.RedisUnavailable);
         return;
       }
     }
-    answer(ex, 202, { accepted: parsed.items.length });
+    metrics.publishRequest(202);
+    reply(ex, 202, { accepted: parsed.items.length });
   }
 
   return (res: HttpResponse, req: HttpRequest): void => {
@@ -137,8 +142,8 @@ export function createPublishHandler(deps: {
     const contentLength = req.getHeader('content-length');
     const ex = track(res);
     handle(ex, authorization, contentLength).catch((err: unknown) => {
-      plog.error({ err: (err as Error).message }, 'publish handler failed');
-      answer(ex, 500, { error: 'internal' });
+      plog.error({ err }, 'publish handler failed');
+      fail(ex, Refusal.Internal);
     });
   };
 }
@@ -146,7 +151,7 @@ export function createPublishHandler(deps: {
 /** Any other method on /publish: 405, counted like every /publish answer. */
 export function methodNotAllowed(metrics: Metrics) {
   return (res: HttpResponse): void => {
-    metrics.publishRequest(405);
-    reply(track(res), 405, { error: 'method_not_allowed' }, { headers: { Allow: 'POST' } });
+    metrics.publishRequest(Refusal.MethodNotAllowed.status);
+    refuse(track(res), Refusal.MethodNotAllowed);
   };
 }

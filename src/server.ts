@@ -1,8 +1,9 @@
 // Assembles the uWS App: HTTP routes, the WebSocket behaviour, listen and stop.
+import { Refusal } from '@herald/client/codes';
 import type { Config } from './config.js';
-import type { ConnectionHandlers, UserData } from './connection.js';
+import type { Connections, UserData } from './connection.js';
 import { DEMO_HEADERS, type DemoAsset, withWsPath } from './demo.js';
-import { reply, track } from './http.js';
+import { refuse, reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Metrics } from './metrics.js';
 import { methodNotAllowed } from './publish.js';
@@ -31,7 +32,7 @@ export interface ServerDeps {
   config: Config;
   metrics: Metrics;
   lifecycle: Lifecycle;
-  connections: ConnectionHandlers;
+  connections: Connections;
   upgrade: (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) => void;
   /** /metrics text and /stats, for this process or (under the supervisor) the whole host. */
   observe: { metrics(): Promise<string>; stats(): Promise<unknown> };
@@ -80,14 +81,14 @@ export function createServer(deps: ServerDeps): Server {
     const ex = track(res);
     deps.observe.metrics().then(
       (text) => reply(ex, 200, text, { contentType: metrics.registry.contentType }),
-      () => reply(ex, 500, { error: 'internal' }),
+      () => refuse(ex, Refusal.Internal),
     );
   });
   app.get('/stats', (res) => {
     const ex = track(res);
     deps.observe.stats().then(
       (stats) => reply(ex, 200, stats),
-      () => reply(ex, 500, { error: 'internal' }),
+      () => refuse(ex, Refusal.Internal),
     );
   });
   if (config.publishKey !== undefined) {
@@ -98,7 +99,7 @@ export function createServer(deps: ServerDeps): Server {
     const assets = withWsPath(deps.demo, config.wsPath);
     const serve = (res: HttpResponse, req: HttpRequest): void => {
       const asset = assets.get(req.getUrl());
-      if (asset === undefined) reply(track(res), 404, { error: 'not_found' });
+      if (asset === undefined) refuse(track(res), Refusal.NotFound);
       else reply(track(res), 200, asset.body, { contentType: asset.contentType, headers: DEMO_HEADERS });
     };
     app.get('/demo', serve);
@@ -106,10 +107,10 @@ export function createServer(deps: ServerDeps): Server {
   }
   // A plain GET on the WebSocket path (no Upgrade header) falls through to here.
   app.get(config.wsPath, (res) => {
-    reply(track(res), 426, { error: 'upgrade_required' }, { headers: { Upgrade: 'websocket' } });
+    refuse(track(res), Refusal.UpgradeRequired);
   });
   app.any('/*', (res) => {
-    reply(track(res), 404, { error: 'not_found' });
+    refuse(track(res), Refusal.NotFound);
   });
 
   let listenSocket: us_listen_socket | undefined;

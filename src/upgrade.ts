@@ -1,15 +1,17 @@
 // The WebSocket upgrade: authenticate with the JWT before upgrading, in the order
 // uWS requires. Copy everything out of `req` synchronously (it is only valid inside
 // this callback), register onAborted before the first await, and after the await
-// either cork + upgrade or cork + refuse.
+// either cork + upgrade or cork + refuse. Every refusal is an entry of the code table
+// (@herald/client/codes, Refusal): status, body and headers come from there.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { type HttpRefusal, Refusal } from '@herald/client/codes';
 import { type Admission, addressKey, clientAddress } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
 import { newUserData } from './connection.js';
 import { chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
-import { type Exchange, reply, track } from './http.js';
+import { type Exchange, refuse, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -24,6 +26,11 @@ export interface UpgradeDeps {
   log: Logger;
   lifecycle: Lifecycle;
 }
+
+/** The refused upgrade for each token failure: AuthFailure's names are Refusal's (401, or 503 key_unavailable). */
+export const TOKEN_REFUSALS: ReadonlyMap<AuthFailure, HttpRefusal> = new Map(
+  (Object.keys(AuthFailure) as Array<keyof typeof AuthFailure>).map((name) => [AuthFailure[name], Refusal[name]]),
+);
 
 function countProtocols(header: string): number {
   let n = header === '' ? 0 : 1;
@@ -51,18 +58,20 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   }, REFUSAL_LOG_INTERVAL_MS);
   summary.unref();
 
-  function refuse(ex: Exchange, reason: AuthFailure, source: string | undefined): void {
+  /** A token refusal: counted, logged (bounded), answered 401 (or 503 key_unavailable). */
+  function refuseToken(ex: Exchange, reason: AuthFailure, source: string | undefined): void {
     metrics.authFailure(reason);
     if (refusals.note(reason)) ulog.warn({ reason, source, remote: ex.finished ? undefined : remoteAddress(ex.res) }, 'upgrade refused');
-    const status = reason === AuthFailure.KeyUnavailable ? 503 : 401;
-    reply(
-      ex,
-      status,
-      { error: status === 401 ? 'unauthorized' : 'unavailable', reason },
-      {
-        headers: status === 401 ? { 'WWW-Authenticate': `Bearer error="invalid_token"` } : {},
-      },
-    );
+    refuse(ex, TOKEN_REFUSALS.get(reason) ?? Refusal.Internal);
+  }
+
+  /** A request-shape refusal: counted by its reason. */
+  function refuseShape(
+    ex: Exchange,
+    refusal: typeof Refusal.ConnectionNotUpgrade | typeof Refusal.UriTooLong | typeof Refusal.TooManyProtocols,
+  ): void {
+    metrics.admissionRefused(refusal.reason);
+    refuse(ex, refusal);
   }
 
   return (res: HttpResponse, req: HttpRequest, context: us_socket_context_t): void => {
@@ -81,36 +90,33 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
 
     const readiness = lifecycle.readiness();
     if (!readiness.ready && readiness.reason === 'draining') {
-      reply(ex, 503, { error: 'unavailable', reason: 'draining' });
+      refuse(ex, Refusal.Draining);
       return;
     }
     if (!connectionListsUpgrade(connection)) {
-      metrics.admissionRefused('connection_not_upgrade');
-      reply(ex, 400, { error: 'bad_request', reason: 'connection_not_upgrade' }, { close: true });
+      refuseShape(ex, Refusal.ConnectionNotUpgrade);
       return;
     }
     // A long query or subprotocol list that carries a token is an oversized token
     // (401, like in any other source); otherwise it is a malformed request.
     if (hs.query.length > maxQueryBytes) {
       if (/(?:^|&)token=/.test(hs.query)) {
-        refuse(ex, AuthFailure.TokenTooLarge, 'query');
+        refuseToken(ex, AuthFailure.TokenTooLarge, 'query');
         return;
       }
-      metrics.admissionRefused('uri_too_long');
-      reply(ex, 414, { error: 'uri_too_long', reason: 'uri_too_long' }, { close: true });
+      refuseShape(ex, Refusal.UriTooLong);
       return;
     }
     if (countProtocols(hs.protocols) > maxProtocols) {
-      metrics.admissionRefused('too_many_protocols');
-      reply(ex, 400, { error: 'bad_request', reason: 'too_many_protocols' }, { close: true });
+      refuseShape(ex, Refusal.TooManyProtocols);
       return;
     }
     if (hs.protocols.length > maxAuthorizationBytes + 256) {
-      refuse(ex, AuthFailure.TokenTooLarge, 'subprotocol');
+      refuseToken(ex, AuthFailure.TokenTooLarge, 'subprotocol');
       return;
     }
     if (hs.authorization.length > maxAuthorizationBytes) {
-      refuse(ex, AuthFailure.TokenTooLarge, 'header');
+      refuseToken(ex, AuthFailure.TokenTooLarge, 'header');
       return;
     }
 
@@ -119,14 +125,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const refusal = admission.admit(ip, performance.now());
     if (refusal !== undefined) {
       metrics.admissionRefused(refusal.reason);
-      reply(
-        ex,
-        refusal.status,
-        { error: refusal.status === 503 ? 'unavailable' : 'too_many_requests', reason: refusal.reason },
-        {
-          headers: { 'Retry-After': '1' },
-        },
-      );
+      refuse(ex, refusal);
       return;
     }
     // From here on the place is held: every way out either upgrades or releases it.
@@ -135,17 +134,17 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     if (!isOriginAllowed(hs.origin, config.allowedOrigins)) {
       admission.release(ip);
       metrics.originRejected.inc();
-      if (refusals.note('origin_not_allowed')) {
+      if (refusals.note(Refusal.OriginNotAllowed.reason)) {
         ulog.warn({ origin: hs.origin.slice(0, 200), remote: remoteAddress(res) }, 'upgrade refused: origin not allowed');
       }
-      reply(ex, 403, { error: 'forbidden', reason: 'origin_not_allowed' });
+      refuse(ex, Refusal.OriginNotAllowed);
       return;
     }
     const found = findToken(hs);
     if (found.kind !== 'token') {
       admission.release(ip);
-      if (found.kind === 'none') refuse(ex, AuthFailure.MissingToken, undefined);
-      else refuse(ex, AuthFailure.ConflictingTokens, found.sources.join(','));
+      if (found.kind === 'none') refuseToken(ex, AuthFailure.MissingToken, undefined);
+      else refuseToken(ex, AuthFailure.ConflictingTokens, found.sources.join(','));
       return;
     }
 
@@ -156,7 +155,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         if (ex.finished) return; // the client left while we verified (onAbort released the place)
         if (!result.ok) {
           admission.release(ip);
-          refuse(ex, result.reason, found.source);
+          refuseToken(ex, result.reason, found.source);
           return;
         }
         const userData = newUserData(randomUUID(), result.identity, ip, config.replayBudget);
@@ -168,8 +167,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       },
       (err: unknown) => {
         if (!ex.finished) admission.release(ip);
-        ulog.error({ err: (err as Error).message }, 'token verification crashed');
-        reply(ex, 500, { error: 'internal' });
+        ulog.error({ err }, 'token verification crashed');
+        refuse(ex, Refusal.Internal);
       },
     );
   };

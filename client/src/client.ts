@@ -3,6 +3,7 @@
 // asked for (topics, requests in the offline queue) outlives the socket and is replayed
 // on the next one. The pure parts live in backoff.ts, dedup.ts, requests.ts and resume.ts.
 import { type Backoff, backoffCap, createBackoff } from './backoff.js';
+import { Retry, retryAfterClose, retryAfterError, retryAfterRefusal } from './codes.js';
 import { createDedupWindow, type DedupWindow } from './dedup.js';
 import { Emitter } from './emitter.js';
 import {
@@ -18,7 +19,6 @@ import {
   type ServerFrame,
   type Session,
   SUBPROTOCOL,
-  TOKEN_EXPIRED,
 } from './protocol.js';
 import { type Clock, createRequests, HeraldError, type Requests, systemClock } from './requests.js';
 import { type ResumeFrame, ResumeState, resumeFrames } from './resume.js';
@@ -195,8 +195,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** First retry of a resume the gateway could not serve (`unavailable`: Redis unreadable), ms; then doubling up to backoffMaxMs, jittered. */
 const RESUME_RETRY_MS = 1000;
 
-/** Server error codes that mean "this subscribe had no effect and will not on retry". */
-const REFUSED = new Set(['forbidden', 'too_many_topics', 'invalid_message', 'unknown_type']);
+/** A server error that means "this request had no effect and will not on retry" (codes.ts). */
+const refused = (code: string): boolean => retryAfterError(code) === Retry.Never;
 
 interface NodeStyleEvents {
   on(event: 'unexpected-response', fn: (req: unknown, res: { statusCode?: number }) => void): unknown;
@@ -349,7 +349,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       const e = err as HeraldError;
       // A refusal always drops the topic; a request that never went out drops it only
       // if it was new. A timeout keeps it: the server may have taken it.
-      if (REFUSED.has(e.code) || (!had && e.code !== 'timeout')) this.#dropTopic(topic);
+      if (refused(e.code) || (!had && e.code !== 'timeout')) this.#dropTopic(topic);
       throw withTopic(e, topic);
     } finally {
       const n = (this.#subscribing.get(topic) ?? 1) - 1;
@@ -537,7 +537,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     for (const topic of this.#topics) {
       if (this.#subscribing.has(topic)) continue;
       this.#requests.request({ type: 'subscribe', topic }, { resend: false }).catch((err: HeraldError) => {
-        if (!REFUSED.has(err.code)) return; // lost with the connection: the next one re-subscribes
+        if (!refused(err.code)) return; // lost with the connection: the next one re-subscribes
         this.#dropTopic(topic);
         this.emit('error', new HeraldError(err.code, `re-subscribe ${topic}: ${err.message}`, { sent: true, topic }));
       });
@@ -614,13 +614,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
   }
 
-  /** The socket is gone (closed by the server, the network, or abandoned): decide what next. */
+  /** The socket is gone (closed by the server, the network, or abandoned): decide what next (codes.ts says how). */
   #lost(info: { code: number; reason: string; status: number | undefined; local?: boolean }): void {
     if (this.#state === 'closed') return;
     const wasOpen = this.#session !== undefined;
     const reason = info.reason !== '' ? info.reason : wasOpen ? 'connection_lost' : 'refused';
-    if (info.code === Close.PolicyViolation && info.reason !== TOKEN_EXPIRED) {
-      // A policy close (rate_limited) would only happen again: stop, and say why.
+    let retry = info.local === true ? Retry.Backoff : retryAfterClose(info.code, info.reason);
+    if (retry === Retry.Never) {
+      // A close that would only happen again (1008 rate_limited, a frame the gateway refuses): stop, and say why.
       this.#stop(reason, info.code);
       return;
     }
@@ -630,15 +631,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       ...(info.local === true ? {} : { code: info.code }),
       ...(info.status !== undefined ? { status: info.status } : {}),
     };
-    if (info.code === Close.PolicyViolation) {
-      // token_expired: the gateway closed an expired token's connection; come back at once with a fresh token.
-      this.#scheduleRetry(detail, this.#takeFreshTokenRetry());
-      return;
-    }
     // Closed before `connected`: a browser cannot tell a 401 from a network error, so
     // take it as a possibly expired token and retry once, at once, with a fresh one.
-    const maybe401 = !wasOpen && info.local !== true && (info.status === undefined || info.status === 401);
-    this.#scheduleRetry(detail, maybe401 && this.#takeFreshTokenRetry());
+    if (retry === Retry.Backoff && !wasOpen && info.local !== true) retry = retryAfterRefusal(info.status);
+    // 1008 token_expired (or the refusal above): come back at once with a fresh token.
+    this.#scheduleRetry(detail, retry === Retry.FreshToken && this.#takeFreshTokenRetry());
   }
 
   #takeFreshTokenRetry(): boolean {
@@ -724,8 +721,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       // Connection gone (or a late answer timed out): the points stay pending, and the
       // next connection sends them again; a late `resumed` is still taken.
       if (gen !== this.#generation || err.code === 'disconnected' || err.code === 'closed' || err.code === 'timeout') return;
-      if (err.code === 'unavailable' || err.code === 'rate_limited') {
-        // The gateway could not read Redis (or we sent too fast): ask again, for the topics still unanswered.
+      if (retryAfterError(err.code) === Retry.Backoff) {
+        // The gateway could not read Redis (unavailable, or we sent too fast: rate_limited): ask again, for the topics still unanswered.
         const cap = backoffCap(attempt, { initialMs: RESUME_RETRY_MS, maxMs: Math.max(RESUME_RETRY_MS, this.#o.backoffMaxMs), factor: 2 });
         const delay = err.retryAfterMs ?? Math.min(cap, this.#random() * cap);
         const timer = this.#clock.setTimeout(

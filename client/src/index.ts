@@ -1,8 +1,9 @@
 // @herald/client: a dependency-free client for the Herald notification gateway, for
-// browsers and Node (Node 22+ has a global WebSocket; on Node 20 pass `ws`).
+// browsers and Node (Node 22+ has a global WebSocket; on Node 20 pass `ws`). This is
+// the public API: what an app uses. The modules behind it (backoff, dedup, requests,
+// resume, the frame decoder) are internals, imported by path only by this repository's
+// tests and benchmarks.
 
-export type { Backoff, BackoffOptions } from './backoff.js';
-export { backoffCap, createBackoff } from './backoff.js';
 export type {
   AuthResult,
   ConnectionState,
@@ -16,31 +17,12 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './client.js';
-export { HeraldClient, jwtExpiry } from './client.js';
-export type { DedupWindow } from './dedup.js';
-export { createDedupWindow } from './dedup.js';
+export { HeraldClient } from './client.js';
+export type { ErrorCode, ErrorFrameCode, HttpRefusal, ServerCloseCode } from './codes.js';
+export { ErrorFrame, Refusal, Retry, retryAfterClose, retryAfterError, retryAfterRefusal, ServerClose } from './codes.js';
 export type { Listener } from './emitter.js';
-export { Emitter } from './emitter.js';
-export { compareOffsets, parseOffset } from './grammar.js';
-export type { ClientFrame, Notification, RequestId, ResumedTopics, ServerErrorCode, ServerFrame, Session } from './protocol.js';
-export { BEARER_PREFIX, Close, decodeServerFrame, isOffset, isTopic, SUBPROTOCOL } from './protocol.js';
-export type {
-  ClientErrorCode,
-  Clock,
-  HeraldErrorCode,
-  HeraldErrorOptions,
-  Reply,
-  RequestFrame,
-  RequestOptions,
-  Requests,
-  RequestsOptions,
-} from './requests.js';
-export { createRequests, HeraldError, systemClock } from './requests.js';
-export type { PlanTimes, ResumeFrame, ResumePlan, ResumePoint, TopicPosition } from './resume.js';
-export {
-  MAX_RESUME_TOPICS,
-  RESUME_MARGIN_MS,
-  RESUME_OFFSET_MAX_AGE_MS,
-  ResumeState,
-  resumeFrames,
-} from './resume.js';
+export { compareOffsets, isNotificationId, isOffset, isTopic, parseOffset } from './grammar.js';
+export type { Notification, ResumedTopics, ServerErrorCode, Session } from './protocol.js';
+export { Close } from './protocol.js';
+export type { ClientErrorCode, Clock, HeraldErrorCode } from './requests.js';
+export { HeraldError } from './requests.js';

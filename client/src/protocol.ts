@@ -3,6 +3,7 @@
 // frame into a typed ServerFrame. The one place the SDK defines frames (the names they
 // carry follow grammar.ts).
 
+import { type ErrorCode, ServerClose } from './codes.js';
 import { isOffset } from './grammar.js';
 
 export { isNotificationId, isOffset, isTopic } from './grammar.js';
@@ -31,15 +32,8 @@ export type ClientFrame =
 
 export type ClientFrameType = ClientFrame['type'];
 
-/** The error codes PROTOCOL.md lists; a newer server may send others, so the type stays open. */
-export type ServerErrorCode =
-  | 'invalid_message'
-  | 'unknown_type'
-  | 'forbidden'
-  | 'rate_limited'
-  | 'too_many_topics'
-  | 'unavailable'
-  | 'auth_failed';
+/** The error codes PROTOCOL.md lists (codes.ts, ErrorFrame); a newer server may send others, so the type stays open. */
+export type ServerErrorCode = ErrorCode;
 
 /** The `connected` frame: who this connection is, and how often to ping. */
 export interface Session {
@@ -109,20 +103,21 @@ export const REPLY_TYPE: { readonly [K in ClientFrameType]: ReplyTypes[K]['type'
   resume: 'resumed',
 };
 
-/** Close codes and reasons the client branches on (PROTOCOL.md, "Close codes"). */
+/**
+ * Close codes by name: the ones the client sends itself, and the gateway's (codes.ts,
+ * ServerClose, has each with its reason text and what the client does after it).
+ */
 export const Close = {
   Normal: 1000,
   /** `shutting_down`: reconnect (with backoff), to another gateway. */
-  GoingAway: 1001,
+  GoingAway: ServerClose.ShuttingDown.code,
   /** No close frame: dropped connection, refused upgrade (browsers), idle timeout. */
   Abnormal: 1006,
   /** Policy: `rate_limited` (do not come back), or `token_expired` (come back with a fresh token). */
-  PolicyViolation: 1008,
+  PolicyViolation: ServerClose.TokenExpired.code,
   /** Sent by the client when it gives up on a socket (no pong, slow open); 4000-4999 is for applications. */
   ClientGaveUp: 4000,
 } as const;
-
-export const TOKEN_EXPIRED = 'token_expired';
 
 type Obj = Record<string, unknown>;
 

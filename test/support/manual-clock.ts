@@ -1,7 +1,7 @@
 // A clock whose time moves only when the test says so: the SDK's timers (request
 // deadlines, backoff, pings) fire in due order from advance(), so a test can prove
 // "nothing happens before 10 000 ms, this happens at 10 000 ms" without waiting.
-import type { Clock } from '../../client/dist/index.js';
+import type { Clock } from '../../client/dist/requests.js';
 
 interface Timer {
   id: number;

@@ -38,7 +38,7 @@ t.test('each cap admits up to its limit and refuses the next with its own reason
 });
 
 t.test('a refusal carries the HTTP status that goes with its reason', async (t) => {
-  const rows: Array<[limits: Partial<AdmissionLimits>, want: Refusal]> = [
+  const rows: Array<[limits: Partial<AdmissionLimits>, want: Pick<Refusal, 'status' | 'reason'>]> = [
     [{ maxConnections: 1 }, { status: 503, reason: 'too_many_connections' }],
     [{ maxConnectionsPerIp: 1 }, { status: 429, reason: 'too_many_connections_from_address' }],
     [{ upgradeRatePerIp: 1 }, { status: 429, reason: 'upgrade_rate_exceeded' }],
@@ -46,7 +46,7 @@ t.test('a refusal carries the HTTP status that goes with its reason', async (t) 
   for (const [limits, want] of rows) {
     const a = createAdmission({ ...NO_LIMITS, ...limits });
     t.equal(a.admit('10.0.0.1', 0), undefined, `${want.reason}: the first is admitted`);
-    t.strictSame(a.admit('10.0.0.1', 0), want, `${want.reason}: the second is refused with ${want.status}`);
+    t.match(a.admit('10.0.0.1', 0), want, `${want.reason}: the second is refused with ${want.status}`);
   }
 });
 

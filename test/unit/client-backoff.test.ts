@@ -1,7 +1,7 @@
 // The SDK's reconnection schedule (client/src/backoff.ts): exponential caps, full
 // jitter within [0, cap], reset after a stable connection.
 import t from 'tap';
-import { backoffCap, createBackoff } from '../../client/dist/index.js';
+import { backoffCap, createBackoff } from '../../client/dist/backoff.js';
 
 const opts = { initialMs: 500, maxMs: 30_000, factor: 2 };
 

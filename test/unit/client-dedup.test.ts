@@ -1,6 +1,6 @@
 // The SDK's bounded window of notification ids (client/src/dedup.ts).
 import t from 'tap';
-import { createDedupWindow } from '../../client/dist/index.js';
+import { createDedupWindow } from '../../client/dist/dedup.js';
 
 t.test('an id is new the first time and seen every time after', async (t) => {
   const d = createDedupWindow(10);

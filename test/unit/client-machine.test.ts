@@ -180,6 +180,27 @@ t.test('another 1008 (rate_limited) closes for good: state closed with the reaso
   t.equal(h.clock.pending, 0, 'no timer left');
 });
 
+t.test('the closes the code table says never to retry after close for good; 1013 backpressure backs off', async (t) => {
+  const rows: Array<[code: number, reason: string, state: string]> = [
+    [1009, 'message_too_big', 'closed'],
+    [1003, 'invalid_json', 'closed'],
+    [1003, 'binary_not_supported', 'closed'],
+    [1008, 'policy_of_a_newer_gateway', 'closed'],
+    [1013, 'backpressure', 'reconnecting'],
+    [1011, 'internal_error', 'reconnecting'],
+  ];
+  for (const [code, reason, state] of rows) {
+    const h = harness(t);
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    h.socket().drop(code, reason);
+    await step(h);
+    t.match(h.states.at(-1), { state, reason, code }, `${code} ${reason}: ${state}`);
+    h.client.close();
+  }
+});
+
 t.test('1001 shutting_down reconnects after a jittered delay, and a stable connection resets the backoff', async (t) => {
   const h = harness(t);
   await step(h);

@@ -1,7 +1,8 @@
 // The SDK's decoder of server frames (client/src/protocol.ts): typed frames for what
 // PROTOCOL.md documents, undefined for anything else, unknown properties dropped.
 import t from 'tap';
-import { type ClientFrame, decodeServerFrame, isTopic, type ServerFrame } from '../../client/dist/index.js';
+import { isTopic } from '../../client/dist/index.js';
+import { type ClientFrame, decodeServerFrame, type ServerFrame } from '../../client/dist/protocol.js';
 import {
   decodeClientFrame,
   encode,

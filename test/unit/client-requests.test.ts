@@ -2,7 +2,8 @@
 // deadlines, the bounded offline queue, and what a lost connection does to requests
 // in flight. Time is a ManualClock; the "socket" is an array of written frames.
 import t from 'tap';
-import { type ClientFrame, createRequests, decodeServerFrame, HeraldError, type ServerFrame } from '../../client/dist/index.js';
+import { type ClientFrame, decodeServerFrame, type ServerFrame } from '../../client/dist/protocol.js';
+import { createRequests, HeraldError } from '../../client/dist/requests.js';
 import { ManualClock, settle } from '../support/manual-clock.js';
 
 function setup(o: { timeoutMs?: number; maxQueue?: number } = {}) {

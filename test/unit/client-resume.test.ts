@@ -3,17 +3,15 @@
 // built from them (chunked, and each accepted by the gateway's own schema).
 import fc from 'fast-check';
 import t from 'tap';
+import { compareOffsets, isOffset, parseOffset } from '../../client/dist/index.js';
 import {
-  compareOffsets,
-  isOffset,
   MAX_RESUME_TOPICS,
-  parseOffset,
   RESUME_MARGIN_MS,
   RESUME_OFFSET_MAX_AGE_MS,
   type ResumePoint,
   ResumeState,
   resumeFrames,
-} from '../../client/dist/index.js';
+} from '../../client/dist/resume.js';
 import { compareOffsets as gatewayCompareOffsets } from '../../dist/offsets.js';
 import { decodeClientFrame } from '../../dist/protocol.js';
 

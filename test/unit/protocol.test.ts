@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Close, decodeClientFrame, ErrorCode, encode, encodeNotification, type ServerFrame } from '../../dist/protocol.js';
+import { decodeClientFrame, ErrorCode, encode, encodeNotification, type ServerFrame } from '../../dist/protocol.js';
 
 t.test('every valid client frame decodes to itself', async (t) => {
   const rows: Array<Record<string, unknown>> = [
@@ -211,19 +211,6 @@ t.test('encodeNotification produces a parseable frame with escaped topic and id'
     t.strictSame(parsed, JSON.parse(JSON.stringify({ type: 'notification', topic, id, ts, data: JSON.parse(data) })), name);
     t.strictSame(Object.keys(parsed as object), ['type', 'topic', 'id', 'ts', 'data'], `${name}: key order`);
   }
-});
-
-t.test('close codes and reasons match the protocol table', async (t) => {
-  t.strictSame(Close, {
-    ShuttingDown: { code: 1001, reason: 'shutting_down' },
-    BinaryFrame: { code: 1003, reason: 'binary_not_supported' },
-    NotJson: { code: 1003, reason: 'invalid_json' },
-    RateLimited: { code: 1008, reason: 'rate_limited' },
-    MessageTooBig: { code: 1009, reason: 'message_too_big' },
-    TokenExpired: { code: 1008, reason: 'token_expired' },
-    Backpressure: { code: 1013, reason: 'backpressure' },
-  });
-  for (const { reason } of Object.values(Close)) t.ok(Buffer.byteLength(reason) <= 123, `${reason} fits a close frame`);
 });
 
 t.test('error codes include every code the contract names', async (t) => {

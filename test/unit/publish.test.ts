@@ -37,7 +37,7 @@ t.test('valid bodies parse into topic and JSON-encoded payload', async (t) => {
 });
 
 function failure(r: PublishParse): { reason: string; message: string } | undefined {
-  return r.ok ? undefined : { reason: r.reason, message: r.message };
+  return r.ok ? undefined : { reason: r.refusal.reason, message: r.message };
 }
 
 t.test('bad bodies are refused with a reason and a message that says where', async (t) => {
@@ -105,7 +105,7 @@ t.test('the notification byte limit counts UTF-8 bytes of the encoded data', asy
     const r = parsePublishBody(JSON.stringify({ topic: 'a', data }), limits);
     t.equal(r.ok, ok, name);
     if (!r.ok) {
-      t.equal(r.reason, 'notification_too_large', `${name}: reason`);
+      t.equal(r.refusal.reason, 'notification_too_large', `${name}: reason`);
       t.match(r.message, /^body: data is over 64 bytes$/, `${name}: message`);
     }
   }
@@ -116,7 +116,7 @@ t.test('the notification byte limit counts UTF-8 bytes of the encoded data', asy
     ]),
     limits,
   );
-  t.strictSame(batch, { ok: false, reason: 'notification_too_large', message: '[1]: data is over 64 bytes' }, 'names the item in a batch');
+  t.strictSame(failure(batch), { reason: 'notification_too_large', message: '[1]: data is over 64 bytes' }, 'names the item in a batch');
 });
 
 t.test('deeply nested data is refused with a reason instead of throwing', async (t) => {
