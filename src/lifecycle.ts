@@ -1,8 +1,9 @@
 // Readiness, and the shutdown sequence: readiness off, stop accepting, close
 // clients with 1001, leave Redis, exit; all within HERALD_SHUTDOWN_TIMEOUT_S.
+import { NotReady } from '@herald/client/codes';
 import type { Logger } from './log.js';
 
-export type Readiness = { ready: true } | { ready: false; reason: 'starting' | 'draining' | 'redis_unavailable' };
+export type Readiness = { ready: true } | { ready: false; why: NotReady };
 
 export interface Lifecycle {
   readiness(): Readiness;
@@ -23,9 +24,9 @@ export function createLifecycle(deps: { log: Logger; timeoutMs: number; redisUp?
 
   return {
     readiness() {
-      if (state === 'starting') return { ready: false, reason: 'starting' };
-      if (state === 'draining') return { ready: false, reason: 'draining' };
-      if (redisUp !== undefined && !redisUp()) return { ready: false, reason: 'redis_unavailable' };
+      if (state === 'starting') return { ready: false, why: NotReady.Starting };
+      if (state === 'draining') return { ready: false, why: NotReady.Draining };
+      if (redisUp !== undefined && !redisUp()) return { ready: false, why: NotReady.RedisUnavailable };
       return { ready: true };
     },
     serving() {

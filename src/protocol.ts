@@ -1,21 +1,13 @@
 // Herald's wire protocol (docs/PROTOCOL.md): frame types, the ajv schemas that
 // validate client frames (compiled once, at import), encoders. The codes (error frames,
-// closes) are the SDK's table, @herald/client/codes, shared with the clients.
+// closes) are the SDK's table, @herald/client/codes, shared with the clients, and so
+// are the client frames' types (@herald/client/protocol).
 import { ErrorFrame, type ErrorFrameName } from '@herald/client/codes';
+import type { ClientFrame, RequestId } from '@herald/client/protocol';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
-/** Request ids are echoed verbatim: a string of 1-64 characters or a non-negative safe integer. */
-export type RequestId = string | number;
-
-export type ClientFrame =
-  | { type: 'ping'; id?: RequestId }
-  | { type: 'subscribe'; topic: string; id?: RequestId }
-  | { type: 'unsubscribe'; topic: string; id?: RequestId }
-  | { type: 'ack'; notificationId: string; id?: RequestId }
-  | { type: 'mark_read'; notificationId: string; id?: RequestId }
-  | { type: 'auth'; token: string; id?: RequestId }
-  | { type: 'resume'; epoch: string; topics: Record<string, { offset: string } | { since: number }>; id?: RequestId };
+export type { ClientFrame, RequestId };
 
 export type ClientFrameType = ClientFrame['type'];
 

@@ -75,7 +75,8 @@ export function createServer(deps: ServerDeps): Server {
   });
   app.get('/readyz', (res) => {
     const r = lifecycle.readiness();
-    reply(track(res), r.ready ? 200 : 503, r.ready ? { status: 'ready' } : { status: 'unavailable', reason: r.reason });
+    if (r.ready) reply(track(res), 200, { status: 'ready' });
+    else reply(track(res), r.why.status, { status: 'unavailable', reason: r.why.reason });
   });
   app.get('/metrics', (res) => {
     const ex = track(res);

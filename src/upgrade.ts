@@ -5,7 +5,7 @@
 // (@herald/client/codes, Refusal): status, body and headers come from there.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { type HttpRefusal, Refusal } from '@herald/client/codes';
+import { type HttpRefusal, NotReady, Refusal } from '@herald/client/codes';
 import { type Admission, addressKey, clientAddress } from './admission.js';
 import { AuthFailure, type Verifier } from './auth.js';
 import type { Config } from './config.js';
@@ -89,7 +89,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const ex = track(res);
 
     const readiness = lifecycle.readiness();
-    if (!readiness.ready && readiness.reason === 'draining') {
+    if (!readiness.ready && readiness.why === NotReady.Draining) {
       refuse(ex, Refusal.Draining);
       return;
     }

@@ -222,6 +222,22 @@ export function retryAfterRefusal(status: number | undefined): Retry {
   return Retry.Backoff;
 }
 
+/** Why `GET /readyz` answers 503 `{"status":"unavailable","reason":…}`: a probe's answer, not a refusal. */
+export interface NotReadyReason {
+  readonly status: 503;
+  readonly reason: string;
+  /** The words docs/PROTOCOL.md's /readyz row shows beside it. */
+  readonly doc: string;
+}
+
+/** The /readyz reasons, in the order the gateway checks them. */
+export const NotReady = {
+  Starting: { status: 503, reason: 'starting', doc: 'starting up' },
+  Draining: { status: 503, reason: 'draining', doc: 'shutting down' },
+  RedisUnavailable: { status: 503, reason: 'redis_unavailable', doc: 'Redis mode:' },
+} as const satisfies Record<string, NotReadyReason>;
+export type NotReady = (typeof NotReady)[keyof typeof NotReady];
+
 /** An `error` frame's code. No error code closes the connection by itself. */
 export interface ErrorFrameCode {
   readonly code: string;

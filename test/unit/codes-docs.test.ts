@@ -8,6 +8,7 @@ import {
   ErrorFrame,
   type ErrorFrameCode,
   type HttpRefusal,
+  NotReady,
   RETRY_DOC,
   Refusal,
   type Retry,
@@ -201,6 +202,25 @@ t.test('the close code table says what the code table says', async (t) => {
     t.ok(Object.values(RETRY_DOC).includes(row['Retry'] as string), `close ${row['Code']} (not Herald's): a retry word`);
   }
   t.strictSame(herald.map((r) => code(r['Reason text'] as string)).sort(), entries.map(([, c]) => c.reason).sort(), 'every close, once');
+});
+
+t.test("/readyz's 503 row names every not-ready reason, with the words the table gives it", async (t) => {
+  const rows = table(section(DOC, '## Other HTTP endpoints'), ['Request', 'Status', 'Body']).rows.filter(
+    (r) => r['Request'] === '`GET /readyz`' && r['Status'] === '503',
+  );
+  t.equal(rows.length, 1, 'one 503 row');
+  const body = rows[0]?.['Body'] ?? '';
+  const documented = [...body.matchAll(/"reason":"([a-z_]+)"|`"([a-z_]+)"`/g)].map((m) => m[1] ?? m[2]);
+  t.strictSame(
+    documented,
+    Object.values(NotReady).map((r) => r.reason),
+    'the reasons, in the order the gateway checks them',
+  );
+  for (const r of Object.values(NotReady)) {
+    // `{"status":"unavailable","reason":"starting"}` (starting up), `"draining"` (shutting down), …
+    const said = [`"${r.reason}"}\` (${r.doc}`, `"${r.reason}"\` (${r.doc}`].some((form) => body.includes(form));
+    t.ok(said, `${r.reason}: followed by (${r.doc}`);
+  }
 });
 
 t.test('the code table is consistent in itself', async (t) => {

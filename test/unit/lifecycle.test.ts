@@ -1,6 +1,7 @@
 // Readiness and the shutdown sequence, with a real logger writing into an array and
 // real timers (the deadline is a few tens of ms).
 import t from 'tap';
+import { NotReady } from '../../client/dist/codes.js';
 import { createLifecycle, type ShutdownStep } from '../../dist/lifecycle.js';
 import { createLogger } from '../../dist/log.js';
 
@@ -14,15 +15,15 @@ t.test('readiness: starting, then ready once serving, not ready without Redis, d
   let redisUp = false;
   const { log } = capture();
   const lc = createLifecycle({ log, timeoutMs: 1000, redisUp: () => redisUp });
-  t.strictSame(lc.readiness(), { ready: false, reason: 'starting' });
+  t.strictSame(lc.readiness(), { ready: false, why: NotReady.Starting });
   lc.serving();
-  t.strictSame(lc.readiness(), { ready: false, reason: 'redis_unavailable' });
+  t.strictSame(lc.readiness(), { ready: false, why: NotReady.RedisUnavailable });
   redisUp = true;
   t.strictSame(lc.readiness(), { ready: true });
   const done = lc.shutdown([]);
-  t.strictSame(lc.readiness(), { ready: false, reason: 'draining' });
+  t.strictSame(lc.readiness(), { ready: false, why: NotReady.Draining });
   lc.serving();
-  t.strictSame(lc.readiness(), { ready: false, reason: 'draining' }, 'serving() does not undo a shutdown');
+  t.strictSame(lc.readiness(), { ready: false, why: NotReady.Draining }, 'serving() does not undo a shutdown');
   t.equal(await done, true);
 });
 
