@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Redis as IORedis } from 'ioredis';
+import { read } from '../dist/config.js';
 import { functionLibrary, librarySettings } from '../dist/library.js';
 import { killAll, startRedis } from './services.js';
 
@@ -25,7 +26,9 @@ if (!Number.isSafeInteger(TOPICS) || TOPICS < 1 || TOPICS > 100_000) throw new E
 if (!Number.isSafeInteger(SIZE) || SIZE < 1 || SIZE > 100_000) throw new Error('--size: expected 1-100000 (HERALD_HISTORY_SIZE)');
 
 // The gateway defaults: HERALD_HISTORY_TTL_S 300, the fixed 60 s seen window.
-const LIBRARY = functionLibrary(librarySettings('herald', 'notifications', { size: SIZE, ttlMs: 300_000, recoveryMax: 300 }, 2));
+const LIBRARY = functionLibrary(
+  librarySettings(read({}, 'HERALD_NAMESPACE'), read({}, 'HERALD_CHANNEL_PREFIX'), { size: SIZE, ttlMs: 300_000, recoveryMax: 300 }, 2),
+);
 
 /** [payload bytes, notifications per topic]; more than SIZE means trimmed: the steady state of a busy topic. */
 const CASES: ReadonlyArray<[number, number]> = [

@@ -2,6 +2,7 @@
 // /stats and /metrics answer for every worker on the host, whichever one the
 // kernel handed the request to. Outside the supervisor, there is just this process.
 
+import { WORKER_ID } from './config.js';
 export type Gatherable = 'stats' | 'metrics';
 
 /** Supervisor <-> worker messages over the IPC channel. */
@@ -21,7 +22,7 @@ export const GATHER_TIMEOUT_MS = 1000;
 
 export function createSiblings(collect: Record<Gatherable, () => Promise<unknown>>): Siblings {
   const send = process.send?.bind(process);
-  if (send === undefined || process.env['HERALD_WORKER_ID'] === undefined) {
+  if (send === undefined || process.env[WORKER_ID] === undefined) {
     return { gather: async (what) => [await collect[what]()] };
   }
   let nextId = 0;

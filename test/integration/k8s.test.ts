@@ -27,14 +27,6 @@ const K8S = join(ROOT, 'k8s');
 /** Documented examples: in k8s/ but deliberately not in any kustomization (see k8s/README.md). */
 const EXAMPLES = ['ingress.example.yaml'];
 
-/**
- * Env vars Herald reads that README.md's configuration table may not list yet.
- * HERALD_WORKERS (issue 4, multi-process) was added to src/ and README.md while
- * these manifests were written; the table lists it since commit b566a40, so this
- * allowance can go once that is certain to stay.
- */
-const NOT_YET_IN_README = new Set(['HERALD_WORKERS']);
-
 type Obj = Record<string, unknown>;
 
 interface Doc {
@@ -328,7 +320,7 @@ t.test('every env var the ConfigMap and Deployment set is in docs/CONFIGURATION.
   const names = [...Object.keys(configMap().data ?? {}), ...(c.env ?? []).map((e) => e.name)];
   t.ok(names.length > 0);
   for (const name of names) {
-    t.ok(documented.has(name) || NOT_YET_IN_README.has(name), `${name} is documented`);
+    t.ok(documented.has(name), `${name} is documented in docs/CONFIGURATION.md`);
   }
   for (const from of c.envFrom ?? []) t.equal(from.prefix, undefined, 'envFrom adds no prefix to the documented names');
 });

@@ -2,6 +2,7 @@
 // and collects its JSON log lines.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { read } from '../../dist/config.js';
 import { waitFor } from './ports.js';
 import { TEST_SECRET } from './tokens.js';
 
@@ -132,7 +133,7 @@ export async function startGateway(env: Record<string, string> = baseEnv(), args
   return {
     port,
     http: `http://127.0.0.1:${port}`,
-    ws: `ws://127.0.0.1:${port}${env['HERALD_WS_PATH'] ?? '/ws'}`,
+    ws: `ws://127.0.0.1:${port}${read(env, 'HERALD_WS_PATH')}`,
     logs,
     stderr: child.stderr,
     proc: child.proc,
