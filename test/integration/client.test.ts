@@ -226,9 +226,16 @@ t.test('an expired token refused with 401 at the upgrade: the token function is 
   t.teardown(() => client.close());
   const c = new Recorder(client);
   await c.state('open');
-  t.same(calls, ['expired', 'fresh']);
+  // This uWS build may drop a freshly upgraded socket (uWebSockets#1928, PROTOCOL.md's
+  // 1006 row): a close 1006 with no HTTP status after the 401. The SDK then backs off
+  // and asks for a token again; allowed once, and said.
+  const isDrop = (s: StateChange): boolean => s.state === 'reconnecting' && s.code === 1006 && s.status === undefined;
+  const drops = c.states.slice(2).filter(isDrop).length;
+  if (drops > 0) t.comment(`a fresh socket dropped by uWS (uWebSockets#1928) ${drops} time(s)`);
+  t.ok(drops <= 1, 'at most one drop');
+  t.same(calls, ['expired', ...Array.from({ length: 1 + drops }, () => 'fresh')]);
   t.same(
-    c.states.map(brief),
+    c.states.filter((s, i) => i < 2 || !isDrop(s)).map(brief),
     ['connecting connect', 'reconnecting refused 1006 401 +0ms', 'open connected'],
     'ws shows the 401; retried at once',
   );
