@@ -354,12 +354,17 @@ t.test('on one kept-alive connection every upgrade request passes admission befo
   const gw = await gateway(t, { HERALD_UPGRADE_RATE_PER_IP: '5' });
   // A well-formed token signed with another key: refusing it costs a real verification.
   const forged = `Bearer ${await token({ sub: 'flood' }, { secret: `${TEST_SECRET}-not-this-one` })}`;
+  const started = performance.now();
   const statuses = await keptAlive(gw.port, forged, 40);
-  t.equal(statuses.filter((s) => s === 401).length, 5, 'the burst of 5 is verified and refused');
-  t.equal(statuses.filter((s) => s === 429).length, 35, 'the other 35 are refused by admission');
+  // The bucket refills 5 a second: on a loaded machine the 40 round trips may take long
+  // enough for a token or two more. What must hold is that only admitted upgrades are verified.
+  const refilled = Math.floor(((performance.now() - started) / 1000) * 5);
+  const verified = statuses.filter((s) => s === 401).length;
+  t.ok(verified >= 5 && verified <= 5 + refilled, `the burst of 5 (+${refilled} refilled) is verified and refused: ${verified}`);
+  t.equal(statuses.filter((s) => s === 429).length, 40 - verified, 'the others are refused by admission');
   const m = await scrape(gw.http);
-  t.equal(m.value('herald_auth_duration_seconds_count'), 5, 'only 5 verifications ran');
-  t.equal(m.value('herald_admission_refused_total', { reason: 'upgrade_rate_exceeded' }), 35);
+  t.equal(m.value('herald_auth_duration_seconds_count'), verified, 'only the admitted ones were verified');
+  t.equal(m.value('herald_admission_refused_total', { reason: 'upgrade_rate_exceeded' }), 40 - verified);
 });
 
 t.test('a flood of refused upgrades logs 5 lines per reason and one summary with the counts, not a line each', async (t) => {
