@@ -242,7 +242,9 @@ export function createConnections(deps: ConnectionDeps) {
   }
 
   function clientEvent(ws: Socket, ud: UserData, frame: Extract<ClientFrame, { type: 'ack' | 'mark_read' }>): void {
-    const { type, notificationId, id } = frame;
+    const { type, id } = frame;
+    // TODO(gw16): the list form (notificationIds) is not accepted by the schema yet.
+    const notificationId = frame.notificationId ?? '';
     const replied = (): void => {
       if (id !== undefined && !ud.closed) {
         send(ws, type === 'ack' ? { type: 'acked', notificationId, id } : { type: 'marked_read', notificationId, id });
@@ -453,6 +455,10 @@ export function createConnections(deps: ConnectionDeps) {
         return;
       case 'resume':
         resume(ws, ud, frame);
+        return;
+      case 'history':
+        // TODO(gw16): not accepted by the schema yet.
+        sendError(ws, ErrorFrame.HistoryUnavailable, 'no history on this gateway', frame.id);
         return;
       default: {
         const never: never = frame;

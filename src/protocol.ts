@@ -3,7 +3,7 @@
 // closes) are the SDK's table, @herald/client/codes, shared with the clients, and so
 // are the client frames' types (@herald/client/protocol).
 import { ErrorFrame, type ErrorFrameName } from '@herald/client/codes';
-import type { ClientFrame, RequestId } from '@herald/client/protocol';
+import type { ClientFrame, NotificationTarget, RequestId } from '@herald/client/protocol';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
@@ -22,8 +22,8 @@ export type ServerFrame =
   | { type: 'pong'; id?: RequestId; ts: number }
   | { type: 'subscribed'; topic: string; id?: RequestId }
   | { type: 'unsubscribed'; topic: string; id?: RequestId }
-  | { type: 'acked'; notificationId: string; id: RequestId }
-  | { type: 'marked_read'; notificationId: string; id: RequestId }
+  | ({ type: 'acked'; id: RequestId } & NotificationTarget)
+  | ({ type: 'marked_read'; id: RequestId } & NotificationTarget)
   | { type: 'authenticated'; expiresAt: number; topics: string[]; revoked: string[]; id?: RequestId }
   | { type: 'resumed'; topics: Record<string, { recovered: boolean }>; id?: RequestId }
   | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
