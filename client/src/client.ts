@@ -509,6 +509,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       case 'unsubscribed':
       case 'acked':
       case 'marked_read':
+      case 'history':
       case 'authenticated':
         this.#requests.settle(frame);
         return;

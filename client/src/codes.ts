@@ -254,12 +254,16 @@ export const ErrorFrame = {
     doc: 'Valid JSON that is not a valid frame: not an object, `type` not a string, a missing or extra property, a value of the wrong type or length.',
   },
   UnknownType: { code: 'unknown_type', retry: Retry.Never, doc: '`type` is a string this server does not know.' },
-  Forbidden: { code: 'forbidden', retry: Retry.Never, doc: '`subscribe` to a topic the token does not grant.' },
+  Forbidden: {
+    code: 'forbidden',
+    retry: Retry.Never,
+    doc: '`subscribe` to a topic the token does not grant, or `history` of a topic the connection neither holds nor is granted.',
+  },
   /** Carries `retryAfterMs`. */
   RateLimited: {
     code: 'rate_limited',
     retry: Retry.Backoff,
-    doc: 'Over the per-connection rate, over 256 frames waiting, or a `resume` over the replay budget.',
+    doc: 'Over the per-connection rate, over 256 frames waiting, or a `resume` or `history` over the replay budget.',
   },
   TooManyTopics: {
     code: 'too_many_topics',
@@ -267,6 +271,11 @@ export const ErrorFrame = {
     doc: '`subscribe` would exceed `HERALD_MAX_TOPICS_PER_CONNECTION` (100) added topics.',
   },
   Unavailable: { code: 'unavailable', retry: Retry.Backoff, doc: 'The backend could not take the request; retry later.' },
+  HistoryUnavailable: {
+    code: 'history_unavailable',
+    retry: Retry.Never,
+    doc: 'A `history` request to a gateway that keeps no history (embedded mode, or history off).',
+  },
   /** Carries `reason`: a token refusal reason (Refusal's 401/503 reasons) or `subject_mismatch`. */
   AuthFailed: { code: 'auth_failed', retry: Retry.FreshToken, doc: "An `auth` frame's token was refused." },
 } as const satisfies Record<string, ErrorFrameCode>;

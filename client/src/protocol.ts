@@ -16,12 +16,34 @@ export const BEARER_PREFIX = 'bearer.';
 /** Echoed verbatim by the server: a string of 1-64 characters or a non-negative safe integer. */
 export type RequestId = string | number;
 
+/** Ids one `ack` or `mark_read` frame may carry in its list form (`notificationIds`), at most. */
+export const MAX_ACK_IDS = 100;
+/** Entries one `history` request may ask for (`limit`), at most. */
+export const MAX_HISTORY_LIMIT = 100;
+/** Entries a `history` request without `limit` is answered with. */
+export const DEFAULT_HISTORY_LIMIT = 20;
+
+/**
+ * What an `ack` or `mark_read` frame is about: one notification (`notificationId`), or
+ * a list of 1 to MAX_ACK_IDS (`notificationIds`, one frame and one reply for them all).
+ */
+export type NotificationTarget =
+  | { notificationId: string; notificationIds?: never }
+  | { notificationIds: string[]; notificationId?: never };
+
 export type ClientFrame =
   | { type: 'ping'; id?: RequestId }
   | { type: 'subscribe'; topic: string; id?: RequestId }
   | { type: 'unsubscribe'; topic: string; id?: RequestId }
-  | { type: 'ack'; notificationId: string; id?: RequestId }
-  | { type: 'mark_read'; notificationId: string; id?: RequestId }
+  | ({ type: 'ack'; id?: RequestId } & NotificationTarget)
+  | ({ type: 'mark_read'; id?: RequestId } & NotificationTarget)
+  /**
+   * The stored notifications of a topic the connection holds or its token grants, oldest
+   * first: the newest `limit` (1 to MAX_HISTORY_LIMIT, default DEFAULT_HISTORY_LIMIT), or
+   * the `limit` just before `before` or just after `after` (offsets, `<ms>-<seq>`,
+   * exclusive; at most one of the two). Gateways without history answer `history_unavailable`.
+   */
+  | { type: 'history'; topic: string; limit?: number; before?: string; after?: string; id?: RequestId }
   /** Re-authentication on an open connection (gateways that support it; others answer `unknown_type`). */
   | { type: 'auth'; token: string; id?: RequestId }
   /**
@@ -64,6 +86,9 @@ export interface Notification {
   replayed?: boolean;
 }
 
+/** A notification as a `history` reply carries it: always with its position. */
+export type StoredNotification = Omit<Notification, 'offset' | 'epoch' | 'replayed'> & { offset: string; epoch: string };
+
 /** Per topic: whether everything missed was replayed (false: nothing was; reload the topic from your backend). */
 export type ResumedTopics = Record<string, { recovered: boolean }>;
 
@@ -73,8 +98,11 @@ export type ServerFrame =
   | { type: 'pong'; id?: RequestId; ts: number }
   | { type: 'subscribed'; topic: string; id?: RequestId }
   | { type: 'unsubscribed'; topic: string; id?: RequestId }
-  | { type: 'acked'; notificationId: string; id?: RequestId }
-  | { type: 'marked_read'; notificationId: string; id?: RequestId }
+  /** Reply to `ack`/`mark_read`, in the form the request used (`notificationId` or `notificationIds`). */
+  | ({ type: 'acked'; id?: RequestId } & NotificationTarget)
+  | ({ type: 'marked_read'; id?: RequestId } & NotificationTarget)
+  /** Reply to `history`: the entries found, oldest first (none: an empty list), in dataset `epoch`. */
+  | { type: 'history'; topic: string; epoch: string; notifications: StoredNotification[]; id?: RequestId }
   /** Reply to `auth`: the new expiry, the topics held now (when sent) and those the new token no longer grants. */
   | { type: 'authenticated'; expiresAt: number; topics?: string[]; revoked: string[]; id?: RequestId }
   /** Reply to `resume` (after the replayed notifications), or unsolicited (no id) when a gateway could not fill its own gap. */
@@ -89,6 +117,7 @@ export interface ReplyTypes {
   unsubscribe: Extract<ServerFrame, { type: 'unsubscribed' }>;
   ack: Extract<ServerFrame, { type: 'acked' }>;
   mark_read: Extract<ServerFrame, { type: 'marked_read' }>;
+  history: Extract<ServerFrame, { type: 'history' }>;
   auth: Extract<ServerFrame, { type: 'authenticated' }>;
   resume: Extract<ServerFrame, { type: 'resumed' }>;
 }
@@ -99,6 +128,7 @@ export const REPLY_TYPE: { readonly [K in ClientFrameType]: ReplyTypes[K]['type'
   unsubscribe: 'unsubscribed',
   ack: 'acked',
   mark_read: 'marked_read',
+  history: 'history',
   auth: 'authenticated',
   resume: 'resumed',
 };
@@ -166,8 +196,27 @@ export function decodeServerFrame(text: string): ServerFrame | undefined {
     case 'unsubscribed':
       return isStr(o['topic']) ? { type, topic: o['topic'], ...withId(o) } : undefined;
     case 'acked':
-    case 'marked_read':
-      return isStr(o['notificationId']) ? { type, notificationId: o['notificationId'], ...withId(o) } : undefined;
+    case 'marked_read': {
+      const { notificationId, notificationIds } = o;
+      if (isStr(notificationId)) return { type, notificationId, ...withId(o) };
+      return isStrArray(notificationIds) ? { type, notificationIds, ...withId(o) } : undefined;
+    }
+    case 'history': {
+      const { topic, epoch, notifications } = o;
+      if (!isStr(topic) || !isStr(epoch) || !Array.isArray(notifications)) return undefined;
+      const stored: StoredNotification[] = [];
+      for (const n of notifications) {
+        // A reply with one entry that is not a whole notification is not understood at all:
+        // a partial page would look like the end of the history.
+        if (!isObj(n)) return undefined;
+        const { topic: t, id, ts, offset, epoch: e } = n;
+        if (!isStr(t) || !isStr(id) || !isNum(ts) || !('data' in n) || !isStr(offset) || !isOffset(offset) || !isStr(e) || e === '') {
+          return undefined;
+        }
+        stored.push({ topic: t, id, ts, offset, epoch: e, data: n['data'] });
+      }
+      return { type, topic, epoch, notifications: stored, ...withId(o) };
+    }
     case 'authenticated': {
       const { expiresAt, revoked, topics } = o;
       if (!isNum(expiresAt)) return undefined;

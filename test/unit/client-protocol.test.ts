@@ -41,6 +41,32 @@ t.test('documented frames decode to their typed form', async (t) => {
     ['{"type":"unsubscribed","topic":"org:rio"}', { type: 'unsubscribed', topic: 'org:rio' }],
     ['{"type":"acked","notificationId":"n1","id":"a"}', { type: 'acked', notificationId: 'n1', id: 'a' }],
     ['{"type":"marked_read","notificationId":"n1","id":9}', { type: 'marked_read', notificationId: 'n1', id: 9 }],
+    // The list form of ack/mark_read (one reply for the whole frame).
+    ['{"type":"acked","notificationIds":["n1","n2"],"id":"a"}', { type: 'acked', notificationIds: ['n1', 'n2'], id: 'a' }],
+    ['{"type":"marked_read","notificationIds":["n1"],"id":9}', { type: 'marked_read', notificationIds: ['n1'], id: 9 }],
+    // History replies: oldest first, each entry with its position; an empty page.
+    [
+      '{"type":"history","topic":"user:42","epoch":"18a2","notifications":[{"topic":"user:42","id":"n-1","ts":1,"offset":"1-0","epoch":"18a2","data":{"a":1}},{"topic":"user:42","id":"n-2","ts":2,"offset":"2-0","epoch":"18a2","data":null}],"id":3}',
+      {
+        type: 'history',
+        topic: 'user:42',
+        epoch: '18a2',
+        notifications: [
+          { topic: 'user:42', id: 'n-1', ts: 1, offset: '1-0', epoch: '18a2', data: { a: 1 } },
+          { topic: 'user:42', id: 'n-2', ts: 2, offset: '2-0', epoch: '18a2', data: null },
+        ],
+        id: 3,
+      },
+    ],
+    ['{"type":"history","topic":"t","epoch":"e","notifications":[]}', { type: 'history', topic: 't', epoch: 'e', notifications: [] }],
+    [
+      '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":"n","ts":1,"offset":"1-0","epoch":"e","replayed":true,"x":1,"data":2}]}',
+      { type: 'history', topic: 't', epoch: 'e', notifications: [{ topic: 't', id: 'n', ts: 1, offset: '1-0', epoch: 'e', data: 2 }] },
+    ],
+    [
+      '{"type":"error","code":"history_unavailable","message":"no history","id":2}',
+      { type: 'error', code: 'history_unavailable', message: 'no history', id: 2 },
+    ],
     [
       '{"type":"error","code":"rate_limited","message":"too many messages","id":4,"retryAfterMs":4997}',
       { type: 'error', code: 'rate_limited', message: 'too many messages', id: 4, retryAfterMs: 4997 },
@@ -136,6 +162,20 @@ t.test('anything else is ignored (undefined): not JSON, not an object, unknown t
     '{"type":"pong"}',
     '{"type":"subscribed","id":1}',
     '{"type":"acked","id":1}',
+    '{"type":"acked","notificationIds":"n1"}',
+    '{"type":"acked","notificationIds":[1]}',
+    '{"type":"marked_read","notificationIds":null}',
+    '{"type":"history","epoch":"e","notifications":[]}',
+    '{"type":"history","topic":"t","notifications":[]}',
+    '{"type":"history","topic":"t","epoch":"e"}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":{}}',
+    // One entry that is not a whole notification with its position spoils the page: no partial page.
+    '{"type":"history","topic":"t","epoch":"e","notifications":[null]}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":"n","ts":1,"epoch":"e","data":1}]}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":"n","ts":1,"offset":"x","epoch":"e","data":1}]}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":"n","ts":1,"offset":"1-0","epoch":"","data":1}]}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":"n","ts":1,"offset":"1-0","epoch":"e"}]}',
+    '{"type":"history","topic":"t","epoch":"e","notifications":[{"topic":"t","id":5,"ts":1,"offset":"1-0","epoch":"e","data":1}]}',
     '{"type":"error","message":"no code"}',
     '{"type":"authenticated","revoked":[]}',
     '{"type":"resumed"}',
@@ -168,6 +208,9 @@ t.test('every frame the gateway encodes decodes unchanged in the SDK', async (t)
     { type: 'unsubscribed', topic: 'org:rio' },
     { type: 'acked', notificationId: 'n1', id: 'a' },
     { type: 'marked_read', notificationId: 'n1', id: 9 },
+    { type: 'acked', notificationIds: ['n1', 'n2'], id: 'a' },
+    { type: 'marked_read', notificationIds: ['n1'], id: 9 },
+    { type: 'error', code: 'history_unavailable', message: 'no history on this gateway', id: 1 },
     { type: 'authenticated', expiresAt: 3, topics: ['user:u'], revoked: ['org:x'], id: 'renew-1' },
     { type: 'error', code: 'rate_limited', message: 'too many messages', id: 4, retryAfterMs: 4997 },
     { type: 'connected', connectionId: 'c', userId: 'u', topics: ['user:u'], heartbeatMs: 30000, serverTime: 1, epoch: '18a2f3c4b5d6e7' },
