@@ -884,10 +884,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         w.inFlight = false;
         if (this.#wanted.get(topic) !== w || gen !== this.#generation) return; // unsubscribed meanwhile, or an older connection's
         const retried = w.attempt > 0;
+        const first = w.confirmedGen === -1;
         w.attempt = 0;
         w.confirmedGen = gen;
         w.sub._confirmed();
         this.#subscribeSettled(gen, topic, retried);
+        if (first) this.#resumeFromStore(gen, topic);
         this.#checkReady();
       },
       (err: HeraldError) => {
@@ -986,6 +988,22 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     // Confirmed late (a retry): resume it alone, from the point still pending for it.
     const pending = retried ? this.#resume.pendingPoint(topic) : undefined;
     if (pending !== undefined) for (const frame of resumeFrames(pending.epoch, [[topic, pending.point]])) this.#sendResume(gen, frame, 0);
+  }
+
+  /**
+   * A topic subscribed for the first time on an open connection (not in the connection's
+   * plan): resumed from its stored position, when the store has one in this epoch and
+   * the client knows none yet. A reload that subscribes after `connected` loses nothing either.
+   */
+  #resumeFromStore(gen: number, topic: string): void {
+    const epoch = this.#session?.epoch;
+    if (!this.#o.resume || epoch === undefined || this.#resumeWait?.points.has(topic) === true) return;
+    if (this.#resume.pendingPoint(topic) !== undefined || this.#resume.position(topic) !== undefined) return;
+    const stored = readPosition(this.#positions, topic);
+    if (stored === undefined || stored.epoch !== epoch) return;
+    const point = { offset: stored.offset };
+    this.#resume.seed(topic, stored);
+    if (this.#resume.pend(topic, point, epoch)) for (const frame of resumeFrames(epoch, [[topic, point]])) this.#sendResume(gen, frame, 0);
   }
 
   /** Sends the planned resume once every subscribe of the connection has been answered, for the topics held. */

@@ -211,6 +211,21 @@ export class ResumeState {
     return true;
   }
 
+  /**
+   * A point for one topic outside a plan (a topic subscribed on an open connection, with
+   * a stored position): pending like a planned one. False when the topic has a pending
+   * point already, or other points are pending in another epoch (one frame, one epoch).
+   */
+  pend(topic: string, point: ResumePoint, epoch: string): boolean {
+    if (this.#pendingCount > 0 && this.#pendingEpoch !== epoch) return false;
+    const s = this.#state(topic);
+    if (s.pending !== undefined) return false;
+    s.pending = point;
+    this.#pendingCount++;
+    this.#pendingEpoch = epoch;
+    return true;
+  }
+
   /** The pending point of `topic` and the epoch it was planned in, if any. */
   pendingPoint(topic: string): { epoch: string; point: ResumePoint } | undefined {
     const point = this.#topics.get(topic)?.pending;

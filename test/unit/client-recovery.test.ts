@@ -474,3 +474,33 @@ t.test('a hostile store: throwing or garbage get is ignored, a throwing set is r
   );
   t.throws(() => new HeraldClient({ url: 'ws://x/ws', token: 't', WebSocket: ScriptedSocket, since: -1 }), /since/);
 });
+
+t.test('a topic subscribed after the connection opened resumes from its stored position (same epoch only)', async (t) => {
+  const store = memoryPositions();
+  store.set('org:late', { offset: `${S1 - 50}-2`, epoch: E1 });
+  store.set('org:other', { offset: `${S1 - 50}-2`, epoch: E2 });
+  const h = harness(t, { positions: store });
+  await step(h);
+  h.socket().accept({ serverTime: S1, epoch: E1 });
+  await step(h);
+  t.same(h.socket().of('resume'), [], 'nothing stored for the initial topics');
+  const late = h.client.subscribe('org:late');
+  h.client.subscribe('org:other');
+  h.client.subscribe('org:none');
+  await step(h);
+  h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await step(h);
+  const frames = h.socket().of('resume');
+  t.same(
+    frames.map((f) => [f['epoch'], f['topics']]),
+    [[E1, { 'org:late': { offset: `${S1 - 50}-2` } }]],
+    'one resume, for the topic stored in this epoch',
+  );
+  const heard: boolean[] = [];
+  late.on('recovered', (r) => heard.push(r.recovered));
+  h.socket().receive(notification('org:late', 'missed', `${S1 - 10}-0`, E1, true));
+  h.socket().receive({ type: 'resumed', topics: { 'org:late': { recovered: true } }, id: frames[0]?.['id'] });
+  await step(h);
+  t.same(heard, [true]);
+  t.same(h.events, ['notification missed', 'recovery org:late true']);
+});

@@ -229,3 +229,14 @@ t.test('seed keeps the further position of one epoch, and never replaces one of 
   r.seed('org:a', { offset: '5000-0', epoch: 'e2' });
   t.same(r.position('org:a'), { offset: '1000-10', epoch: 'e1' }, 'another epoch: the first stays');
 });
+
+t.test('pend adds one point outside a plan, never over a pending one or beside points of another epoch', async (t) => {
+  const r = new ResumeState();
+  t.ok(r.pend('org:a', { offset: '5-0' }, 'e1'));
+  t.notOk(r.pend('org:a', { offset: '6-0' }, 'e1'), 'already pending');
+  t.notOk(r.pend('org:b', { offset: '6-0' }, 'e2'), 'another epoch than the pending points');
+  t.same(r.pendingPoint('org:a'), { epoch: 'e1', point: { offset: '5-0' } });
+  r.resolved('org:a', true);
+  t.equal(r.pendingPoint('org:a'), undefined);
+  t.ok(r.pend('org:b', { offset: '6-0' }, 'e2'), 'nothing pending any more: any epoch');
+});
