@@ -164,7 +164,7 @@ async function subscribe() {
   if (herald === undefined || topic === '') return;
   showError('');
   try {
-    await herald.subscribe(topic);
+    await herald.subscribe(topic).ready;
     ui.subscribeInput.value = '';
   } catch (err) {
     showError(`subscribe ${topic}: ${err.code ?? ''} ${err.message}`);
