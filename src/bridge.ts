@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Deliverer } from './deliver.js';
 import { createGapFill } from './gapfill.js';
-import { createHistory, type History, type HistoryConfig, type LibraryConflict } from './history.js';
+import { createHistory, type History, type HistoryConfig, type LibraryConflict, type Position } from './history.js';
 import { createInterest, type Subscriptions } from './interest.js';
 import { names as namesOf } from './keys.js';
 import { decodeAnnouncement, librarySettings } from './library.js';
@@ -28,10 +28,12 @@ import { createRecorder, type Recorder } from './recorder.js';
 import { createRedisConnections, within } from './redis.js';
 import { channelToTopic, topicToChannel } from './topics.js';
 
+/** One `ack` or `mark_read` frame: one events-stream entry per id. */
 export interface ClientEvent {
   type: 'ack' | 'mark_read';
   userId: string;
-  notificationId: string;
+  /** 1 to MAX_ACK_IDS ids, distinct. */
+  notificationIds: readonly string[];
   connectionId: string;
 }
 
@@ -40,9 +42,13 @@ export interface Bridge {
   readonly up: boolean;
   /** What connections need of the routing: holding topics, and waiting for them. */
   readonly subscriptions: Subscriptions;
-  /** Publish each item, its payload JSON (one pipeline): herald_publish with history on, else PUBLISH. */
-  publish(items: readonly { topic: string; payload: string }[]): Promise<void>;
-  /** XADD to the events stream, capped with MAXLEN ~. */
+  /**
+   * Publish each item, its payload JSON (one pipeline): herald_publish with history on,
+   * answering each item's position (id and offset) in order; else PUBLISH (undefined:
+   * each gateway names a payload without an id itself).
+   */
+  publish(items: readonly { topic: string; payload: string }[]): Promise<Position[] | undefined>;
+  /** One XADD per id to the events stream, capped with MAXLEN ~, in one pipeline (one round trip). */
   recordEvent(event: ClientEvent): Promise<void>;
   /** The history, when on. */
   readonly history: History | undefined;
@@ -221,36 +227,45 @@ export function createBridge(opts: BridgeOptions): Bridge {
     async publish(items) {
       if (history !== undefined) {
         // POST /publish serialised each item's data: JSON, known without a parse.
-        await history.publish(items.map((i) => ({ ...i, json: true })));
-        return;
+        return await history.publish(items.map((i) => ({ ...i, json: true })));
       }
       const pipeline = commands.pipeline();
       for (const { topic, payload } of items) pipeline.publish(topicToChannel(prefix, topic), payload);
       const results = await pipeline.exec();
       const failed = results?.find(([err]) => err !== null);
       if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('pipeline aborted');
+      return undefined;
     },
     async recordEvent(e) {
       // A gateway that just started (or reconnected) accepts sockets before its
       // command connection is back: wait for it briefly rather than fail the event.
       await redis.commandsReady(EVENT_WAIT_MS);
-      await commands.xadd(
-        events.stream,
-        'MAXLEN',
-        '~',
-        String(events.maxLen),
-        '*',
-        'type',
-        e.type,
-        'userId',
-        e.userId,
-        'notificationId',
-        e.notificationId,
-        'connectionId',
-        e.connectionId,
-        'ts',
-        String(Date.now()),
-      );
+      const ts = String(Date.now());
+      const pipeline = commands.pipeline();
+      for (const notificationId of e.notificationIds) {
+        pipeline.xadd(
+          events.stream,
+          'MAXLEN',
+          '~',
+          String(events.maxLen),
+          '*',
+          'type',
+          e.type,
+          'userId',
+          e.userId,
+          'notificationId',
+          notificationId,
+          'connectionId',
+          e.connectionId,
+          'ts',
+          ts,
+        );
+      }
+      const results = await pipeline.exec();
+      // Redis runs the XADDs one by one: any that failed fails the frame (the client
+      // retries it whole; an id recorded twice is what at-least-once events allow).
+      const failed = results?.find(([err]) => err !== null);
+      if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('pipeline aborted');
     },
     async close() {
       closing = true;

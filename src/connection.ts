@@ -14,7 +14,16 @@ import type { Subscriptions } from './interest.js';
 import { available, type Budget, consume, newBudget, newRateWindow, type RateWindow, spend } from './limits.js';
 import type { Logger } from './log.js';
 import type { CloseLabel, Metrics } from './metrics.js';
-import { type ClientFrame, decodeClientFrame, type ErrorCode, encode, type RequestId, type ServerFrame } from './protocol.js';
+import {
+  type ClientFrame,
+  DEFAULT_HISTORY_LIMIT,
+  decodeClientFrame,
+  type ErrorCode,
+  encode,
+  encodeHistoryReply,
+  type RequestId,
+  type ServerFrame,
+} from './protocol.js';
 import { initialTopics, isBaseTopic, isGranted } from './topics.js';
 import type { WebSocket } from './uws.js';
 
@@ -241,28 +250,32 @@ export function createConnections(deps: ConnectionDeps) {
     send(ws, { type: 'unsubscribed', topic, ...withId(id) });
   }
 
+  /**
+   * `ack` / `mark_read`, one id or a list: one reply for the frame (in the form it
+   * came), one events-stream entry per distinct id, all in one Redis round trip.
+   */
   function clientEvent(ws: Socket, ud: UserData, frame: Extract<ClientFrame, { type: 'ack' | 'mark_read' }>): void {
     const { type, id } = frame;
-    // TODO(gw16): the list form (notificationIds) is not accepted by the schema yet.
-    const notificationId = frame.notificationId ?? '';
+    const target =
+      frame.notificationIds !== undefined ? { notificationIds: frame.notificationIds } : { notificationId: frame.notificationId };
+    const ids = target.notificationIds !== undefined ? [...new Set(target.notificationIds)] : [target.notificationId];
     const replied = (): void => {
-      if (id !== undefined && !ud.closed) {
-        send(ws, type === 'ack' ? { type: 'acked', notificationId, id } : { type: 'marked_read', notificationId, id });
-      }
+      if (id !== undefined && !ud.closed)
+        send(ws, type === 'ack' ? { type: 'acked', ...target, id } : { type: 'marked_read', ...target, id });
     };
     if (bridge === undefined) {
-      metrics.clientEvent(type, 'discarded');
+      metrics.clientEvent(type, 'discarded', ids.length);
       replied();
       return;
     }
-    bridge.recordEvent({ type, userId: ud.identity.userId, notificationId, connectionId: ud.connectionId }).then(
+    bridge.recordEvent({ type, userId: ud.identity.userId, notificationIds: ids, connectionId: ud.connectionId }).then(
       () => {
-        metrics.clientEvent(type, 'recorded');
+        metrics.clientEvent(type, 'recorded', ids.length);
         corkIfOpen(ws, ud, replied);
       },
       (err: Error) => {
-        metrics.clientEvent(type, 'failed');
-        log.warn({ connectionId: ud.connectionId, userId: ud.identity.userId, err }, `${type} not recorded`);
+        metrics.clientEvent(type, 'failed', ids.length);
+        log.warn({ connectionId: ud.connectionId, userId: ud.identity.userId, err, ids: ids.length }, `${type} not recorded`);
         corkIfOpen(ws, ud, () => sendError(ws, ErrorFrame.Unavailable, `${type} could not be recorded; retry later`, id));
       },
     );
@@ -435,6 +448,77 @@ export function createConnections(deps: ConnectionDeps) {
     );
   }
 
+  /**
+   * `history`: a page of a topic's stored notifications, for a topic the connection
+   * holds or its token grants (as `subscribe` would allow). Like a resume it is a
+   * replay: one at a time per connection (later frames wait for its answer), at most
+   * one Redis round trip, and every entry sent is spent from the replay budget.
+   */
+  function history(ws: Socket, ud: UserData, frame: Extract<ClientFrame, { type: 'history' }>): void {
+    const { topic, id } = frame;
+    const store = bridge?.history;
+    if (store === undefined) {
+      metrics.historyRequest('history_off');
+      sendError(ws, ErrorFrame.HistoryUnavailable, 'this gateway keeps no history', id);
+      return;
+    }
+    if (!ws.isSubscribed(topic) && !isBaseTopic(ud.identity, topic) && !isGranted(ud.identity.grants, topic)) {
+      metrics.historyRequest('forbidden');
+      sendError(ws, ErrorFrame.Forbidden, `not allowed to read the history of ${topic}`, id);
+      return;
+    }
+    const overBudget = (retryAfterMs: number, message: string): void => {
+      metrics.historyRequest('over_budget');
+      metrics.rateLimited.inc();
+      sendError(ws, ErrorFrame.RateLimited, message, id, { retryAfterMs });
+    };
+    // An exhausted budget refuses before any Redis read.
+    if (available(ud.replay, performance.now(), config.replayBudget) < 1) {
+      overBudget(Math.ceil(60_000 / config.replayBudget), "this connection's replay budget is spent; retry later");
+      return;
+    }
+    // A budget below the limit caps the page, so that no request is over the whole budget
+    // (refused for ever); the client pages on with `before` or `after`.
+    const requested = frame.limit ?? DEFAULT_HISTORY_LIMIT;
+    const limit = config.replayBudget === 0 ? requested : Math.min(requested, config.replayBudget);
+    begin(ud);
+    store.page(topic, { limit, before: frame.before, after: frame.after }, Date.now()).then(
+      (page) =>
+        corkIfOpen(ws, ud, () => {
+          const n = page.entries.length;
+          const budget = spend(ud.replay, n, performance.now(), config.replayBudget);
+          if (budget.kind === 'ok') {
+            const frames = page.entries.map(
+              (e) =>
+                buildNotification(topic, e.payload, e.ts, undefined, {
+                  id: e.id,
+                  offset: e.offset,
+                  ts: e.ts,
+                  epoch: page.epoch,
+                  json: e.json,
+                }).frame,
+            );
+            metrics.historyRequest('served');
+            metrics.replayedNotifications.inc(n);
+            sendRaw(ws, encodeHistoryReply(topic, page.epoch, frames, id));
+          } else {
+            // 'never' cannot be (the page is capped at the budget): answered as 'later' in a minute.
+            const retryAfterMs = budget.kind === 'later' ? budget.retryAfterMs : 60_000;
+            overBudget(retryAfterMs, `a page of ${n} notifications is over this connection's replay budget now; retry later`);
+          }
+          finish(ws, ud);
+        }),
+      (err: Error) => {
+        metrics.historyRequest('failed');
+        log.warn({ connectionId: ud.connectionId, err }, 'history request failed');
+        corkIfOpen(ws, ud, () => {
+          sendError(ws, ErrorFrame.Unavailable, 'history could not be read; retry later', id);
+          finish(ws, ud);
+        });
+      },
+    );
+  }
+
   function dispatch(ws: Socket, ud: UserData, frame: ClientFrame): void {
     switch (frame.type) {
       case 'ping':
@@ -457,8 +541,7 @@ export function createConnections(deps: ConnectionDeps) {
         resume(ws, ud, frame);
         return;
       case 'history':
-        // TODO(gw16): not accepted by the schema yet.
-        sendError(ws, ErrorFrame.HistoryUnavailable, 'no history on this gateway', frame.id);
+        history(ws, ud, frame);
         return;
       default: {
         const never: never = frame;

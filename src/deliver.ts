@@ -28,6 +28,13 @@ export function isJson(payload: string): boolean {
   }
 }
 
+/** A payload's own id: a string of 1-128 characters in `id` of an object payload (parsed), else undefined. */
+export function payloadId(parsed: unknown): string | undefined {
+  const own =
+    parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
+  return typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID ? own : undefined;
+}
+
 /**
  * `data` is the payload parsed as JSON, or the raw string when it is not JSON. The
  * payload's own `id` (a string on an object payload) becomes the notification id.
@@ -55,13 +62,12 @@ export function buildNotification(
     parsed = undefined;
     dataJson = JSON.stringify(payload);
   }
-  const own =
-    parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
-  const idFromPayload = typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID;
+  const own = payloadId(parsed);
+  const idFromPayload = own !== undefined;
   if (position !== undefined) {
     return { id: position.id, idFromPayload: true, frame: encodeNotification(topic, position.id, position.ts, dataJson, position) };
   }
-  const id = idFromPayload ? (own as string) : newId();
+  const id = own ?? newId();
   return { id, idFromPayload, frame: encodeNotification(topic, id, ts, dataJson) };
 }
 
@@ -119,12 +125,15 @@ export function createDeliverer(deps: { fanout: Fanout; dedup: DedupWindow; metr
     /**
      * `receivedAt` is performance.now() when the payload arrived, for the latency
      * histogram. `position` is the notification's history entry, when history is on.
+     * `newId` names a payload without an id of its own (POST /publish in embedded mode
+     * picks it, to answer with it).
      */
     deliver(
       topic: string,
       payload: string | Buffer,
       receivedAt: number = performance.now(),
       position?: Position & { replayed?: boolean },
+      newId: () => string = randomUUID,
     ): DeliveryOutcome {
       // Redis routes only held topics here, but one may have been left a moment ago.
       const recipients = fanout.numSubscribers(topic);
@@ -138,7 +147,7 @@ export function createDeliverer(deps: { fanout: Fanout; dedup: DedupWindow; metr
       }
       // A payload from Redis stays bytes until it has somewhere to go.
       const text = typeof payload === 'string' ? payload : payload.toString();
-      const n = buildNotification(topic, text, Date.now(), randomUUID, position);
+      const n = buildNotification(topic, text, Date.now(), newId, position);
       if (position !== undefined) track(topic, position.offset);
       if (n.idFromPayload && dedup.seen(`${topic}\n${n.id}`, performance.now())) {
         metrics.notificationDropped('duplicate');

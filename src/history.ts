@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Names } from './keys.js';
 import { functionLibrary, isJsonKind, type LibrarySettings, type LoadedLibrary, planLibrary } from './library.js';
 import type { UnrecoveredReason } from './metrics.js';
-import { firstOffsetAt, isAtOrAfter, offsetMs } from './offsets.js';
+import { compareOffsets, firstOffsetAt, isAtOrAfter, offsetMs } from './offsets.js';
 
 export interface HistoryConfig {
   /** Entries kept per topic (XADD MAXLEN =). */
@@ -49,6 +49,19 @@ export type ResumePoint = { offset: string } | { since: number };
 /** `why` is the label of herald_resumes_total{result="unrecovered"}. */
 export type Recovery = { recovered: true; entries: HistoryEntry[] } | { recovered: false; why: UnrecoveredReason };
 
+/** A `history` request's range: `limit` entries, the newest, or just before `before` or after `after` (exclusive). */
+export interface PageRequest {
+  limit: number;
+  before?: string | undefined;
+  after?: string | undefined;
+}
+
+/** A page of a topic's history, oldest first, and the dataset it belongs to. */
+export interface HistoryPage {
+  epoch: string;
+  entries: HistoryEntry[];
+}
+
 /** Redis holds another deployment's library (or ours with other settings). */
 export class LibraryConflict extends Error {
   override name = 'LibraryConflict';
@@ -70,11 +83,18 @@ export interface History {
   publish(items: readonly { topic: string; payload: string; json?: boolean }[]): Promise<Position[]>;
   /** What a client (or this gateway) missed on each topic since its point. */
   since(epoch: string, points: ReadonlyMap<string, ResumePoint>, nowMs: number): Promise<Map<string, Recovery>>;
+  /**
+   * A page of `topic`'s history for a `history` request, oldest first. Entries past
+   * the age bound (HERALD_HISTORY_TTL_S) are left out, as a resume leaves them out.
+   * One pipeline: the epoch and at most one range read of at most `limit` entries.
+   */
+  page(topic: string, request: PageRequest, nowMs: number): Promise<HistoryPage>;
 }
 
 export function createHistory(redis: Redis, names: Names, settings: LibrarySettings, cfg: HistoryConfig): History {
   const library = functionLibrary(settings);
   const publishFn = `${names.library}_publish`;
+  const epochFn = `${names.library}_epoch`;
   let epoch: string | undefined;
 
   async function loaded(): Promise<LoadedLibrary[]> {
@@ -105,7 +125,7 @@ export function createHistory(redis: Redis, names: Names, settings: LibrarySetti
         }
         break;
       }
-      epoch = (await redis.call('FCALL', `${names.library}_epoch`, '0')) as string;
+      epoch = (await redis.call('FCALL', epochFn, '0')) as string;
     },
 
     async publish(items) {
@@ -188,6 +208,34 @@ export function createHistory(redis: Redis, names: Names, settings: LibrarySetti
         else out.set(topic, { recovered: true, entries });
       });
       return out;
+    },
+
+    async page(topic, { limit, before, after }, nowMs) {
+      const key = names.history(topic);
+      // The first entry young enough to be replayed (since() counts one at or before
+      // nowMs - ttlMs as trimmed): no read starts before it.
+      const floor = firstOffsetAt(nowMs - cfg.ttlMs + 1);
+      const p = redis.pipeline();
+      // The epoch through the library, not a GET: a dataset without one yet gets it here.
+      p.call('FCALL', epochFn, '0');
+      let backwards = false;
+      if (after !== undefined) {
+        p.xrange(key, compareOffsets(after, floor) >= 0 ? `(${after}` : floor, '+', 'COUNT', limit);
+      } else if (before === undefined || compareOffsets(before, floor) > 0) {
+        // The newest first, so COUNT keeps the ones nearest the end; turned round below.
+        p.xrevrange(key, before === undefined ? '+' : `(${before}`, floor, 'COUNT', limit);
+        backwards = true;
+      } // else nothing young enough is before `before` (and `(0-0` would be a Redis error): no read.
+      const results = await p.exec();
+      if (results === null) throw new Error('pipeline aborted');
+      const [epochErr, current] = results[0] as [Error | null, string];
+      if (epochErr !== null) throw epochErr;
+      epoch = current;
+      const [rangeErr, range] = (results[1] ?? [null, []]) as [Error | null, Array<[string, string[]]> | null];
+      if (rangeErr !== null) throw rangeErr;
+      const entries = (range ?? []).map(([offset, fields]) => entry(topic, offset, fields));
+      if (backwards) entries.reverse();
+      return { epoch: current, entries };
     },
   };
 }

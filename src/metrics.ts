@@ -48,6 +48,11 @@ export type HistoryWriteResult = (typeof HISTORY_WRITE_RESULTS)[number];
 export const UNRECOVERED_REASONS = ['epoch_changed', 'trimmed', 'too_many', 'not_held', 'history_off'] as const;
 export type UnrecoveredReason = (typeof UNRECOVERED_REASONS)[number];
 
+/** How a `history` request ended: answered, or refused (not held nor granted, history
+ *  off, over the replay budget) or failed (Redis). */
+export const HISTORY_REQUEST_RESULTS = ['served', 'forbidden', 'history_off', 'over_budget', 'failed'] as const;
+export type HistoryRequestResult = (typeof HISTORY_REQUEST_RESULTS)[number];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
@@ -178,6 +183,13 @@ export function createMetrics() {
   });
   resumes.inc({ result: 'recovered' }, 0);
   for (const reason of UNRECOVERED_REASONS) resumes.inc({ result: 'unrecovered', reason }, 0);
+  const historyRequests = new Counter({
+    name: 'herald_history_requests_total',
+    help: 'history requests from clients, by result: served, forbidden, history_off, over_budget (replay budget), failed (Redis)',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of HISTORY_REQUEST_RESULTS) historyRequests.labels(r).inc(0);
   const gapFills = new Counter({
     name: 'herald_gap_fills_total',
     help: 'Topics this gateway refilled from history after its Redis subscription came back, by result',
@@ -187,7 +199,7 @@ export function createMetrics() {
   for (const r of ['filled', 'unrecoverable']) gapFills.labels(r).inc(0);
   const replayedNotifications = new Counter({
     name: 'herald_replayed_notifications_total',
-    help: 'Notifications sent again from history (client resumes and gap fills)',
+    help: 'Notifications sent again from history (client resumes, history replies and gap fills)',
     registers: [registry],
   });
   const admissionRefused = new Counter({
@@ -210,7 +222,7 @@ export function createMetrics() {
   });
   const clientEvents = new Counter({
     name: 'herald_client_events_total',
-    help: 'ack and mark_read events from clients, by type and outcome',
+    help: 'ack and mark_read events from clients (one per notification id), by type and outcome',
     labelNames: ['type', 'outcome'],
     registers: [registry],
   });
@@ -282,13 +294,16 @@ export function createMetrics() {
     historyWrites: (result: HistoryWriteResult, n: number) => historyWrites.labels(result).inc(n),
     /** A resumed topic: recovered (no reason), or not and why. */
     resume: (why?: UnrecoveredReason) => resumes.inc(why === undefined ? { result: 'recovered' } : { result: 'unrecovered', reason: why }),
+    historyRequest: (result: HistoryRequestResult) => historyRequests.labels(result).inc(),
     gapFill: (result: 'filled' | 'unrecoverable') => gapFills.labels(result).inc(),
     replayedNotifications,
     reauth: (result: AuthFailure | 'ok' | 'subject_mismatch') => reauths.labels(result).inc(),
     originRejected,
     admissionRefused: (reason: AdmissionReason) => admissionRefused.labels(reason).inc(),
     publishRequest: (status: number) => publishRequests.labels(String(status)).inc(),
-    clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded') => clientEvents.labels(type, outcome).inc(),
+    /** `n` ids of one frame (the list form carries up to MAX_ACK_IDS). */
+    clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded', n = 1) =>
+      clientEvents.labels(type, outcome).inc(n),
     redisUp,
     redisReconnects,
     directFramesDropped,

@@ -3,11 +3,19 @@
 // closes) are the SDK's table, @herald/client/codes, shared with the clients, and so
 // are the client frames' types (@herald/client/protocol).
 import { ErrorFrame, type ErrorFrameName } from '@herald/client/codes';
-import type { ClientFrame, NotificationTarget, RequestId } from '@herald/client/protocol';
+import {
+  type ClientFrame,
+  DEFAULT_HISTORY_LIMIT,
+  MAX_ACK_IDS,
+  MAX_HISTORY_LIMIT,
+  type NotificationTarget,
+  type RequestId,
+} from '@herald/client/protocol';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
 export type { ClientFrame, RequestId };
+export { DEFAULT_HISTORY_LIMIT, MAX_ACK_IDS, MAX_HISTORY_LIMIT };
 
 export type ClientFrameType = ClientFrame['type'];
 
@@ -26,6 +34,14 @@ export type ServerFrame =
   | ({ type: 'marked_read'; id: RequestId } & NotificationTarget)
   | { type: 'authenticated'; expiresAt: number; topics: string[]; revoked: string[]; id?: RequestId }
   | { type: 'resumed'; topics: Record<string, { recovered: boolean }>; id?: RequestId }
+  /** Built by encodeHistoryReply (the notifications are stored bytes, not objects); here for the type. */
+  | {
+      type: 'history';
+      topic: string;
+      epoch: string;
+      notifications: Array<{ topic: string; id: string; ts: number; offset: string; epoch: string; data: unknown }>;
+      id?: RequestId;
+    }
   | { type: 'error'; code: ErrorCode; message: string; id?: RequestId; retryAfterMs?: number; reason?: string };
 
 export function encode(frame: ServerFrame): string {
@@ -43,11 +59,26 @@ export function encodeNotification(
   dataJson: string,
   position?: { offset: string; epoch: string; replayed?: boolean },
 ): string {
-  const head = `{"type":"notification","topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts}`;
+  const head = `${NOTIFICATION_HEAD}"topic":${JSON.stringify(topic)},"id":${JSON.stringify(id)},"ts":${ts}`;
   if (position === undefined) return `${head},"data":${dataJson}}`;
   // Offsets (`<ms>-<seq>`) and epochs (hex) need no escaping.
   const replayed = position.replayed === true ? ',"replayed":true' : '';
   return `${head},"offset":"${position.offset}","epoch":"${position.epoch}"${replayed},"data":${dataJson}}`;
+}
+
+/** What every notification frame starts with (encodeNotification): cut off to make a history reply's entry. */
+const NOTIFICATION_HEAD = '{"type":"notification",';
+
+/**
+ * The reply to `history`, around notification frames as encodeNotification built them
+ * (from stored bytes, with their positions, not replayed): each becomes an entry
+ * without its `type`. The payloads are never parsed again.
+ */
+export function encodeHistoryReply(topic: string, epoch: string, notificationFrames: readonly string[], id: RequestId | undefined): string {
+  const entries = notificationFrames.map((f) => `{${f.slice(NOTIFICATION_HEAD.length)}`).join(',');
+  // Epochs (hex) need no escaping.
+  const tail = id === undefined ? '' : `,"id":${JSON.stringify(id)}`;
+  return `{"type":"history","topic":${JSON.stringify(topic)},"epoch":"${epoch}","notifications":[${entries}]${tail}}`;
 }
 
 const ID_SCHEMA = {
@@ -58,23 +89,74 @@ const ID_SCHEMA = {
 };
 const TOPIC_SCHEMA = { type: 'string', pattern: TOPIC_PATTERN };
 const NOTIFICATION_ID_SCHEMA = { type: 'string', minLength: 1, maxLength: 128 };
+const OFFSET_SCHEMA = { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' };
 
-function frameSchema(type: ClientFrameType, props: Record<string, object>): object {
+/** `props` are required, `optional` not; `extra` adds keywords (a oneOf, a not) at the frame's level. */
+function frameSchema(
+  type: ClientFrameType,
+  props: Record<string, object>,
+  optional: Record<string, object> = {},
+  extra: object = {},
+): object {
   return {
     type: 'object',
-    properties: { type: { const: type }, id: ID_SCHEMA, ...props },
+    properties: { type: { const: type }, id: ID_SCHEMA, ...props, ...optional },
     required: ['type', ...Object.keys(props)],
     additionalProperties: false,
+    ...extra,
   };
 }
+
+/** A frame-level rule's schema: `names` are all present (their schemas are the frame's; ajv's strict mode wants them named here too). */
+function requires(...names: string[]): object {
+  return { properties: Object.fromEntries(names.map((n) => [n, true])), required: names };
+}
+
+/**
+ * `ack` and `mark_read`: one id, or a list of 1 to MAX_ACK_IDS (exactly one of the
+ * two). Repeats in a list are allowed (an SDK coalescing calls need not de-duplicate
+ * them): the gateway records each distinct id once and echoes the list as sent.
+ */
+function notificationEventSchema(type: 'ack' | 'mark_read'): object {
+  return frameSchema(
+    type,
+    {},
+    {
+      notificationId: NOTIFICATION_ID_SCHEMA,
+      notificationIds: { type: 'array', minItems: 1, maxItems: MAX_ACK_IDS, items: NOTIFICATION_ID_SCHEMA },
+    },
+    { oneOf: [requires('notificationId'), requires('notificationIds')] },
+  );
+}
+
+/**
+ * The frame-level rules a failed `oneOf` or `not` stands for, worded for the error
+ * message (ajv's own words, "must match exactly one schema in oneOf", say nothing).
+ */
+const FRAME_RULES: ReadonlyMap<string, string> = new Map([
+  ['ack', 'exactly one of "notificationId" and "notificationIds"'],
+  ['mark_read', 'exactly one of "notificationId" and "notificationIds"'],
+  ['history', 'at most one of "before" and "after"'],
+]);
 
 const ajv = new Ajv({ allErrors: false, strict: true });
 const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameType, ValidateFunction>([
   ['ping', ajv.compile(frameSchema('ping', {}))],
   ['subscribe', ajv.compile(frameSchema('subscribe', { topic: TOPIC_SCHEMA }))],
   ['unsubscribe', ajv.compile(frameSchema('unsubscribe', { topic: TOPIC_SCHEMA }))],
-  ['ack', ajv.compile(frameSchema('ack', { notificationId: NOTIFICATION_ID_SCHEMA }))],
-  ['mark_read', ajv.compile(frameSchema('mark_read', { notificationId: NOTIFICATION_ID_SCHEMA }))],
+  ['ack', ajv.compile(notificationEventSchema('ack'))],
+  ['mark_read', ajv.compile(notificationEventSchema('mark_read'))],
+  [
+    'history',
+    ajv.compile(
+      frameSchema(
+        'history',
+        { topic: TOPIC_SCHEMA },
+        { limit: { type: 'integer', minimum: 1, maximum: MAX_HISTORY_LIMIT }, before: OFFSET_SCHEMA, after: OFFSET_SCHEMA },
+        { not: requires('before', 'after') },
+      ),
+    ),
+  ],
   // The token's own size limit (HERALD_MAX_TOKEN_BYTES) is the verifier's to apply.
   ['auth', ajv.compile(frameSchema('auth', { token: { type: 'string', minLength: 1, maxLength: 65536 } }))],
   [
@@ -90,7 +172,7 @@ const VALIDATORS: ReadonlyMap<string, ValidateFunction> = new Map<ClientFrameTyp
             oneOf: [
               {
                 type: 'object',
-                properties: { offset: { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' } },
+                properties: { offset: OFFSET_SCHEMA },
                 required: ['offset'],
                 additionalProperties: false,
               },
@@ -156,6 +238,8 @@ export function decodeClientFrame(text: string): Decoded {
   }
   if (!validate(o)) {
     const detail = describeSchemaError(validate.errors?.[0], (e) => {
+      const rule = e?.instancePath === '' && (e.keyword === 'oneOf' || e.keyword === 'not') ? FRAME_RULES.get(type) : undefined;
+      if (rule !== undefined) return rule;
       const where = e === undefined || e.instancePath === '' ? 'frame' : e.instancePath.slice(1);
       return `${where} ${e?.message ?? 'is invalid'}`;
     });

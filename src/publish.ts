@@ -2,12 +2,13 @@
 // over HTTP. In Redis mode it records and announces each item (herald_publish, history
 // on) or PUBLISHes it (history off), so every gateway holding the topic delivers; in
 // embedded mode it delivers to this process's clients.
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { type HttpRefusal, Refusal } from '@herald/client/codes';
 import { Ajv } from 'ajv';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
-import type { Deliverer } from './deliver.js';
+import { type Deliverer, payloadId } from './deliver.js';
 import { BodyTooLarge, type Exchange, readBody, refuse, reply, track } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -19,6 +20,17 @@ export interface PublishItem {
   topic: string;
   /** The notification payload as Redis carries it: `data` serialised as JSON. */
   payload: string;
+  /** `data`'s own id (deliver.ts, payloadId), when it has one: the notification's id. */
+  id?: string;
+}
+
+/** What the 202 says of each accepted item, in the request's order. */
+export interface Accepted {
+  topic: string;
+  /** Absent only in Redis mode with history off for a payload without an id of its own: each gateway then names it. */
+  id?: string;
+  /** With history on: the entry in the topic's history. */
+  offset?: string;
 }
 
 /** Why a body is refused (the 400s of the code table, codes.ts). */
@@ -71,7 +83,8 @@ export function parsePublishBody(text: string, limits: { maxBatch: number; maxNo
     if (Buffer.byteLength(payload) > limits.maxNotificationBytes) {
       return { ok: false, refusal: Refusal.NotificationTooLarge, message: `${where}: data is over ${limits.maxNotificationBytes} bytes` };
     }
-    items.push({ topic: item.topic, payload });
+    const id = payloadId(item.data);
+    items.push(id === undefined ? { topic: item.topic, payload } : { topic: item.topic, payload, id });
   }
   return { ok: true, items };
 }
@@ -122,19 +135,31 @@ export function createPublishHandler(deps: {
       fail(ex, parsed.refusal, { message: parsed.message });
       return;
     }
+    let notifications: Accepted[];
     if (bridge === undefined) {
-      for (const { topic, payload } of parsed.items) deliverer.deliver(topic, payload);
+      // This process names a payload without an id of its own, so it can say the name.
+      notifications = parsed.items.map(({ topic, payload, id }) => {
+        const named = id ?? randomUUID();
+        deliverer.deliver(topic, payload, performance.now(), undefined, () => named);
+        return { topic, id: named };
+      });
     } else {
+      let positions: Awaited<ReturnType<Bridge['publish']>>;
       try {
-        await bridge.publish(parsed.items);
+        positions = await bridge.publish(parsed.items);
       } catch (err) {
         plog.warn({ err, items: parsed.items.length }, 'publish to redis failed');
         fail(ex, Refusal.RedisUnavailable);
         return;
       }
+      notifications = parsed.items.map(({ topic, id }, i) => {
+        const p = positions?.[i];
+        if (p !== undefined) return { topic, id: p.id, offset: p.offset };
+        return id === undefined ? { topic } : { topic, id };
+      });
     }
     metrics.publishRequest(202);
-    reply(ex, 202, { accepted: parsed.items.length });
+    reply(ex, 202, { accepted: parsed.items.length, notifications });
   }
 
   return (res: HttpResponse, req: HttpRequest): void => {

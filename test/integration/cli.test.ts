@@ -237,8 +237,13 @@ t.test('herald publish without HERALD_REDIS_URL goes through POST /publish with 
 
   const run = await cli(t, ['publish', '--topic', 'user:alice', '--data', '{"title":"hi"}', '--url', gw.http], env, cwd);
   t.equal(run.code, 0, run.stderr);
-  t.match(run.stdout, `published via ${gw.http} {"accepted":1}`);
-  t.same((await c.next('notification'))['data'], { title: 'hi' });
+  const published = /^published via (\S+) (\{.*\})\n$/.exec(run.stdout);
+  t.equal(published?.[1], gw.http);
+  const body = JSON.parse(published?.[2] ?? 'null') as { accepted: number; notifications: Array<{ topic: string; id: string }> };
+  t.match(body, { accepted: 1, notifications: [{ topic: 'user:alice', id: /^[0-9a-f-]{36}$/ }] }, 'the 202 body: what was created');
+  const first = await c.next('notification');
+  t.same(first['data'], { title: 'hi' });
+  t.equal(first['id'], body.notifications[0]?.id, 'the id the 202 named is the one delivered (embedded mode)');
 
   const text = await cli(t, ['publish', '--topic', 'user:alice', '--data', 'plain words', '--url', gw.http], env, cwd);
   t.equal(text.code, 0, text.stderr);

@@ -209,6 +209,8 @@ interface Expected {
   headers: Record<string, string>;
   /** Notifications the run's watcher must receive, in order. */
   notifications: Array<{ topic: string; data: string; id: string | undefined }>;
+  /** A 202's `notifications`, item by item: the topic and the own id (else a derived one). */
+  accepted?: Array<{ topic: string; own: string | undefined }>;
   /** The gateway answers from the headers alone; the body is held back. */
   early: boolean;
   /** The gateway closes the connection after answering. */
@@ -321,7 +323,8 @@ function expect(req: PublishRequest, w: Watcher): Expected {
     }
     notifications.push({ topic, data, id: own });
   }
-  return { status: 202, body: { accepted: list.length }, headers: JSON_HEADERS, notifications, early: false, closes: false };
+  const accepted = items.map(({ topic, own }) => ({ topic, own }));
+  return { status: 202, body: { accepted: list.length }, accepted, headers: JSON_HEADERS, notifications, early: false, closes: false };
 }
 
 // ---------------------------------------------------------------------------------
@@ -619,6 +622,12 @@ async function exchange(w: Watcher, generated: PublishRequest): Promise<void> {
     if (typeof message !== 'string' || message === '') problems.push(`message ${JSON.stringify(message)}`);
     else if (want.names !== undefined && !message.startsWith(`${want.names}: `))
       problems.push(`message ${JSON.stringify(message)} does not name ${want.names}`);
+  } else if (want.accepted !== undefined) {
+    const { notifications, ...rest } = body ?? {};
+    if (JSON.stringify(rest) !== JSON.stringify(want.body))
+      problems.push(`body ${JSON.stringify(body)?.slice(0, 300)}, expected ${JSON.stringify(want.body)} and notifications`);
+    const why = acceptedMismatch(want.accepted, notifications);
+    if (why !== undefined) problems.push(`notifications: ${why}`);
   } else if (JSON.stringify(body) !== JSON.stringify(want.body)) {
     problems.push(`body ${JSON.stringify(body)?.slice(0, 300)}, expected ${JSON.stringify(want.body)}`);
   }
@@ -638,6 +647,25 @@ async function exchange(w: Watcher, generated: PublishRequest): Promise<void> {
     if (why !== undefined) throw new Error(`after ${show(req)}: notification ${i + 1}: ${why}\n  got ${text.slice(0, 400)}`);
   });
   counts.notifications += arrived.length;
+}
+
+/**
+ * A 202's `notifications` (PROTOCOL.md § POST /publish), history on: one per item in
+ * order, `{topic, id, offset}`, the id the item's own or derived from the offset.
+ */
+function acceptedMismatch(want: NonNullable<Expected['accepted']>, got: unknown): string | undefined {
+  if (!Array.isArray(got) || got.length !== want.length) return `${JSON.stringify(got)?.slice(0, 200)}: not ${want.length} entries`;
+  for (let i = 0; i < want.length; i++) {
+    const n = got[i] as Record<string, unknown>;
+    const w = want[i] as { topic: string; own: string | undefined };
+    if (Object.keys(n).join(',') !== 'topic,id,offset') return `[${i}]: properties ${Object.keys(n).join(',')}`;
+    if (n['topic'] !== w.topic) return `[${i}]: topic ${String(n['topic'])}, expected ${w.topic}`;
+    const offset = n['offset'];
+    if (typeof offset !== 'string' || !/^\d{1,15}-\d{1,15}$/.test(offset)) return `[${i}]: offset ${JSON.stringify(offset)}`;
+    const id = w.own ?? `${offset}@${createHash('sha1').update(w.topic).digest('hex').slice(0, 8)}`;
+    if (n['id'] !== id) return `[${i}]: id ${JSON.stringify(n['id'])}, expected ${JSON.stringify(id)}`;
+  }
+  return undefined;
 }
 
 /**

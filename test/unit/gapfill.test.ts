@@ -20,6 +20,7 @@ function setup() {
       asked.push(new Map(points));
       return new Map<string, Recovery>([...points.keys()].map((k) => [k, { recovered: true, entries: [] }]));
     },
+    page: async () => ({ epoch: 'e1', entries: [] }), // not a gap fill's
   } satisfies History;
   const deliverer = createDeliverer({
     fanout: { publish: () => true, numSubscribers: () => 1 },

@@ -1,5 +1,17 @@
 import t from 'tap';
-import { decodeClientFrame, ErrorCode, encode, encodeNotification, type ServerFrame } from '../../dist/protocol.js';
+import {
+  DEFAULT_HISTORY_LIMIT,
+  decodeClientFrame,
+  ErrorCode,
+  encode,
+  encodeHistoryReply,
+  encodeNotification,
+  MAX_ACK_IDS,
+  MAX_HISTORY_LIMIT,
+  type ServerFrame,
+} from '../../dist/protocol.js';
+
+const ids = (n: number, prefix = 'n'): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
 t.test('every valid client frame decodes to itself', async (t) => {
   const rows: Array<Record<string, unknown>> = [
@@ -15,6 +27,16 @@ t.test('every valid client frame decodes to itself', async (t) => {
     { type: 'ack', notificationId: 'n'.repeat(128), id: 'a1' },
     { type: 'mark_read', notificationId: '550e8400-e29b-41d4-a716-446655440000', id: 3 },
     { type: 'mark_read', notificationId: 'é 🎉 "quoted"' },
+    // The list form: 1 to MAX_ACK_IDS ids, each as a single id; repeats allowed.
+    { type: 'ack', notificationIds: ['n-1'] },
+    { type: 'ack', notificationIds: ids(MAX_ACK_IDS), id: 'batch' },
+    { type: 'mark_read', notificationIds: ['a', 'a', 'n'.repeat(128), '🎉'], id: 4 },
+    // history: a topic, and optionally a limit and one of before/after.
+    { type: 'history', topic: 'user:42' },
+    { type: 'history', topic: 'org:rio', limit: 1, id: 'h' },
+    { type: 'history', topic: 'org:rio', limit: MAX_HISTORY_LIMIT, before: '1795450121095-0' },
+    { type: 'history', topic: 'org:rio', after: '0-0', id: 9 },
+    { type: 'history', topic: 'x'.repeat(128), after: `${'9'.repeat(15)}-${'9'.repeat(15)}` },
   ];
   for (const frame of rows) {
     t.strictSame(decodeClientFrame(JSON.stringify(frame)), { kind: 'frame', frame }, JSON.stringify(frame).slice(0, 80));
@@ -114,6 +136,50 @@ t.test('schema failures are invalid with a message naming the problem and the id
       'notificationId of 129',
     ],
     ['{"type":"mark_read","notificationId":5}', undefined, /^mark_read: notificationId /, 'numeric notificationId'],
+    [
+      '{"type":"ack","notificationId":"a","notificationIds":["b"],"id":1}',
+      1,
+      /^ack: exactly one of "notificationId" and "notificationIds"$/,
+      'both forms at once',
+    ],
+    ['{"type":"mark_read","notificationIds":[]}', undefined, /^mark_read: notificationIds /, 'an empty list'],
+    [JSON.stringify({ type: 'ack', notificationIds: ids(MAX_ACK_IDS + 1), id: 'b' }), 'b', /^ack: notificationIds /, 'a list of 101'],
+    [JSON.stringify({ type: 'ack', notificationIds: ids(100_000) }), undefined, /^ack: notificationIds /, 'a list of 100000'],
+    ['{"type":"ack","notificationIds":["ok",""]}', undefined, /^ack: notificationIds\/1 /, 'an empty id in the list'],
+    [
+      JSON.stringify({ type: 'ack', notificationIds: ['n'.repeat(129)] }),
+      undefined,
+      /^ack: notificationIds\/0 /,
+      'an id of 129 in the list',
+    ],
+    ['{"type":"ack","notificationIds":["a",5]}', undefined, /^ack: notificationIds\/1 /, 'a numeric id in the list'],
+    ['{"type":"ack","notificationIds":[["a"]]}', undefined, /^ack: notificationIds\/0 /, 'a nested list'],
+    ['{"type":"ack","notificationIds":"a"}', undefined, /^ack: notificationIds /, 'a string for the list'],
+    ['{"type":"ack","notificationIds":{"0":"a"}}', undefined, /^ack: notificationIds /, 'an object for the list'],
+    ['{"type":"ack","notificationIds":null}', undefined, /^ack: notificationIds /, 'null for the list'],
+    ['{"type":"history","id":"h"}', 'h', /^history: missing property "topic"$/, 'history without a topic'],
+    ['{"type":"history","topic":"org:*"}', undefined, /^history: topic /, 'history of a glob'],
+    ['{"type":"history","topic":"a","limit":0}', undefined, /^history: limit /, 'limit 0'],
+    [`{"type":"history","topic":"a","limit":${MAX_HISTORY_LIMIT + 1}}`, undefined, /^history: limit /, 'limit 101'],
+    ['{"type":"history","topic":"a","limit":-1}', undefined, /^history: limit /, 'negative limit'],
+    ['{"type":"history","topic":"a","limit":2.5}', undefined, /^history: limit /, 'fractional limit'],
+    ['{"type":"history","topic":"a","limit":"20"}', undefined, /^history: limit /, 'limit as a string'],
+    ['{"type":"history","topic":"a","limit":null}', undefined, /^history: limit /, 'null limit'],
+    ['{"type":"history","topic":"a","limit":1e400}', undefined, /^history: limit /, 'infinite limit'],
+    [
+      '{"type":"history","topic":"a","before":"2-0","after":"1-0","id":3}',
+      3,
+      /^history: at most one of "before" and "after"$/,
+      'before and after',
+    ],
+    ['{"type":"history","topic":"a","before":"1795450121095"}', undefined, /^history: before /, 'before without a seq'],
+    ['{"type":"history","topic":"a","after":"-1-0"}', undefined, /^history: after /, 'negative after'],
+    ['{"type":"history","topic":"a","after":"1-0\\n"}', undefined, /^history: after /, 'trailing newline in after'],
+    [`{"type":"history","topic":"a","after":"${'1'.repeat(16)}-0"}`, undefined, /^history: after /, 'after of 16 digits'],
+    ['{"type":"history","topic":"a","before":"+"}', undefined, /^history: before /, 'Redis range syntax "+" as before'],
+    ['{"type":"history","topic":"a","after":"(1-0"}', undefined, /^history: after /, 'Redis exclusive syntax as after'],
+    ['{"type":"history","topic":"a","before":1}', undefined, /^history: before /, 'numeric before'],
+    ['{"type":"history","topic":"a","epoch":"e"}', undefined, /^history: unexpected property "epoch"$/, 'an extra property'],
     [JSON.stringify({ type: 'ping', id: 'x'.repeat(65) }), undefined, /^ping: id /, 'id of 65'],
     ['{"type":"ping","id":""}', undefined, /^ping: id /, 'empty id'],
     ['{"type":"ping","id":-1}', undefined, /^ping: id /, 'negative id'],
@@ -184,6 +250,9 @@ t.test('encode produces JSON that parses back to the frame', async (t) => {
     { type: 'unsubscribed', topic: 'a"b\\c\u2028\u0000', id: 'x\ny' },
     { type: 'acked', notificationId: '\ud83c\udf89', id: 3 },
     { type: 'marked_read', notificationId: '</script>', id: 'm' },
+    { type: 'acked', notificationIds: ['a', 'a', '\u0000'], id: 'list' },
+    { type: 'marked_read', notificationIds: ['n1'], id: 0 },
+    { type: 'error', code: ErrorCode.HistoryUnavailable, message: 'this gateway keeps no history', id: 'h' },
     { type: 'error', code: ErrorCode.RateLimited, message: 'slow down "now"', id: 4, retryAfterMs: 250 },
     { type: 'error', code: ErrorCode.InvalidMessage, message: 'ping: unexpected property "__proto__"' },
   ];
@@ -213,7 +282,43 @@ t.test('encodeNotification produces a parseable frame with escaped topic and id'
   }
 });
 
+t.test('encodeHistoryReply wraps stored notification frames as entries without their type', async (t) => {
+  const frames = [
+    encodeNotification('user:"42"', 'n\n1', 5, '{"title":"hi"}', { offset: '5-0', epoch: '18a2' }),
+    encodeNotification('user:"42"', '</script>', 6, '"text"', { offset: '6-0', epoch: '18a2' }),
+  ];
+  const entry = { topic: 'user:"42"', epoch: '18a2' };
+  const want = [
+    { topic: entry.topic, id: 'n\n1', ts: 5, offset: '5-0', epoch: '18a2', data: { title: 'hi' } },
+    { topic: entry.topic, id: '</script>', ts: 6, offset: '6-0', epoch: '18a2', data: 'text' },
+  ];
+  const reply = JSON.parse(encodeHistoryReply('user:"42"', '18a2', frames, 'h"1')) as Record<string, unknown>;
+  t.strictSame(reply, { type: 'history', topic: 'user:"42"', epoch: '18a2', notifications: want, id: 'h"1' });
+  t.strictSame(
+    Object.keys((reply['notifications'] as object[])[0] as object),
+    ['topic', 'id', 'ts', 'offset', 'epoch', 'data'],
+    'key order',
+  );
+  t.strictSame(
+    JSON.parse(encodeHistoryReply('t', 'e', [], undefined)),
+    { type: 'history', topic: 't', epoch: 'e', notifications: [] },
+    'empty, no id',
+  );
+  t.strictSame(
+    JSON.parse(encodeHistoryReply('t', 'e', [], 0)),
+    { type: 'history', topic: 't', epoch: 'e', notifications: [], id: 0 },
+    'id 0',
+  );
+});
+
+t.test('the documented limits', async (t) => {
+  t.equal(MAX_ACK_IDS, 100);
+  t.equal(MAX_HISTORY_LIMIT, 100);
+  t.equal(DEFAULT_HISTORY_LIMIT, 20);
+});
+
 t.test('error codes include every code the contract names', async (t) => {
   const codes = Object.values(ErrorCode);
-  for (const c of ['invalid_message', 'forbidden', 'rate_limited', 'unknown_type']) t.ok(codes.includes(c as ErrorCode), c);
+  for (const c of ['invalid_message', 'forbidden', 'rate_limited', 'unknown_type', 'history_unavailable'])
+    t.ok(codes.includes(c as ErrorCode), c);
 });

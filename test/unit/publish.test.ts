@@ -4,7 +4,7 @@ import { type PublishParse, parsePublishBody } from '../../dist/publish.js';
 const limits = { maxBatch: 3, maxNotificationBytes: 64 };
 
 t.test('valid bodies parse into topic and JSON-encoded payload', async (t) => {
-  const rows: Array<[body: string, items: Array<{ topic: string; payload: string }>, name: string]> = [
+  const rows: Array<[body: string, items: Array<{ topic: string; payload: string; id?: string }>, name: string]> = [
     ['{"topic":"user:42","data":{"title":"hi"}}', [{ topic: 'user:42', payload: '{"title":"hi"}' }], 'single object'],
     [' \n{"data":1,"topic":"system"}\n ', [{ topic: 'system', payload: '1' }], 'keys in any order, padded'],
     [
@@ -32,8 +32,25 @@ t.test('valid bodies parse into topic and JSON-encoded payload', async (t) => {
     ['{"topic":"a","data":"é🎉"}', [{ topic: 'a', payload: '"é🎉"' }], 'unicode data'],
     [`{"topic":"${'x'.repeat(128)}","data":1}`, [{ topic: 'x'.repeat(128), payload: '1' }], 'topic of 128'],
     ['{"topic":"__proto__","data":1}', [{ topic: '__proto__', payload: '1' }], 'topic named __proto__'],
+    // The data's own id (a string of 1-128 on an object) names the notification: the 202 says it.
+    ['{"topic":"a","data":{"id":"n-1"}}', [{ topic: 'a', payload: '{"id":"n-1"}', id: 'n-1' }], 'data with its own id'],
+    ['{"topic":"a","data":{"id":""}}', [{ topic: 'a', payload: '{"id":""}' }], 'empty id: none'],
+    ['{"topic":"a","data":{"id":7}}', [{ topic: 'a', payload: '{"id":7}' }], 'numeric id: none'],
+    ['{"topic":"a","data":[{"id":"x"}]}', [{ topic: 'a', payload: '[{"id":"x"}]' }], 'an array holding an id: none'],
+    ['{"topic":"a","data":{"x":{"id":"deep"}}}', [{ topic: 'a', payload: '{"x":{"id":"deep"}}' }], 'a nested id: none'],
   ];
   for (const [body, items, name] of rows) t.strictSame(parsePublishBody(body, limits), { ok: true, items }, name);
+});
+
+t.test('an own id is 1-128 characters', async (t) => {
+  const roomy = { ...limits, maxNotificationBytes: 1024 };
+  const item = (id: string) => {
+    const r = parsePublishBody(JSON.stringify({ topic: 'a', data: { id } }), roomy);
+    return r.ok ? r.items[0]?.id : 'refused';
+  };
+  t.equal(item('i'.repeat(128)), 'i'.repeat(128));
+  t.equal(item('i'.repeat(129)), undefined);
+  t.equal(item('🎉'.repeat(64)), '🎉'.repeat(64), '128 UTF-16 units, as deliver.ts counts');
 });
 
 function failure(r: PublishParse): { reason: string; message: string } | undefined {
