@@ -1,11 +1,14 @@
 // HeraldClient: one logical connection to a Herald gateway that survives the loss of
 // any number of sockets. It owns at most one socket at a time; everything the app
 // asked for (topics, requests in the offline queue) outlives the socket and is replayed
-// on the next one. The pure parts live in backoff.ts, dedup.ts, requests.ts and resume.ts.
+// on the next one. The pure parts live in acks.ts, backoff.ts, dedup.ts, positions.ts,
+// requests.ts and resume.ts; a topic's handle in subscription.ts.
+import { type AckBatcher, type AckKind, createAckBatcher } from './acks.js';
 import { type Backoff, backoffCap, createBackoff } from './backoff.js';
 import { Retry, retryAfterClose, retryAfterError, retryAfterRefusal } from './codes.js';
 import { createDedupWindow, type DedupWindow } from './dedup.js';
 import { Emitter } from './emitter.js';
+import { asPosition, isAfter, memoryPositions, type PositionStore, readPosition } from './positions.js';
 import {
   BEARER_PREFIX,
   type ClientFrame,
@@ -13,7 +16,9 @@ import {
   decodeServerFrame,
   encodeClientFrame,
   isNotificationId,
+  isOffset,
   isTopic,
+  MAX_HISTORY_LIMIT,
   type Notification,
   type ResumedTopics,
   type ServerFrame,
@@ -21,7 +26,8 @@ import {
   SUBPROTOCOL,
 } from './protocol.js';
 import { type Clock, createRequests, HeraldError, type Requests, systemClock } from './requests.js';
-import { type ResumeFrame, ResumeState, resumeFrames } from './resume.js';
+import { type ResumeFrame, type ResumePoint, ResumeState, resumeFrames, type TopicPosition } from './resume.js';
+import { Subscription } from './subscription.js';
 
 /**
  * The part of the WebSocket API the client uses: the browser's WebSocket, Node 22's
@@ -61,8 +67,25 @@ export interface HeraldClientOptions {
   requestTimeoutMs?: number;
   /** Requests held while offline; one more fails with `queue_full`. Default 100. */
   maxQueue?: number;
-  /** Notification ids remembered to drop repeats (live and replayed alike). Default 10000. */
+  /** (topic, id) pairs remembered to drop repeats (live and replayed alike). Default 10000. */
   dedupWindow?: number;
+  /**
+   * Where each topic's position is kept (written as notifications arrive, read on
+   * connect to resume from). Default memoryPositions(): a reload forgets; pass
+   * localStoragePositions() in a browser to resume across reloads, or any object with
+   * get(topic)/set(topic, position).
+   */
+  positions?: PositionStore;
+  /**
+   * First connection only: topics with no known position resume from this time (ms
+   * since the epoch), e.g. when the page was rendered by a backend that knows what the
+   * user has seen. Default: they start live.
+   */
+  since?: number;
+  /** First connection only: positions per topic the app was handed (by its backend); the further of these and the store's wins. */
+  initialPositions?: Record<string, TopicPosition>;
+  /** ack()/markRead() calls within this many ms go out as one frame (up to 100 ids). Default 50. */
+  ackWindowMs?: number;
   /**
    * Recover missed notifications on every reconnect (gateways with history: Redis
    * mode): the client sends a `resume` frame from the last position it saw on each
@@ -148,8 +171,35 @@ export interface HeraldEvents {
   quality: Quality;
   /** A token renewed on the open connection (reauth(), or automatically with reauthBeforeExpiryMs). */
   reauth: AuthResult;
-  /** Errors no promise can carry: a re-subscribe refused after a reconnect, an automatic reauth failing, a resume refused, a server error without a request id. */
+  /** Errors no promise can carry: an automatic reauth failing, a resume refused, a position store failing, a server error without a request id. */
   error: HeraldError;
+  /**
+   * Every failed subscribe or re-subscribe (after a reconnect): retried with backoff
+   * unless the server refused the topic for good (then dropped, its handle `failed`).
+   */
+  subscriptionError: SubscriptionError;
+}
+
+export interface SubscriptionError {
+  topic: string;
+  error: HeraldError;
+}
+
+export interface HistoryOptions {
+  /** 1..MAX_HISTORY_LIMIT (100); default (the gateway's) 20. */
+  limit?: number;
+  /** The `limit` entries just before this offset. */
+  before?: string;
+  /** The first `limit` entries after this offset. */
+  after?: string;
+}
+
+export interface HistoryPage {
+  topic: string;
+  /** The dataset the offsets belong to. */
+  epoch: string;
+  /** Oldest first. */
+  notifications: Notification[];
 }
 
 /** The options with their defaults applied (see HeraldClientOptions for each). */
@@ -169,6 +219,7 @@ interface Settings {
   fairRttMs: number;
   reauthBeforeExpiryMs: number | undefined;
   resume: boolean;
+  ackWindowMs: number;
 }
 
 const DEFAULTS = {
@@ -187,6 +238,8 @@ const DEFAULTS = {
   pongTimeoutMs: 10_000,
   goodRttMs: 150,
   fairRttMs: 500,
+  // Long enough to gather a replay's acks (they are issued within a few ms), short enough not to be noticed.
+  ackWindowMs: 50,
 } as const;
 
 /** setTimeout fires at once for delays past 2^31-1 ms. */
@@ -197,6 +250,18 @@ const RESUME_RETRY_MS = 1000;
 
 /** A server error that means "this request had no effect and will not on retry" (codes.ts). */
 const refused = (code: string): boolean => retryAfterError(code) === Retry.Never;
+
+/** A topic the app asked for: its handle, and its retries on the current connection. */
+interface Wanted {
+  readonly sub: Subscription;
+  /** The connection (generation) that confirmed it; -1 when none has. */
+  confirmedGen: number;
+  /** Failed attempts on the current connection (the backoff exponent). */
+  attempt: number;
+  /** A retry waiting (after rate_limited, unavailable, a timeout). */
+  timer: unknown;
+  inFlight: boolean;
+}
 
 interface NodeStyleEvents {
   on(event: 'unexpected-response', fn: (req: unknown, res: { statusCode?: number }) => void): unknown;
@@ -244,10 +309,21 @@ export class HeraldClient extends Emitter<HeraldEvents> {
    * source handing out dead tokens backs off instead of looping.
    */
   #freshTokenRetried = false;
-  /** Topics the app subscribed to, re-subscribed after each reconnect. */
-  readonly #topics = new Set<string>();
-  /** App subscribe requests not settled yet, by topic: those go out themselves, no need to re-subscribe. */
-  readonly #subscribing = new Map<string, number>();
+  /** Topics the app subscribed to, re-subscribed after each reconnect until unsubscribed or refused. */
+  readonly #wanted = new Map<string, Wanted>();
+  readonly #readyWaiters: Array<{ resolve: () => void; reject: (err: HeraldError) => void }> = [];
+  readonly #positions: PositionStore;
+  /** The app's `since` and `initialPositions`, for the first connection; cleared once it opened. */
+  #initial: { since: number | undefined; positions: Map<string, TopicPosition> } | undefined;
+  /** A position store failing is reported once, not once per notification. */
+  #storeFailureReported = false;
+  readonly #acks: AckBatcher;
+  /**
+   * Resume points waiting for their topic's subscribe on this connection (the gateway
+   * answers `not_held` otherwise): sent once every re-subscribe has settled, or, for a
+   * topic retried after a refusal, once it is confirmed.
+   */
+  #resumeWait: { gen: number; epoch: string; points: Map<string, ResumePoint>; unsettled: Set<string> } | undefined;
   #reauthSupported = true;
   readonly #timers = {
     retry: undefined as unknown,
@@ -284,6 +360,24 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     );
     this.#dedup = createDedupWindow(this.#o.dedupWindow);
     this.#requests = createRequests({ timeoutMs: this.#o.requestTimeoutMs, maxQueue: this.#o.maxQueue, clock: this.#clock });
+    this.#positions = options.positions ?? memoryPositions();
+    if (typeof this.#positions?.get !== 'function' || typeof this.#positions.set !== 'function')
+      throw new TypeError('HeraldClient positions: expected an object with get(topic) and set(topic, position)');
+    if (options.since !== undefined && !(Number.isFinite(options.since) && options.since >= 0))
+      throw new RangeError(`HeraldClient since: expected ms since the epoch >= 0, got ${options.since}`);
+    const initialPositions = new Map<string, TopicPosition>();
+    for (const [topic, value] of Object.entries(options.initialPositions ?? {})) {
+      const p = asPosition(value);
+      if (p === undefined || !isTopic(topic))
+        throw new TypeError(`HeraldClient initialPositions[${JSON.stringify(topic.slice(0, 140))}]: expected a topic and {offset, epoch}`);
+      initialPositions.set(topic, p);
+    }
+    this.#initial = { since: options.since, positions: initialPositions };
+    this.#acks = createAckBatcher({
+      windowMs: this.#o.ackWindowMs,
+      clock: this.#clock,
+      send: (kind, ids) => this.#sendAcks(kind, ids),
+    });
     if (this.#o.autoConnect) {
       // Requests made right after construction are queued, not refused.
       this.#state = 'connecting';
@@ -308,7 +402,23 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Topics subscribed by the app (re-subscribed after every reconnect), beside the session's initial topics. */
   get topics(): string[] {
-    return [...this.#topics];
+    return [...this.#wanted.keys()];
+  }
+
+  /** The live handle of a topic the app subscribed to. */
+  subscription(topic: string): Subscription | undefined {
+    return this.#wanted.get(topic)?.sub;
+  }
+
+  /**
+   * Resolves when the connection is open and every topic the app subscribed to is
+   * confirmed on it (at once if so already); rejects with `closed` when the client
+   * closes first. A topic refused for good no longer counts.
+   */
+  ready(): Promise<void> {
+    if (this.#state === 'closed') return Promise.reject(new HeraldError('closed', 'ready: the client is closed; call connect() first'));
+    if (this.#isReady()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
   }
 
   get quality(): Quality {
@@ -331,37 +441,43 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     this.#dropSocket(Close.Normal, 'client_closed');
   }
 
-  /** Subscribes to a topic the token grants; re-subscribed after every reconnect until unsubscribe(). */
-  async subscribe(topic: string): Promise<void> {
-    if (!isTopic(topic))
-      throw new HeraldError(
-        'invalid_argument',
-        `subscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic (1-128 of [A-Za-z0-9:_.@-])`,
-        { topic },
+  /**
+   * Subscribes to a topic the token grants, re-subscribed after every reconnect until
+   * unsubscribe(); returns its handle (the live one if the topic is wanted already).
+   * Never throws: an invalid topic or a closed client give a `failed` handle whose
+   * `ready` rejects. Wait with `await client.subscribe(topic).ready`.
+   */
+  subscribe(topic: string): Subscription {
+    const existing = this.#wanted.get(topic);
+    if (existing !== undefined) return existing.sub;
+    const sub = new Subscription(topic, this);
+    if (typeof topic !== 'string' || !isTopic(topic)) {
+      sub._failed(
+        new HeraldError(
+          'invalid_argument',
+          `subscribe: ${JSON.stringify(String(topic).slice(0, 140))} is not a topic (1-128 of [A-Za-z0-9:_.@-])`,
+          {
+            topic,
+          },
+        ),
+        true,
       );
-    this.#refuseIfClosed('subscribe');
-    const had = this.#topics.has(topic);
-    this.#topics.add(topic);
-    this.#subscribing.set(topic, (this.#subscribing.get(topic) ?? 0) + 1);
-    try {
-      await this.#requests.request({ type: 'subscribe', topic });
-    } catch (err) {
-      const e = err as HeraldError;
-      // A refusal always drops the topic; a request that never went out drops it only
-      // if it was new. A timeout keeps it: the server may have taken it.
-      if (refused(e.code) || (!had && e.code !== 'timeout')) this.#dropTopic(topic);
-      throw withTopic(e, topic);
-    } finally {
-      const n = (this.#subscribing.get(topic) ?? 1) - 1;
-      if (n === 0) this.#subscribing.delete(topic);
-      else this.#subscribing.set(topic, n);
+      return sub;
     }
+    if (this.#state === 'closed') {
+      sub._failed(new HeraldError('closed', 'subscribe: the client is closed; call connect() first', { topic }), true);
+      return sub;
+    }
+    this.#wanted.set(topic, { sub, confirmedGen: -1, attempt: 0, timer: undefined, inFlight: false });
+    if (this.#session !== undefined) this.#sendSubscribe(topic);
+    return sub;
   }
 
   /** Unsubscribes (the topic is no longer re-subscribed, even if this request fails). Initial topics may be left too. */
   async unsubscribe(topic: string): Promise<void> {
-    if (!isTopic(topic))
-      throw new HeraldError('invalid_argument', `unsubscribe: ${JSON.stringify(topic.slice(0, 140))} is not a topic`, { topic });
+    if (typeof topic !== 'string' || !isTopic(topic))
+      throw new HeraldError('invalid_argument', `unsubscribe: ${JSON.stringify(String(topic).slice(0, 140))} is not a topic`, { topic });
+    this.#wanted.get(topic)?.sub._unsubscribed();
     this.#dropTopic(topic);
     this.#refuseIfClosed('unsubscribe');
     try {
@@ -371,18 +487,58 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }
   }
 
-  /** Acknowledges receipt; resolves once the gateway has it (in Redis mode: once it is in the events stream). */
+  /**
+   * A page of a topic's history (held or granted topics), oldest first: the newest
+   * `limit` entries, or those just `before` / `after` an offset. Arguments the gateway
+   * would refuse fail here with `invalid_argument`; a gateway without history answers
+   * `history_unavailable`.
+   */
+  async history(topic: string, options: HistoryOptions = {}): Promise<HistoryPage> {
+    const bad = (what: string): HeraldError => new HeraldError('invalid_argument', `history: ${what}`, { topic });
+    if (typeof topic !== 'string' || !isTopic(topic)) throw bad(`${JSON.stringify(String(topic).slice(0, 140))} is not a topic`);
+    if (options === null || typeof options !== 'object') throw bad('options: expected an object');
+    const { limit, before, after } = options;
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1 && limit <= MAX_HISTORY_LIMIT))
+      throw bad(`limit: expected an integer 1-${MAX_HISTORY_LIMIT}, got ${String(limit)}`);
+    if (before !== undefined && after !== undefined) throw bad('at most one of before and after');
+    for (const [name, v] of [
+      ['before', before],
+      ['after', after],
+    ] as const)
+      if (v !== undefined && (typeof v !== 'string' || !isOffset(v))) throw bad(`${name}: expected an offset <ms>-<seq>`);
+    this.#refuseIfClosed('history');
+    const reply = await this.#requests.request({
+      type: 'history',
+      topic,
+      ...(limit !== undefined ? { limit } : {}),
+      ...(before !== undefined ? { before } : {}),
+      ...(after !== undefined ? { after } : {}),
+    });
+    return { topic: reply.topic, epoch: reply.epoch, notifications: reply.notifications };
+  }
+
+  /**
+   * Acknowledges receipt; resolves once the gateway has it (in Redis mode: once it is
+   * in the events stream). Calls within `ackWindowMs` share one frame.
+   */
   async ack(notificationId: string): Promise<void> {
     this.#checkNotificationId('ack', notificationId);
     this.#refuseIfClosed('ack');
-    await this.#requests.request({ type: 'ack', notificationId });
+    await this.#acks.add('ack', notificationId);
   }
 
-  /** Marks a notification read; resolves once the gateway has it. */
+  /** Marks a notification read; resolves once the gateway has it. Calls within `ackWindowMs` share one frame. */
   async markRead(notificationId: string): Promise<void> {
     this.#checkNotificationId('mark_read', notificationId);
     this.#refuseIfClosed('mark_read');
-    await this.#requests.request({ type: 'mark_read', notificationId });
+    await this.#acks.add('mark_read', notificationId);
+  }
+
+  /** One frame for a batch: the single form for one id (any gateway takes it), the list form for more. */
+  async #sendAcks(kind: AckKind, ids: string[]): Promise<void> {
+    const [first] = ids;
+    if (ids.length === 1 && first !== undefined) await this.#requests.request({ type: kind, notificationId: first });
+    else await this.#requests.request({ type: kind, notificationIds: ids });
   }
 
   /** One ping now; resolves with the round trip in ms. Fails with `disconnected` when not open (never queued). */
@@ -406,7 +562,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const token = await this.#getToken();
     const reply = await this.#requests.request({ type: 'auth', token }, { queue: false, resend: false });
     this.#currentToken = token;
-    for (const t of reply.revoked) this.#dropTopic(t);
+    for (const topic of reply.revoked) {
+      const w = this.#wanted.get(topic);
+      this.#dropTopic(topic);
+      if (w !== undefined)
+        this.#subscriptionFailed(w, new HeraldError('forbidden', `${topic}: the new token does not grant it`, { topic, sent: true }), true);
+    }
+    this.#checkReady();
     this.#scheduleReauth(reply.expiresAt);
     const result: AuthResult = {
       expiresAt: reply.expiresAt,
@@ -482,10 +644,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         const { topic, id, ts, offset, epoch, replayed, data } = frame;
         this.#coveredUntil = Math.max(this.#coveredUntil, ts);
         // Every position counts, a repeat's too: it is where the topic stands.
-        if (offset !== undefined && epoch !== undefined) this.#resume.observe(topic, offset, epoch);
-        if (this.#dedup.seen(id)) return;
+        if (offset !== undefined && epoch !== undefined) this.#observe(topic, offset, epoch);
+        if (this.#dedup.seen(topic, id)) return;
         const position = offset !== undefined && epoch !== undefined ? { offset, epoch } : {};
-        this.emit('notification', { topic, id, ts, ...position, ...(replayed === true ? { replayed } : {}), data });
+        const n: Notification = { topic, id, ts, ...position, ...(replayed === true ? { replayed } : {}), data };
+        this.emit('notification', n);
+        this.#wanted.get(topic)?.sub._notify(n);
         return;
       }
       case 'resumed':
@@ -534,19 +698,16 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this.#freshTokenRetried = false;
     }, this.#o.stableAfterMs);
 
-    // Re-subscribe first-hand: app subscribe requests still pending go out from the queue by themselves.
-    for (const topic of this.#topics) {
-      if (this.#subscribing.has(topic)) continue;
-      this.#requests.request({ type: 'subscribe', topic }, { resend: false }).catch((err: HeraldError) => {
-        if (!refused(err.code)) return; // lost with the connection: the next one re-subscribes
-        this.#dropTopic(topic);
-        this.emit('error', new HeraldError(err.code, `re-subscribe ${topic}: ${err.message}`, { sent: true, topic }));
-      });
-    }
+    // Requests queued while offline, then every wanted topic; the resume waits for the topics' answers (#recover).
     this.#requests.attach((f) => this.#send(gen, f));
-    // After the re-subscribes (the gateway handles frames in order): every topic is held when the resume arrives.
+    for (const [topic, w] of this.#wanted) {
+      w.attempt = 0;
+      this.#sendSubscribe(topic);
+    }
     this.#recover(gen, session);
+    this.#initial = undefined;
     this.#setState({ state: 'open', reason: 'connected', session });
+    this.#checkReady();
     this.#heartbeat(gen);
     if (this.#o.reauthBeforeExpiryMs !== undefined && this.#currentToken !== undefined) {
       const exp = jwtExpiry(this.#currentToken);
@@ -657,6 +818,12 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     for (const k of ['connect', 'ping', 'stable', 'reauth'] as const) this.#clock.clearTimeout(this.#timers[k]);
     for (const timer of this.#resumeTimers) this.#clock.clearTimeout(timer);
     this.#resumeTimers.clear();
+    this.#resumeWait = undefined;
+    for (const w of this.#wanted.values()) {
+      this.#clock.clearTimeout(w.timer);
+      w.timer = undefined;
+      w.sub._pending();
+    }
     this.#requests.detach();
     if (wasOpen || this.#quality.level !== 'offline') {
       this.#quality = { level: 'offline', rttMs: undefined };
@@ -678,9 +845,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
   #stop(reason: string, code?: number): void {
     this.#generation++;
     this.#clock.clearTimeout(this.#timers.retry);
+    this.#acks.flush(); // into the queue, to fail with the rest
     this.#requests.rejectAll('closed', `the client is closed (${reason})`);
     this.#teardownConnection();
     this.#setState({ state: 'closed', reason, ...(code !== undefined ? { code } : {}) });
+    const err = new HeraldError('closed', `the client is closed (${reason})`);
+    for (const w of this.#wanted.values()) w.sub._abandon(new HeraldError('closed', err.message, { topic: w.sub.topic }));
+    for (const r of this.#readyWaiters.splice(0)) r.reject(err);
   }
 
   #scheduleReauth(expiresAt: number): void {
@@ -700,21 +871,147 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   // ---- recovery ----
 
+  // ---- subscriptions ----
+
+  /** One subscribe for a wanted topic on the open connection; failures retried with backoff, refusals drop it. */
+  #sendSubscribe(topic: string): void {
+    const w = this.#wanted.get(topic);
+    if (w === undefined || w.inFlight || this.#session === undefined) return;
+    const gen = this.#generation;
+    w.inFlight = true;
+    this.#requests.request({ type: 'subscribe', topic }, { queue: false, resend: false }).then(
+      () => {
+        w.inFlight = false;
+        if (this.#wanted.get(topic) !== w || gen !== this.#generation) return; // unsubscribed meanwhile, or an older connection's
+        const retried = w.attempt > 0;
+        w.attempt = 0;
+        w.confirmedGen = gen;
+        w.sub._confirmed();
+        this.#subscribeSettled(gen, topic, retried);
+        this.#checkReady();
+      },
+      (err: HeraldError) => {
+        w.inFlight = false;
+        // Lost with the connection (or the client closed): the next connection subscribes again.
+        if (this.#wanted.get(topic) !== w || gen !== this.#generation || err.code === 'disconnected' || err.code === 'closed') return;
+        const final = refused(err.code);
+        if (final) this.#dropTopic(topic);
+        this.#subscriptionFailed(w, withTopic(err, topic), final);
+        this.#subscribeSettled(gen, topic, false);
+        if (final) {
+          this.#checkReady();
+          return;
+        }
+        // rate_limited (retryAfterMs says when the window resets), unavailable, a timeout, a code this SDK does not know.
+        const cap = backoffCap(w.attempt++, {
+          initialMs: this.#o.backoffInitialMs,
+          maxMs: this.#o.backoffMaxMs,
+          factor: this.#o.backoffFactor,
+        });
+        const delay = (err.retryAfterMs ?? 0) + Math.min(cap, this.#random() * cap);
+        w.timer = this.#clock.setTimeout(
+          () => {
+            w.timer = undefined;
+            if (gen === this.#generation) this.#sendSubscribe(topic);
+          },
+          Math.min(MAX_TIMER_MS, delay),
+        );
+      },
+    );
+  }
+
+  #subscriptionFailed(w: Wanted, error: HeraldError, final: boolean): void {
+    w.sub._failed(error, final);
+    this.emit('subscriptionError', { topic: w.sub.topic, error });
+  }
+
+  #isReady(): boolean {
+    if (this.#state !== 'open') return false;
+    for (const w of this.#wanted.values()) if (w.confirmedGen !== this.#generation) return false;
+    return true;
+  }
+
+  #checkReady(): void {
+    if (this.#readyWaiters.length === 0 || !this.#isReady()) return;
+    for (const r of this.#readyWaiters.splice(0)) r.resolve();
+  }
+
+  // ---- recovery ----
+
   /**
-   * On a new connection after one with history (an epoch): resume every topic this one
-   * holds from where the client stands (resume.ts). The new epoch is noted only after:
-   * the resume names the old one, so that a changed dataset is answered recovered: false.
+   * On a new connection: resume every topic it holds from where the client stands
+   * (resume.ts). After one with history (an epoch), from what that connection saw; on
+   * the first, from the positions the client was given (the store, initialPositions)
+   * and the app's `since`. The new epoch is noted only after planning a reconnect: the
+   * resume names the old one, so that a changed dataset is answered recovered: false.
+   * Sent once the app's topics have been answered (a topic must be held to be resumed).
    */
   #recover(gen: number, session: Session): void {
     const previous = this.#previous;
-    const held = new Set([...session.topics, ...this.#topics]);
-    const plan =
-      this.#o.resume && previous?.epoch !== undefined
-        ? this.#resume.plan(held, { coveredUntil: previous.coveredUntil, now: session.serverTime })
-        : undefined;
+    const held = new Set([...session.topics, ...this.#wanted.keys()]);
+    let plan: ReturnType<ResumeState['plan']>;
+    if (!this.#o.resume) plan = undefined;
+    else if (previous?.epoch !== undefined) {
+      plan = this.#resume.plan(held, { coveredUntil: previous.coveredUntil, now: session.serverTime });
+    } else if (previous === undefined && session.epoch !== undefined && this.#initial !== undefined) {
+      const initial = this.#initial;
+      for (const topic of held) {
+        const given = initial.positions.get(topic);
+        const stored = readPosition(this.#positions, topic);
+        const p =
+          stored !== undefined && (given === undefined || (stored.epoch === given.epoch && isAfter(stored, given))) ? stored : given;
+        if (p !== undefined) this.#resume.seed(topic, p);
+      }
+      this.#resume.noteEpoch(session.epoch);
+      plan = this.#resume.plan(held, { coveredUntil: undefined, since: initial.since, now: session.serverTime });
+    }
     if (plan === undefined) this.#resume.restart();
-    else for (const frame of resumeFrames(plan.epoch, plan.points)) this.#sendResume(gen, frame, 0);
     if (session.epoch !== undefined) this.#resume.noteEpoch(session.epoch);
+    if (plan === undefined) return;
+    for (const topic of plan.lost) this.#onResumed({ [topic]: { recovered: false } });
+    if (plan.points.size === 0) return;
+    const unsettled = new Set<string>();
+    for (const [topic, w] of this.#wanted) if (w.inFlight) unsettled.add(topic);
+    this.#resumeWait = { gen, epoch: plan.epoch, points: plan.points, unsettled };
+    this.#maybeResume(gen);
+  }
+
+  /** A wanted topic's subscribe was answered on connection `gen`; `retried`: confirmed after a failure. */
+  #subscribeSettled(gen: number, topic: string, retried: boolean): void {
+    const wait = this.#resumeWait;
+    if (wait !== undefined && wait.gen === gen && wait.unsettled.delete(topic)) {
+      this.#maybeResume(gen);
+      return;
+    }
+    // Confirmed late (a retry): resume it alone, from the point still pending for it.
+    const pending = retried ? this.#resume.pendingPoint(topic) : undefined;
+    if (pending !== undefined) for (const frame of resumeFrames(pending.epoch, [[topic, pending.point]])) this.#sendResume(gen, frame, 0);
+  }
+
+  /** Sends the planned resume once every subscribe of the connection has been answered, for the topics held. */
+  #maybeResume(gen: number): void {
+    const wait = this.#resumeWait;
+    if (wait === undefined || wait.gen !== gen || wait.unsettled.size > 0) return;
+    this.#resumeWait = undefined;
+    const initial = new Set(this.#session?.topics ?? []);
+    const held = [...wait.points].filter(([topic]) => initial.has(topic) || this.#wanted.get(topic)?.confirmedGen === gen);
+    // Topics still retried keep their points pending: resumed when confirmed (#subscribeSettled).
+    for (const frame of resumeFrames(wait.epoch, held)) this.#sendResume(gen, frame, 0);
+  }
+
+  /** A notification's position: kept for the next resume, and written to the store when it moved on. */
+  #observe(topic: string, offset: string, epoch: string): void {
+    const before = this.#resume.position(topic);
+    if (!this.#resume.observe(topic, offset, epoch)) return;
+    const after = this.#resume.position(topic);
+    if (after === undefined || !isAfter(after, before)) return;
+    try {
+      this.#positions.set(topic, after);
+    } catch (err) {
+      if (this.#storeFailureReported) return;
+      this.#storeFailureReported = true;
+      this.emit('error', new HeraldError('position_store_failed', `positions.set: ${String(err)} (reported once)`, { topic }));
+    }
   }
 
   #sendResume(gen: number, frame: ResumeFrame, attempt: number): void {
@@ -750,12 +1047,17 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     for (const [topic, { recovered }] of Object.entries(topics)) {
       this.#resume.resolved(topic, recovered);
       this.emit('recovery', { topic, recovered });
+      this.#wanted.get(topic)?.sub._recovered({ topic, recovered });
     }
   }
 
   /** A topic the app no longer holds: not re-subscribed, nothing to resume. */
   #dropTopic(topic: string): void {
-    this.#topics.delete(topic);
+    const w = this.#wanted.get(topic);
+    if (w !== undefined) {
+      this.#clock.clearTimeout(w.timer);
+      this.#wanted.delete(topic);
+    }
     this.#resume.forget(topic);
   }
 
@@ -808,6 +1110,7 @@ function settings(o: HeraldClientOptions): Settings {
     fairRttMs: ms('fairRttMs', o.fairRttMs ?? DEFAULTS.fairRttMs),
     reauthBeforeExpiryMs: o.reauthBeforeExpiryMs === undefined ? undefined : ms('reauthBeforeExpiryMs', o.reauthBeforeExpiryMs, true),
     resume: o.resume ?? DEFAULTS.resume,
+    ackWindowMs: ms('ackWindowMs', o.ackWindowMs ?? DEFAULTS.ackWindowMs, true),
   };
   if (s.fairRttMs < s.goodRttMs) throw new RangeError(`HeraldClient fairRttMs: must be >= goodRttMs (${s.goodRttMs}), got ${s.fairRttMs}`);
   return s;

@@ -1,6 +1,6 @@
 // @herald/client: a dependency-free client for the Herald notification gateway, for
 // browsers and Node (Node 22+ has a global WebSocket; on Node 20 pass `ws`). This is
-// the public API: what an app uses. The modules behind it (backoff, dedup, requests,
+// the public API: what an app uses. The modules behind it (acks, backoff, dedup, requests,
 // resume, the frame decoder) are internals, imported by path only by this repository's
 // tests and benchmarks.
 
@@ -9,10 +9,13 @@ export type {
   ConnectionState,
   HeraldClientOptions,
   HeraldEvents,
+  HistoryOptions,
+  HistoryPage,
   Quality,
   QualityLevel,
   Recovery,
   StateChange,
+  SubscriptionError,
   TokenSource,
   WebSocketConstructor,
   WebSocketLike,
@@ -22,7 +25,11 @@ export type { ErrorCode, ErrorFrameCode, HttpRefusal, ServerCloseCode } from './
 export { ErrorFrame, Refusal, Retry, retryAfterClose, retryAfterError, retryAfterRefusal, ServerClose } from './codes.js';
 export type { Listener } from './emitter.js';
 export { compareOffsets, isNotificationId, isOffset, isTopic, parseOffset } from './grammar.js';
-export type { Notification, ResumedTopics, ServerErrorCode, Session } from './protocol.js';
-export { Close } from './protocol.js';
+export type { LocalStoragePositions, PositionStore, StorageLike, TopicPosition } from './positions.js';
+export { LOCAL_STORAGE_WRITE_DELAY_MS, localStoragePositions, memoryPositions } from './positions.js';
+export type { Notification, ResumedTopics, ServerErrorCode, Session, StoredNotification } from './protocol.js';
+export { Close, MAX_ACK_IDS, MAX_HISTORY_LIMIT } from './protocol.js';
 export type { ClientErrorCode, Clock, HeraldErrorCode } from './requests.js';
 export { HeraldError } from './requests.js';
+export type { SubscriptionEvents, SubscriptionState, TopicRecovery } from './subscription.js';
+export { Subscription } from './subscription.js';

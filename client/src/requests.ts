@@ -19,7 +19,11 @@ export type ClientErrorCode =
   /** (error event) The token source threw or gave no token; the client backs off and tries again. */
   | 'token_error'
   /** (error event) The WebSocket constructor threw; the client backs off and tries again. */
-  | 'connect_failed';
+  | 'connect_failed'
+  /** (a Subscription's `ready`) unsubscribe() was called before the server confirmed the topic. */
+  | 'unsubscribed'
+  /** (error event, once) The position store's set() threw; positions stay in the client's memory. */
+  | 'position_store_failed';
 
 export type HeraldErrorCode = ClientErrorCode | ServerErrorCode | (string & {});
 

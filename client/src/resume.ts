@@ -65,11 +65,24 @@ export function resumeFrames(epoch: string, points: Iterable<readonly [string, R
 export interface ResumePlan {
   epoch: string;
   points: Map<string, ResumePoint>;
+  /**
+   * First connection: topics whose given position is of another epoch than the plan's
+   * (Redis lost the dataset it points into): nothing can be resumed; they are answered
+   * `recovered: false` by the client itself.
+   */
+  lost: string[];
 }
 
 export interface PlanTimes {
-  /** Server ms up to which the previous connection received everything: the latest server timestamp it received. */
-  coveredUntil: number;
+  /**
+   * Server ms up to which the previous connection received everything: the latest
+   * server timestamp it received. undefined on the client's first connection: topics
+   * then resume only from positions given to it (a position store, the app), or from
+   * `since` (the app's), with no age limit on the positions.
+   */
+  coveredUntil: number | undefined;
+  /** First connection only: the app's time (ms) for topics without a position. */
+  since?: number | undefined;
   /** Server ms now: the new connection's `serverTime`. */
   now: number;
   /** Default RESUME_MARGIN_MS. */
@@ -153,21 +166,55 @@ export class ResumeState {
     for (const topic of [...this.#topics.keys()]) if (!held.has(topic)) this.forget(topic);
     const epoch = this.#pendingCount > 0 ? this.#pendingEpoch : this.#epoch;
     if (epoch === undefined) return undefined;
-    const since = Math.max(0, Math.floor(times.coveredUntil - (times.marginMs ?? RESUME_MARGIN_MS)));
+    const covered = times.coveredUntil;
+    const since = covered === undefined ? undefined : Math.max(0, Math.floor(covered - (times.marginMs ?? RESUME_MARGIN_MS)));
     const maxAge = times.offsetMaxAgeMs ?? RESUME_OFFSET_MAX_AGE_MS;
     const points = new Map<string, ResumePoint>();
+    const lost: string[] = [];
     for (const topic of held) {
       const s = this.#state(topic);
       if (s.pending === undefined) {
         const p = s.position;
-        const fresh = p !== undefined && p.epoch === epoch && times.now - (parseOffset(p.offset)?.[0] ?? 0) <= maxAge;
-        s.pending = p !== undefined && fresh ? { offset: p.offset } : { since };
+        if (since === undefined) {
+          // First connection: what the client was given, however old (the gateway says if the history still reaches it).
+          if (p !== undefined && p.epoch !== epoch) {
+            lost.push(topic);
+            s.position = undefined;
+            continue;
+          }
+          if (p !== undefined) s.pending = { offset: p.offset };
+          else if (times.since !== undefined) s.pending = { since: Math.max(0, Math.floor(times.since)) };
+          else continue; // nothing known: nothing to resume
+        } else {
+          const fresh = p !== undefined && p.epoch === epoch && times.now - (parseOffset(p.offset)?.[0] ?? 0) <= maxAge;
+          s.pending = p !== undefined && fresh ? { offset: p.offset } : { since };
+        }
         this.#pendingCount++;
       }
       points.set(topic, s.pending);
     }
     if (this.#pendingCount > 0) this.#pendingEpoch = epoch;
-    return { epoch, points };
+    return { epoch, points, lost };
+  }
+
+  /**
+   * A position the client was given (a position store, `initialPositions`), taken when
+   * the topic has none yet or this one is further in the same epoch. False when it is not a position.
+   */
+  seed(topic: string, position: TopicPosition): boolean {
+    if (!isOffset(position.offset) || typeof position.epoch !== 'string' || position.epoch === '') return false;
+    const s = this.#state(topic);
+    const p = s.position;
+    if (p === undefined || (p.epoch === position.epoch && compareOffsets(position.offset, p.offset) > 0)) {
+      s.position = { offset: position.offset, epoch: position.epoch };
+    }
+    return true;
+  }
+
+  /** The pending point of `topic` and the epoch it was planned in, if any. */
+  pendingPoint(topic: string): { epoch: string; point: ResumePoint } | undefined {
+    const point = this.#topics.get(topic)?.pending;
+    return point === undefined || this.#pendingEpoch === undefined ? undefined : { epoch: this.#pendingEpoch, point };
   }
 
   /**

@@ -180,7 +180,7 @@ t.test('a gateway restart: what was published meanwhile arrives once, in order, 
   const [user, org] = [`user:${sub}`, `org:${sub}`];
   const c = new Recorder(t, { sub, topics: [org] });
   await c.until('open', () => c.opens() === 1);
-  await c.client.subscribe(org);
+  await c.client.subscribe(org).ready;
   await publish(user, 'n-0');
   await c.until('n-0', () => c.ids().includes('n-0'));
   t.match(c.notifications[0], { id: 'n-0', offset: /^\d+-\d+$/, epoch: /^[0-9a-f]+$/ }, 'live notifications carry their position');
@@ -284,7 +284,7 @@ t.test('after Redis lost its data (a new epoch) the client is told recovered: fa
   const topics = [user, 'system', org];
   const c = new Recorder(t, { sub, topics: [org] }, {}, g.ws);
   await c.until('open', () => c.opens() === 1);
-  await c.client.subscribe(org);
+  await c.client.subscribe(org).ready;
   await publish(user, 'n-0', ownPub);
   await c.until('n-0', () => c.ids().includes('n-0'));
   const before = c.notifications[0]?.epoch;
@@ -338,7 +338,7 @@ t.test(
     const [user, org] = [`user:${sub}`, `org:${sub}`];
     const c = new Recorder(t, { sub, topics: [org] }, { pingIntervalMs: 1000 }, g.ws);
     await c.until('open', () => c.opens() === 1);
-    await c.client.subscribe(org);
+    await c.client.subscribe(org).ready;
     const first = c.client.session;
     await new Promise((r) => setTimeout(r, 6500)); // quiet for longer than the TTL; pongs keep arriving
 

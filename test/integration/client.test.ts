@@ -155,8 +155,8 @@ t.test('subscribe resolves once the gateway confirms; a topic the token does not
   const sub = uid('grants');
   const c = connect(t, { sub, topics: [`org:${sub}`] });
   await c.state('open');
-  await c.client.subscribe(`org:${sub}`);
-  await t.rejects(c.client.subscribe('org:someone-else'), {
+  await c.client.subscribe(`org:${sub}`).ready;
+  await t.rejects(c.client.subscribe('org:someone-else').ready, {
     name: 'HeraldError',
     code: 'forbidden',
     topic: 'org:someone-else',
@@ -174,7 +174,7 @@ t.test(
     const topic = `org:${sub}`;
     const c = connect(t, { sub, topics: [topic] });
     const first = await c.state('open');
-    await c.client.subscribe(topic);
+    await c.client.subscribe(topic).ready;
     await publish(topic, { n: 1 });
     await c.notification((n) => n.topic === topic);
 
@@ -366,8 +366,8 @@ t.test('reauth() with a token that no longer grants a topic: the topic is revoke
   t.teardown(() => client.close());
   const c = new Recorder(client);
   await c.state('open');
-  await client.subscribe('org:a');
-  await client.subscribe('org:b');
+  await client.subscribe('org:a').ready;
+  await client.subscribe('org:b').ready;
   revoked = true;
   const r = await client.reauth();
   t.same(r.revoked, ['org:b']);

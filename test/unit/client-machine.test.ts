@@ -174,7 +174,7 @@ t.test('another 1008 (rate_limited) closes for good: state closed with the reaso
   await step(h);
   t.same(h.states.at(-1), { state: 'closed', reason: 'rate_limited', code: 1008 });
   await ack;
-  await t.rejects(h.client.subscribe('org:a'), { code: 'closed' }, 'new requests fail at once');
+  await t.rejects(h.client.subscribe('org:a').ready, { code: 'closed' }, 'new requests fail at once');
   await step(h, 60_000);
   t.equal(ScriptedSocket.all.length, 1, 'never reconnects');
   t.equal(h.clock.pending, 0, 'no timer left');
@@ -223,12 +223,12 @@ t.test('1001 shutting_down reconnects after a jittered delay, and a stable conne
   t.same(brief(h.states.at(-1) as StateChange), 'reconnecting connection_lost 1006 500', 'stable: back to the first cap');
 });
 
-t.test('after a reconnect, app topics are re-subscribed and queued requests go out; a pending subscribe is not sent twice', async (t) => {
+t.test('after a reconnect, queued requests go out and app topics are re-subscribed; a pending subscribe is not sent twice', async (t) => {
   const h = harness(t);
   await step(h);
   h.socket().accept();
   await step(h);
-  const sub = h.client.subscribe('org:a');
+  const sub = h.client.subscribe('org:a').ready;
   await step(h);
   h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   await sub;
@@ -237,7 +237,7 @@ t.test('after a reconnect, app topics are re-subscribed and queued requests go o
   h.socket().drop(1006);
   await step(h);
   const ack = h.client.ack('n-1');
-  const sub2 = h.client.subscribe('org:b');
+  const sub2 = h.client.subscribe('org:b').ready;
   await step(h, 1000); // past the backoff delay, within the request timeout
   h.socket().accept();
   await step(h);
@@ -246,10 +246,10 @@ t.test('after a reconnect, app topics are re-subscribed and queued requests go o
     s.sent.filter((f) => f['type'] !== 'ping').map((f) => [f['type'], f['topic'] ?? f['notificationId']]),
     [
       ['ack', 'n-1'],
-      ['subscribe', 'org:b'],
       ['subscribe', 'org:a'],
+      ['subscribe', 'org:b'],
     ],
-    'queued requests in order, then the re-subscribe; org:b once',
+    'queued requests first, then every wanted topic once, in the order they were asked for',
   );
   s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   s.answer('ack', (f) => ({ type: 'acked', notificationId: f['notificationId'], id: f['id'] }));
@@ -264,7 +264,7 @@ t.test('a request in flight when the connection drops is sent again on the next 
   h.socket().accept();
   await step(h);
   const mark = h.client.markRead('n-9');
-  await step(h);
+  await step(h, 50); // the ack window
   t.equal(h.socket().of('mark_read').length, 1);
   h.socket().drop(1006);
   await step(h, 1000); // past the backoff delay, within the request timeout
@@ -281,47 +281,60 @@ t.test('a request in flight when the connection drops is sent again on the next 
   await mark;
 });
 
-t.test('a topic the server refuses is dropped, and one refused on re-subscribe is reported through the error event', async (t) => {
-  const h = harness(t);
-  await step(h);
-  h.socket().accept();
-  await step(h);
-  const a = h.client.subscribe('org:x');
-  const b = h.client.subscribe('org:y');
-  await step(h);
-  h.socket().answer('subscribe', (f) =>
-    f['topic'] === 'org:x'
-      ? { type: 'error', code: 'forbidden', message: 'not allowed to subscribe to org:x', id: f['id'] }
-      : { type: 'subscribed', topic: f['topic'], id: f['id'] },
-  );
-  await t.rejects(a, { code: 'forbidden', topic: 'org:x' });
-  await b;
-  t.same(h.client.topics, ['org:y']);
+t.test(
+  'a topic the server refuses is dropped, and one refused on re-subscribe is reported through subscriptionError and its handle',
+  async (t) => {
+    const h = harness(t);
+    const subErrors: string[] = [];
+    h.client.on('subscriptionError', ({ topic, error }) => subErrors.push(`${topic} ${error.code}`));
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    const a = h.client.subscribe('org:x').ready;
+    const y = h.client.subscribe('org:y');
+    const yErrors: HeraldError[] = [];
+    y.on('error', (e) => yErrors.push(e));
+    const b = y.ready;
+    await step(h);
+    h.socket().answer('subscribe', (f) =>
+      f['topic'] === 'org:x'
+        ? { type: 'error', code: 'forbidden', message: 'not allowed to subscribe to org:x', id: f['id'] }
+        : { type: 'subscribed', topic: f['topic'], id: f['id'] },
+    );
+    await t.rejects(a, { code: 'forbidden', topic: 'org:x' });
+    await b;
+    t.same(h.client.topics, ['org:y']);
 
-  h.socket().drop(1006);
-  await step(h, 1000); // past the backoff delay, within the request timeout
-  h.socket().accept();
-  await step(h);
-  t.same(
-    h
-      .socket()
-      .of('subscribe')
-      .map((f) => f['topic']),
-    ['org:y'],
-    'only the granted topic is re-subscribed',
-  );
-  h.socket().answer('subscribe', (f) => ({ type: 'error', code: 'forbidden', message: 'not allowed', id: f['id'] }));
-  await step(h);
-  t.same(h.client.topics, []);
-  t.match(h.errors, [{ code: 'forbidden', topic: 'org:y' }]);
-});
+    h.socket().drop(1006);
+    await step(h, 1000); // past the backoff delay, within the request timeout
+    h.socket().accept();
+    await step(h);
+    t.same(
+      h
+        .socket()
+        .of('subscribe')
+        .map((f) => f['topic']),
+      ['org:y'],
+      'only the granted topic is re-subscribed',
+    );
+    h.socket().answer('subscribe', (f) => ({ type: 'error', code: 'forbidden', message: 'not allowed', id: f['id'] }));
+    await step(h);
+    t.same(h.client.topics, []);
+    t.same(subErrors, ['org:x forbidden', 'org:y forbidden'], 'every refusal is an event, the first one too');
+    t.match(yErrors, [{ code: 'forbidden', topic: 'org:y' }]);
+    t.equal(y.state, 'failed');
+    t.same(h.errors, [], 'not the catch-all error event');
+    await step(h, 60_000);
+    t.equal(h.socket().of('subscribe').length, 1, 'a refusal is never retried');
+  },
+);
 
 t.test('unsubscribe stops the re-subscribe even while offline', async (t) => {
   const h = harness(t);
   await step(h);
   h.socket().accept();
   await step(h);
-  const sub = h.client.subscribe('org:a');
+  const sub = h.client.subscribe('org:a').ready;
   await step(h);
   h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   await sub;
@@ -344,15 +357,15 @@ t.test('unsubscribe stops the re-subscribe even while offline', async (t) => {
 
 t.test('invalid arguments fail before anything is queued', async (t) => {
   const h = harness(t);
-  await t.rejects(h.client.subscribe('org rio'), { code: 'invalid_argument' });
-  await t.rejects(h.client.subscribe(''), { code: 'invalid_argument' });
+  await t.rejects(h.client.subscribe('org rio').ready, { code: 'invalid_argument' });
+  await t.rejects(h.client.subscribe('').ready, { code: 'invalid_argument' });
   await t.rejects(h.client.ack(''), { code: 'invalid_argument' });
   await t.rejects(h.client.markRead('x'.repeat(129)), { code: 'invalid_argument' });
   t.same(h.client.topics, []);
 });
 
-t.test('notifications are delivered once per id, whatever the topic', async (t) => {
-  const h = harness(t, { dedupWindow: 2 });
+t.test('notifications are delivered once per (topic, id): the same id on another topic is another notification', async (t) => {
+  const h = harness(t, { dedupWindow: 3 });
   await step(h);
   h.socket().accept();
   await step(h);
@@ -360,12 +373,13 @@ t.test('notifications are delivered once per id, whatever the topic', async (t) 
   n('a');
   n('a');
   n('a', 'role:admin');
+  n('a', 'role:admin');
   n('b');
-  n('c'); // evicts a
+  n('c'); // evicts user:alice/a
   n('a');
   t.same(
     h.notifications.map((x) => `${x.topic}/${x.id}`),
-    ['user:alice/a', 'user:alice/b', 'user:alice/c', 'user:alice/a'],
+    ['user:alice/a', 'role:admin/a', 'user:alice/b', 'user:alice/c', 'user:alice/a'],
   );
   t.same(h.notifications[0], { topic: 'user:alice', id: 'a', ts: 1, data: { id: 'a' } });
 });
@@ -520,7 +534,7 @@ t.test('reauth() sends the auth frame with a fresh token; revoked topics are no 
   h.socket().accept();
   await step(h);
   for (const topic of ['org:a', 'org:b']) {
-    const p = h.client.subscribe(topic);
+    const p = h.client.subscribe(topic).ready;
     await step(h);
     h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
     await p;

@@ -69,12 +69,17 @@ async function step(h: Harness, ms = 0): Promise<void> {
   await settle();
 }
 
-/** Drops the current socket and lets the next one open (backoff: 0.5 x 1000 ms). */
+/**
+ * Drops the current socket and lets the next one open (backoff: 0.5 x 1000 ms); the
+ * gateway confirms the re-subscribes (the resume waits for them).
+ */
 async function reconnect(h: Harness, session: Parameters<ScriptedSocket['accept']>[0]): Promise<ScriptedSocket> {
   h.socket().drop(1006);
   await step(h, 1000);
   const s = h.socket();
   s.accept(session);
+  await step(h);
+  s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   await step(h);
   return s;
 }
@@ -89,7 +94,7 @@ t.test('the first connection sends no resume; the next one resumes every held to
   await step(h);
   h.socket().accept({ serverTime: S1, epoch: E1 });
   await step(h);
-  const sub = h.client.subscribe('org:a');
+  const sub = h.client.subscribe('org:a').ready;
   await step(h);
   h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   await sub;
@@ -275,7 +280,7 @@ t.test('more than 256 held topics: several resume frames; unsubscribed topics ar
   h.socket().accept({ serverTime: S1, epoch: E1 });
   await step(h);
   const topics = Array.from({ length: 300 }, (_, i) => `org:t${i}`);
-  const subs = topics.map((topic) => h.client.subscribe(topic));
+  const subs = topics.map((topic) => h.client.subscribe(topic).ready);
   await step(h);
   h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
   await Promise.all(subs);

@@ -130,7 +130,7 @@ t.test('plan: a position of another epoch than the plan resumes by time; since n
   r.observe('user:a', `${NOW}-0`, 'e1');
   r.noteEpoch('e2'); // e.g. a notification on another topic, or a connected frame, named a newer dataset
   const plan = r.plan(['user:a'], { coveredUntil: 500, now: NOW, marginMs: 2000 });
-  t.same(plan, { epoch: 'e2', points: new Map([['user:a', { since: 0 }]]) });
+  t.same(plan, { epoch: 'e2', points: new Map([['user:a', { since: 0 }]]), lost: [] });
 });
 
 t.test('plan: unanswered points are sent again unchanged, with their epoch, even after newer notifications', async (t) => {
@@ -194,4 +194,38 @@ t.test('topics not held any more are forgotten; restart drops positions and pend
   t.same([...r.pending], []);
   t.equal(r.position('user:a'), undefined);
   t.equal(r.epoch, 'e1');
+});
+
+t.test('first connection (no coveredUntil): given positions of any age by offset, `since` for the rest, other epochs lost', async (t) => {
+  const r = new ResumeState();
+  t.ok(r.seed('org:old', { offset: '1000-0', epoch: 'e1' }), 'a day-old position is taken');
+  t.ok(r.seed('org:gone', { offset: `${NOW}-0`, epoch: 'e0' }));
+  t.notOk(r.seed('org:bad', { offset: '12-x', epoch: 'e1' }), 'not an offset: refused');
+  t.notOk(r.seed('org:bad', { offset: '1-0', epoch: '' }), 'no epoch: refused');
+  r.noteEpoch('e1');
+  const plan = r.plan(['org:old', 'org:gone', 'org:new', 'org:bad'], { coveredUntil: undefined, since: NOW - 5000.7, now: NOW });
+  t.same(plan, {
+    epoch: 'e1',
+    points: new Map<string, ResumePoint>([
+      ['org:old', { offset: '1000-0' }],
+      ['org:new', { since: NOW - 5001 }],
+      ['org:bad', { since: NOW - 5001 }],
+    ]),
+    lost: ['org:gone'],
+  });
+  t.equal(r.position('org:gone'), undefined, 'a lost position is forgotten');
+  const none = new ResumeState();
+  none.noteEpoch('e1');
+  t.same(none.plan(['org:a'], { coveredUntil: undefined, now: NOW }), { epoch: 'e1', points: new Map(), lost: [] }, 'no since: nothing');
+});
+
+t.test('seed keeps the further position of one epoch, and never replaces one of another epoch', async (t) => {
+  const r = new ResumeState();
+  r.seed('org:a', { offset: '1000-5', epoch: 'e1' });
+  r.seed('org:a', { offset: '999-9', epoch: 'e1' });
+  t.same(r.position('org:a'), { offset: '1000-5', epoch: 'e1' }, 'an older one is ignored');
+  r.seed('org:a', { offset: '1000-10', epoch: 'e1' });
+  t.same(r.position('org:a'), { offset: '1000-10', epoch: 'e1' }, 'compared as numbers, not strings');
+  r.seed('org:a', { offset: '5000-0', epoch: 'e2' });
+  t.same(r.position('org:a'), { offset: '1000-10', epoch: 'e1' }, 'another epoch: the first stays');
 });
