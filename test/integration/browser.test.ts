@@ -97,21 +97,10 @@ t.test('a payload without title or body shows a summary, and its JSON behind a t
   await card.locator('summary').click();
 });
 
-t.test('payload text is shown as text, never as markup', async (t) => {
-  const hostile = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>';
-  await publish(`user:${sub}`, 'n-html', hostile, '<script>document.title="pwned"</script>');
-  const card = notification('n-html');
-  await card.waitFor({ timeout: 10_000 });
-  t.equal(await card.locator('.title').textContent(), hostile);
-  t.equal(await card.locator('.body').textContent(), '<script>document.title="pwned"</script>');
-  t.equal(await card.locator('img, b, script').count(), 0, 'no element made from the payload');
-  t.equal(await page.title(), 'Herald demo');
-});
-
 t.test('the same id published twice is shown once', async (t) => {
-  await publish(`user:${sub}`, 'n-dup', 'once');
-  await publish(`user:${sub}`, 'n-dup', 'once');
-  await publish(`user:${sub}`, 'n-barrier', 'barrier');
+  await publish(`user:${sub}`, 'n-dup', 'Build 412 passed');
+  await publish(`user:${sub}`, 'n-dup', 'Build 412 passed');
+  await publish(`user:${sub}`, 'n-barrier', 'Weekly digest', 'Three new comments on your report.');
   await notification('n-barrier').waitFor({ timeout: 10_000 });
   t.equal(await notification('n-dup').count(), 1);
 });
@@ -162,6 +151,17 @@ t.test('a gateway restart: the state turns to reconnecting, then open, and new n
     process.env['HERALD_SCREENSHOT'] !== undefined ? resolve(ROOT, process.env['HERALD_SCREENSHOT']) : join(dir as string, 'demo.png');
   await page.screenshot({ path: file, fullPage: true });
   t.ok(statSync(file).size > 10_000, `screenshot written to ${file}`);
+});
+
+t.test('payload text is shown as text, never as markup', async (t) => {
+  const hostile = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>';
+  await publish(`user:${sub}`, 'n-html', hostile, '<script>document.title="pwned"</script>');
+  const card = notification('n-html');
+  await card.waitFor({ timeout: 10_000 });
+  t.equal(await card.locator('.title').textContent(), hostile);
+  t.equal(await card.locator('.body').textContent(), '<script>document.title="pwned"</script>');
+  t.equal(await card.locator('img, b, script').count(), 0, 'no element made from the payload');
+  t.equal(await page.title(), 'Herald demo');
 });
 
 t.test('a new page shows the topic history on load, each notification once', async (t) => {
