@@ -31,7 +31,7 @@ interface Batch {
   ids: string[];
   bytes: number;
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>;
-  /** Index of each id in `ids`: the same id twice in a window goes once. */
+  /** The ids in `ids`: the same id twice in a window goes once. */
   seen: Set<string>;
   timer: unknown;
 }

@@ -783,7 +783,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const reason = info.reason !== '' ? info.reason : wasOpen ? 'connection_lost' : 'refused';
     let retry = info.local === true ? Retry.Backoff : retryAfterClose(info.code, info.reason);
     if (retry === Retry.Never) {
-      // A close that would only happen again (1008 rate_limited, a frame the gateway refuses): stop, and say why.
+      // A close that would only happen again (a frame the gateway refuses, an unknown policy): stop, and say why.
       this.#stop(reason, info.code);
       return;
     }

@@ -313,10 +313,11 @@ export const ServerClose = {
   },
   BinaryFrame: { code: 1003, reason: 'binary_not_supported', retry: Retry.Never, doc: 'A binary frame.' },
   NotJson: { code: 1003, reason: 'invalid_json', retry: Retry.Never, doc: 'A text frame that is not JSON.' },
+  /** A wait fixes it (the window resets), a fresh token does not: back off, never give up (issue 16). */
   RateLimited: {
     code: 1008,
     reason: 'rate_limited',
-    retry: Retry.Never,
+    retry: Retry.Backoff,
     doc: 'The 2N+1-th frame within one rate-limit window (N = `HERALD_RATE_LIMIT_MESSAGES`).',
   },
   TokenExpired: {

@@ -143,7 +143,7 @@ export const Close = {
   GoingAway: ServerClose.ShuttingDown.code,
   /** No close frame: dropped connection, refused upgrade (browsers), idle timeout. */
   Abnormal: 1006,
-  /** Policy: `rate_limited` (do not come back), or `token_expired` (come back with a fresh token). */
+  /** Policy: `rate_limited` (come back after a pause), or `token_expired` (come back with a fresh token). */
   PolicyViolation: ServerClose.TokenExpired.code,
   /** Sent by the client when it gives up on a socket (no pong, slow open); 4000-4999 is for applications. */
   ClientGaveUp: 4000,

@@ -164,15 +164,34 @@ t.test('1008 token_expired right after every connect does not loop: the second o
   );
 });
 
-t.test('another 1008 (rate_limited) closes for good: state closed with the reason, requests fail with closed', async (t) => {
+t.test('1008 rate_limited is not the end: the client backs off and reconnects, and a request in flight is sent again', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h, 3000); // stable
+  const ack = h.client.ack('n-1');
+  await step(h, 50);
+  h.socket().drop(1008, 'rate_limited');
+  await step(h);
+  t.same(brief(h.states.at(-1) as StateChange), 'reconnecting rate_limited 1008 500', 'a jittered delay, not an immediate retry');
+  await step(h, 500);
+  t.equal(ScriptedSocket.all.length, 2);
+  h.socket().accept();
+  await step(h);
+  h.socket().answer('ack', (f) => ({ type: 'acked', notificationId: f['notificationId'], id: f['id'] }));
+  await ack;
+  t.equal(h.client.state, 'open');
+});
+
+t.test('an unknown 1008 policy close closes for good: state closed with the reason, requests fail with closed', async (t) => {
   const h = harness(t);
   await step(h);
   h.socket().accept();
   await step(h);
   const ack = t.rejects(h.client.ack('n-1'), { code: 'closed' });
-  h.socket().drop(1008, 'rate_limited');
+  h.socket().drop(1008, 'policy_of_a_newer_gateway');
   await step(h);
-  t.same(h.states.at(-1), { state: 'closed', reason: 'rate_limited', code: 1008 });
+  t.same(h.states.at(-1), { state: 'closed', reason: 'policy_of_a_newer_gateway', code: 1008 });
   await ack;
   await t.rejects(h.client.subscribe('org:a').ready, { code: 'closed' }, 'new requests fail at once');
   await step(h, 60_000);
@@ -627,4 +646,272 @@ t.test('options are checked at construction, naming the option', async (t) => {
   idle.connect();
   await t.rejects(idle.reauth(), { code: 'disconnected' }, 'reauth needs an open connection');
   idle.close();
+});
+
+// ---- subscription handles, ready(), re-subscribe retries ----
+
+const subscribed = (f: Record<string, unknown>) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] });
+
+t.test(
+  'subscribe returns a handle: subscribing, then subscribed with ready resolved; the same live handle for the same topic',
+  async (t) => {
+    const h = harness(t);
+    const sub = h.client.subscribe('org:a');
+    const states: string[] = [];
+    sub.on('state', (s) => states.push(s));
+    t.equal(sub.topic, 'org:a');
+    t.equal(sub.state, 'subscribing');
+    t.equal(h.client.subscribe('org:a'), sub, 'one live handle per topic');
+    t.equal(typeof (sub as unknown as { then?: unknown }).then, 'undefined', 'not a thenable: callers await .ready');
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    t.same(
+      h
+        .socket()
+        .of('subscribe')
+        .map((f) => f['topic']),
+      ['org:a'],
+      'sent once the connection is open, once',
+    );
+    h.socket().answer('subscribe', subscribed);
+    await sub.ready;
+    t.equal(sub.state, 'subscribed');
+    const seen: string[] = [];
+    sub.on('notification', (n) => seen.push(n.id));
+    h.socket().receive({ type: 'notification', topic: 'org:a', id: 'n-1', ts: 1, data: 1 });
+    h.socket().receive({ type: 'notification', topic: 'user:alice', id: 'n-2', ts: 1, data: 1 });
+    t.same(seen, ['n-1'], "the handle hears its own topic's notifications only");
+    t.same(
+      h.notifications.map((n) => n.id),
+      ['n-1', 'n-2'],
+      'the flat event hears all',
+    );
+    h.socket().drop(1006);
+    await step(h);
+    t.equal(sub.state, 'subscribing', 'back to subscribing while the connection is gone');
+    await step(h, 1000);
+    h.socket().accept();
+    await step(h);
+    h.socket().answer('subscribe', subscribed);
+    await step(h);
+    t.same(states, ['subscribed', 'subscribing', 'subscribed']);
+    const unsub = sub.unsubscribe();
+    t.equal(sub.state, 'unsubscribed');
+    await step(h);
+    h.socket().answer('unsubscribe', (f) => ({ type: 'unsubscribed', topic: f['topic'], id: f['id'] }));
+    await unsub;
+    t.not(h.client.subscribe('org:a'), sub, 'a new handle after unsubscribe');
+  },
+);
+
+t.test('a handle never throws: an invalid topic or a closed client give a failed handle whose ready rejects', async (t) => {
+  const h = harness(t, { autoConnect: false });
+  const closed = h.client.subscribe('org:a');
+  t.equal(closed.state, 'failed');
+  await t.rejects(closed.ready, { code: 'closed' });
+  h.client.connect();
+  for (const bad of ['org rio', '', 'x'.repeat(129), '__proto__ ']) {
+    const s = h.client.subscribe(bad);
+    t.equal(s.state, 'failed', JSON.stringify(bad.slice(0, 10)));
+    await t.rejects(s.ready, { code: 'invalid_argument' });
+  }
+  t.same(h.client.topics, ['org:a'].slice(0, 0), 'nothing wanted');
+  const early = h.client.subscribe('org:b');
+  void early.unsubscribe().catch(() => undefined);
+  await t.rejects(early.ready, { code: 'unsubscribed' }, 'unsubscribed before confirmed');
+});
+
+t.test(
+  'a re-subscribe answered rate_limited after a reconnect: an event with the topic, retried after retryAfterMs with backoff, until it succeeds',
+  async (t) => {
+    const h = harness(t);
+    const events: Array<{ topic: string; code: string }> = [];
+    h.client.on('subscriptionError', ({ topic, error }) => events.push({ topic, code: error.code }));
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    const sub = h.client.subscribe('org:a');
+    const handleErrors: string[] = [];
+    sub.on('error', (e) => handleErrors.push(e.code));
+    await step(h);
+    h.socket().answer('subscribe', subscribed);
+    await sub.ready;
+
+    h.socket().drop(1006);
+    await step(h, 1000);
+    h.socket().accept();
+    await step(h);
+    const s = h.socket();
+    s.answer('subscribe', (f) => ({ type: 'error', code: 'rate_limited', message: 'too many messages', retryAfterMs: 4000, id: f['id'] }));
+    await step(h);
+    t.same(events, [{ topic: 'org:a', code: 'rate_limited' }], 'surfaced as an event with the topic');
+    t.same(handleErrors, ['rate_limited'], "and on the topic's handle");
+    t.equal(sub.state, 'subscribing');
+    t.same(h.client.topics, ['org:a'], 'still wanted');
+    let readyDone = false;
+    void h.client.ready().then(() => {
+      readyDone = true;
+    });
+    await step(h, 4000 + 500 - 1); // retryAfterMs + random 0.5 x the first cap (backoffInitialMs 1000)
+    t.equal(s.of('subscribe').length, 1, 'not before retryAfterMs plus the jittered backoff');
+    await step(h, 1);
+    t.equal(s.of('subscribe').length, 2, 'then retried');
+    s.answer('subscribe', (f) => ({ type: 'error', code: 'unavailable', message: 'redis', id: f['id'] }));
+    await step(h, 999);
+    t.equal(s.of('subscribe').length, 2, 'the second retry waits longer: 0.5 x 2000');
+    await step(h, 1);
+    t.equal(s.of('subscribe').length, 3);
+    t.notOk(readyDone, 'client.ready() waits for every wanted topic');
+    s.answer('subscribe', subscribed);
+    await step(h);
+    t.equal(sub.state, 'subscribed');
+    t.ok(readyDone);
+    t.same(
+      events.map((e) => e.code),
+      ['rate_limited', 'unavailable'],
+    );
+    t.same(h.errors, []);
+  },
+);
+
+t.test(
+  'client.ready() resolves once open with every topic confirmed, at once when so already; rejects when the client closes',
+  async (t) => {
+    const h = harness(t);
+    h.client.subscribe('org:a');
+    let done = false;
+    const r = h.client.ready().then(() => {
+      done = true;
+    });
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    t.notOk(done, 'open, but org:a not confirmed');
+    h.socket().answer('subscribe', subscribed);
+    await r;
+    await h.client.ready();
+    const h2 = harness(t);
+    const pending = h2.client.ready();
+    h2.client.close();
+    await t.rejects(pending, { code: 'closed' });
+    await t.rejects(h2.client.ready(), { code: 'closed' });
+  },
+);
+
+t.test('a topic refused for good no longer holds ready() back, and its handle is failed', async (t) => {
+  const h = harness(t);
+  const x = h.client.subscribe('org:x');
+  h.client.subscribe('org:y');
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  h.socket().answer('subscribe', (f) =>
+    f['topic'] === 'org:x' ? { type: 'error', code: 'too_many_topics', message: 'full', id: f['id'] } : subscribed(f),
+  );
+  await h.client.ready();
+  t.equal(x.state, 'failed');
+  await t.rejects(x.ready, { code: 'too_many_topics', topic: 'org:x' });
+});
+
+// ---- ack coalescing ----
+
+t.test(
+  'acks issued within ackWindowMs go as one list frame; each promise settles with the reply; one id uses the single form',
+  async (t) => {
+    const h = harness(t);
+    await step(h);
+    h.socket().accept();
+    await step(h);
+    const acks = Array.from({ length: 250 }, (_, i) => h.client.ack(`n-${i}`));
+    const mark = h.client.markRead('n-1');
+    await step(h, 49);
+    t.same(
+      h
+        .socket()
+        .of('ack')
+        .map((f) => (f['notificationIds'] as string[]).length),
+      [100, 100],
+      'full frames go at once',
+    );
+    await step(h, 1);
+    const frames = h.socket().of('ack');
+    t.same(
+      frames.map((f) => (f['notificationIds'] as string[]).length),
+      [100, 100, 50],
+      '250 acks: 3 frames, not 250',
+    );
+    t.same(
+      h
+        .socket()
+        .of('mark_read')
+        .map((f) => [f['notificationId'], f['notificationIds']]),
+      [['n-1', undefined]],
+      'a lone id: the single form',
+    );
+    h.socket().answer('ack', (f) => ({ type: 'acked', notificationIds: f['notificationIds'], id: f['id'] }));
+    h.socket().answer('mark_read', (f) => ({ type: 'error', code: 'rate_limited', message: 'slow down', retryAfterMs: 10, id: f['id'] }));
+    await Promise.all(acks);
+    await t.rejects(mark, { code: 'rate_limited' });
+  },
+);
+
+t.test('acks made offline wait in the queue as list frames and go out on the next connection', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  h.socket().drop(1006);
+  await step(h);
+  const acks = ['a', 'b', 'c'].map((id) => h.client.ack(id));
+  await step(h, 1000);
+  h.socket().accept();
+  await step(h);
+  t.same(
+    h
+      .socket()
+      .of('ack')
+      .map((f) => f['notificationIds']),
+    [['a', 'b', 'c']],
+  );
+  h.socket().answer('ack', (f) => ({ type: 'acked', notificationIds: f['notificationIds'], id: f['id'] }));
+  await Promise.all(acks);
+});
+
+// ---- history ----
+
+t.test('history() sends the frame and answers the page; arguments the gateway would refuse fail locally', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept();
+  await step(h);
+  const bad: Array<[string, Record<string, unknown>]> = [
+    ['org rio', {}],
+    ['org:a', { limit: 0 }],
+    ['org:a', { limit: 101 }],
+    ['org:a', { limit: 2.5 }],
+    ['org:a', { limit: '20' }],
+    ['org:a', { before: '1-0', after: '2-0' }],
+    ['org:a', { before: 'yesterday' }],
+    ['org:a', { after: 5 }],
+  ];
+  for (const [topic, opts] of bad)
+    await t.rejects(h.client.history(topic, opts as never), { code: 'invalid_argument' }, JSON.stringify([topic, opts]));
+  const page = h.client.history('org:a', { limit: 100, before: '1795450000000-3' });
+  await step(h);
+  t.same(
+    h
+      .socket()
+      .of('history')
+      .map(({ id: _id, ...f }) => f),
+    [{ type: 'history', topic: 'org:a', limit: 100, before: '1795450000000-3' }],
+  );
+  const n = { topic: 'org:a', id: 'n-1', ts: 5, data: { title: 'hi' }, offset: '1795450000000-1', epoch: 'e1' };
+  h.socket().answer('history', (f) => ({ type: 'history', topic: 'org:a', epoch: 'e1', notifications: [n], id: f['id'] }));
+  t.same(await page, { topic: 'org:a', epoch: 'e1', notifications: [n] });
+  t.same(h.notifications, [], 'history is a read: no notification events');
+  const refused = h.client.history('org:a');
+  await step(h);
+  h.socket().answer('history', (f) => ({ type: 'error', code: 'history_unavailable', message: 'no history', id: f['id'] }));
+  await t.rejects(refused, { code: 'history_unavailable' });
 });

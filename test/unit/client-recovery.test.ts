@@ -4,7 +4,15 @@
 // Redis, and points that stay pending across a lost connection. The same client
 // against the real gateway: test/integration/client-resume.test.ts.
 import t, { type Test } from 'tap';
-import { HeraldClient, type HeraldClientOptions, type HeraldError, type Notification, type Recovery } from '../../client/dist/index.js';
+import {
+  HeraldClient,
+  type HeraldClientOptions,
+  type HeraldError,
+  memoryPositions,
+  type Notification,
+  type PositionStore,
+  type Recovery,
+} from '../../client/dist/index.js';
 import { ManualClock, settle } from '../support/manual-clock.js';
 import { ScriptedSocket } from '../support/scripted-socket.js';
 
@@ -330,4 +338,139 @@ t.test('the de-duplication window holds a full replay by default', async (t) => 
   for (let i = 0; i < 8000; i++) h.socket().receive(notification(`org:t${i % 27}`, `r-${i}`, `${S1}-${i}`, E1, true));
   for (let i = 0; i < 1000; i++) h.socket().receive(notification('user:alice', `live-${i}`, `${S1}-${i}`, E1, true));
   t.equal(h.notifications.length, 9000, 'each id once');
+});
+
+// ---- position stores, since, initialPositions ----
+
+t.test('positions are written to the store as notifications arrive (the further one only), and read back by a new client', async (t) => {
+  const store = memoryPositions();
+  const h = harness(t, { positions: store });
+  await step(h);
+  h.socket().accept({ serverTime: S1, epoch: E1 });
+  await step(h);
+  h.socket().receive(notification('user:alice', 'n-1', `${S1 + 10}-0`));
+  h.socket().receive(notification('user:alice', 'n-2', `${S1 + 20}-0`));
+  h.socket().receive(notification('user:alice', 'n-1', `${S1 + 10}-0`, E1, true)); // an older replay never moves it back
+  h.socket().receive(notification('system', 'n-3')); // no position (history off for it)
+  t.same([...(store.entries?.() ?? [])], [['user:alice', { offset: `${S1 + 20}-0`, epoch: E1 }]]);
+  h.client.close();
+
+  // A reload: a new client on the same store resumes from it on its first connection.
+  const h2 = harness(t, { positions: store });
+  h2.client.subscribe('org:a');
+  await step(h2);
+  const s = h2.socket();
+  s.accept({ serverTime: S1 + 600_000, epoch: E1 });
+  await step(h2);
+  t.same(s.of('resume'), [], 'the resume waits for the subscribes');
+  s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await step(h2);
+  const [resume] = s.of('resume');
+  t.same(
+    resume?.['topics'],
+    { 'user:alice': { offset: `${S1 + 20}-0` } },
+    'from the stored offset, however old; topics without one are not resumed',
+  );
+  t.equal(resume?.['epoch'], E1);
+  s.receive(notification('user:alice', 'n-4', `${S1 + 30}-0`, E1, true));
+  s.receive({ type: 'resumed', topics: { 'user:alice': { recovered: true } }, id: resume?.['id'] });
+  await step(h2);
+  t.same(h2.events, ['notification n-4', 'recovery user:alice true']);
+});
+
+t.test(
+  'first connection: `since` for topics without a position, initialPositions beside the store (the further wins), another epoch is lost',
+  async (t) => {
+    const store = memoryPositions();
+    store.set('org:a', { offset: `${S1 + 500}-0`, epoch: E2 });
+    store.set('org:b', { offset: `${S1 + 100}-0`, epoch: E2 });
+    store.set('org:old', { offset: `${S1}-0`, epoch: E1 }); // Redis lost that dataset since
+    const h = harness(t, {
+      positions: store,
+      since: S1 - 60_000,
+      initialPositions: { 'org:a': { offset: `${S1 + 400}-0`, epoch: E2 }, 'org:b': { offset: `${S1 + 200}-0`, epoch: E2 } },
+    });
+    for (const topic of ['org:a', 'org:b', 'org:old', 'org:new']) h.client.subscribe(topic);
+    await step(h);
+    h.socket().accept({ serverTime: S1 + 1000, epoch: E2, topics: [] });
+    await step(h);
+    h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+    await step(h);
+    const [resume] = h.socket().of('resume');
+    t.same(resume?.['topics'], {
+      'org:a': { offset: `${S1 + 500}-0` },
+      'org:b': { offset: `${S1 + 200}-0` },
+      'org:new': { since: S1 - 60_000 },
+    });
+    t.equal(resume?.['epoch'], E2);
+    t.same(h.recoveries, [{ topic: 'org:old', recovered: false }], 'a position in a lost dataset: recovered false at once');
+    h.socket().receive({
+      type: 'resumed',
+      topics: { 'org:a': { recovered: true }, 'org:b': { recovered: true }, 'org:new': { recovered: true } },
+      id: resume?.['id'],
+    });
+    await step(h);
+    // `since` is for the first connection only: the next resumes from what this one saw.
+    const s = await reconnect(h, { serverTime: S1 + 5000, epoch: E2, topics: [] });
+    const next = s.of('resume')[0]?.['topics'] as Record<string, unknown>;
+    t.same(next['org:new'], { since: S1 + 1000 - 2000 }, 'the previous connection, not the app since');
+  },
+);
+
+t.test("a topic's handle hears its own recovery", async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept({ serverTime: S1, epoch: E1 });
+  await step(h);
+  const sub = h.client.subscribe('org:a');
+  const got: string[] = [];
+  sub.on('recovered', (r) => got.push(`${r.topic} ${r.recovered}`));
+  await step(h);
+  h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await sub.ready;
+  h.socket().receive({ type: 'resumed', topics: { 'org:a': { recovered: false }, system: { recovered: true } } });
+  await step(h);
+  t.same(got, ['org:a false']);
+});
+
+t.test('a hostile store: throwing or garbage get is ignored, a throwing set is reported once and nothing breaks', async (t) => {
+  let sets = 0;
+  const hostile = {
+    get(topic: string) {
+      if (topic === 'user:alice') throw new Error('boom');
+      if (topic === 'system') return { offset: 'garbage', epoch: E1 };
+      return 42;
+    },
+    set() {
+      sets++;
+      throw new Error('disk full');
+    },
+  } as unknown as PositionStore;
+  const h = harness(t, { positions: hostile, since: S1 - 1000 });
+  await step(h);
+  h.socket().accept({ serverTime: S1, epoch: E1 });
+  await step(h);
+  const [resume] = h.socket().of('resume');
+  t.same(resume?.['topics'], { 'user:alice': { since: S1 - 1000 }, system: { since: S1 - 1000 } }, 'as if the store had nothing');
+  h.socket().receive(notification('user:alice', 'n-1', `${S1 + 1}-0`));
+  h.socket().receive(notification('user:alice', 'n-2', `${S1 + 2}-0`));
+  t.equal(sets, 2);
+  t.same(
+    h.errors.map((e) => e.code),
+    ['position_store_failed'],
+    'reported once',
+  );
+  t.equal(h.notifications.length, 2, 'notifications still delivered');
+  t.throws(() => new HeraldClient({ url: 'ws://x/ws', token: 't', WebSocket: ScriptedSocket, positions: {} as never }), /positions/);
+  t.throws(
+    () =>
+      new HeraldClient({
+        url: 'ws://x/ws',
+        token: 't',
+        WebSocket: ScriptedSocket,
+        initialPositions: { 'org:a': { offset: 'x', epoch: E1 } },
+      }),
+    /initialPositions/,
+  );
+  t.throws(() => new HeraldClient({ url: 'ws://x/ws', token: 't', WebSocket: ScriptedSocket, since: -1 }), /since/);
 });

@@ -8,7 +8,7 @@ t.test('after a close: the table says, and an unknown policy close is never retr
   const rows: Array<[code: number, reason: string, want: Retry, name: string]> = [
     [1001, 'shutting_down', Retry.Backoff, 'shutdown: back off'],
     [1008, 'token_expired', Retry.FreshToken, 'expired token: a fresh one'],
-    [1008, 'rate_limited', Retry.Never, 'rate limited: stop'],
+    [1008, 'rate_limited', Retry.Backoff, 'rate limited: a wait fixes it, a new window'],
     [1009, 'message_too_big', Retry.Never, 'a frame too big would be sent again'],
     [1013, 'backpressure', Retry.Backoff, 'backpressure: after a pause'],
     [1008, 'TOKEN_EXPIRED', Retry.Never, 'reasons compare exactly: another policy close'],
