@@ -4,7 +4,8 @@
 // through Redis appear as cards (payload text as text, never markup); mark-read
 // reaches herald:events; the gateway is stopped and started again on the same port
 // and the page reconnects by itself and shows the recovery; a second page shows the
-// topic's history on load. The reload test is browser-reload.test.ts.
+// topic's history on load, and in embedded mode says it has none. The reload test is
+// browser-reload.test.ts.
 // The README screenshot comes from here: HERALD_SCREENSHOT=docs/demo.png (make screenshot).
 import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
@@ -227,6 +228,31 @@ t.test('the page connects only to its own origin: ?ws= naming another host is ig
   );
   t.pass(`the CSP reported it: ${JSON.stringify(violations)}`);
   t.strictSame(sockets, [], 'the other host never saw a connection');
+});
+
+t.test('in embedded mode (no history) the page says so, and notifications still arrive live', async (t) => {
+  const key = 'demo-publish-key-0123456789abcdef';
+  const embedded = await startGateway(baseEnv({ HERALD_DEMO: 'true', HERALD_PUBLISH_KEY: key, HERALD_LOG_LEVEL: 'info' }));
+  t.teardown(() => embedded.stop());
+  const other = await browser.newPage();
+  t.teardown(() => other.close());
+  other.on('pageerror', (err) => consoleErrors.push(err.message));
+  await other.goto(`${embedded.http}/demo#token=${jwt}`);
+  await other.locator('#history-status').filter({ hasText: 'keeps none' }).waitFor({ timeout: 10_000 });
+  const res = await fetch(`${embedded.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}` },
+    body: JSON.stringify({ topic: `user:${sub}`, data: 'Deploy finished' }),
+    signal: AbortSignal.timeout(5000),
+  });
+  t.equal(res.status, 202);
+  // A string payload has no id of its own: the reply says which one the gateway gave it.
+  const reply = (await res.json()) as { notifications: Array<{ id: string }> };
+  const id = reply.notifications[0]?.id ?? '';
+  const card = other.locator(`#notifications li[data-id="${id}"]`);
+  await card.waitFor({ timeout: 10_000 });
+  t.equal(await card.locator('.title').textContent(), 'Deploy finished', 'a string payload is its own title');
+  t.equal(await card.getAttribute('data-source'), 'live');
 });
 
 t.test('the page raised no script errors', async (t) => {
