@@ -263,7 +263,7 @@ export const ErrorFrame = {
   RateLimited: {
     code: 'rate_limited',
     retry: Retry.Backoff,
-    doc: 'Over the per-connection rate, over 256 frames waiting, or a `resume` over the replay budget.',
+    doc: 'Over the per-connection rate, over 256 frames waiting, or a `resume` or `history` over the replay budget.',
   },
   TooManyTopics: {
     code: 'too_many_topics',

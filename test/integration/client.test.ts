@@ -119,37 +119,44 @@ function connect(t: Test, claims: Claims, opts: Partial<HeraldClientOptions> = {
   return Object.assign(new Recorder(client), { tokenCalls: () => calls });
 }
 
-t.test('notifications arrive as {topic, id, ts, data}; an id delivered twice, even on two topics, is shown once', async (t) => {
-  const sub = uid('dup');
-  const c = connect(t, { sub, roles: [sub] });
-  const open = await c.state('open');
-  t.equal(open.session?.userId, sub);
-  t.same(open.session?.topics, [`user:${sub}`, `role:${sub}`, 'system']);
-  t.same(c.client.session, open.session);
+t.test(
+  'notifications arrive as {topic, id, ts, data}; an id delivered twice on a topic is shown once, on another topic it is another notification',
+  async (t) => {
+    const sub = uid('dup');
+    const c = connect(t, { sub, roles: [sub] });
+    const open = await c.state('open');
+    t.equal(open.session?.userId, sub);
+    t.same(open.session?.topics, [`user:${sub}`, `role:${sub}`, 'system']);
+    t.same(c.client.session, open.session);
 
-  const before = await scrape(gw.http);
-  const id = `n-${randomUUID()}`;
-  await publish(`user:${sub}`, { id, title: 'hi' });
-  await publish(`user:${sub}`, { id, title: 'hi again' }); // a publisher retry
-  await publish(`role:${sub}`, { id, title: 'hi' }); // the same notification for the role
-  const marker = randomUUID();
-  await publish(`user:${sub}`, { marker });
-  await c.notification((n) => (n.data as { marker?: string }).marker === marker);
-  const after = await scrape(gw.http);
-  // The retry on the same topic is recorded once (history on), so never announced twice;
-  // the copy on the role topic is another notification on another topic.
-  t.equal(
-    after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'),
-    3,
-    'the gateway sent three (its own dedup is off)',
-  );
-  t.equal(c.notifications.length, 2, 'the client showed two: the first copy and the marker');
-  const [n] = c.notifications;
-  t.equal(n?.topic, `user:${sub}`);
-  t.equal(n?.id, id);
-  t.same(n?.data, { id, title: 'hi' }, 'the first copy wins');
-  t.type(n?.ts, 'number');
-});
+    const before = await scrape(gw.http);
+    const id = `n-${randomUUID()}`;
+    await publish(`user:${sub}`, { id, title: 'hi' });
+    await publish(`user:${sub}`, { id, title: 'hi again' }); // a publisher retry
+    await publish(`role:${sub}`, { id, title: 'hi' }); // the same notification for the role
+    const marker = randomUUID();
+    await publish(`user:${sub}`, { marker });
+    await c.notification((n) => (n.data as { marker?: string }).marker === marker);
+    const after = await scrape(gw.http);
+    // The retry on the same topic is recorded once (history on), so never announced twice;
+    // the copy on the role topic is another notification on another topic.
+    t.equal(
+      after.value('herald_notifications_published_total') - before.value('herald_notifications_published_total'),
+      3,
+      'the gateway sent three (its own dedup is off)',
+    );
+    t.same(
+      c.notifications.map((x) => x.topic),
+      [`user:${sub}`, `role:${sub}`, `user:${sub}`],
+      'the client showed three: the first copy, the copy on the role topic (dedup is per topic), the marker',
+    );
+    const [n] = c.notifications;
+    t.equal(n?.topic, `user:${sub}`);
+    t.equal(n?.id, id);
+    t.same(n?.data, { id, title: 'hi' }, 'the first copy wins');
+    t.type(n?.ts, 'number');
+  },
+);
 
 t.test('subscribe resolves once the gateway confirms; a topic the token does not grant fails with forbidden and is not kept', async (t) => {
   const sub = uid('grants');
@@ -375,11 +382,11 @@ t.test('reauth() with a token that no longer grants a topic: the topic is revoke
   t.ok(r.topics?.includes('org:a') && !r.topics.includes('org:b'));
 });
 
-t.test('a 1008 rate_limited close does not loop: state closed with the reason, requests fail with closed', async (t) => {
+t.test('a 1008 rate_limited close is not the end: the client backs off, comes back to a fresh window, and does not loop', async (t) => {
   const g = await startGateway(baseEnv({ HERALD_RATE_LIMIT_MESSAGES: '3', HERALD_RATE_LIMIT_WINDOW_S: '60' }));
   t.teardown(() => g.stop());
   const sub = uid('flood');
-  const c = connect(t, { sub }, { backoffInitialMs: 10, backoffMaxMs: 20 }, g.ws);
+  const c = connect(t, { sub }, { backoffInitialMs: 200, backoffMaxMs: 400 }, g.ws);
   await c.state('open'); // the ping at open is frame 1 of 3
   const outcomes = await Promise.all(
     Array.from({ length: 8 }, () =>
@@ -391,21 +398,19 @@ t.test('a 1008 rate_limited close does not loop: state closed with the reason, r
   );
   t.same(
     outcomes,
-    ['pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited', 'closed', 'closed', 'closed'],
-    'frames 1-3 answered, 4-6 refused, the 7th closes',
+    ['pong', 'pong', 'rate_limited', 'rate_limited', 'rate_limited', 'disconnected', 'disconnected', 'disconnected'],
+    'frames 1-3 answered, 4-6 refused, the 7th closes (pings in flight are not sent again)',
   );
-  const closed = await c.state('closed');
-  t.same(closed, { state: 'closed', reason: 'rate_limited', code: 1008 });
-  await t.rejects(c.client.ack('n-1'), { code: 'closed' });
-  // A looping client would be back within its 20 ms backoff; a second client's whole
-  // connection takes longer than that, so count upgrades after it.
-  const other = connect(t, { sub: uid('other') }, {}, g.ws);
-  await other.state('open');
-  await other.client.ping();
+  const lost = await c.state('reconnecting');
+  t.match(lost, { state: 'reconnecting', reason: 'rate_limited', code: 1008 });
+  t.ok((lost.delayMs ?? -1) >= 0 && (lost.delayMs ?? 0) <= 200, 'after a jittered backoff delay');
+  await c.state('open', () => true, 2);
+  const ack = c.client.ack('n-1'); // frame 2 of the new window: answered
+  await ack;
+  await new Promise((r) => setTimeout(r, 1000));
   const m = await scrape(g.http);
-  t.equal(m.value('herald_connections_opened_total'), 2, 'the flooding client never came back');
-  t.equal(c.states.filter((s) => s.state === 'reconnecting').length, 0);
-  t.equal(c.client.state, 'closed');
+  t.equal(m.value('herald_connections_opened_total'), 2, 'one reconnect, no loop');
+  t.equal(c.client.state, 'open');
 });
 
 /** `ws`, counting the sockets alive at once (made and not yet closed or given up by the SDK). */
@@ -512,3 +517,120 @@ t.test('close() closes the connection normally and for good', async (t) => {
   t.equal(c.client.session, undefined);
   t.same(c.client.quality, { level: 'offline', rttMs: undefined });
 });
+
+// ---- issue 16: per-topic dedup, re-subscribe after rate_limited, history ----
+
+/** herald_publish: records in the topic's history (and delivers), like POST /publish. */
+const record = async (topic: string, id: string): Promise<void> => {
+  await pub.call('FCALL', 'herald_publish', '1', topic, JSON.stringify({ id, title: id }));
+};
+
+t.test('the same id on two topics is two notifications: both delivered, each once', async (t) => {
+  const sub = uid('pertopic');
+  const [a, b] = [`org:${sub}-a`, `org:${sub}-b`];
+  const c = connect(t, { sub, topics: [a, b] });
+  const [sa, sb] = [c.client.subscribe(a), c.client.subscribe(b)];
+  await Promise.all([sa.ready, sb.ready]);
+  const onA: string[] = [];
+  sa.on('notification', (n) => onA.push(n.id));
+  await publish(a, { id: 'order-1' });
+  await publish(b, { id: 'order-1' });
+  await publish(a, { id: 'order-1' }); // a repeat on the same topic (the gateway's dedup is off)
+  const marker = randomUUID();
+  await publish(a, { marker });
+  await c.notification((n) => (n.data as { marker?: string }).marker === marker);
+  t.same(
+    c.notifications.filter((n) => n.id === 'order-1').map((n) => n.topic),
+    [a, b],
+    'once per topic',
+  );
+  t.equal(onA.filter((id) => id === 'order-1').length, 1, "the handle of a hears a's copy once");
+});
+
+/** `ws` whose latest socket a test can cut (terminate: the SDK sees a 1006). */
+class CuttableSocket extends WebSocket {
+  static latest: CuttableSocket | undefined;
+  static sent: string[] = [];
+  constructor(url: string, protocols: string[]) {
+    super(url, protocols);
+    CuttableSocket.latest = this;
+  }
+  override send(data: string): void {
+    CuttableSocket.sent.push(data);
+    super.send(data);
+  }
+}
+
+t.test(
+  'a re-subscribe refused with rate_limited after a reconnect: the event fires with the topic, and a later retry succeeds',
+  async (t) => {
+    // 3 frames a second: a new connection sends its 4 subscribes, then its ping, so the 4th subscribe
+    // (and the ping) are refused; the 7th frame would close it, and there is no 6th.
+    // Redis mode, for the notification at the end; resume off: this test counts frames.
+    const g = await startGateway({ ...env, HERALD_PORT: '0', HERALD_RATE_LIMIT_MESSAGES: '3', HERALD_RATE_LIMIT_WINDOW_S: '1' });
+    t.teardown(() => g.stop());
+    await g.waitForLog((l) => l.msg === 'redis subscription active');
+    const sub = uid('resub');
+    const topics = [1, 2, 3, 4].map((i) => `org:${sub}-${i}`);
+    const c = connect(
+      t,
+      { sub, topics },
+      { WebSocket: CuttableSocket as never, backoffInitialMs: 100, backoffMaxMs: 200, resume: false },
+      g.ws,
+    );
+    const events: Array<{ topic: string; code: string; at: number }> = [];
+    c.client.on('subscriptionError', ({ topic, error }) => events.push({ topic, code: error.code, at: Date.now() }));
+    const subs = topics.map((topic) => c.client.subscribe(topic));
+    await c.client.ready(); // the first connection may be limited too: ready() waits for the retries
+    t.ok(subs.every((s) => s.state === 'subscribed'));
+    await new Promise((r) => setTimeout(r, 1100)); // a fresh window before the cut
+
+    const before = events.length;
+    const from = c.states.length;
+    CuttableSocket.latest?.terminate();
+    await c.state('open', () => true, from);
+    await waitFor('a rate_limited re-subscribe', () => events.slice(before).some((e) => e.code === 'rate_limited'), 10_000);
+    const refused = events.slice(before).filter((e) => e.code === 'rate_limited');
+    t.ok(refused.length >= 1, `refused: ${refused.map((e) => e.topic).join(', ')}`);
+    const topic = refused[0]?.topic ?? '';
+    t.ok(topics.includes(topic), 'the event names the topic');
+    t.equal(c.client.subscription(topic)?.state, 'subscribing', 'still wanted, waiting for its retry');
+    await c.client.ready();
+    t.equal(c.client.subscription(topic)?.state, 'subscribed', 'the retry succeeded');
+    await publish(topic, { id: 'after-retry' });
+    await c.notification((n) => n.id === 'after-retry' && n.topic === topic);
+    t.equal(c.client.state, 'open', 'never closed');
+  },
+);
+
+t.test(
+  'history(): the newest page, then the page before it, the one after an offset; refused locally or by the gateway as documented',
+  async (t) => {
+    const sub = uid('history');
+    const topic = `org:${sub}`;
+    for (let i = 0; i < 30; i++) await record(topic, `h-${String(i).padStart(2, '0')}`);
+    const c = connect(t, { sub, topics: [topic] });
+    await c.state('open');
+    const ids = (p: { notifications: Notification[] }) => p.notifications.map((n) => n.id);
+    const newest = await c.client.history(topic, { limit: 20 }); // granted, not subscribed: allowed
+    t.same(
+      ids(newest),
+      Array.from({ length: 20 }, (_, i) => `h-${String(i + 10).padStart(2, '0')}`),
+      'the newest 20, oldest first',
+    );
+    t.match(newest, { topic, epoch: /^[0-9a-f]+$/ });
+    const first = newest.notifications[0];
+    const older = await c.client.history(topic, { limit: 20, before: first?.offset ?? '' });
+    t.same(
+      ids(older),
+      Array.from({ length: 10 }, (_, i) => `h-${String(i).padStart(2, '0')}`),
+      'the 10 before it',
+    );
+    const after = await c.client.history(topic, { limit: 5, after: older.notifications[9]?.offset ?? '' });
+    t.same(ids(after), ['h-10', 'h-11', 'h-12', 'h-13', 'h-14']);
+    t.same((await c.client.history(topic)).notifications.length, 20, 'default limit 20');
+    t.equal(c.notifications.length, 0, 'a read: no notification events');
+    await t.rejects(c.client.history(topic, { limit: 101 }), { code: 'invalid_argument', sent: false });
+    await t.rejects(c.client.history('org:someone-else'), { code: 'forbidden', sent: true });
+  },
+);

@@ -2,7 +2,7 @@
 // stream (plain PUBLISH through the gateways, or herald_publish in one step), frames
 // carry their position, `resume` replays what a client missed or says it cannot,
 // and a gateway whose subscription dropped fills the gap for its own clients.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -195,6 +195,16 @@ t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; he
   const replayed = await c.next('notification');
   t.same([replayed['id'], replayed['replayed']], ['acl-2', true], 'and replays from it');
   t.equal((await c.request({ type: 'ack', notificationId: 'acl-1', id: 2 }))['type'], 'acked', 'client events reach herald:events');
+  t.same(
+    ((await c.request({ type: 'history', topic, id: 3 }))['notifications'] as Array<Record<string, unknown>>).map((n) => n['id']),
+    ['acl-1', 'acl-2'],
+    'history requests read it too',
+  );
+  t.match(
+    await c.request({ type: 'ack', notificationIds: ['acl-1', 'acl-2'], id: 4 }),
+    { type: 'acked', notificationIds: ['acl-1', 'acl-2'] },
+    'and a list of acks',
+  );
   const post = (): Promise<Response> =>
     fetch(`${gw.http}/publish`, {
       method: 'POST',
@@ -326,6 +336,18 @@ t.test('entries older than HERALD_HISTORY_TTL_S count as trimmed, even while the
   t.same(fromA1['topics'], { [topic]: { recovered: true } }, 'after a-1 comes only a-2, within the bound');
   const replayed = await c.next('notification');
   t.same([replayed['id'], replayed['replayed']], [a2['id'], true]);
+  const page = await c.request({ type: 'history', topic, id: 4 });
+  t.same(
+    (page['notifications'] as Array<Record<string, unknown>>).map((n) => n['id']),
+    [a2['id']],
+    'history leaves out what a resume would not replay',
+  );
+  const after = await c.request({ type: 'history', topic, after: a0['offset'], id: 5 });
+  t.same(
+    (after['notifications'] as Array<Record<string, unknown>>).map((n) => n['id']),
+    [a2['id']],
+    'also when paging from before the bound',
+  );
 });
 
 t.test('with history off, frames carry no position and every resume is unrecovered', async (t) => {
@@ -519,4 +541,152 @@ t.test('a subscriber cut in the middle of a fast stream: every notification arri
     `none of the ${N} missing, live or replayed`,
   );
   t.equal(ids.length, N, 'and none delivered twice');
+});
+
+/** POST /publish of `items` to `gw`: the 202's body (each item's topic, id and offset). */
+async function publishVia(
+  gw: GatewayProcess,
+  items: Array<{ topic: string; data: unknown }>,
+): Promise<{ accepted: number; notifications: Array<{ topic: string; id: string; offset: string }> }> {
+  const r = await fetch(`${gw.http}/publish`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${PUBLISH_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(items),
+  });
+  if (r.status !== 202) throw new Error(`POST /publish answered ${r.status}: ${await r.text()}`);
+  return (await r.json()) as { accepted: number; notifications: Array<{ topic: string; id: string; offset: string }> };
+}
+
+t.test('history requests', async (t) => {
+  const gw = await gateway(t, redis);
+  const sub = uid('hist');
+  const topic = `user:${sub}`;
+  const granted = `org:${sub}`;
+  // 30 notifications, h-0 … h-29, and 2 on a topic the token grants but nobody subscribes to.
+  const made = await publishVia(gw, [
+    ...Array.from({ length: 30 }, (_, i) => ({ topic, data: { id: `h-${i}`, n: i } })),
+    { topic: granted, data: 'g-0' },
+    { topic: granted, data: { id: 'g-1' } },
+  ]);
+  const offsets = made.notifications.map((n) => n.offset);
+  const quiet = `org:${sub}-quiet`;
+  const c = await connect(t, gw, sub, [granted, quiet]);
+  const epoch = c.welcome['epoch'];
+  const page = async (frame: Record<string, unknown>, id: string | number): Promise<Frame> => c.request({ type: 'history', ...frame, id });
+  const ids = (f: Frame): unknown[] => (f['notifications'] as Array<Record<string, unknown>>).map((n) => n['id']);
+  const range = (from: number, to: number): string[] => Array.from({ length: to - from }, (_, i) => `h-${from + i}`);
+
+  t.test('without limit: the newest 20, oldest first, each with its position and data', async (t) => {
+    const f = await page({ topic }, 'newest');
+    t.same(Object.keys(f), ['type', 'topic', 'epoch', 'notifications', 'id'], 'the documented properties, in order');
+    t.match(f, { type: 'history', topic, epoch, id: 'newest' });
+    t.same(ids(f), range(10, 30));
+    const first = (f['notifications'] as Array<Record<string, unknown>>)[0] as Record<string, unknown>;
+    t.same(Object.keys(first), ['topic', 'id', 'ts', 'offset', 'epoch', 'data']);
+    t.same(first, {
+      topic,
+      id: 'h-10',
+      ts: Number(String(offsets[10]).split('-')[0]),
+      offset: offsets[10],
+      epoch,
+      data: { id: 'h-10', n: 10 },
+    });
+    t.notOk('replayed' in first, 'not marked replayed: nobody asked for it again');
+  });
+
+  t.test('limit, before and after page through it, exclusive, oldest first', async (t) => {
+    t.same(ids(await page({ topic, limit: 5 }, 1)), range(25, 30), 'limit 5: the newest 5');
+    t.same(ids(await page({ topic, limit: 10, before: offsets[25] }, 2)), range(15, 25), 'the 10 just before h-25');
+    t.same(ids(await page({ topic, limit: 10, before: offsets[5] }, 3)), range(0, 5), 'fewer than the limit before h-5');
+    t.same(ids(await page({ topic, before: offsets[0] }, 4)), [], 'nothing before the first');
+    t.same(ids(await page({ topic, before: '0-0' }, 5)), [], 'nothing before 0-0 (a Redis error if passed on as is)');
+    t.same(ids(await page({ topic, limit: 3, after: offsets[5] }, 6)), range(6, 9), 'the 3 just after h-5');
+    t.same(ids(await page({ topic, after: offsets[25] }, 7)), range(26, 30), 'the rest after h-25');
+    t.same(ids(await page({ topic, after: offsets[29] }, 8)), [], 'nothing after the last');
+    t.same(ids(await page({ topic, after: '0-0', limit: 2 }, 9)), range(0, 2), 'from the beginning');
+    t.same(ids(await page({ topic, limit: 100 }, 10)), range(0, 30), 'limit 100: all 30');
+    t.same(ids(await page({ topic: quiet }, 11)), [], 'a topic without history: an empty page');
+  });
+
+  t.test('out-of-bounds frames are invalid_message', async (t) => {
+    for (const [i, frame] of [
+      { topic, limit: 101 },
+      { topic, limit: 0 },
+      { topic, limit: 5.5 },
+      { topic, before: offsets[5], after: offsets[1] },
+      { topic, before: '+' },
+      { topic, after: '(1-0' },
+      { topic: 'org:*' },
+    ].entries()) {
+      t.match(await page(frame, `bad-${i}`), { type: 'error', code: 'invalid_message', id: `bad-${i}` }, JSON.stringify(frame));
+    }
+  });
+
+  t.test('authorised like a subscription: held or granted topics only', async (t) => {
+    const g = await page({ topic: granted }, 'granted');
+    t.same(ids(g), [`${offsets[30]}@${createHash('sha1').update(granted).digest('hex').slice(0, 8)}`, 'g-1'], 'granted, not held: served');
+    t.same(
+      (g['notifications'] as Array<Record<string, unknown>>).map((n) => n['data']),
+      ['g-0', { id: 'g-1' }],
+    );
+    t.match(await page({ topic: 'system' }, 'system'), { type: 'history', topic: 'system' }, 'an initial topic');
+    const other = `user:${uid('other')}`;
+    await publishVia(gw, [{ topic: other, data: { id: 'secret' } }]);
+    for (const [i, forbidden] of [other, `org:${uid('x')}`, `${granted}x`].entries()) {
+      const f = await page({ topic: forbidden }, `f-${i}`);
+      t.match(f, { type: 'error', code: 'forbidden', id: `f-${i}` }, `${forbidden}: neither held nor granted`);
+      t.notOk(JSON.stringify(f).includes('secret'));
+    }
+    const m = await scrape(gw.http);
+    t.ok(m.value('herald_history_requests_total', { result: 'forbidden' }) >= 3, 'counted as forbidden');
+    t.ok(m.value('herald_history_requests_total', { result: 'served' }) >= 13, 'and as served');
+  });
+});
+
+t.test('history requests count toward the rate limit and draw from the replay budget', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_RATE_LIMIT_MESSAGES: '4', HERALD_REPLAY_BUDGET: '12' });
+  const sub = uid('hbudget');
+  const topic = `user:${sub}`;
+  await publishVia(
+    gw,
+    Array.from({ length: 30 }, (_, i) => ({ topic, data: { id: `b-${i}` } })),
+  );
+  const c = await connect(t, gw, sub);
+  // A budget below the limit caps the page: 20 asked, 12 served (the newest), so no
+  // request is over the whole budget.
+  const capped = await c.request({ type: 'history', topic, id: 1 });
+  t.same(
+    (capped['notifications'] as Array<Record<string, unknown>>).map((n) => n['id']),
+    Array.from({ length: 12 }, (_, i) => `b-${18 + i}`),
+  );
+  const spent = await c.request({ type: 'history', topic, limit: 5, id: 2 });
+  t.match(spent, { type: 'error', code: 'rate_limited', id: 2 }, 'the budget is spent: rate_limited before any read');
+  t.ok(Number(spent['retryAfterMs']) > 0 && Number(spent['retryAfterMs']) <= 5000, `retryAfterMs ${String(spent['retryAfterMs'])}`);
+  t.match(await c.request({ type: 'ping', id: 3 }), { type: 'pong' }, 'frame 3 of 4');
+  t.match(await c.request({ type: 'ping', id: 4 }), { type: 'pong' }, 'frame 4 of 4');
+  t.match(await c.request({ type: 'history', topic, id: 5 }), { code: 'rate_limited', id: 5 }, 'frame 5: over the rate limit');
+  t.ok((await scrape(gw.http)).value('herald_history_requests_total', { result: 'over_budget' }) >= 1);
+});
+
+t.test('history: history off answers history_unavailable; a Redis error answers unavailable', async (t) => {
+  const off = await gateway(t, redis, { HERALD_HISTORY_SIZE: '0' });
+  const sub = uid('hoff');
+  const c = await connect(t, off, sub);
+  t.match(await c.request({ type: 'history', topic: `user:${sub}`, id: 'h' }), { type: 'error', code: 'history_unavailable', id: 'h' });
+  t.equal((await scrape(off.http)).value('herald_history_requests_total', { result: 'history_off' }), 1);
+
+  const own = await startRedis();
+  t.teardown(() => own.close());
+  const gw = await gateway(t, own);
+  const d = await connect(t, gw, sub);
+  // The gateway's connections use the default user: without XREVRANGE, the read fails.
+  await own.client().call('ACL', 'SETUSER', 'default', '-xrevrange');
+  t.match(await d.request({ type: 'history', topic: `user:${sub}`, id: 'r' }), { type: 'error', code: 'unavailable', id: 'r' });
+  await own.client().call('ACL', 'SETUSER', 'default', '+xrevrange');
+  t.match(
+    await d.request({ type: 'history', topic: `user:${sub}`, id: 'again' }),
+    { type: 'history', notifications: [] },
+    'and served again',
+  );
+  t.equal((await scrape(gw.http)).value('herald_history_requests_total', { result: 'failed' }), 1);
 });

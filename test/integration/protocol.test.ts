@@ -1,6 +1,6 @@
 // Frames after the upgrade: ping/pong, id echo, schema errors, subscribe and
 // unsubscribe, the closes (1003, 1009, 1008), the rate limit, ack/mark_read in both
-// modes, and the heartbeat.
+// modes (one id or a list), history in embedded mode, and the heartbeat.
 import t from 'tap';
 import WebSocket from 'ws';
 import { type Frame, TestClient } from '../support/client.js';
@@ -387,6 +387,68 @@ t.test('ack and mark_read in Redis mode', async (t) => {
     }
   });
 
+  t.test('a list of ids: one reply echoing the list, one herald:events entry per distinct id, in order', async (t) => {
+    const c = await connect(t, rgw, { sub: 'batcher' });
+    const id = c.welcome['connectionId'];
+    const notificationIds = ['b-1', 'b-2', 'b-1', 'b-3'];
+    t.same(
+      await c.request({ type: 'ack', notificationIds, id: 'list' }),
+      { type: 'acked', notificationIds, id: 'list' },
+      'the list as sent',
+    );
+    t.same(
+      await c.request({ type: 'mark_read', notificationIds: ['b-2'], id: 7 }),
+      { type: 'marked_read', notificationIds: ['b-2'], id: 7 },
+      'a list of one stays a list',
+    );
+    t.same(
+      (await eventsOf(id)).map((e) => [e['type'], e['userId'], e['notificationId']]),
+      [
+        ['ack', 'batcher', 'b-1'],
+        ['ack', 'batcher', 'b-2'],
+        ['ack', 'batcher', 'b-3'],
+        ['mark_read', 'batcher', 'b-2'],
+      ],
+      'a repeated id is recorded once',
+    );
+    const ts = new Set((await eventsOf(id)).filter((e) => e['type'] === 'ack').map((e) => e['ts']));
+    t.equal(ts.size, 1, 'the entries of one frame share its time');
+  });
+
+  t.test('a list over MAX_ACK_IDS (100), empty, or beside notificationId is invalid_message and records nothing', async (t) => {
+    const c = await connect(t, rgw, { sub: 'oversize' });
+    const many = Array.from({ length: 101 }, (_, i) => `o-${i}`);
+    t.match(await c.request({ type: 'ack', notificationIds: many, id: 1 }), { type: 'error', code: 'invalid_message', id: 1 });
+    t.match(await c.request({ type: 'mark_read', notificationIds: [], id: 2 }), { type: 'error', code: 'invalid_message', id: 2 });
+    t.match(await c.request({ type: 'ack', notificationId: 'o-0', notificationIds: ['o-1'], id: 3 }), {
+      type: 'error',
+      code: 'invalid_message',
+      id: 3,
+    });
+    t.same(await eventsOf(c.welcome['connectionId']), [], 'nothing in herald:events');
+  });
+
+  t.test('a 300-id backlog acked in 3 frames of 100 stays within the default rate limit: each frame counts once', async (t) => {
+    const before = (await scrape(rgw.http)).value('herald_client_events_total', { type: 'ack', outcome: 'recorded' });
+    const c = await connect(t, rgw, { sub: 'backlog' });
+    for (let f = 0; f < 3; f++) {
+      const notificationIds = Array.from({ length: 100 }, (_, i) => `bl-${f * 100 + i}`);
+      t.same(await c.request({ type: 'ack', notificationIds, id: f }), { type: 'acked', notificationIds, id: f }, `frame ${f + 1}`);
+    }
+    const events = await eventsOf(c.welcome['connectionId']);
+    t.same(
+      events.map((e) => e['notificationId']),
+      Array.from({ length: 300 }, (_, i) => `bl-${i}`),
+      '300 entries, in order',
+    );
+    t.equal((await scrape(rgw.http)).value('herald_client_events_total', { type: 'ack', outcome: 'recorded' }), before + 300);
+    // The default limit is 100 frames a minute: the 3 acks took 3, so 97 more are served
+    // and the 101st frame is the first refused.
+    for (let i = 0; i < 97; i++) c.send({ type: 'ping', id: `p${i}` });
+    t.match(await c.request({ type: 'ping', id: 'last' }), { type: 'error', code: 'rate_limited', id: 'last' }, 'frame 101 is refused');
+    t.equal(c.inbox.filter((f) => f.type === 'pong').length, 97, 'frames 4-100 were served');
+  });
+
   t.test('without an id they get no reply but still land in herald:events', async (t) => {
     const c = await connect(t, rgw, { sub: 'silent' });
     c.send({ type: 'ack', notificationId: 'n-2' });
@@ -418,6 +480,29 @@ t.test('ack and mark_read in embedded mode', async (t) => {
     t.same(c.inbox, [], 'no reply without an id');
     t.equal((await scrape(gw.http)).value('herald_client_events_total', { type: 'ack', outcome: 'discarded' }), before + 2);
   });
+
+  t.test('a list of ids gets one reply echoing it, each id counted as discarded', async (t) => {
+    const before = (await scrape(gw.http)).value('herald_client_events_total', { type: 'mark_read', outcome: 'discarded' });
+    const c = await connect(t, gw, { sub: newUser() });
+    const notificationIds = ['e-1', 'e-2', 'e-3'];
+    t.same(await c.request({ type: 'mark_read', notificationIds, id: 'l' }), { type: 'marked_read', notificationIds, id: 'l' });
+    t.equal((await scrape(gw.http)).value('herald_client_events_total', { type: 'mark_read', outcome: 'discarded' }), before + 3);
+  });
+});
+
+t.test('history in embedded mode: history_unavailable, even for a topic the connection holds', async (t) => {
+  const sub = newUser();
+  const c = await connect(t, gw, { sub });
+  await publish([{ topic: `user:${sub}`, data: { id: 'live' } }]);
+  await c.next('notification');
+  t.match(await c.request({ type: 'history', topic: `user:${sub}`, id: 'h' }), {
+    type: 'error',
+    code: 'history_unavailable',
+    id: 'h',
+  });
+  t.match(await c.request({ type: 'history', topic: 'system', limit: 5, id: 2 }), { type: 'error', code: 'history_unavailable', id: 2 });
+  t.match(await c.request({ type: 'ping', id: 3 }), { type: 'pong' }, 'the connection carries on');
+  t.ok((await scrape(gw.http)).value('herald_history_requests_total', { result: 'history_off' }) >= 2);
 });
 
 /** Resolves with `p`, or rejects naming `what` after `ms`. */

@@ -102,13 +102,17 @@ t.test('embedded mode', async (t) => {
   );
   t.teardown(() => gw.stop());
 
-  t.test('a single notification is accepted with 202 {accepted: 1} and delivered locally', async (t) => {
+  t.test('a single notification is accepted with 202 {accepted: 1, notifications: [{topic, id}]} and delivered locally', async (t) => {
     const a = uid('a');
     const c = await connect(t, gw.ws, a);
     const r = await post(gw.http, { topic: `user:${a}`, data: { title: 'hi' } });
     t.equal(r.status, 202);
-    t.same(r.body, { accepted: 1 });
+    const body = r.body as { notifications: Array<{ id: string }> };
+    t.same(Object.keys(body), ['accepted', 'notifications']);
+    t.match(body, { accepted: 1, notifications: [{ topic: `user:${a}`, id: /^[0-9a-f-]{36}$/ }] }, 'the id the gateway generated');
+    t.notOk('offset' in (body.notifications[0] as object), 'no offset: embedded mode keeps no history');
     const n = await c.next('notification');
+    t.equal(n['id'], body.notifications[0]?.id, 'the id delivered is the one the 202 named');
     t.equal(n['topic'], `user:${a}`);
     t.same(n['data'], { title: 'hi' });
     await barrier(t, gw.http, a, c);
@@ -124,10 +128,17 @@ t.test('embedded mode', async (t) => {
     ];
     const r = await post(gw.http, items);
     t.equal(r.status, 202);
-    t.same(r.body, { accepted: 3 });
-    for (const item of items) {
+    const named = (r.body as { notifications: Array<{ topic: string; id: string }> }).notifications;
+    t.match(r.body, { accepted: 3 });
+    t.same(
+      named.map((n) => n.topic),
+      items.map((i) => i.topic),
+      'one entry per item, in order',
+    );
+    t.equal(new Set(named.map((n) => n.id)).size, 3, 'each its own id');
+    for (const [i, item] of items.entries()) {
       const n = await c.next('notification');
-      t.same([n['topic'], n['data']], [item.topic, item.data]);
+      t.same([n['topic'], n['data'], n['id']], [item.topic, item.data, named[i]?.id]);
     }
     await barrier(t, gw.http, a, c);
   });
@@ -136,14 +147,23 @@ t.test('embedded mode', async (t) => {
     const a = uid('a');
     const c = await connect(t, gw.ws, a);
     const id = randomUUID();
-    t.equal(
-      (
-        await post(gw.http, [
-          { topic: `user:${a}`, data: { id, n: 1 } },
-          { topic: `user:${a}`, data: { id, n: 2 } },
-        ])
-      ).status,
-      202,
+    const r = await post(gw.http, [
+      { topic: `user:${a}`, data: { id, n: 1 } },
+      { topic: `user:${a}`, data: { id, n: 2 } },
+    ]);
+    t.same(
+      [r.status, r.body],
+      [
+        202,
+        {
+          accepted: 2,
+          notifications: [
+            { topic: `user:${a}`, id },
+            { topic: `user:${a}`, id },
+          ],
+        },
+      ],
+      'both accepted and named by their own id (the repeat is dropped on delivery)',
     );
     const n = await c.next('notification');
     t.same([n['id'], n['data']], [id, { id, n: 1 }]);
@@ -307,10 +327,15 @@ t.test('redis mode', async (t) => {
     await sub.psubscribe('notifications:*');
 
     const r = await post(gw1.http, { topic: `user:${a}`, data: { title: 'hi' } });
-    t.same([r.status, r.body], [202, { accepted: 1 }]);
+    t.equal(r.status, 202);
     const [f1, f2] = [await c1.next('notification'), await c2.next('notification')];
     for (const f of [f1, f2]) t.same(f['data'], { title: 'hi' });
     t.same([f1['id'], f1['offset']], [f2['id'], f2['offset']], 'the same notification on both');
+    t.same(
+      r.body,
+      { accepted: 1, notifications: [{ topic: `user:${a}`, id: f1['id'], offset: f1['offset'] }] },
+      'the 202 named its id and offset',
+    );
     await barrier(t, gw1.http, a, c1, c2);
     // The gateways may deliver the barrier before this test's own subscriber hears its
     // announcement; Redis keeps order on that one connection, so once the barrier's is
@@ -329,6 +354,51 @@ t.test('redis mode', async (t) => {
       [],
       'never on <prefix>:<topic>: no recorder is in its path',
     );
+  });
+
+  t.test("a batch is answered with each item's id and offset, in order: its own id or the derived one", async (t) => {
+    const a = uid('a');
+    const c = await connect(t, gw2.ws, a, ['ops']);
+    const items = [
+      { topic: `user:${a}`, data: { id: 'own-1', n: 1 } },
+      { topic: 'role:ops', data: 'no id' },
+      { topic: `user:${a}`, data: { n: 3 } },
+    ];
+    const r = await post(gw1.http, items);
+    t.equal(r.status, 202);
+    const named = (r.body as { accepted: number; notifications: Array<{ topic: string; id: string; offset: string }> }).notifications;
+    t.same(
+      named.map((n) => Object.keys(n)),
+      [
+        ['topic', 'id', 'offset'],
+        ['topic', 'id', 'offset'],
+        ['topic', 'id', 'offset'],
+      ],
+    );
+    t.same(
+      named.map((n) => n.topic),
+      items.map((i) => i.topic),
+    );
+    t.equal(named[0]?.id, 'own-1');
+    for (const n of named.slice(1)) t.match(n.id, new RegExp(`^${n.offset}@[0-9a-f]{8}$`), 'an id-less payload is named after its entry');
+    const delivered = [await c.next('notification'), await c.next('notification'), await c.next('notification')];
+    t.same(
+      delivered.map((f) => [f['topic'], f['id'], f['offset']]),
+      named.map((n) => [n.topic, n.id, n.offset]),
+      'exactly what was delivered, by the other gateway too',
+    );
+  });
+
+  t.test("with history off, an item's own id is named and one without is not (each gateway names it)", async (t) => {
+    const off = await startGateway(baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PUBLISH_KEY: KEY, HERALD_HISTORY_SIZE: '0' }));
+    t.teardown(() => off.stop());
+    await off.waitForLog((l) => l.msg === 'redis subscription active');
+    const a = uid('a');
+    const r = await post(off.http, [
+      { topic: `user:${a}`, data: { id: 'mine' } },
+      { topic: `user:${a}`, data: 'no id' },
+    ]);
+    t.same([r.status, r.body], [202, { accepted: 2, notifications: [{ topic: `user:${a}`, id: 'mine' }, { topic: `user:${a}` }] }]);
   });
 
   t.test('with Redis down it answers 503 redis_unavailable, and 202 again once Redis is back', async (t) => {
