@@ -23,7 +23,6 @@ import { decodeAnnouncement, librarySettings } from './library.js';
 import { createLibraryLoader } from './loader.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import { offsetMs } from './offsets.js';
 import { createRecorder, type Recorder } from './recorder.js';
 import { createRedisConnections, within } from './redis.js';
 import { channelToTopic, topicToChannel } from './topics.js';
@@ -149,7 +148,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
             id: a.id,
             offset: a.offset,
             epoch: a.epoch,
-            ts: offsetMs(a.offset),
+            ts: a.ts,
             json: a.json,
           });
         };

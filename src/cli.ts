@@ -3,8 +3,8 @@
 // notification through Redis (HERALD_REDIS_URL set) or POST /publish.
 import { parseArgs } from 'node:util';
 import { ConfigError, channelPrefix, read, SETTINGS, signingAlgorithm } from './config.js';
-import { isJson } from './deliver.js';
 import { readDevSecrets } from './dev.js';
+import { isJson } from './payload.js';
 import { isTopic, isValidName, topicToChannel } from './topics.js';
 
 // ioredis and jose load only for the command that needs them: usage errors stay instant.

@@ -6,7 +6,8 @@ import { performance } from 'node:perf_hooks';
 import type { DedupWindow } from './dedup.js';
 import type { Position } from './history.js';
 import type { Metrics } from './metrics.js';
-import { isAfter, offsetMs } from './offsets.js';
+import { isAfter } from './offsets.js';
+import { isTooLarge, payloadId } from './payload.js';
 import { encodeNotification } from './protocol.js';
 
 export interface Notification {
@@ -14,25 +15,6 @@ export interface Notification {
   /** True when the id came from the payload, so it can repeat and is worth de-duplicating. */
   idFromPayload: boolean;
   frame: string;
-}
-
-const MAX_PAYLOAD_ID = 128;
-
-/** Whether a payload is JSON: embedded as is in `data` when it is, as a string when not. */
-export function isJson(payload: string): boolean {
-  try {
-    JSON.parse(payload);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A payload's own id: a string of 1-128 characters in `id` of an object payload (parsed), else undefined. */
-export function payloadId(parsed: unknown): string | undefined {
-  const own =
-    parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>)['id'] : undefined;
-  return typeof own === 'string' && own.length > 0 && own.length <= MAX_PAYLOAD_ID ? own : undefined;
 }
 
 /**
@@ -81,12 +63,6 @@ export interface Fanout {
 /** `no_subscribers`: nobody on this gateway holds the topic (it was just left). */
 export type DeliveryOutcome = 'published' | 'no_subscribers' | 'duplicate' | 'too_large';
 
-/** String length is a lower bound on UTF-8 bytes; only near the limit count exactly. */
-export function isTooLarge(payload: string | Buffer, maxBytes: number): boolean {
-  if (typeof payload !== 'string') return payload.length > maxBytes;
-  return payload.length > maxBytes || (payload.length * 3 > maxBytes && Buffer.byteLength(payload) > maxBytes);
-}
-
 /** At most this many topics' last offsets are kept for gap fills. */
 const MAX_TRACKED_TOPICS = 100_000;
 
@@ -100,11 +76,11 @@ export function createDeliverer(deps: { fanout: Fanout; dedup: DedupWindow; metr
 
   /** Offsets only arrive for held topics, and forget() drops them: no pruning. Past the
    *  cap a new topic is not tracked, and a gap fill starts it from a time instead. */
-  function track(topic: string, offset: string): void {
+  /** `ms` is the entry's time (the offset's ms part), known to the caller. */
+  function track(topic: string, offset: string, ms: number): void {
     const prev = lastOffsets.get(topic);
     if (prev === undefined ? lastOffsets.size < MAX_TRACKED_TOPICS : isAfter(offset, prev)) {
       lastOffsets.set(topic, offset);
-      const ms = offsetMs(offset);
       if (latestEntryMs === undefined || ms > latestEntryMs) latestEntryMs = ms;
     }
   }
@@ -148,7 +124,7 @@ export function createDeliverer(deps: { fanout: Fanout; dedup: DedupWindow; metr
       // A payload from Redis stays bytes until it has somewhere to go.
       const text = typeof payload === 'string' ? payload : payload.toString();
       const n = buildNotification(topic, text, Date.now(), newId, position);
-      if (position !== undefined) track(topic, position.offset);
+      if (position !== undefined) track(topic, position.offset, position.ts);
       if (n.idFromPayload && dedup.seen(`${topic}\n${n.id}`, performance.now())) {
         metrics.notificationDropped('duplicate');
         return 'duplicate';

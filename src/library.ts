@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { HistoryConfig } from './history.js';
 import { names } from './keys.js';
-import { isOffset } from './offsets.js';
+import { offsetMs } from './offsets.js';
 
 /** Bumped whenever library.lua (or the preamble functionLibrary writes) changes: a
  *  newer library is never replaced by an older one. 5: the Lua moved to its own file. */
@@ -125,6 +125,8 @@ export function isJsonKind(kind: string | undefined): boolean | undefined {
 /** A recorded notification as announced on its topic's channel. */
 export interface Announcement {
   offset: string;
+  /** The offset's ms part: the entry's time on Redis's clock. */
+  ts: number;
   epoch: string;
   json: boolean | undefined;
   id: string;
@@ -150,9 +152,12 @@ export function decodeAnnouncement(message: Buffer): Announcement | undefined {
   const idEnd = c + 1 + idLength;
   if (!Number.isSafeInteger(idLength) || idLength < 1 || idEnd > message.length) return undefined;
   const offset = message.toString('latin1', 0, a);
-  if (!isOffset(offset)) return undefined;
+  // The one check of the offset on this path (NaN for what is not one); the time is passed on.
+  const ts = offsetMs(offset);
+  if (Number.isNaN(ts)) return undefined;
   return {
     offset,
+    ts,
     epoch: message.toString('latin1', a + 1, b),
     json: isJsonKind(String.fromCharCode(message[b + 1] as number)),
     id: message.toString('utf8', c + 1, idEnd),

@@ -26,7 +26,7 @@ export interface LibraryLoader {
 }
 
 /** After a library conflict found once running, the next look, ms. */
-export const CONFLICT_RETRY_MS = 5000;
+const CONFLICT_RETRY_MS = 5000;
 
 export function createLibraryLoader(opts: LibraryLoaderOptions): LibraryLoader {
   const { commands, history } = opts;

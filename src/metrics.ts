@@ -45,12 +45,12 @@ export type HistoryWriteResult = (typeof HISTORY_WRITE_RESULTS)[number];
 /** Why a topic of a `resume` was not recovered: the epoch changed, the history was
  *  trimmed (by count or age), more was missed than may be replayed, the connection does
  *  not hold the topic, or history is off. */
-export const UNRECOVERED_REASONS = ['epoch_changed', 'trimmed', 'too_many', 'not_held', 'history_off'] as const;
+const UNRECOVERED_REASONS = ['epoch_changed', 'trimmed', 'too_many', 'not_held', 'history_off'] as const;
 export type UnrecoveredReason = (typeof UNRECOVERED_REASONS)[number];
 
 /** How a `history` request ended: answered, or refused (not held nor granted, history
  *  off, over the replay budget) or failed (Redis). */
-export const HISTORY_REQUEST_RESULTS = ['served', 'forbidden', 'history_off', 'over_budget', 'failed'] as const;
+const HISTORY_REQUEST_RESULTS = ['served', 'forbidden', 'history_off', 'over_budget', 'failed'] as const;
 export type HistoryRequestResult = (typeof HISTORY_REQUEST_RESULTS)[number];
 
 export function createMetrics() {

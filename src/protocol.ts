@@ -3,8 +3,10 @@
 // closes) are the SDK's table, @herald/client/codes, shared with the clients, and so
 // are the client frames' types (@herald/client/protocol).
 import { ErrorFrame, type ErrorFrameName } from '@herald/client/codes';
+import { OFFSET_PATTERN } from '@herald/client/grammar';
 import {
   type ClientFrame,
+  type ClientFrameType,
   DEFAULT_HISTORY_LIMIT,
   MAX_ACK_IDS,
   MAX_HISTORY_LIMIT,
@@ -14,10 +16,8 @@ import {
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { TOPIC_PATTERN } from './topics.js';
 
-export type { ClientFrame, RequestId };
+export type { ClientFrame, ClientFrameType, RequestId };
 export { DEFAULT_HISTORY_LIMIT, MAX_ACK_IDS, MAX_HISTORY_LIMIT };
-
-export type ClientFrameType = ClientFrame['type'];
 
 /** The `error` frame codes by name (from ErrorFrame; the metric labels, for one). */
 export const ErrorCode = Object.fromEntries(Object.entries(ErrorFrame).map(([name, e]) => [name, e.code])) as {
@@ -89,7 +89,7 @@ const ID_SCHEMA = {
 };
 const TOPIC_SCHEMA = { type: 'string', pattern: TOPIC_PATTERN };
 const NOTIFICATION_ID_SCHEMA = { type: 'string', minLength: 1, maxLength: 128 };
-const OFFSET_SCHEMA = { type: 'string', pattern: '^[0-9]{1,15}-[0-9]{1,15}$' };
+const OFFSET_SCHEMA = { type: 'string', pattern: OFFSET_PATTERN };
 
 /** `props` are required, `optional` not; `extra` adds keywords (a oneOf, a not) at the frame's level. */
 function frameSchema(

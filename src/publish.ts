@@ -8,10 +8,11 @@ import { type HttpRefusal, Refusal } from '@herald/client/codes';
 import { Ajv } from 'ajv';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
-import { type Deliverer, payloadId } from './deliver.js';
+import type { Deliverer } from './deliver.js';
 import { BodyTooLarge, type Exchange, readBody, refuse, reply, track } from './http.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { payloadId } from './payload.js';
 import { describeSchemaError } from './protocol.js';
 import { TOPIC_PATTERN } from './topics.js';
 import type { HttpRequest, HttpResponse } from './uws.js';
@@ -20,7 +21,7 @@ export interface PublishItem {
   topic: string;
   /** The notification payload as Redis carries it: `data` serialised as JSON. */
   payload: string;
-  /** `data`'s own id (deliver.ts, payloadId), when it has one: the notification's id. */
+  /** `data`'s own id (payload.ts, payloadId), when it has one: the notification's id. */
   id?: string;
 }
 

@@ -9,11 +9,11 @@
 // slot, and its pattern subscription's span); what waits to be recorded is
 // recordqueue.ts's.
 import type { Redis } from 'ioredis';
-import { isJson, isTooLarge } from './deliver.js';
 import type { Names } from './keys.js';
 import { LEASE_TTL_MS } from './library.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { isJson, isTooLarge } from './payload.js';
 import { createRecordQueue, type Span } from './recordqueue.js';
 import { channelToTopic } from './topics.js';
 

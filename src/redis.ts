@@ -25,7 +25,7 @@ export interface RedisConnections {
 }
 
 /** Resolves when `client` is ready, or after `ms`. An event, not a poll. */
-export function readyWithin(client: Redis, ms: number): Promise<void> {
+function readyWithin(client: Redis, ms: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve) => {
     const done = (): void => {

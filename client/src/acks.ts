@@ -3,10 +3,11 @@
 // costs a few frames of the gateway's rate limit, not 300. Each call's promise settles
 // with the reply to the frame its id went in. No socket here: `send` is the client's
 // request function; time comes from the injected clock.
+import { MAX_ACK_IDS } from './protocol.js';
 import type { Clock } from './requests.js';
 
-/** Ids per list frame: the gateway refuses more (PROTOCOL.md, MAX_ACK_IDS in protocol.ts). */
-export const DEFAULT_MAX_IDS = 100;
+/** Ids per list frame: the gateway refuses more (PROTOCOL.md). */
+export const DEFAULT_MAX_IDS = MAX_ACK_IDS;
 
 /**
  * Bytes of ids per frame (their JSON strings, commas included): a frame of 100 ids of

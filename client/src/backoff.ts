@@ -47,7 +47,7 @@ export function createBackoff(o: BackoffOptions, random: () => number = Math.ran
   };
 }
 
-export function checkBackoffOptions(o: BackoffOptions): void {
+function checkBackoffOptions(o: BackoffOptions): void {
   if (!(Number.isFinite(o.initialMs) && o.initialMs >= 0))
     throw new RangeError(`backoff initialMs: expected a finite number >= 0, got ${o.initialMs}`);
   if (!(Number.isFinite(o.maxMs) && o.maxMs >= o.initialMs))

@@ -323,7 +323,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
    * answers `not_held` otherwise): sent once every re-subscribe has settled, or, for a
    * topic retried after a refusal, once it is confirmed.
    */
-  #resumeWait: { gen: number; epoch: string; points: Map<string, ResumePoint>; unsettled: Set<string> } | undefined;
+  #resumeWait: { gen: number; epoch: string; points: Map<string, ResumePoint> } | undefined;
   #reauthSupported = true;
   readonly #timers = {
     retry: undefined as unknown,
@@ -869,8 +869,6 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     }, delay);
   }
 
-  // ---- recovery ----
-
   // ---- subscriptions ----
 
   /** One subscribe for a wanted topic on the open connection; failures retried with backoff, refusals drop it. */
@@ -972,16 +970,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (plan === undefined) return;
     for (const topic of plan.lost) this.#onResumed({ [topic]: { recovered: false } });
     if (plan.points.size === 0) return;
-    const unsettled = new Set<string>();
-    for (const [topic, w] of this.#wanted) if (w.inFlight) unsettled.add(topic);
-    this.#resumeWait = { gen, epoch: plan.epoch, points: plan.points, unsettled };
+    this.#resumeWait = { gen, epoch: plan.epoch, points: plan.points };
     this.#maybeResume(gen);
   }
 
   /** A wanted topic's subscribe was answered on connection `gen`; `retried`: confirmed after a failure. */
   #subscribeSettled(gen: number, topic: string, retried: boolean): void {
     const wait = this.#resumeWait;
-    if (wait !== undefined && wait.gen === gen && wait.unsettled.delete(topic)) {
+    if (wait !== undefined && wait.gen === gen) {
       this.#maybeResume(gen);
       return;
     }
@@ -1006,10 +1002,14 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     if (this.#resume.pend(topic, point, epoch)) for (const frame of resumeFrames(epoch, [[topic, point]])) this.#sendResume(gen, frame, 0);
   }
 
-  /** Sends the planned resume once every subscribe of the connection has been answered, for the topics held. */
+  /**
+   * Sends the planned resume once no wanted topic's subscribe is in flight, for the topics
+   * held. Derived from #wanted, so a topic unsubscribed meanwhile no longer holds it back.
+   */
   #maybeResume(gen: number): void {
     const wait = this.#resumeWait;
-    if (wait === undefined || wait.gen !== gen || wait.unsettled.size > 0) return;
+    if (wait === undefined || wait.gen !== gen) return;
+    for (const w of this.#wanted.values()) if (w.inFlight) return;
     this.#resumeWait = undefined;
     const initial = new Set(this.#session?.topics ?? []);
     const held = [...wait.points].filter(([topic]) => initial.has(topic) || this.#wanted.get(topic)?.confirmedGen === gen);
@@ -1077,6 +1077,8 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this.#wanted.delete(topic);
     }
     this.#resume.forget(topic);
+    // Its subscribe, in flight, may have been all a waiting resume waited for.
+    if (this.#resumeWait !== undefined) this.#maybeResume(this.#resumeWait.gen);
   }
 
   // ---- helpers ----

@@ -202,7 +202,6 @@ export const Refusal = {
   },
   Internal: { status: 500, error: 'internal', retry: Retry.Backoff, doc: 'A bug; logged.' },
 } as const satisfies Record<string, HttpRefusal>;
-export type RefusalName = keyof typeof Refusal;
 
 /** The JSON body of a refusal: `error`, then `reason` when it has one, then `extra` (a 400's `message`, a 413's `limit`). */
 export function refusalBody(refusal: HttpRefusal, extra?: Readonly<Record<string, unknown>>): Record<string, unknown> {
@@ -340,7 +339,6 @@ export const ServerClose = {
     doc: "The client stopped reading: the gateway held more than `HERALD_MAX_BACKPRESSURE_BYTES` (1 MiB) unsent for it, beyond what the kernel's socket buffers took (several MB on loopback).",
   },
 } as const satisfies Record<string, ServerCloseCode>;
-export type ServerCloseName = keyof typeof ServerClose;
 
 /** 1008 is WebSocket's policy violation: a policy close this table does not know (a newer gateway's) would happen again. */
 const POLICY_VIOLATION = 1008;

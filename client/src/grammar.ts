@@ -26,8 +26,9 @@ export function isNotificationId(s: string): boolean {
   return s.length >= 1 && s.length <= 128;
 }
 
-/** A history position (a Redis stream id): `<ms>-<seq>`, 1-15 digits each (exact as doubles). */
-const OFFSET_RE = /^\d{1,15}-\d{1,15}$/;
+/** A history position (a Redis stream id): `<ms>-<seq>`, 1-15 digits each (exact as doubles; a JSON Schema `pattern` too). */
+export const OFFSET_PATTERN = '^[0-9]{1,15}-[0-9]{1,15}$';
+const OFFSET_RE = new RegExp(OFFSET_PATTERN);
 
 export function isOffset(s: string): boolean {
   return OFFSET_RE.test(s);

@@ -20,7 +20,7 @@ export type {
   WebSocketConstructor,
   WebSocketLike,
 } from './client.js';
-export { HeraldClient } from './client.js';
+export { HeraldClient, jwtExpiry } from './client.js';
 export type { ErrorCode, ErrorFrameCode, HttpRefusal, ServerCloseCode } from './codes.js';
 export { ErrorFrame, Refusal, Retry, retryAfterClose, retryAfterError, retryAfterRefusal, ServerClose } from './codes.js';
 export type { Listener } from './emitter.js';

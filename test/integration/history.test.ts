@@ -668,6 +668,28 @@ t.test('history requests count toward the rate limit and draw from the replay bu
   t.ok((await scrape(gw.http)).value('herald_history_requests_total', { result: 'over_budget' }) >= 1);
 });
 
+t.test('a history page over what is left of the budget is refused whole, and history is answered before later frames', async (t) => {
+  const gw = await gateway(t, redis, { HERALD_REPLAY_BUDGET: '12' });
+  const sub = uid('hpart');
+  const topic = `user:${sub}`;
+  await publishVia(
+    gw,
+    Array.from({ length: 30 }, (_, i) => ({ topic, data: { id: `p-${i}` } })),
+  );
+  const c = await connect(t, gw, sub);
+  // Sent back to back: the ping waits for the history request in progress (PROTOCOL.md, Order).
+  c.send({ type: 'history', topic, limit: 5, id: 'h1' });
+  c.send({ type: 'ping', id: 'p1' });
+  const first = await c.next('*');
+  t.match(first, { type: 'history', id: 'h1' }, 'the history reply comes first');
+  t.equal((first['notifications'] as unknown[]).length, 5, '5 served: 7 of 12 left');
+  t.match(await c.next('*'), { type: 'pong', id: 'p1' }, 'then the pong');
+  const over = await c.request({ type: 'history', topic, limit: 10, id: 'h2' });
+  t.match(over, { type: 'error', code: 'rate_limited', id: 'h2' }, 'a page of 10 with 7 left is refused');
+  t.match(await c.request({ type: 'ping', id: 'p2' }), { type: 'pong', id: 'p2' });
+  t.same(c.inbox, [], 'and nothing of the page was sent');
+});
+
 t.test('history: history off answers history_unavailable; a Redis error answers unavailable', async (t) => {
   const off = await gateway(t, redis, { HERALD_HISTORY_SIZE: '0' });
   const sub = uid('hoff');

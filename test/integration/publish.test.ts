@@ -123,17 +123,18 @@ t.test('embedded mode', async (t) => {
     const c = await connect(t, gw.ws, a, ['ops']);
     const items = [
       { topic: `user:${a}`, data: 'a string' },
-      { topic: 'role:ops', data: [1, 2] },
-      { topic: `user:${a}`, data: null },
+      { topic: 'role:ops', data: null },
     ];
-    const r = await post(gw.http, items);
+    // The third item (of MAX_BATCH) goes to a topic nobody holds: accepted and listed too (PROTOCOL.md).
+    const nobody = { topic: `user:${a}-nobody`, data: [1, 2] };
+    const r = await post(gw.http, [...items, nobody]);
     t.equal(r.status, 202);
     const named = (r.body as { notifications: Array<{ topic: string; id: string }> }).notifications;
     t.match(r.body, { accepted: 3 });
     t.same(
       named.map((n) => n.topic),
-      items.map((i) => i.topic),
-      'one entry per item, in order',
+      [...items, nobody].map((i) => i.topic),
+      'one entry per item, in order, the one that reached no subscriber included',
     );
     t.equal(new Set(named.map((n) => n.id)).size, 3, 'each its own id');
     for (const [i, item] of items.entries()) {

@@ -7,6 +7,7 @@ import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWTPayload
 import t from 'tap';
 import { AuthFailure, type AuthResult, createVerifier, identityFromClaims, reasonForJoseError } from '../../dist/auth.js';
 import { ConfigError, type Env, type JwtConfig, loadConfig } from '../../dist/config.js';
+import { freePort } from '../support/ports.js';
 import { TEST_SECRET, token, unsignedToken } from '../support/tokens.js';
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -420,13 +421,7 @@ t.test("a JWKS URL: keys are fetched over HTTP; a dead or failing endpoint is ke
   );
   t.same(await failing.verify(signed), { ok: false, reason: 'key_unavailable' }, 'a 500 from the key endpoint');
 
-  const closedPort = await new Promise<number>((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as { port: number }).port;
-      probe.close(() => resolve(p));
-    });
-  });
+  const closedPort = await freePort(); // nothing listens there
   const dead = await createVerifier(
     loadConfig({ HERALD_JWT_JWKS: `http://127.0.0.1:${closedPort}/jwks.json`, HERALD_JWT_ALGORITHMS: 'RS256' }).jwt,
   );

@@ -44,6 +44,7 @@ function track(p: Promise<void>): { state: string } {
 
 t.test('the wire bound and the batcher default agree', async (t) => {
   t.equal(DEFAULT_MAX_IDS, MAX_ACK_IDS);
+  t.equal(MAX_ACK_IDS, 100, "PROTOCOL.md's bound");
   t.ok(DEFAULT_MAX_ID_BYTES + 200 < 10240, "a full frame stays under the gateway's default HERALD_MAX_PAYLOAD_BYTES");
 });
 

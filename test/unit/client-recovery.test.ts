@@ -504,3 +504,34 @@ t.test('a topic subscribed after the connection opened resumes from its stored p
   t.same(heard, [true]);
   t.same(h.events, ['notification missed', 'recovery org:late true']);
 });
+
+t.test('a topic unsubscribed while its re-subscribe is in flight does not hold back the resume of the others', async (t) => {
+  const h = harness(t);
+  await step(h);
+  h.socket().accept({ serverTime: S1, epoch: E1 });
+  await step(h);
+  const subs = [h.client.subscribe('org:a').ready, h.client.subscribe('org:b').ready];
+  await step(h);
+  h.socket().answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  await Promise.all(subs);
+  h.socket().receive(notification('org:b', 'n-1', `${S1 + 100}-0`));
+  await step(h);
+
+  h.socket().drop(1006);
+  await step(h, 1000);
+  const s = h.socket();
+  s.accept({ serverTime: S1 + 10_000, epoch: E1 });
+  await step(h);
+  t.same(s.of('resume'), [], 'the resume waits for the re-subscribes');
+  const leaving = h.client.unsubscribe('org:a');
+  await step(h);
+  s.answer('subscribe', (f) => ({ type: 'subscribed', topic: f['topic'], id: f['id'] }));
+  s.answer('unsubscribe', (f) => ({ type: 'unsubscribed', topic: f['topic'], id: f['id'] }));
+  await step(h);
+  await leaving;
+  const [resume] = s.of('resume');
+  t.ok(resume !== undefined, 'a resume went out once the remaining re-subscribe was answered');
+  const topics = (resume?.['topics'] ?? {}) as Record<string, unknown>;
+  t.same(topics['org:b'], { offset: `${S1 + 100}-0` }, 'org:b resumes from its position');
+  t.notOk(Object.hasOwn(topics, 'org:a'), 'org:a, left, is not resumed');
+});

@@ -96,14 +96,14 @@ t.test('planLibrary refuses another deployment, naming every setting that differ
 });
 
 t.test('announcements: <offset> <epoch> <kind> <id length> <id><payload>', async (t) => {
-  const ok: Array<[string, { offset: string; epoch: string; json: boolean | undefined; id: string; payload: string }]> = [
-    ['1-0 ab j 1 x{}', { offset: '1-0', epoch: 'ab', json: true, id: 'x', payload: '{}' }],
+  const ok: Array<[string, { offset: string; ts: number; epoch: string; json: boolean | undefined; id: string; payload: string }]> = [
+    ['1-0 ab j 1 x{}', { offset: '1-0', ts: 1, epoch: 'ab', json: true, id: 'x', payload: '{}' }],
     [
       '1795459742477-12 6b048a9e06a6d2 j 3 n 1{"id":"n 1"}',
-      { offset: '1795459742477-12', epoch: '6b048a9e06a6d2', json: true, id: 'n 1', payload: '{"id":"n 1"}' },
+      { offset: '1795459742477-12', ts: 1795459742477, epoch: '6b048a9e06a6d2', json: true, id: 'n 1', payload: '{"id":"n 1"}' },
     ],
-    ['5-0 e t 18 5-0@49a5e271 hello world', { offset: '5-0', epoch: 'e', json: false, id: '5-0@49a5e271 hello', payload: ' world' }],
-    ['5-0 e ? 4 éé', { offset: '5-0', epoch: 'e', json: undefined, id: 'éé', payload: '' }],
+    ['5-0 e t 18 5-0@49a5e271 hello world', { offset: '5-0', ts: 5, epoch: 'e', json: false, id: '5-0@49a5e271 hello', payload: ' world' }],
+    ['5-0 e ? 4 éé', { offset: '5-0', ts: 5, epoch: 'e', json: undefined, id: 'éé', payload: '' }],
   ];
   for (const [text, want] of ok) {
     const a = decodeAnnouncement(Buffer.from(text));
