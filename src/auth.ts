@@ -30,6 +30,8 @@ export const AuthFailure = {
   InvalidSignature: Refusal.InvalidSignature.reason,
   TokenExpired: Refusal.TokenExpired.reason,
   TokenNotYetValid: Refusal.TokenNotYetValid.reason,
+  /** Issued before a revocation of the user's tokens (the control API). */
+  TokenRevoked: Refusal.TokenRevoked.reason,
   InvalidClaims: Refusal.InvalidClaims.reason,
   /** The JWKS endpoint could not be reached: not the client's fault (503). */
   KeyUnavailable: Refusal.KeyUnavailable.reason,
@@ -44,6 +46,9 @@ export interface Identity {
   grants: Grants;
   /** `exp`, in ms since the epoch. */
   expiresAt: number;
+  /** `iat` in s since the epoch; without one, `exp` - HERALD_JWT_MAX_LIFETIME_S (the
+   *  earliest it can have been issued): what a revocation is compared with. */
+  issuedAt: number;
 }
 
 export type AuthResult = { ok: true; identity: Identity } | { ok: false; reason: AuthFailure };
@@ -91,8 +96,12 @@ export function reasonForJoseError(err: unknown): AuthFailure {
   }
 }
 
-/** Claims -> Identity, or undefined when `sub`, `roles` or `topics` break the grammar. */
-export function identityFromClaims(payload: JWTPayload): Identity | undefined {
+/**
+ * Claims -> Identity, or undefined when `sub`, `roles` or `topics` break the grammar,
+ * or the token lives longer than `maxLifetimeS` (exp - iat; without `iat`, exp - now):
+ * a revocation is kept that long, so no token it covers may outlive it.
+ */
+export function identityFromClaims(payload: JWTPayload, maxLifetimeS: number, nowS: number): Identity | undefined {
   const sub = payload.sub;
   if (typeof sub !== 'string' || !isValidName(sub)) return undefined;
   const roles = payload['roles'] ?? [];
@@ -105,8 +114,11 @@ export function identityFromClaims(payload: JWTPayload): Identity | undefined {
   }
   // Most tokens grant nothing extra: share one empty Grants rather than a Set per connection.
   const grants = topics.length === 0 ? NO_GRANTS : parseGrants(topics as string[]);
-  if (grants === undefined || typeof payload.exp !== 'number') return undefined;
-  return { userId: sub, roles: roles as string[], grants, expiresAt: payload.exp * 1000 };
+  const { exp, iat } = payload;
+  if (grants === undefined || typeof exp !== 'number') return undefined;
+  if (exp - (typeof iat === 'number' ? iat : nowS) > maxLifetimeS) return undefined;
+  const issuedAt = typeof iat === 'number' ? iat : exp - maxLifetimeS;
+  return { userId: sub, roles: roles as string[], grants, expiresAt: exp * 1000, issuedAt };
 }
 
 function defaultAlgorithmsForPem(pem: string): string[] {
@@ -223,7 +235,7 @@ export async function createVerifier(jwt: JwtConfig): Promise<Verifier> {
     ...(jwt.audience !== undefined ? { audience: [...jwt.audience] } : {}),
   };
   const { getKey } = bundle;
-  const maxTokenBytes = jwt.maxTokenBytes;
+  const { maxTokenBytes, maxLifetimeS } = jwt;
 
   return {
     algorithms: bundle.algorithms,
@@ -236,7 +248,7 @@ export async function createVerifier(jwt: JwtConfig): Promise<Verifier> {
       } catch (err) {
         return { ok: false, reason: reasonForJoseError(err) };
       }
-      const identity = identityFromClaims(payload);
+      const identity = identityFromClaims(payload, maxLifetimeS, Date.now() / 1000);
       return identity === undefined ? { ok: false, reason: AuthFailure.InvalidClaims } : { ok: true, identity };
     },
   };

@@ -32,6 +32,9 @@ export interface JwtConfig {
   audience: readonly string[] | undefined;
   /** Tokens longer than this are refused before any crypto work. */
   maxTokenBytes: number;
+  /** The longest lifetime accepted (exp - iat, or exp - now without iat), s: also how
+   *  long a revocation is kept, since no token it covers can outlive it. */
+  maxLifetimeS: number;
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -89,6 +92,16 @@ export interface Config {
   recorderMaxWaitingBytes: number;
   /** History entries one connection may be replayed per minute (resumes); 0 = no limit. */
   replayBudget: number;
+  /** undefined = the control API (/control/*) is off (404). */
+  controlKey: string | undefined;
+  /** Connections one user may hold across every gateway; 0 = no limit. */
+  maxConnectionsPerUser: number;
+  /** Presence upkeep in Redis (presence.ts): off = /presence and the per-user cap see this gateway only. */
+  presence: boolean;
+  /** A gateway whose heartbeat is older than this is dead: its presence entries no longer count, ms. */
+  presenceTtlMs: number;
+  /** `connected`/`disconnected` entries in the events stream (Redis mode). */
+  connectionEvents: boolean;
 }
 
 export interface TlsConfig {
@@ -199,7 +212,7 @@ const PREFIX_RE = /^[A-Za-z0-9_.@-]+(?::[A-Za-z0-9_.@-]+)*$/;
 /** A namespace is a Redis function library name too: letters, digits and underscores. */
 const NAMESPACE_RE = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 /** Paths the HTTP endpoints own; the WebSocket path may be none of them. */
-const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/demo'];
+const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics', '/stats', '/publish', '/presence', '/control', '/demo'];
 
 function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -341,6 +354,11 @@ export const SETTINGS = {
   },
   HERALD_JWT_ISSUER: { default: undefined, range: 'string', doc: 'Required `iss`.', parse: text },
   HERALD_JWT_AUDIENCE: { default: undefined, range: 'comma list', doc: '`aud` must contain one of these.', parse: list },
+  HERALD_JWT_MAX_LIFETIME_S: {
+    default: '604800',
+    doc: 'Longest token lifetime accepted (`exp` - `iat`; without `iat`, `exp` - now); also how long a revocation is kept.',
+    ...integer(60, 31_536_000, ' seconds'),
+  },
   HERALD_MAX_TOKEN_BYTES: {
     default: '8192',
     doc: 'Longer tokens are refused (`token_too_large`) before any crypto.',
@@ -391,6 +409,18 @@ export const SETTINGS = {
       return raw;
     },
   },
+  HERALD_CONTROL_KEY: {
+    default: undefined,
+    range: `at least 16 bytes, no whitespace, not a ${PLACEHOLDER}`,
+    doc: 'Bearer key for the control API (`/control/*`) and `GET /presence`.',
+    parse: (raw) => {
+      if (Buffer.byteLength(raw) < 16 || /\s/.test(raw)) {
+        throw new Invalid('must be at least 16 bytes with no whitespace; generate one with `openssl rand -hex 24`');
+      }
+      refusePlaceholder(raw, 'generate one with `openssl rand -hex 24`');
+      return raw;
+    },
+  },
   HERALD_PUBLISH_MAX_BODY_BYTES: {
     default: '1048576',
     doc: 'Largest `/publish` body (413 beyond).',
@@ -415,6 +445,11 @@ export const SETTINGS = {
   },
   HERALD_MAX_CONNECTIONS: { default: '0', doc: 'WebSocket connections this process holds', ...integer(0, 10_000_000) },
   HERALD_MAX_CONNECTIONS_PER_IP: { default: '0', doc: 'Connections per client address', ...integer(0, 10_000_000) },
+  HERALD_MAX_CONNECTIONS_PER_USER: {
+    default: '100',
+    doc: 'Connections one user (`sub`) may hold across every gateway',
+    ...integer(0, 1_000_000),
+  },
   HERALD_UPGRADE_RATE_PER_IP: {
     default: '0',
     doc: 'Upgrade attempts per second per client address',
@@ -455,6 +490,21 @@ export const SETTINGS = {
     default: '100000',
     doc: 'Stream cap, applied as `XADD … MAXLEN ~ n`.',
     ...integer(1, 100_000_000, ' entries'),
+  },
+  HERALD_CONNECTION_EVENTS: {
+    default: 'true',
+    doc: 'Append `connected`/`disconnected` entries to the events stream',
+    ...boolean,
+  },
+  HERALD_PRESENCE: {
+    default: 'true',
+    doc: 'Keep presence in Redis (Redis mode)',
+    ...boolean,
+  },
+  HERALD_PRESENCE_TTL_S: {
+    default: '5',
+    doc: "A gateway's presence entries stop counting this long after its last heartbeat",
+    ...integer(2, 300, ' seconds'),
   },
   HERALD_HISTORY_SIZE: {
     default: '100',
@@ -702,6 +752,7 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
       issuer: read(env, 'HERALD_JWT_ISSUER'),
       audience: read(env, 'HERALD_JWT_AUDIENCE'),
       maxTokenBytes: read(env, 'HERALD_MAX_TOKEN_BYTES'),
+      maxLifetimeS: read(env, 'HERALD_JWT_MAX_LIFETIME_S'),
     },
     allowedOrigins: read(env, 'HERALD_ALLOWED_ORIGINS'),
     maxPayloadBytes: read(env, 'HERALD_MAX_PAYLOAD_BYTES'),
@@ -741,6 +792,11 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
     recorders: read(env, 'HERALD_RECORDERS'),
     recorderMaxWaitingBytes: read(env, 'HERALD_RECORDER_MAX_WAITING_BYTES'),
     replayBudget: read(env, 'HERALD_REPLAY_BUDGET'),
+    controlKey: read(env, 'HERALD_CONTROL_KEY'),
+    maxConnectionsPerUser: read(env, 'HERALD_MAX_CONNECTIONS_PER_USER'),
+    presence: read(env, 'HERALD_PRESENCE'),
+    presenceTtlMs: read(env, 'HERALD_PRESENCE_TTL_S') * 1000,
+    connectionEvents: read(env, 'HERALD_CONNECTION_EVENTS'),
   };
   const historySize = read(env, 'HERALD_HISTORY_SIZE');
   const historyTtlS = read(env, 'HERALD_HISTORY_TTL_S');
@@ -751,6 +807,12 @@ export function loadConfig(env: Env, cpuCount = 1): Config {
   if (config.workers > 1 && config.redisUrl === undefined) {
     throw new ConfigError(
       `HERALD_WORKERS: ${config.workers} workers need HERALD_REDIS_URL (in embedded mode each process would deliver only to its own clients)`,
+    );
+  }
+  // One key for both would hand every publishing service the power to disconnect users.
+  if (config.controlKey !== undefined && config.controlKey === config.publishKey) {
+    throw new ConfigError(
+      'HERALD_CONTROL_KEY: must differ from HERALD_PUBLISH_KEY (a publishing service must not be able to disconnect users)',
     );
   }
   if (config.workers > 1 && config.port === 0) {

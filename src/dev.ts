@@ -1,4 +1,4 @@
-// Development mode (`make run`): a generated JWT secret and publish key, kept in
+// Development mode (`make run`): a generated JWT secret, publish key and control key, kept in
 // .herald/dev.json so tokens minted by `herald token` keep working across restarts.
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { type Env, isSet, SETTINGS } from './config.js';
 export interface DevSecrets {
   jwtSecret: string;
   publishKey: string;
+  controlKey?: string;
 }
 
 export const DEV_DIR = '.herald';
@@ -18,13 +19,23 @@ export function readDevSecrets(dir: string = DEV_DIR): DevSecrets | undefined {
   if (!existsSync(file)) return undefined;
   const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<DevSecrets>;
   if (typeof parsed.jwtSecret !== 'string' || typeof parsed.publishKey !== 'string') return undefined;
-  return { jwtSecret: parsed.jwtSecret, publishKey: parsed.publishKey };
+  return {
+    jwtSecret: parsed.jwtSecret,
+    publishKey: parsed.publishKey,
+    // A dev.json from before the control API has none: ensureDevSecrets adds one.
+    ...(typeof parsed.controlKey === 'string' ? { controlKey: parsed.controlKey } : {}),
+  };
 }
 
-export function ensureDevSecrets(dir: string = DEV_DIR): DevSecrets {
+export function ensureDevSecrets(dir: string = DEV_DIR): Required<DevSecrets> {
   const existing = readDevSecrets(dir);
-  if (existing !== undefined) return existing;
-  const secrets = { jwtSecret: randomBytes(32).toString('base64url'), publishKey: randomBytes(24).toString('hex') };
+  if (existing?.controlKey !== undefined) return existing as Required<DevSecrets>;
+  // Keep what an older dev.json holds (its tokens stay valid); add what it lacks.
+  const secrets: Required<DevSecrets> = {
+    jwtSecret: existing?.jwtSecret ?? randomBytes(32).toString('base64url'),
+    publishKey: existing?.publishKey ?? randomBytes(24).toString('hex'),
+    controlKey: randomBytes(24).toString('hex'),
+  };
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(join(dir, DEV_FILE), `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
   return secrets;
@@ -35,7 +46,7 @@ export function ensureDevSecrets(dir: string = DEV_DIR): DevSecrets {
  * dev default (config.ts's SETTINGS: loopback only, the demo page on) where it is
  * unset; says which secrets were generated.
  */
-export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; generated: string[] } {
+export function withDevDefaults(env: Env, secrets: Required<DevSecrets>): { env: Env; generated: string[] } {
   const out: Record<string, string | undefined> = { ...env };
   const generated: string[] = [];
   const keyless = !isSet(env, 'HERALD_JWT_SECRET') && !isSet(env, 'HERALD_JWT_PUBLIC_KEY') && !isSet(env, 'HERALD_JWT_JWKS');
@@ -49,6 +60,10 @@ export function withDevDefaults(env: Env, secrets: DevSecrets): { env: Env; gene
   if (!isSet(env, 'HERALD_PUBLISH_KEY')) {
     out['HERALD_PUBLISH_KEY'] = secrets.publishKey;
     generated.push('HERALD_PUBLISH_KEY');
+  }
+  if (!isSet(env, 'HERALD_CONTROL_KEY')) {
+    out['HERALD_CONTROL_KEY'] = secrets.controlKey;
+    generated.push('HERALD_CONTROL_KEY');
   }
   return { env: out, generated };
 }

@@ -125,11 +125,24 @@ export const Refusal = {
   InvalidSignature: unauthorized('invalid_signature', Retry.FreshToken, 'The signature does not verify with the configured key.'),
   TokenExpired: unauthorized('token_expired', Retry.FreshToken, '`exp` is not in the future.'),
   TokenNotYetValid: unauthorized('token_not_yet_valid', Retry.Backoff, '`nbf` is in the future.'),
+  TokenRevoked: unauthorized(
+    'token_revoked',
+    Retry.FreshToken,
+    "The user's tokens issued before a revocation (`POST /control/revoke`) are refused: `iat` is earlier than the revocation time.",
+  ),
   InvalidClaims: unauthorized(
     'invalid_claims',
     Retry.Never,
     '`sub` or `exp` missing; `iss`/`aud` do not match `HERALD_JWT_ISSUER`/`HERALD_JWT_AUDIENCE`; a claim of the wrong type; `sub`, `roles` or `topics` breaking the rules below (a `:` in `sub` or in a role included).',
   ),
+  TooManyConnectionsForUser: {
+    status: 429,
+    error: 'too_many_requests',
+    reason: 'too_many_connections_for_user',
+    retry: Retry.Backoff,
+    headers: RETRY_AFTER,
+    doc: "The token's user holds `HERALD_MAX_CONNECTIONS_PER_USER` connections across every gateway.",
+  },
   KeyUnavailable: {
     status: 503,
     error: 'unavailable',
@@ -184,12 +197,56 @@ export const Refusal = {
     retry: Retry.Backoff,
     doc: 'Redis mode, Redis did not take the `FCALL herald_publish` (or the `PUBLISH`, history off), including an ACL refusal.',
   },
+  InvalidControlKey: {
+    status: 401,
+    error: 'unauthorized',
+    reason: 'invalid_control_key',
+    retry: Retry.Never,
+    headers: { 'WWW-Authenticate': 'Bearer' },
+    doc: 'Missing or wrong key: `/control/*` takes `HERALD_CONTROL_KEY`, `GET /presence` that key or `HERALD_PUBLISH_KEY`.',
+  },
+  ControlKeyRequired: {
+    status: 403,
+    error: 'forbidden',
+    reason: 'control_key_required',
+    retry: Retry.Never,
+    doc: '`HERALD_PUBLISH_KEY` on `/control/*`: publishing services may read presence, not act on connections.',
+  },
+  InvalidRequest: {
+    status: 400,
+    error: 'bad_request',
+    reason: 'invalid_request',
+    retry: Retry.Never,
+    doc: 'A presence query or control body that breaks the rules (the `message` says which).',
+  },
+  ControlBodyTooLarge: {
+    status: 413,
+    error: 'payload_too_large',
+    reason: 'body_too_large',
+    retry: Retry.Never,
+    closeConnection: true,
+    doc: 'A control body over 4096 bytes.',
+  },
+  ControlUnavailable: {
+    status: 503,
+    error: 'unavailable',
+    reason: 'redis_unavailable',
+    retry: Retry.Backoff,
+    doc: 'Redis mode, Redis did not answer the presence read or take the control message (or the revocation).',
+  },
   MethodNotAllowed: {
     status: 405,
     error: 'method_not_allowed',
     retry: Retry.Never,
     headers: { Allow: 'POST' },
-    doc: 'Another method on `/publish` (when enabled).',
+    doc: 'Another method on `/publish` or `/control/*` (when enabled).',
+  },
+  PresenceMethodNotAllowed: {
+    status: 405,
+    error: 'method_not_allowed',
+    retry: Retry.Never,
+    headers: { Allow: 'GET' },
+    doc: 'Another method on `/presence` (when enabled).',
   },
 
   NotFound: { status: 404, error: 'not_found', retry: Retry.Never, doc: 'Any other path.' },
@@ -325,6 +382,12 @@ export const ServerClose = {
     retry: Retry.FreshToken,
     doc: "The connection's token reached its `exp` without an `auth` renewal.",
   },
+  TokenRevoked: {
+    code: 1008,
+    reason: 'token_revoked',
+    retry: Retry.FreshToken,
+    doc: "The user's tokens were revoked (`POST /control/revoke`) and this connection's token was issued before.",
+  },
   MessageTooBig: {
     code: 1009,
     reason: 'message_too_big',
@@ -337,6 +400,20 @@ export const ServerClose = {
     reason: 'backpressure',
     retry: Retry.Backoff,
     doc: "The client stopped reading: the gateway held more than `HERALD_MAX_BACKPRESSURE_BYTES` (1 MiB) unsent for it, beyond what the kernel's socket buffers took (several MB on loopback).",
+  },
+  /** The control API ended the connection: the application decides whether to connect again. */
+  Disconnected: {
+    code: 4000,
+    reason: 'disconnected',
+    retry: Retry.Never,
+    doc: 'A backend disconnected the user or this connection (`POST /control/disconnect`).',
+  },
+  /** The control API ended the connection and asked the client to come back (new claims, a rebalance). */
+  Reconnect: {
+    code: 4001,
+    reason: 'reconnect',
+    retry: Retry.Backoff,
+    doc: 'A backend disconnected the connection with `"reconnect":true` (`POST /control/disconnect`).',
   },
 } as const satisfies Record<string, ServerCloseCode>;
 

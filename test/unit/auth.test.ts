@@ -322,25 +322,31 @@ t.test('identityFromClaims maps valid claims and refuses claims that break the g
     ['topics with an empty entry', { sub: 'a', exp, topics: [''] }, undefined],
     ['topics with a number', { sub: 'a', exp, topics: [7] }, undefined],
     ['257 topics', { sub: 'a', exp, topics: Array.from({ length: 257 }, (_, i) => `t${i}`) }, undefined],
+    ['a lifetime of exactly the limit', { sub: 'a', exp, iat: exp - 3600 }, { userId: 'a', roles: [] }],
+    ['a lifetime a second over the limit', { sub: 'a', exp, iat: exp - 3601 }, undefined],
+    ['no iat, exp within the limit from now', { sub: 'a', exp: now() + 3600 }, { userId: 'a', roles: [] }],
+    ['no iat, exp beyond the limit from now', { sub: 'a', exp: now() + 3601 }, undefined],
   ];
   for (const [name, claims, want] of rows) {
-    const id = identityFromClaims(claims);
+    const id = identityFromClaims(claims, 3600, now());
     if (want === undefined) {
       t.equal(id, undefined, name);
     } else {
       t.ok(id !== undefined, `${name}: accepted`);
       t.equal(id?.userId, want.userId, `${name}: userId`);
       t.strictSame([...(id?.roles ?? [])], want.roles, `${name}: roles`);
-      t.equal(id?.expiresAt, exp * 1000, `${name}: expiresAt in ms`);
+      t.equal(id?.expiresAt, (claims['exp'] as number) * 1000, `${name}: expiresAt in ms`);
+      // Without iat, the earliest it can have been issued: what a revocation compares.
+      t.equal(id?.issuedAt, (claims['iat'] as number | undefined) ?? (claims['exp'] as number) - 3600, `${name}: issuedAt`);
     }
   }
 });
 
 t.test('identityFromClaims turns the topics claim into grants', async (t) => {
-  const id = identityFromClaims({ sub: 'a', exp: now() + 60, topics: ['org:rio', 'feed:*', '*'] });
+  const id = identityFromClaims({ sub: 'a', exp: now() + 60, topics: ['org:rio', 'feed:*', '*'] }, 3600, now());
   t.strictSame([...(id?.grants.exact ?? [])], ['org:rio']);
   t.strictSame([...(id?.grants.prefixes ?? [])], ['feed:', '']);
-  const none = identityFromClaims({ sub: 'a', exp: now() + 60 });
+  const none = identityFromClaims({ sub: 'a', exp: now() + 60 }, 3600, now());
   t.equal(none?.grants.exact.size, 0);
   t.equal(none?.grants.prefixes.length, 0);
 });

@@ -31,6 +31,7 @@ t.test('an env with only a secret yields the documented default for every settin
       issuer: undefined,
       audience: undefined,
       maxTokenBytes: 8192,
+      maxLifetimeS: 604800,
     },
     allowedOrigins: undefined,
     maxPayloadBytes: 10240,
@@ -56,6 +57,11 @@ t.test('an env with only a secret yields the documented default for every settin
     recorders: 2,
     recorderMaxWaitingBytes: 33_554_432,
     replayBudget: 2000,
+    controlKey: undefined,
+    maxConnectionsPerUser: 100,
+    presence: true,
+    presenceTtlMs: 5000,
+    connectionEvents: true,
   };
   t.strictSame(c, expected);
 });
