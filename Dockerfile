@@ -15,7 +15,7 @@ COPY client/tsconfig.json ./client/
 COPY client/src ./client/src
 COPY src ./src
 # The SDK first: the gateway imports the protocol's grammar and codes from it.
-RUN node_modules/.bin/tsc -p client/tsconfig.json && node_modules/.bin/tsc -p tsconfig.json && cp src/library.lua dist/
+RUN node_modules/.bin/tsc -p client/tsconfig.json && node_modules/.bin/tsc -p tsconfig.json && cp src/library.lua src/presence.lua dist/
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

@@ -87,7 +87,7 @@ chromium:
 
 dist/.build-stamp: node_modules/.install-stamp client/dist/.build-stamp tsconfig.json $(SRC)
 	$(TSC) -p tsconfig.json
-	@cp src/library.lua dist/
+	@cp src/library.lua src/presence.lua dist/
 	@chmod +x dist/main.js dist/cli.js
 	@touch $@
 

@@ -13,7 +13,7 @@
 //   history on:  recorders PSUBSCRIBE `<prefix>:*` and record; the library announces each
 //                recorded notification on `<ns>:notify:{<topic>}`, which each gateway
 //                SUBSCRIBEs for the topics it holds. herald_publish announces directly.
-import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import type { Deliverer } from './deliver.js';
 import { createGapFill } from './gapfill.js';
 import { createHistory, type History, type HistoryConfig, type LibraryConflict, type Position } from './history.js';
@@ -41,6 +41,12 @@ export interface Bridge {
   readonly up: boolean;
   /** What connections need of the routing: holding topics, and waiting for them. */
   readonly subscriptions: Subscriptions;
+  /** The users' control channels, held while a user has a connection here (presence.ts). */
+  readonly controls: Subscriptions;
+  /** The command connection (presence.ts's batches). */
+  readonly commands: Redis;
+  /** PUBLISHes a control message on the user's channel; resolves with how many gateways heard it. */
+  publishControl(userId: string, message: string): Promise<number>;
   /**
    * Publish each item, its payload JSON (one pipeline): herald_publish with history on,
    * answering each item's position (id and offset) in order; else PUBLISH (undefined:
@@ -75,6 +81,10 @@ export interface BridgeOptions {
   /** Redis holds this deployment's library with other settings, or another's with our
    *  prefix, when this gateway first reaches it: it must not start. */
   onConflict(err: LibraryConflict): void;
+  /** This gateway's name in recorder leases, seen keys and presence: unique per process start. */
+  gatewayId: string;
+  /** A message on a user's control channel (control.ts). */
+  onControl(userId: string, message: Buffer): void;
 }
 
 /** How long an ack or mark_read waits for a command connection that is reconnecting, ms. */
@@ -86,8 +96,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
   const { prefix, events, deliverer, log, metrics } = opts;
   const names = namesOf(opts.namespace);
   const blog = log.child({ component: 'bridge' });
-  /** This gateway's name in recorder leases and seen keys: unique per process start. */
-  const caller = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const caller = opts.gatewayId;
 
   /** Readiness, this module's one state (update() below). */
   let up = false;
@@ -166,6 +175,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
         });
 
   const interest = createInterest({
+    kind: 'topic',
     subscriber,
     channelOf: history === undefined ? (t) => topicToChannel(prefix, t) : names.notify,
     topicOf: history === undefined ? (c) => channelToTopic(prefix, c) : names.topicOfNotify,
@@ -182,28 +192,51 @@ export function createBridge(opts: BridgeOptions): Bridge {
   });
   interest.hold('system');
 
+  // One channel per user with a connection here: control messages reach only the
+  // gateways holding the user.
+  const controls = createInterest({
+    kind: 'control',
+    subscriber,
+    channelOf: names.control,
+    topicOf: names.userOfControl,
+    sticky: () => false,
+    onMessage: (userId, message) => opts.onControl(userId, message),
+    onIdle: () => undefined,
+    onState: () => update('control channels'),
+    metrics,
+    log,
+  });
+
   // The subscriber connection's events, in the order that matters: the recorder's
   // pattern goes out before the topic channels, so once they are confirmed after a
   // reconnect (and the gap fill reads from there), recording is back too.
   subscriber.on('ready', () => {
     recorder?.subscriberReady();
     interest.connectionReady();
+    controls.connectionReady();
   });
   const lost = (): void => {
     recorder?.subscriberLost();
     interest.connectionLost();
+    controls.connectionLost();
   };
   subscriber.on('close', lost);
   subscriber.on('reconnecting', lost);
   subscriber.on('end', lost);
-  subscriber.on('messageBuffer', interest.onMessage);
+  const controlHead = Buffer.from(names.control(''), 'utf8').subarray(0, -1);
+  subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
+    if (channel.length > controlHead.length && channel.subarray(0, controlHead.length).equals(controlHead))
+      controls.onMessage(channel, message);
+    else interest.onMessage(channel, message);
+  });
   if (recorder !== undefined) subscriber.on('pmessageBuffer', recorder.onMessage);
   commands.on('ready', () => update('command connection ready'));
   commands.on('close', () => update('command connection closed'));
 
   // Readiness: derived from the parts' states whenever one changes.
   function update(why: string): void {
-    const value = !closing && interest.up && commands.status === 'ready' && (library?.loaded ?? true) && (recorder?.settled ?? true);
+    const value =
+      !closing && interest.up && controls.up && commands.status === 'ready' && (library?.loaded ?? true) && (recorder?.settled ?? true);
     if (up === value) return;
     up = value;
     metrics.redisUp.set(value ? 1 : 0);
@@ -219,6 +252,9 @@ export function createBridge(opts: BridgeOptions): Bridge {
       return up;
     },
     subscriptions: interest,
+    controls,
+    commands,
+    publishControl: (userId, message) => commands.publish(names.control(userId), message),
     history,
     get recorderSlot() {
       return recorder?.slot;
@@ -272,6 +308,7 @@ export function createBridge(opts: BridgeOptions): Bridge {
       // Each step is bounded: a Redis that hangs must not hold the shutdown.
       if (recorder !== undefined) await within(recorder.close(), CLOSE_STEP_MS);
       await interest.close();
+      await controls.close();
       await redis.close(CLOSE_STEP_MS);
     },
   };

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import { ErrorFrame, type ErrorFrameCode, ServerClose, type ServerCloseCode, SUBJECT_MISMATCH } from '@herald/client/codes';
 import type { Admission } from './admission.js';
-import type { AuthResult, Identity, Verifier } from './auth.js';
+import { AuthFailure, type AuthResult, type Identity, type Verifier } from './auth.js';
 import type { Bridge } from './bridge.js';
 import type { Config } from './config.js';
 import { buildNotification } from './deliver.js';
@@ -14,6 +14,7 @@ import type { Subscriptions } from './interest.js';
 import { available, type Budget, consume, newBudget, newRateWindow, type RateWindow, spend } from './limits.js';
 import type { Logger } from './log.js';
 import type { CloseLabel, Metrics } from './metrics.js';
+import type { Presence } from './presence.js';
 import {
   type ClientFrame,
   DEFAULT_HISTORY_LIMIT,
@@ -37,6 +38,9 @@ export interface UserData {
    *  initial ones (always allowed, never counted against the limit; derived from the
    *  identity, not stored per socket). */
   grantedTopicCount: number;
+  /** Topics the control API subscribed this connection to: kept across an `auth` renewal
+   *  whatever the new token grants (undefined until there is one). */
+  serverTopics: Set<string> | undefined;
   readonly rate: RateWindow;
   /** History entries this connection may still be replayed (HERALD_REPLAY_BUDGET). */
   readonly replay: Budget;
@@ -62,6 +66,7 @@ export function newUserData(connectionId: string, identity: Identity, ip: string
     ip,
     identity,
     grantedTopicCount: 0,
+    serverTopics: undefined,
     rate: newRateWindow(performance.now()),
     replay: newBudget(replayBudget, performance.now()),
     subscribing: [],
@@ -96,6 +101,8 @@ export interface ConnectionDeps {
   bridge: Bridge | undefined;
   /** Which topics Redis routes here (interest.ts); embedded mode: alwaysSubscribed. */
   subscriptions: Subscriptions;
+  /** Who is connected (presence.ts): told of every open, close and topic change. */
+  presence: Presence;
 }
 
 /** Frames queued behind a request in progress, at most. */
@@ -107,7 +114,7 @@ const MAX_WAITING = 256;
  * backpressure), with the set of sockets they share.
  */
 export function createConnections(deps: ConnectionDeps) {
-  const { config, metrics, log, bridge, admission, verifier, subscriptions } = deps;
+  const { config, metrics, log, bridge, admission, verifier, subscriptions, presence } = deps;
   const { maxPayloadBytes, maxTopicsPerConnection } = config;
   const { messages: rateLimit, windowMs } = config.rateLimit;
   const heartbeatMs = (config.idleTimeoutS * 1000) / 2;
@@ -242,11 +249,17 @@ export function createConnections(deps: ConnectionDeps) {
     subscribeThen(ws, ud, [topic], reply);
   }
 
+  /** Leaves `topic` if held; whether it was. */
+  function leave(ws: Socket, ud: UserData, topic: string): boolean {
+    if (!ws.isSubscribed(topic)) return false;
+    ws.unsubscribe(topic);
+    if (!isBaseTopic(ud.identity, topic)) ud.grantedTopicCount--;
+    ud.serverTopics?.delete(topic);
+    return true;
+  }
+
   function unsubscribe(ws: Socket, ud: UserData, topic: string, id: RequestId | undefined): void {
-    if (ws.isSubscribed(topic)) {
-      ws.unsubscribe(topic);
-      if (!isBaseTopic(ud.identity, topic)) ud.grantedTopicCount--;
-    }
+    leave(ws, ud, topic);
     send(ws, { type: 'unsubscribed', topic, ...withId(id) });
   }
 
@@ -324,12 +337,20 @@ export function createConnections(deps: ConnectionDeps) {
       sendError(ws, ErrorFrame.AuthFailed, 'the token is for another user', id, { reason: SUBJECT_MISMATCH });
       return;
     }
+    // A revocation heard since this connection opened (or stored before: checked at upgrade).
+    if (next.issuedAt < presence.revokedAt(next.userId)) {
+      metrics.reauth(AuthFailure.TokenRevoked);
+      sendError(ws, ErrorFrame.AuthFailed, 'token refused (token_revoked); the current token stays in force', id, {
+        reason: AuthFailure.TokenRevoked,
+      });
+      return;
+    }
     // The new claims replace the old: drop what they no longer grant, join new role topics.
     const revoked: string[] = [];
     let grantedTopicCount = 0;
     for (const topic of ws.getTopics()) {
       if (isBaseTopic(next, topic)) continue;
-      if (isGranted(next.grants, topic)) {
+      if (isGranted(next.grants, topic) || ud.serverTopics?.has(topic) === true) {
         grantedTopicCount++;
       } else {
         ws.unsubscribe(topic);
@@ -556,20 +577,23 @@ export function createConnections(deps: ConnectionDeps) {
     topicCount: () => topicCount,
 
     /** uWS reports every change of a topic's subscriber count, closes included. */
-    subscription(_ws: Socket, topic: ArrayBuffer, newCount: number, oldCount: number): void {
+    subscription(_ws: Socket, topicBuffer: ArrayBuffer, newCount: number, oldCount: number): void {
+      const topic = Buffer.from(topicBuffer).toString();
       if (oldCount === 0 && newCount > 0) {
         topicCount++;
-        subscriptions.hold(Buffer.from(topic).toString());
+        subscriptions.hold(topic);
       } else if (newCount === 0 && oldCount > 0) {
         topicCount--;
-        subscriptions.release(Buffer.from(topic).toString());
+        subscriptions.release(topic);
       }
+      presence.topicChanged(topic);
       metrics.topics.set(topicCount);
     },
 
     open(ws: Socket): void {
       const ud = ws.getUserData();
       sockets.add(ws);
+      presence.opened(ws);
       expiries.add(ws, ud.identity.expiresAt);
       metrics.connectionsOpened.inc();
       metrics.connectionsOpen.inc();
@@ -645,16 +669,60 @@ export function createConnections(deps: ConnectionDeps) {
       }
     },
 
-    close(ws: Socket, code: number): void {
+    close(ws: Socket, code: number, message: ArrayBuffer): void {
       const ud = ws.getUserData();
       ud.closed = true;
       sockets.delete(ws);
+      // The reason the server gave, or the client's own (at most 123 bytes by the protocol).
+      if (ud.closeReason !== undefined) presence.closed(ws, code, ud.closeReason, 'server');
+      else presence.closed(ws, code, Buffer.from(message).toString('utf8'), 'client');
       expiries.remove(ws, ud.identity.expiresAt);
       admission.release(ud.ip);
       if (sockets.size === 0) allClosed?.();
       metrics.connectionsOpen.dec();
       metrics.connectionClosed(ud.closeReason ?? labelForCode(code));
       if (debug) log.debug({ connectionId: ud.connectionId, userId: ud.identity.userId, code }, 'connection closed');
+    },
+
+    /** The control API: closes with 4000 `disconnected`, or 4001 `reconnect`. */
+    disconnect(ws: Socket, reconnect: boolean): boolean {
+      end(ws, reconnect ? ServerClose.Reconnect : ServerClose.Disconnected);
+      return true;
+    },
+
+    /** The control API revoked the token this connection holds: 1008 `token_revoked`. */
+    revoke(ws: Socket): boolean {
+      end(ws, ServerClose.TokenRevoked);
+      return true;
+    },
+
+    /**
+     * The control API subscribes the connection to `topic`, grant or not: a `subscribed`
+     * frame marked `server` once delivery is promised, as for a client's subscribe.
+     * Counted against HERALD_MAX_TOPICS_PER_CONNECTION: at the limit it is skipped (false).
+     */
+    serverSubscribe(ws: Socket, topic: string): boolean {
+      const ud = ws.getUserData();
+      if (ws.isSubscribed(topic)) return false;
+      if (!isBaseTopic(ud.identity, topic)) {
+        if (ud.grantedTopicCount >= maxTopicsPerConnection) {
+          log.warn({ connectionId: ud.connectionId, topic }, 'server-side subscribe skipped: the connection holds the most topics allowed');
+          return false;
+        }
+        ud.grantedTopicCount++;
+        ud.serverTopics ??= new Set();
+        ud.serverTopics.add(topic);
+      }
+      subscribeThen(ws, ud, [topic], () => send(ws, { type: 'subscribed', topic, server: true }));
+      return true;
+    },
+
+    /** The control API unsubscribes the connection from `topic`: an `unsubscribed` frame marked `server`. */
+    serverUnsubscribe(ws: Socket, topic: string): boolean {
+      const ud = ws.getUserData();
+      if (!leave(ws, ud, topic)) return false;
+      send(ws, { type: 'unsubscribed', topic, server: true });
+      return true;
     },
 
     /** Shutdown: end every socket with 1001. uWS runs each close handler from end(), so

@@ -1,6 +1,8 @@
 // The gateway assembled from its parts. Reads like a table of contents: each line
 // is one concern, each dependency passed explicitly.
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { AggregatorRegistry } from 'prom-client';
 import { createAdmission } from './admission.js';
@@ -8,14 +10,17 @@ import { createVerifier } from './auth.js';
 import { type Bridge, createBridge } from './bridge.js';
 import type { Config } from './config.js';
 import { createConnections } from './connection.js';
+import { type Control, createControl } from './control.js';
 import { createDedupWindow } from './dedup.js';
 import { createDeliverer, type Fanout } from './deliver.js';
 import { loadDemoAssets } from './demo.js';
 import type { LibraryConflict } from './history.js';
 import { alwaysSubscribed } from './interest.js';
+import { names } from './keys.js';
 import { createLifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
+import { createPresence } from './presence.js';
 import { createPublishHandler } from './publish.js';
 import { createServer } from './server.js';
 import { createSiblings } from './siblings.js';
@@ -53,6 +58,10 @@ export async function startGateway(
   // The deliverer needs the app to publish through, and the app needs handlers that
   // need the bridge; `fanout` closes that loop once the app exists.
   let fanout: Fanout = { publish: () => false, numSubscribers: () => 0 };
+  /** This process's name in Redis (recorder leases, presence): unique per start. */
+  const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // The bridge hears control messages before control.ts exists: this closes that loop.
+  let control: Control | undefined;
   const deliverer = createDeliverer({
     fanout: { publish: (t, f) => fanout.publish(t, f), numSubscribers: (t) => fanout.numSubscribers(t) },
     dedup: createDedupWindow(config.dedup),
@@ -77,6 +86,8 @@ export async function startGateway(
           // Every connection holds `system`. Role topics are left like any other when nobody
           // holds them: a `role:*` grant must not grow the gateway's subscriptions unbounded.
           sticky: (topic) => topic === 'system',
+          gatewayId,
+          onControl: (userId, message) => control?.onMessage(userId, message),
           onConflict: (err) => {
             if (opts.onConflict !== undefined) opts.onConflict(err);
             else throw err;
@@ -91,6 +102,22 @@ export async function startGateway(
   // Per-address state is forgotten once idle; one sweep for the process.
   const sweeper = setInterval(() => admission.sweep(performance.now()), 10_000);
   sweeper.unref();
+  const presence = createPresence({
+    config: {
+      gatewayId,
+      namespace: config.namespace,
+      maxConnectionsPerUser: config.maxConnectionsPerUser,
+      presence: config.presence,
+      presenceTtlMs: config.presenceTtlMs,
+      events: config.connectionEvents ? config.events : undefined,
+      maxTokenLifetimeS: config.jwt.maxLifetimeS,
+    },
+    commands: bridge?.commands,
+    controls: bridge?.controls ?? alwaysSubscribed,
+    subscribers: (topic) => fanout.numSubscribers(topic),
+    metrics,
+    log,
+  });
   const connections = createConnections({
     config,
     metrics,
@@ -99,6 +126,16 @@ export async function startGateway(
     admission,
     verifier,
     subscriptions: bridge?.subscriptions ?? alwaysSubscribed,
+    presence,
+  });
+  control = createControl({
+    config,
+    presence,
+    connections,
+    publish: bridge?.publishControl,
+    names: names(config.namespace),
+    metrics,
+    log,
   });
 
   // /stats and /metrics: this process, or under the supervisor every worker's.
@@ -130,7 +167,8 @@ export async function startGateway(
     lifecycle,
     connections,
     observe,
-    upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle, admission }),
+    upgrade: createUpgradeHandler({ config, verifier, metrics, log, lifecycle, admission, presence }),
+    control,
     publish: createPublishHandler({ config, bridge, deliverer, metrics, log }),
     demo: config.demo ? loadDemoAssets() : undefined,
   });
@@ -162,6 +200,8 @@ export async function startGateway(
           },
         },
         { name: 'close clients', run: () => connections.closeAll() },
+        // The disconnected events go out, and this gateway's presence is removed at once.
+        { name: 'leave presence', run: () => presence.close(2000) },
         { name: 'leave redis', run: () => bridge?.close() },
       ]),
   };

@@ -31,6 +31,8 @@ export const alwaysSubscribed: Subscriptions = {
 };
 
 export interface InterestOptions {
+  /** What the routes are: topics (notifications) or users (control.ts's channels). */
+  kind: 'topic' | 'control';
   /** The subscriber connection (autoResubscribe off: connectionReady subscribes again).
    *  Its owner calls connectionReady, connectionLost and onMessage. */
   subscriber: Redis;
@@ -152,7 +154,7 @@ export function createInterest(opts: InterestOptions): Interest {
           if (!refs.has(t)) idled(t); // released while in flight
           settle(t);
         }
-        metrics.redisSubscriptions.set(active.size);
+        metrics.redisSubscriptions(opts.kind, active.size);
         // After a (re)connect the backlog goes out at once, a chunk at a time; otherwise
         // what came meanwhile waits for its batch.
         if (!up && pending.size > 0) flush();
@@ -195,7 +197,7 @@ export function createInterest(opts: InterestOptions): Interest {
       // connection, commands in order).
       subscriber.unsubscribe(...topics.map(opts.channelOf)).catch(() => undefined);
     }
-    metrics.redisSubscriptions.set(active.size);
+    metrics.redisSubscriptions(opts.kind, active.size);
   }
 
   function ready(): void {
@@ -218,7 +220,7 @@ export function createInterest(opts: InterestOptions): Interest {
     batchTimer = undefined;
     clearTimeout(leaveTimer);
     leaveTimer = undefined;
-    metrics.redisSubscriptions.set(0);
+    metrics.redisSubscriptions(opts.kind, 0);
     // Whoever waits is answered now: delivery resumes, gap-filled, once the connection is back.
     for (const t of [...waiters.keys()]) settle(t);
     setUp(false);
@@ -230,7 +232,7 @@ export function createInterest(opts: InterestOptions): Interest {
     onMessage(channel, message) {
       const receivedAt = performance.now();
       const topic = opts.topicOf(channel.toString());
-      metrics.redisMessages('topic');
+      metrics.redisMessages(opts.kind);
       if (topic === undefined) return;
       opts.onMessage(topic, message, receivedAt);
     },

@@ -20,21 +20,30 @@ export interface Names {
   recorder(slot: number): string;
   /** The function library's name and its functions' prefix (`herald_publish`, ...). */
   readonly library: string;
+  /** Where control messages for one user go (control.ts); gateways holding the user subscribe. */
+  control(userId: string): string;
+  /** control(userId) -> userId; undefined for any other channel. */
+  userOfControl(channel: string): string | undefined;
+}
+
+/** `head` + x + `}` -> x (nonempty); undefined otherwise. Names never contain braces. */
+function tagged(head: string, channel: string): string | undefined {
+  if (!channel.startsWith(head) || channel.charCodeAt(channel.length - 1) !== 125 /* } */) return undefined;
+  const inner = channel.slice(head.length, -1);
+  return inner === '' ? undefined : inner;
 }
 
 export function names(namespace: string): Names {
   const notifyHead = `${namespace}:notify:{`;
+  const controlHead = `${namespace}:control:{user:`;
   return {
     namespace,
     history: (topic) => `${namespace}:history:{${topic}}`,
     seen: (topic) => `${namespace}:seen:{${topic}}`,
     notify: (topic) => `${notifyHead}${topic}}`,
-    topicOfNotify(channel) {
-      // Topics never contain braces, so the tag is the text between the first { and the final }.
-      if (!channel.startsWith(notifyHead) || channel.charCodeAt(channel.length - 1) !== 125 /* } */) return undefined;
-      const topic = channel.slice(notifyHead.length, -1);
-      return topic === '' ? undefined : topic;
-    },
+    topicOfNotify: (channel) => tagged(notifyHead, channel),
+    control: (userId) => `${controlHead}${userId}}`,
+    userOfControl: (channel) => tagged(controlHead, channel),
     epoch: `${namespace}:epoch`,
     recorder: (slot) => `${namespace}:recorder:${slot}`,
     library: namespace,

@@ -19,6 +19,9 @@ export const CLOSE_REASONS = [
   'rate_limited',
   'message_too_big',
   'token_expired',
+  'token_revoked',
+  'disconnected',
+  'reconnect',
   'backpressure',
   'abnormal',
   'other',
@@ -29,6 +32,7 @@ export const ADMISSION_REASONS = [
   'too_many_connections',
   'too_many_connections_from_address',
   'upgrade_rate_exceeded',
+  'too_many_connections_for_user',
   'too_many_protocols',
   'uri_too_long',
   'connection_not_upgrade',
@@ -52,6 +56,10 @@ export type UnrecoveredReason = (typeof UNRECOVERED_REASONS)[number];
  *  off, over the replay budget) or failed (Redis). */
 const HISTORY_REQUEST_RESULTS = ['served', 'forbidden', 'history_off', 'over_budget', 'failed'] as const;
 export type HistoryRequestResult = (typeof HISTORY_REQUEST_RESULTS)[number];
+
+/** The control API's actions (control.ts). */
+export const CONTROL_ACTIONS = ['disconnect', 'unsubscribe', 'subscribe', 'revoke'] as const;
+export type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
 export function createMetrics() {
   const registry = new Registry();
@@ -85,13 +93,11 @@ export function createMetrics() {
     labelNames: ['source'],
     registers: [registry],
   });
-  const redisMessagesTopic = redisMessages.labels('topic');
-  const redisMessagesPattern = redisMessages.labels('pattern');
-  redisMessagesTopic.inc(0);
-  redisMessagesPattern.inc(0);
+  for (const source of ['topic', 'pattern', 'control']) redisMessages.labels(source).inc(0);
   const redisSubscriptions = new Gauge({
     name: 'herald_redis_subscriptions',
-    help: 'Redis channels this gateway is subscribed to (one per topic held here)',
+    help: 'Redis channels this gateway is subscribed to: one per topic held here (kind topic), one per user with a connection here (kind control)',
+    labelNames: ['kind'],
     registers: [registry],
   });
   const redisSubscriptionCommands = new Counter({
@@ -263,6 +269,67 @@ export function createMetrics() {
     registers: [registry],
   });
 
+  const controlRequests = new Counter({
+    name: 'herald_control_requests_total',
+    help: 'Control API requests answered by this gateway, by action and HTTP status',
+    labelNames: ['action', 'status'],
+    registers: [registry],
+  });
+  const controlApplied = new Counter({
+    name: 'herald_control_applied_total',
+    help: 'Connections on this gateway a control action acted on (closed, subscribed, unsubscribed), by action',
+    labelNames: ['action'],
+    registers: [registry],
+  });
+  for (const a of CONTROL_ACTIONS) controlApplied.labels(a).inc(0);
+  const presenceRequests = new Counter({
+    name: 'herald_presence_requests_total',
+    help: 'GET /presence requests answered by this gateway, by HTTP status',
+    labelNames: ['status'],
+    registers: [registry],
+  });
+  const presenceFlushes = new Counter({
+    name: 'herald_presence_flushes_total',
+    help: 'Presence batches written to Redis (counts, heartbeat, connection events), by result',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  for (const r of ['ok', 'failed']) presenceFlushes.labels(r).inc(0);
+  const presenceWrites = new Counter({
+    name: 'herald_presence_writes_total',
+    help: 'Presence entries (a user or topic count of this gateway) written to Redis',
+    registers: [registry],
+  });
+  const presenceGateways = new Gauge({
+    name: 'herald_presence_gateways',
+    help: 'Live gateways in the presence heartbeat set at the last flush',
+    registers: [registry],
+  });
+  const presenceReaped = new Counter({
+    name: 'herald_presence_reaped_total',
+    help: 'Dead gateways whose presence entries this gateway removed',
+    registers: [registry],
+  });
+  const userConnections = new Gauge({
+    name: 'herald_users',
+    help: 'Users with at least one connection (open or being opened) on this process',
+    registers: [registry],
+  });
+  const admissionChecks = new Counter({
+    name: 'herald_admission_checks_total',
+    help: 'Per-user admission checks (revocation and HERALD_MAX_CONNECTIONS_PER_USER) after the token, by where they were decided: redis, or local (embedded mode, or Redis unreachable)',
+    labelNames: ['where'],
+    registers: [registry],
+  });
+  for (const w of ['redis', 'local']) admissionChecks.labels(w).inc(0);
+  const connectionEvents = new Counter({
+    name: 'herald_connection_events_total',
+    help: 'connected/disconnected entries for the events stream, by outcome (written, or dropped while Redis was unreachable and more than 100,000 waited)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  for (const o of ['written', 'dropped']) connectionEvents.labels(o).inc(0);
+
   // Zero-initialise every labelled child so dashboards see 0, not "no data".
   for (const r of CLOSE_REASONS) connectionsClosed.labels(r).inc(0);
   for (const r of DROP_REASONS) notificationsDropped.labels(r).inc(0);
@@ -277,8 +344,8 @@ export function createMetrics() {
     connectionClosed: (reason: CloseLabel) => connectionsClosed.labels(reason).inc(),
     messagesReceived,
     messagesSent,
-    redisMessages: (source: 'topic' | 'pattern') => (source === 'topic' ? redisMessagesTopic : redisMessagesPattern).inc(),
-    redisSubscriptions,
+    redisMessages: (source: 'topic' | 'pattern' | 'control') => redisMessages.labels(source).inc(),
+    redisSubscriptions: (kind: 'topic' | 'control', n: number) => redisSubscriptions.labels(kind).set(n),
     redisSubscriptionCommand: (command: 'subscribe' | 'unsubscribe') => redisSubscriptionCommands.labels(command).inc(),
     recorder,
     recorderLeases,
@@ -304,6 +371,16 @@ export function createMetrics() {
     /** `n` ids of one frame (the list form carries up to MAX_ACK_IDS). */
     clientEvent: (type: 'ack' | 'mark_read', outcome: 'recorded' | 'failed' | 'discarded', n = 1) =>
       clientEvents.labels(type, outcome).inc(n),
+    controlRequest: (action: ControlAction | 'presence', status: number) =>
+      action === 'presence' ? presenceRequests.labels(String(status)).inc() : controlRequests.labels(action, String(status)).inc(),
+    controlApplied: (action: ControlAction, n = 1) => controlApplied.labels(action).inc(n),
+    presenceFlush: (ok: boolean) => presenceFlushes.labels(ok ? 'ok' : 'failed').inc(),
+    presenceWrites,
+    presenceGateways,
+    presenceReaped,
+    userConnections,
+    admissionCheck: (where: 'redis' | 'local', n = 1) => admissionChecks.labels(where).inc(n),
+    connectionEvent: (outcome: 'written' | 'dropped', n = 1) => connectionEvents.labels(outcome).inc(n),
     redisUp,
     redisReconnects,
     directFramesDropped,

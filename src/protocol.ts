@@ -28,8 +28,9 @@ export type ErrorCode = (typeof ErrorCode)[ErrorFrameName];
 export type ServerFrame =
   | { type: 'connected'; connectionId: string; userId: string; topics: string[]; heartbeatMs: number; serverTime: number; epoch?: string }
   | { type: 'pong'; id?: RequestId; ts: number }
-  | { type: 'subscribed'; topic: string; id?: RequestId }
-  | { type: 'unsubscribed'; topic: string; id?: RequestId }
+  /** `server`: the control API subscribed or unsubscribed the connection (no `id` then). */
+  | { type: 'subscribed'; topic: string; id?: RequestId; server?: true }
+  | { type: 'unsubscribed'; topic: string; id?: RequestId; server?: true }
   | ({ type: 'acked'; id: RequestId } & NotificationTarget)
   | ({ type: 'marked_read'; id: RequestId } & NotificationTarget)
   | { type: 'authenticated'; expiresAt: number; topics: string[]; revoked: string[]; id?: RequestId }

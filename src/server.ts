@@ -2,10 +2,11 @@
 import { Refusal } from '@herald/client/codes';
 import type { Config } from './config.js';
 import type { Connections, UserData } from './connection.js';
+import type { Control } from './control.js';
 import { DEMO_HEADERS, type DemoAsset, withWsPath } from './demo.js';
 import { refuse, reply, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
-import type { Metrics } from './metrics.js';
+import { CONTROL_ACTIONS, type Metrics } from './metrics.js';
 import { methodNotAllowed } from './publish.js';
 import {
   type HttpRequest,
@@ -37,6 +38,8 @@ export interface ServerDeps {
   /** /metrics text and /stats, for this process or (under the supervisor) the whole host. */
   observe: { metrics(): Promise<string>; stats(): Promise<unknown> };
   publish: (res: HttpResponse, req: HttpRequest) => void;
+  /** GET /presence and POST /control/* (control.ts). */
+  control: Control;
   /** The demo page's files by URL path, when HERALD_DEMO is on. */
   demo: ReadonlyMap<string, DemoAsset> | undefined;
 }
@@ -95,6 +98,23 @@ export function createServer(deps: ServerDeps): Server {
   if (config.publishKey !== undefined) {
     app.post('/publish', deps.publish);
     app.any('/publish', methodNotAllowed(metrics));
+  }
+  // Presence is for publishers too (push or e-mail instead?); acting on connections needs the control key.
+  if (config.controlKey !== undefined || config.publishKey !== undefined) {
+    app.get('/presence', deps.control.presence);
+    app.any('/presence', (res) => {
+      metrics.controlRequest('presence', Refusal.PresenceMethodNotAllowed.status);
+      refuse(track(res), Refusal.PresenceMethodNotAllowed);
+    });
+  }
+  if (config.controlKey !== undefined) {
+    for (const action of CONTROL_ACTIONS) {
+      app.post(`/control/${action}`, deps.control.control(action));
+      app.any(`/control/${action}`, (res) => {
+        metrics.controlRequest(action, Refusal.MethodNotAllowed.status);
+        refuse(track(res), Refusal.MethodNotAllowed);
+      });
+    }
   }
   if (deps.demo !== undefined) {
     const assets = withWsPath(deps.demo, config.wsPath);

@@ -15,6 +15,7 @@ import { type Exchange, refuse, track } from './http.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import type { Presence } from './presence.js';
 import { createRefusalLog, REFUSAL_LOG_INTERVAL_MS } from './refusals.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
@@ -25,6 +26,8 @@ export interface UpgradeDeps {
   metrics: Metrics;
   log: Logger;
   lifecycle: Lifecycle;
+  /** The per-user checks after the token: revocation and HERALD_MAX_CONNECTIONS_PER_USER. */
+  presence: Presence;
 }
 
 /** The refused upgrade for each token failure: AuthFailure's names are Refusal's (401, or 503 key_unavailable). */
@@ -43,7 +46,7 @@ function remoteAddress(res: HttpResponse): string {
 }
 
 export function createUpgradeHandler(deps: UpgradeDeps) {
-  const { config, verifier, metrics, log, lifecycle, admission } = deps;
+  const { config, verifier, metrics, log, lifecycle, admission, presence } = deps;
   // Request-shape limits, checked before anything else: refusing these costs nothing.
   const maxProtocols = 8;
   const maxQueryBytes = config.jwt.maxTokenBytes + 1024;
@@ -149,8 +152,9 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     }
 
     const started = process.hrtime.bigint();
-    verifier.verify(found.token).then(
-      (result) => {
+    verifier
+      .verify(found.token)
+      .then(async (result) => {
         metrics.authDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
         if (ex.finished) return; // the client left while we verified (onAbort released the place)
         if (!result.ok) {
@@ -158,18 +162,35 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
           refuseToken(ex, result.reason, found.source);
           return;
         }
-        const userData = newUserData(randomUUID(), result.identity, ip, config.replayBudget);
+        const { identity } = result;
+        const refusal = await presence.admit(identity);
+        if (refusal !== undefined) {
+          if (!ex.finished) admission.release(ip);
+          if (refusal.reason === AuthFailure.TokenRevoked) {
+            refuseToken(ex, AuthFailure.TokenRevoked, found.source);
+            return;
+          }
+          const { reason } = Refusal.TooManyConnectionsForUser;
+          metrics.admissionRefused(reason);
+          if (refusals.note(reason)) ulog.warn({ reason, userId: identity.userId }, 'upgrade refused');
+          refuse(ex, Refusal.TooManyConnectionsForUser);
+          return;
+        }
+        if (ex.finished) {
+          presence.abandoned(identity.userId); // admitted, but the client left meanwhile
+          return;
+        }
+        const userData = newUserData(randomUUID(), identity, ip, config.replayBudget);
         ex.finished = true; // the exchange is consumed by the upgrade; close() releases the place
         ex.onAbort = undefined;
         res.cork(() => {
           res.upgrade(userData, secKey, chooseSubprotocol(hs.protocols), secExtensions, context);
         });
-      },
-      (err: unknown) => {
+      })
+      .catch((err: unknown) => {
         if (!ex.finished) admission.release(ip);
         ulog.error({ err }, 'token verification crashed');
         refuse(ex, Refusal.Internal);
-      },
-    );
+      });
   };
 }

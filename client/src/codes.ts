@@ -188,14 +188,14 @@ export const Refusal = {
     reason: 'body_too_large',
     retry: Retry.Never,
     closeConnection: true,
-    doc: 'Body over `HERALD_PUBLISH_MAX_BODY_BYTES`.',
+    doc: 'Body over `HERALD_PUBLISH_MAX_BODY_BYTES` (`/publish`) or over 4096 bytes (`/control/*`).',
   },
   RedisUnavailable: {
     status: 503,
     error: 'unavailable',
     reason: 'redis_unavailable',
     retry: Retry.Backoff,
-    doc: 'Redis mode, Redis did not take the `FCALL herald_publish` (or the `PUBLISH`, history off), including an ACL refusal.',
+    doc: 'Redis mode, Redis did not take the `FCALL herald_publish` (or the `PUBLISH`, history off), including an ACL refusal; on `/control/*` and `/presence`, Redis did not take the control message or answer the read.',
   },
   InvalidControlKey: {
     status: 401,
@@ -218,21 +218,6 @@ export const Refusal = {
     reason: 'invalid_request',
     retry: Retry.Never,
     doc: 'A presence query or control body that breaks the rules (the `message` says which).',
-  },
-  ControlBodyTooLarge: {
-    status: 413,
-    error: 'payload_too_large',
-    reason: 'body_too_large',
-    retry: Retry.Never,
-    closeConnection: true,
-    doc: 'A control body over 4096 bytes.',
-  },
-  ControlUnavailable: {
-    status: 503,
-    error: 'unavailable',
-    reason: 'redis_unavailable',
-    retry: Retry.Backoff,
-    doc: 'Redis mode, Redis did not answer the presence read or take the control message (or the revocation).',
   },
   MethodNotAllowed: {
     status: 405,
