@@ -227,6 +227,9 @@ async function token(args: string[]): Promise<void> {
   if (badRole !== undefined) throw new UsageError(`--roles: ${JSON.stringify(badRole)} is not 1-123 of [A-Za-z0-9_.@-] (no ":")`);
   const ttl = Number(values.ttl ?? '3600');
   if (!Number.isSafeInteger(ttl) || ttl < 1) throw new UsageError(`--ttl: expected a positive number of seconds, got ${values.ttl}`);
+  // The gateway refuses a longer-lived token (invalid_claims): a revocation is kept only that long.
+  const maxLifetimeS = read(env, 'HERALD_JWT_MAX_LIFETIME_S');
+  if (ttl > maxLifetimeS) throw new UsageError(`--ttl: at most HERALD_JWT_MAX_LIFETIME_S (${maxLifetimeS}) seconds, got ${ttl}`);
   const algorithm = signingAlgorithm(env);
   const secret = secretOrDev('HERALD_JWT_SECRET');
   const { mintToken } = await import('./token.js');

@@ -322,6 +322,11 @@ t.test('usage errors exit 64 with the usage text, and the HTTP commands send no 
     ['token without --sub', ['token', '--roles', 'admin'], /--sub is required/],
     ['token with an unknown option', ['token', '--sub', 'alice', '--bogus'], /--bogus/],
     ['token with a ttl that is not a number', ['token', '--sub', 'alice', '--ttl', 'soon'], /--ttl/],
+    [
+      'token living longer than the gateway accepts',
+      ['token', '--sub', 'alice', '--ttl', '604801'],
+      /HERALD_JWT_MAX_LIFETIME_S \(604800\)/,
+    ],
     ['token with a colon in --sub', ['token', '--sub', 'alice:billing'], /--sub: expected/],
     ['token with a colon in a role', ['token', '--sub', 'alice', '--roles', 'ops,ops:eu'], /--roles: "ops:eu"/],
     ['publish with a bad topic', ['publish', '--topic', 'user:a b', '--data', '1'], /--topic/],

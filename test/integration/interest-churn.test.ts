@@ -60,13 +60,14 @@ for (const round of [1, 2]) {
     const subscribes =
       afterConnect.value('herald_redis_subscription_commands_total', { command: 'subscribe' }) -
       before.value('herald_redis_subscription_commands_total', { command: 'subscribe' });
-    // Ten a second once the burst allowance of ten is spent (interest.ts), plus one.
-    const bound = Math.ceil(10 + 10 * connectS) + 2;
+    // Ten a second once the burst allowance of ten is spent (interest.ts), plus one, for
+    // each of the two kinds of channel: topics, and the users' control channels.
+    const bound = 2 * (Math.ceil(10 + 10 * connectS) + 2);
     t.ok(
       subscribes <= bound,
       `${CONNECTIONS} connects in ${connectS.toFixed(1)} s cost ${subscribes} SUBSCRIBE commands (at most ${bound})`,
     );
-    t.equal(afterConnect.value('herald_redis_subscriptions'), CONNECTIONS + 1, 'one channel per user, and system');
+    t.equal(afterConnect.value('herald_redis_subscriptions', { kind: 'topic' }), CONNECTIONS + 1, 'one channel per user, and system');
 
     await pool(CONNECTIONS, async (i) => {
       const c = clients[i] as Client;
@@ -77,11 +78,11 @@ for (const round of [1, 2]) {
     });
     const held = await scrape(gw.http);
     // Every odd feed is held; the even ones only until the next unsubscribe sweep.
-    t.ok(held.value('herald_redis_subscriptions') >= CONNECTIONS + 1 + FEEDS / 2, 'the feeds joined');
+    t.ok(held.value('herald_redis_subscriptions', { kind: 'topic' }) >= CONNECTIONS + 1 + FEEDS / 2, 'the feeds joined');
     // The odd connections keep every feed whose number is odd (i % 500 has i's parity).
     await waitFor(
       'the even feeds to be left',
-      async () => (await scrape(gw.http)).value('herald_redis_subscriptions') === CONNECTIONS + 1 + FEEDS / 2,
+      async () => (await scrape(gw.http)).value('herald_redis_subscriptions', { kind: 'topic' }) === CONNECTIONS + 1 + FEEDS / 2,
       5000,
       100,
     );
@@ -108,8 +109,10 @@ for (const round of [1, 2]) {
       { channels: ['herald:notify:{system}'], sub: 1 },
       "redis-server's PUBSUB CHANNELS and CLIENT LIST: only system is left",
     );
+    t.strictSame(await pub.call('PUBSUB', 'CHANNELS', 'herald:control:*'), [], "and every user's control channel was left");
     const after = await scrape(gw.http);
-    t.equal(after.value('herald_redis_subscriptions'), 1, 'and the gateway agrees');
+    t.equal(after.value('herald_redis_subscriptions', { kind: 'topic' }), 1, 'and the gateway agrees');
+    t.equal(after.value('herald_redis_subscriptions', { kind: 'control' }), 0, 'no control channel held');
     t.equal(after.value('herald_connections'), 0);
     t.equal(after.value('herald_topics'), 0, 'no topic held in uWS either');
   });

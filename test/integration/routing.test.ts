@@ -74,9 +74,10 @@ for (const history of [true, false]) {
           m.value('herald_redis_messages_total', { source: 'topic' }) -
           (before[g] as typeof m).value('herald_redis_messages_total', { source: 'topic' });
         t.equal(routed, 6, `gateway ${g} received its three users' notifications and barriers, nothing else`);
-        t.equal(m.value('herald_redis_subscriptions'), 4, `gateway ${g} holds 4 channels: system and its 3 users`);
+        t.equal(m.value('herald_redis_subscriptions', { kind: 'topic' }), 4, `gateway ${g} holds 4 channels: system and its 3 users`);
+        t.equal(m.value('herald_redis_subscriptions', { kind: 'control' }), 3, `gateway ${g} holds its 3 users' control channels`);
       }
-      t.same(await subscriptionsOf(pub, gws), [4, 4, 4], "redis-server's CLIENT LIST agrees: 4 channels per gateway");
+      t.same(await subscriptionsOf(pub, gws), [7, 7, 7], "redis-server's CLIENT LIST agrees: 7 channels per gateway (4 topics, 3 users)");
       const numsub = (await pub.call('PUBSUB', 'NUMSUB', ...users.map((u) => channelOf(`user:${u}`)), channelOf('user:nobody'))) as Array<
         string | number
       >;
