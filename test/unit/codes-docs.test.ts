@@ -22,15 +22,19 @@ import { TOKEN_REFUSALS } from '../../dist/upgrade.js';
 
 const DOC = readFileSync(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
 
-/** The text under a heading, up to the next heading of the same or a higher level. */
+/** The text under a heading, up to the next heading of the same or a higher level
+ *  (a `# comment` line inside a fenced code block is not a heading). */
 function section(md: string, heading: string): string {
   const lines = md.split('\n');
   const start = lines.indexOf(heading);
   if (start === -1) throw new Error(`PROTOCOL.md has no heading ${JSON.stringify(heading)}`);
   const level = heading.indexOf(' ');
   let end = start + 1;
+  let fenced = false;
   while (end < lines.length) {
-    const m = /^(#+) /.exec(lines[end] as string);
+    const line = lines[end] as string;
+    if (line.startsWith('```')) fenced = !fenced;
+    const m = fenced ? null : /^(#+) /.exec(line);
     if (m !== null && (m[1] as string).length <= level) break;
     end++;
   }
@@ -89,12 +93,20 @@ function note<T>(m: Map<T, string[]>, key: T, text: string): void {
   m.set(key, [...(m.get(key) ?? []), text]);
 }
 
-t.test('the HTTP tables (refused upgrades, token reasons, POST /publish, other endpoints) say what the code table says', async (t) => {
+/** Two header sets are the same (names and values). */
+function sameHeaders(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => b[k] === a[k]);
+}
+
+t.test('the HTTP tables (upgrades, token reasons, /publish, /presence, /control/*, others) say what the code table says', async (t) => {
   const documented = seen<HttpRefusal>();
   const upgrades = section(DOC, '### Refused upgrades');
   const httpTables: Array<[name: string, tbl: Table]> = [
     ['refused upgrades', table(upgrades, ['Status', 'Body', 'When', 'Retry'])],
     ['POST /publish', table(section(DOC, '## POST /publish'), ['Status', 'Body', 'When', 'Retry'])],
+    ['GET /presence', table(section(DOC, '### GET /presence'), ['Status', 'Body', 'When', 'Retry'])],
+    ['POST /control/*', table(section(DOC, '### POST /control/*'), ['Status', 'Body', 'When', 'Retry'])],
     ['other endpoints', table(section(DOC, '## Other HTTP endpoints'), ['Request', 'Status', 'Body'])],
   ];
   for (const [name, tbl] of httpTables) {
@@ -104,18 +116,22 @@ t.test('the HTTP tables (refused upgrades, token reasons, POST /publish, other e
       const body = JSON.parse(bodyText) as Record<string, unknown>;
       const status = Number(row['Status']);
       const where = `${name}: ${status} ${bodyText}`;
-      // `<reason>` stands for every token refusal with that status.
-      const entries =
-        body['reason'] === '<reason>'
-          ? REFUSALS.filter(([, r]) => r.headers === TOKEN_HEADER).map(([, r]) => r)
-          : REFUSALS.filter(([, r]) => r.error === body['error'] && r.reason === body['reason']).map(([, r]) => r);
-      t.ok(entries.length > 0, `${where}: in the code table`);
       const headers = Object.fromEntries(
         rest
           .map((s) => /^([A-Za-z-]+): (.+)$/.exec(s))
           .filter((m): m is RegExpExecArray => m !== null && m[1] !== 'Connection' && m[1] !== 'Content-Type')
           .map((m) => [m[1] as string, m[2] as string]),
       );
+      // `<reason>` stands for every token refusal with that status. Two refusals may share
+      // a body and differ by a header (the 405s' `Allow`): the row's headers pick one.
+      const sameBody = REFUSALS.filter(([, r]) => r.error === body['error'] && r.reason === body['reason']).map(([, r]) => r);
+      const entries =
+        body['reason'] === '<reason>'
+          ? REFUSALS.filter(([, r]) => r.headers === TOKEN_HEADER).map(([, r]) => r)
+          : sameBody.length > 1
+            ? sameBody.filter((r) => sameHeaders(r.headers ?? {}, headers))
+            : sameBody;
+      t.ok(entries.length > 0, `${where}: in the code table`);
       const text = Object.values(row).join(' | ');
       const closes = text.includes('`Connection: close`') || text.includes('closed after the reply');
       for (const entry of entries) {
@@ -224,8 +240,20 @@ t.test("/readyz's 503 row names every not-ready reason, with the words the table
 });
 
 t.test('the code table is consistent in itself', async (t) => {
-  const pairs = REFUSALS.map(([, r]) => `${r.error}/${r.reason ?? ''}`);
-  t.equal(new Set(pairs).size, pairs.length, 'each refusal body (error, reason) is one entry');
+  // A body (error, reason) names one entry, or several told apart by their headers (the 405s' `Allow`).
+  const answers = REFUSALS.map(([, r]) => `${r.error}/${r.reason ?? ''}/${JSON.stringify(r.headers ?? {})}`);
+  t.equal(new Set(answers).size, answers.length, 'each refusal answer (error, reason, headers) is one entry');
+  const bodies = new Map<string, HttpRefusal[]>();
+  for (const [, r] of REFUSALS) {
+    const key = `${r.error}/${r.reason ?? ''}`;
+    bodies.set(key, [...(bodies.get(key) ?? []), r]);
+  }
+  const shared = [...bodies].filter(([, entries]) => entries.length > 1);
+  for (const [body, entries] of shared)
+    t.ok(
+      entries.every((r) => r.reason === undefined),
+      `${body}: only generic answers share a body`,
+    );
   const closes = Object.values(ServerClose).map((c) => c.reason);
   t.equal(new Set(closes).size, closes.length, 'each close reason is one entry');
   for (const c of closes) t.ok(new TextEncoder().encode(c).length <= 123, `${c} fits a close frame`);
