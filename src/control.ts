@@ -214,10 +214,8 @@ export function createControl(deps: ControlDeps) {
     }
     if (message.action === 'revoke') {
       // Stored before it is published: an upgrade checked after this sees it.
-      const [gateways, stored] = await presence.revoke(user, message.before, deps.names.control(user), (before) =>
-        JSON.stringify({ action: 'revoke', before }),
-      );
-      return { gateways, revokedBefore: stored };
+      const { gateways, before } = await presence.revoke(user, deps.names.control(user));
+      return { gateways, revokedBefore: before };
     }
     return { gateways: await deps.publish(user, JSON.stringify(message)) };
   }

@@ -30,6 +30,8 @@ export function createLogger(level: LogLevel, workerId?: number, destination?: p
         '*.secret',
         'publishKey',
         '*.publishKey',
+        'controlKey',
+        '*.controlKey',
         // ioredis puts the failed command on its errors: AUTH's password, or the
         // notification payloads of a PUBLISH or FCALL.
         '*.command.args',

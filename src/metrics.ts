@@ -303,6 +303,8 @@ export function createMetrics() {
   const presenceGateways = new Gauge({
     name: 'herald_presence_gateways',
     help: 'Live gateways in the presence heartbeat set at the last flush',
+    // Every worker sees the same set: under the supervisor the host reports it once.
+    aggregator: 'max',
     registers: [registry],
   });
   const presenceReaped = new Counter({

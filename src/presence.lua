@@ -142,16 +142,19 @@ if op == 'read' then
 end
 
 if op == 'revoke' then
-  -- ARGV: revoke ns user before_s ttl_s channel message. The time only moves forward.
+  -- ARGV: revoke ns user ttl_s channel. Tokens issued before now (Redis's clock, one for
+  -- every gateway) are refused; the time only moves forward, and what is published is
+  -- what is stored.
   local key = revoked_key(ARGV[3])
-  local before = tonumber(ARGV[4])
+  local before = math.floor(now_ms() / 1000)
   local current = tonumber(redis.call('GET', key) or '0')
   if before > current then
-    redis.call('SET', key, before, 'EX', ARGV[5])
+    redis.call('SET', key, before, 'EX', ARGV[4])
   else
     before = current
   end
-  return { redis.call('PUBLISH', ARGV[6], ARGV[7]), before }
+  local message = '{"action":"revoke","before":' .. string.format('%d', before) .. '}'
+  return { redis.call('PUBLISH', ARGV[5], message), before }
 end
 
 if op == 'leave' then

@@ -411,20 +411,13 @@ export function createPresence(deps: PresenceDeps) {
       };
     },
 
-    /** Revokes the user's tokens issued before `before` in Redis and tells the gateways holding
-     *  the user (one script: the time is stored, then published). Resolves with how many heard it. */
-    async revoke(userId: string, before: number, channel: string, message: (before: number) => string): Promise<[number, number]> {
+    /** Revokes the user's tokens issued before now (Redis's clock) and tells the gateways
+     *  holding the user, in one script: stored, then published. Resolves with how many
+     *  gateways heard it and the time stored (unix s). */
+    async revoke(userId: string, channel: string): Promise<{ gateways: number; before: number }> {
       if (call === undefined) throw new Error('revoke needs Redis');
-      const [gateways, stored] = (await call(
-        'revoke',
-        ns,
-        userId,
-        String(before),
-        String(config.maxTokenLifetimeS),
-        channel,
-        message(before),
-      )) as [number, number];
-      return [gateways, stored];
+      const [gateways, before] = (await call('revoke', ns, userId, String(config.maxTokenLifetimeS), channel)) as [number, number];
+      return { gateways, before };
     },
 
     /** Shutdown, after the sockets closed: the last events and counts go out, then this gateway's entries are removed. */

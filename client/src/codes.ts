@@ -203,6 +203,7 @@ export const Refusal = {
     reason: 'invalid_control_key',
     retry: Retry.Never,
     headers: { 'WWW-Authenticate': 'Bearer' },
+    closeConnection: true,
     doc: 'Missing or wrong key: `/control/*` takes `HERALD_CONTROL_KEY`, `GET /presence` that key or `HERALD_PUBLISH_KEY`.',
   },
   ControlKeyRequired: {
@@ -210,6 +211,7 @@ export const Refusal = {
     error: 'forbidden',
     reason: 'control_key_required',
     retry: Retry.Never,
+    closeConnection: true,
     doc: '`HERALD_PUBLISH_KEY` on `/control/*`: publishing services may read presence, not act on connections.',
   },
   InvalidRequest: {

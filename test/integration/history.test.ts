@@ -181,7 +181,8 @@ t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; he
   await admin.call('ACL', 'SETUSER', 'herald', 'reset', 'on', '>acl-test-password', ...rule.split(' '));
   t.teardown(() => admin.call('ACL', 'DELUSER', 'herald'));
   const url = redis.url.replace('redis://', 'redis://herald:acl-test-password@');
-  const gw = await gateway(t, { url });
+  const controlKey = 'acl-test-control-key-0123456789';
+  const gw = await gateway(t, { url }, { HERALD_CONTROL_KEY: controlKey });
   const sub = uid('acl');
   const topic = `user:${sub}`;
   const c = await connect(t, gw, sub);
@@ -215,6 +216,28 @@ t.test('the Redis ACL documented in docs/DELIVERY.md is enough for a gateway; he
   await admin.call('ACL', 'SETUSER', 'herald', '%RW~user:*');
   t.equal((await post()).status, 202, 'with %RW~user:* it publishes');
   t.equal((await c.next('notification'))['id'], 'acl-3');
+
+  // Presence and control run a script whose commands the rule must allow too.
+  const control = (path: string, init: RequestInit = {}): Promise<Response> =>
+    fetch(`${gw.http}${path}`, { ...init, headers: { authorization: `Bearer ${controlKey}` } });
+  await waitFor(
+    'the presence of the connection',
+    async () => {
+      const p = (await (await control(`/presence?user=${sub}&topic=${topic}`)).json()) as Record<string, Record<string, unknown>>;
+      return (
+        JSON.stringify(p) ===
+        JSON.stringify({ users: { [sub]: { online: true, connections: 1 } }, topics: { [topic]: { connections: 1 } } })
+      );
+    },
+    5000,
+  );
+  t.pass('presence is written and read');
+  const revoked = await control('/control/revoke', { method: 'POST', body: JSON.stringify({ user: sub }) });
+  t.equal(revoked.status, 200, 'a revocation is stored and published');
+  const m = await scrape(gw.http);
+  t.equal(m.value('herald_presence_flushes_total', { result: 'failed' }), 0, 'no presence write was refused');
+  t.ok(m.value('herald_admission_checks_total', { where: 'redis' }) >= 1, 'admission was checked in Redis');
+  t.equal(m.value('herald_admission_checks_total', { where: 'local' }), 0, 'never locally for want of a permission');
 });
 
 t.test('resume', async (t) => {

@@ -42,6 +42,7 @@ t.test('secrets are redacted at the top level, one level down, and on an error',
     ['cookie header', { headers: { cookie: 'sid=1' } }, ['headers', 'cookie']],
     ['secret', { secret: 'hunter2' }, ['secret']],
     ['publish key', { config: { publishKey: 'k' } }, ['config', 'publishKey']],
+    ['control key', { config: { controlKey: 'k' } }, ['config', 'controlKey']],
     ['a token on an error', { err: Object.assign(new Error('x'), { token: 'eyJ.a.b' }) }, ['err', 'token']],
     [
       "an ioredis error's command arguments (AUTH's password)",
