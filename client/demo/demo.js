@@ -13,7 +13,7 @@ import { MAX_HISTORY_LIMIT } from './sdk/protocol.js';
 
 /** Notifications kept on the page: the list is bounded like everything else. */
 const MAX_ITEMS = 500;
-/** Events (recoveries, subscription errors) kept on the page. */
+/** Events (recoveries, subscription errors, the server's own changes) kept on the page. */
 const MAX_EVENTS = 50;
 /** History shown on load per topic (`?history=N`, 0 = none, at most MAX_ITEMS). */
 const DEFAULT_HISTORY = 20;
@@ -156,6 +156,21 @@ function connect() {
   client.on('subscriptionError', ({ topic, error }) =>
     addEvent({ kind: 'subscription-error', topic, code: error.code }, `subscription failed: ${error.code} ${error.message}`),
   );
+  // A backend acting on this user's connections (the gateway's control API).
+  client.on('serverSubscribed', ({ topic }) => {
+    addEvent({ kind: 'server-subscribed', topic }, 'subscribed by the server (this connection only)');
+    renderSession();
+  });
+  client.on('serverUnsubscribed', ({ topic }) => {
+    addEvent({ kind: 'server-unsubscribed', topic }, 'unsubscribed by the server');
+    renderSession();
+  });
+  client.on('serverDisconnect', ({ code, reason, reconnect }) =>
+    addEvent(
+      { kind: 'server-disconnect', code: String(code), reason, reconnect: String(reconnect) },
+      `disconnected by the server (${code} ${reason}): ${reconnect ? 'reconnecting' : 'not reconnecting; Connect comes back'}`,
+    ),
+  );
   client.on('error', (err) => showError(`${err.code}: ${err.message}`));
   ui.connect.disabled = true;
   ui.disconnect.disabled = false;
@@ -181,7 +196,7 @@ function renderQuality(q) {
   ui.quality.textContent = q.rttMs === undefined ? q.level : `${q.level} · ${Math.round(q.rttMs)} ms`;
 }
 
-/** User, connection and topics: the session's initial topics, then those subscribed here. */
+/** User, connection and topics: the session's initial topics, then those subscribed here, then the server's. */
 function renderSession() {
   const s = herald?.session;
   ui.user.textContent = s?.userId ?? '–';
@@ -190,6 +205,7 @@ function renderSession() {
   const items = [
     ...[...initial].map((topic) => ({ topic, kind: 'initial' })),
     ...(herald?.topics ?? []).filter((topic) => !initial.has(topic)).map((topic) => ({ topic, kind: 'subscribed' })),
+    ...(herald?.serverTopics ?? []).filter((topic) => !initial.has(topic)).map((topic) => ({ topic, kind: 'server' })),
   ];
   ui.topics.replaceChildren(
     ...items.map(({ topic, kind }) => {
@@ -197,6 +213,7 @@ function renderSession() {
       li.dataset.topic = topic;
       li.dataset.kind = kind;
       li.textContent = topic;
+      if (kind === 'server') li.title = 'subscribed by the server, for this connection only';
       return li;
     }),
   );
@@ -340,11 +357,11 @@ function summary(data) {
   return shown.join(' · ') + (fields.length > 4 ? ' · …' : '');
 }
 
-/** A recovery or subscription error, newest first; `attrs` become data-* hooks. */
+/** A recovery, subscription error or server action, newest first; `attrs` become data-* hooks. */
 function addEvent(attrs, text) {
   const li = document.createElement('li');
   Object.assign(li.dataset, attrs);
-  li.textContent = `${new Date().toLocaleTimeString()} ${attrs.topic}: ${text}`;
+  li.textContent = `${new Date().toLocaleTimeString()} ${attrs.topic ?? 'connection'}: ${text}`;
   ui.events.prepend(li);
   while (ui.events.children.length > MAX_EVENTS) ui.events.lastElementChild?.remove();
 }

@@ -5,7 +5,7 @@
 // requests.ts and resume.ts; a topic's handle in subscription.ts.
 import { type AckBatcher, type AckKind, createAckBatcher } from './acks.js';
 import { type Backoff, backoffCap, createBackoff } from './backoff.js';
-import { Retry, retryAfterClose, retryAfterError, retryAfterRefusal } from './codes.js';
+import { Retry, retryAfterClose, retryAfterError, retryAfterRefusal, ServerClose, type ServerCloseCode } from './codes.js';
 import { createDedupWindow, type DedupWindow } from './dedup.js';
 import { Emitter } from './emitter.js';
 import { asPosition, isAfter, memoryPositions, type PositionStore, readPosition } from './positions.js';
@@ -178,6 +178,33 @@ export interface HeraldEvents {
    * unless the server refused the topic for good (then dropped, its handle `failed`).
    */
   subscriptionError: SubscriptionError;
+  /**
+   * The gateway subscribed this connection to a topic (a backend's `POST /control/subscribe`):
+   * its handle (`subscription(topic)`) exists already. For this connection only: not
+   * subscribed again after a reconnect unless the app calls subscribe(topic).
+   */
+  serverSubscribed: ServerTopic;
+  /** The gateway took a topic away (`POST /control/unsubscribe`): its handle is `unsubscribed`, and it is not re-subscribed. */
+  serverUnsubscribed: ServerTopic;
+  /**
+   * A backend closed the connection (`POST /control/disconnect`: 4000 `disconnected`,
+   * 4001 `reconnect`; `POST /control/revoke`: 1008 `token_revoked`), after the `state`
+   * event that follows the close. `reconnect: false`: the client is closed for good
+   * (connect() starts again).
+   */
+  serverDisconnect: ServerDisconnect;
+}
+
+/** A topic the gateway added to or removed from the connection on its own. */
+export interface ServerTopic {
+  topic: string;
+}
+
+export interface ServerDisconnect {
+  code: number;
+  reason: string;
+  /** True when the client reconnects (4001 with backoff, 1008 token_revoked at once with a fresh token). */
+  reconnect: boolean;
 }
 
 export interface SubscriptionError {
@@ -248,12 +275,23 @@ const MAX_TIMER_MS = 2_147_483_647;
 /** First retry of a resume the gateway could not serve (`unavailable`: Redis unreadable), ms; then doubling up to backoffMaxMs, jittered. */
 const RESUME_RETRY_MS = 1000;
 
+/** The closes a backend asks for through the control API: each is a `serverDisconnect` event. */
+const SERVER_DISCONNECTS: readonly ServerCloseCode[] = [ServerClose.Disconnected, ServerClose.Reconnect, ServerClose.TokenRevoked];
+
 /** A server error that means "this request had no effect and will not on retry" (codes.ts). */
 const refused = (code: string): boolean => retryAfterError(code) === Retry.Never;
 
-/** A topic the app asked for: its handle, and its retries on the current connection. */
+/**
+ * A topic the app asked for, or the gateway subscribed the connection to: its handle,
+ * and its retries on the current connection.
+ */
 interface Wanted {
   readonly sub: Subscription;
+  /**
+   * Held only because the gateway subscribed this connection (`server: true`): dropped
+   * with the connection, never re-subscribed. subscribe(topic) makes it the app's.
+   */
+  server: boolean;
   /** The connection (generation) that confirmed it; -1 when none has. */
   confirmedGen: number;
   /** Failed attempts on the current connection (the backoff exponent). */
@@ -402,10 +440,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
 
   /** Topics subscribed by the app (re-subscribed after every reconnect), beside the session's initial topics. */
   get topics(): string[] {
-    return [...this.#wanted.keys()];
+    return [...this.#wanted].filter(([, w]) => !w.server).map(([topic]) => topic);
   }
 
-  /** The live handle of a topic the app subscribed to. */
+  /** Topics the gateway subscribed this connection to (`serverSubscribed`), held until the connection ends. */
+  get serverTopics(): string[] {
+    return [...this.#wanted].filter(([, w]) => w.server).map(([topic]) => topic);
+  }
+
+  /** The live handle of a topic the app subscribed to, or the gateway subscribed the connection to. */
   subscription(topic: string): Subscription | undefined {
     return this.#wanted.get(topic)?.sub;
   }
@@ -449,7 +492,11 @@ export class HeraldClient extends Emitter<HeraldEvents> {
    */
   subscribe(topic: string): Subscription {
     const existing = this.#wanted.get(topic);
-    if (existing !== undefined) return existing.sub;
+    if (existing !== undefined) {
+      // A topic the gateway subscribed the connection to: held already, now also wanted after reconnects.
+      existing.server = false;
+      return existing.sub;
+    }
     const sub = new Subscription(topic, this);
     if (typeof topic !== 'string' || !isTopic(topic)) {
       sub._failed(
@@ -468,7 +515,7 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       sub._failed(new HeraldError('closed', 'subscribe: the client is closed; call connect() first', { topic }), true);
       return sub;
     }
-    this.#wanted.set(topic, { sub, confirmedGen: -1, attempt: 0, timer: undefined, inFlight: false });
+    this.#wanted.set(topic, { sub, server: false, confirmedGen: -1, attempt: 0, timer: undefined, inFlight: false });
     if (this.#session !== undefined) this.#sendSubscribe(topic);
     return sub;
   }
@@ -670,7 +717,13 @@ export class HeraldClient extends Emitter<HeraldEvents> {
         this.#requests.settle(frame);
         return;
       case 'subscribed':
+        if (frame.server === true) this.#onServerSubscribed(frame.topic);
+        else this.#requests.settle(frame);
+        return;
       case 'unsubscribed':
+        if (frame.server === true) this.#onServerUnsubscribed(frame.topic);
+        else this.#requests.settle(frame);
+        return;
       case 'acked':
       case 'marked_read':
       case 'history':
@@ -783,8 +836,10 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     const reason = info.reason !== '' ? info.reason : wasOpen ? 'connection_lost' : 'refused';
     let retry = info.local === true ? Retry.Backoff : retryAfterClose(info.code, info.reason);
     if (retry === Retry.Never) {
-      // A close that would only happen again (a frame the gateway refuses, an unknown policy): stop, and say why.
+      // A close that would only happen again (a frame the gateway refuses, an unknown policy)
+      // or a backend's 4000 `disconnected`: stop, and say why.
       this.#stop(reason, info.code);
+      this.#serverDisconnect(info, false);
       return;
     }
     this.#teardownConnection();
@@ -796,8 +851,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     // Closed before `connected`: a browser cannot tell a 401 from a network error, so
     // take it as a possibly expired token and retry once, at once, with a fresh one.
     if (retry === Retry.Backoff && !wasOpen && info.local !== true) retry = retryAfterRefusal(info.status);
-    // 1008 token_expired (or the refusal above): come back at once with a fresh token.
+    // 1008 token_expired or token_revoked (or the refusal above): come back at once with a fresh token.
     this.#scheduleRetry(detail, retry === Retry.FreshToken && this.#takeFreshTokenRetry());
+    this.#serverDisconnect(info, true);
+  }
+
+  /** A close a backend asked for: told after the state change, so a listener sees the client as it now is. */
+  #serverDisconnect(info: { code: number; reason: string; local?: boolean }, reconnect: boolean): void {
+    if (info.local === true || !SERVER_DISCONNECTS.some((c) => c.code === info.code && c.reason === info.reason)) return;
+    this.emit('serverDisconnect', { code: info.code, reason: info.reason, reconnect });
   }
 
   #takeFreshTokenRetry(): boolean {
@@ -819,10 +881,15 @@ export class HeraldClient extends Emitter<HeraldEvents> {
     for (const timer of this.#resumeTimers) this.#clock.clearTimeout(timer);
     this.#resumeTimers.clear();
     this.#resumeWait = undefined;
-    for (const w of this.#wanted.values()) {
+    for (const [topic, w] of this.#wanted) {
       this.#clock.clearTimeout(w.timer);
       w.timer = undefined;
-      w.sub._pending();
+      if (w.server) {
+        // The gateway subscribed that connection, not the client: the topic ends with it.
+        this.#wanted.delete(topic);
+        this.#resume.forget(topic);
+        w.sub._unsubscribed();
+      } else w.sub._pending();
     }
     this.#requests.detach();
     if (wasOpen || this.#quality.level !== 'offline') {
@@ -1077,8 +1144,34 @@ export class HeraldClient extends Emitter<HeraldEvents> {
       this.#wanted.delete(topic);
     }
     this.#resume.forget(topic);
-    // Its subscribe, in flight, may have been all a waiting resume waited for.
+    // Not held, so not resumed (an initial topic the gateway took away included); its
+    // subscribe, in flight, may have been all a waiting resume waited for.
+    this.#resumeWait?.points.delete(topic);
     if (this.#resumeWait !== undefined) this.#maybeResume(this.#resumeWait.gen);
+  }
+
+  // ---- the gateway's own changes (control API) ----
+
+  /** `subscribed` with `server: true`: the connection holds the topic now; a confirmed handle, for this connection only. */
+  #onServerSubscribed(topic: string): void {
+    if (this.#session === undefined || !isTopic(topic)) return;
+    // A topic the app wants already keeps its own handle and its re-subscribes.
+    if (!this.#wanted.has(topic)) {
+      const sub = new Subscription(topic, this);
+      this.#wanted.set(topic, { sub, server: true, confirmedGen: this.#generation, attempt: 0, timer: undefined, inFlight: false });
+      sub._confirmed();
+    }
+    this.emit('serverSubscribed', { topic });
+  }
+
+  /** `unsubscribed` with `server: true`: gone from the connection, and from what the client subscribes again. */
+  #onServerUnsubscribed(topic: string): void {
+    if (this.#session === undefined || !isTopic(topic)) return;
+    const w = this.#wanted.get(topic);
+    this.#dropTopic(topic);
+    w?.sub._unsubscribed(new HeraldError('unsubscribed', `subscribe ${topic}: the server unsubscribed the connection`, { topic }));
+    this.#checkReady();
+    this.emit('serverUnsubscribed', { topic });
   }
 
   // ---- helpers ----

@@ -14,6 +14,8 @@ export type {
   Quality,
   QualityLevel,
   Recovery,
+  ServerDisconnect,
+  ServerTopic,
   StateChange,
   SubscriptionError,
   TokenSource,

@@ -96,8 +96,12 @@ export type ServerFrame =
   | ({ type: 'connected' } & Session)
   | ({ type: 'notification' } & Notification)
   | { type: 'pong'; id?: RequestId; ts: number }
-  | { type: 'subscribed'; topic: string; id?: RequestId }
-  | { type: 'unsubscribed'; topic: string; id?: RequestId }
+  /**
+   * Reply to `subscribe`/`unsubscribe`, or, with `server: true` and no id, the gateway's
+   * own change of what the connection holds (`POST /control/subscribe`, `/control/unsubscribe`).
+   */
+  | { type: 'subscribed'; topic: string; id?: RequestId; server?: true }
+  | { type: 'unsubscribed'; topic: string; id?: RequestId; server?: true }
   /** Reply to `ack`/`mark_read`, in the form the request used (`notificationId` or `notificationIds`). */
   | ({ type: 'acked'; id?: RequestId } & NotificationTarget)
   | ({ type: 'marked_read'; id?: RequestId } & NotificationTarget)
@@ -194,7 +198,8 @@ export function decodeServerFrame(text: string): ServerFrame | undefined {
       return isNum(o['ts']) ? { type, ts: o['ts'], ...withId(o) } : undefined;
     case 'subscribed':
     case 'unsubscribed':
-      return isStr(o['topic']) ? { type, topic: o['topic'], ...withId(o) } : undefined;
+      // `server` is true or absent: anything else is no claim that the server acted on its own.
+      return isStr(o['topic']) ? { type, topic: o['topic'], ...withId(o), ...(o['server'] === true ? { server: true } : {}) } : undefined;
     case 'acked':
     case 'marked_read': {
       const { notificationId, notificationIds } = o;

@@ -1,7 +1,8 @@
-// A handle on one topic the app asked for (client.subscribe(topic)): its own state,
-// its own events, and a promise that settles when the server first confirmed it. The
-// client drives it (it owns the socket and the retries); the handle only records and
-// tells. One live handle per topic: subscribing again returns it.
+// A handle on one topic the app asked for (client.subscribe(topic)), or the gateway
+// subscribed the connection to (`serverSubscribed`): its own state, its own events,
+// and a promise that settles when the server first confirmed it. The client drives it
+// (it owns the socket and the retries); the handle only records and tells. One live
+// handle per topic: subscribing again returns it.
 import { Emitter } from './emitter.js';
 import type { Notification } from './protocol.js';
 import { HeraldError } from './requests.js';
@@ -11,7 +12,10 @@ export type SubscriptionState =
   | 'subscribing'
   /** The server confirmed it on the current connection. */
   | 'subscribed'
-  /** unsubscribe() was called: no more events. */
+  /**
+   * No more events: unsubscribe() was called, the gateway unsubscribed the connection
+   * (`serverUnsubscribed`), or the connection a gateway's subscription belonged to ended.
+   */
   | 'unsubscribed'
   /** The server refused it for good (forbidden, too_many_topics, ...): no more retries. */
   | 'failed';
@@ -106,12 +110,12 @@ export class Subscription extends Emitter<SubscriptionEvents> {
     this.#settle(err);
   }
 
-  /** @internal */
-  _unsubscribed(): void {
+  /** @internal `err`: what `ready` rejects with if still waiting. */
+  _unsubscribed(err?: HeraldError): void {
     if (!this.live) return;
     this.#set('unsubscribed');
     this.#settle(
-      new HeraldError('unsubscribed', `subscribe ${this.topic}: unsubscribed before the server confirmed it`, { topic: this.topic }),
+      err ?? new HeraldError('unsubscribed', `subscribe ${this.topic}: unsubscribed before the server confirmed it`, { topic: this.topic }),
     );
   }
 

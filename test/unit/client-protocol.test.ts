@@ -39,6 +39,12 @@ t.test('documented frames decode to their typed form', async (t) => {
     ['{"type":"pong","ts":5}', { type: 'pong', ts: 5 }],
     ['{"type":"subscribed","topic":"org:rio","id":1}', { type: 'subscribed', topic: 'org:rio', id: 1 }],
     ['{"type":"unsubscribed","topic":"org:rio"}', { type: 'unsubscribed', topic: 'org:rio' }],
+    // The gateway's own changes (POST /control/subscribe, /control/unsubscribe): no id, server true.
+    ['{"type":"subscribed","topic":"news","server":true}', { type: 'subscribed', topic: 'news', server: true }],
+    ['{"type":"unsubscribed","topic":"news","server":true}', { type: 'unsubscribed', topic: 'news', server: true }],
+    // Only `true` claims it: anything else is dropped like an unknown property.
+    ['{"type":"subscribed","topic":"news","server":"true"}', { type: 'subscribed', topic: 'news' }],
+    ['{"type":"unsubscribed","topic":"news","server":1,"id":2}', { type: 'unsubscribed', topic: 'news', id: 2 }],
     ['{"type":"acked","notificationId":"n1","id":"a"}', { type: 'acked', notificationId: 'n1', id: 'a' }],
     ['{"type":"marked_read","notificationId":"n1","id":9}', { type: 'marked_read', notificationId: 'n1', id: 9 }],
     // The list form of ack/mark_read (one reply for the whole frame).
@@ -161,6 +167,7 @@ t.test('anything else is ignored (undefined): not JSON, not an object, unknown t
     '{"type":"connected","connectionId":"c","userId":"u","topics":[],"heartbeatMs":null,"serverTime":0}',
     '{"type":"pong"}',
     '{"type":"subscribed","id":1}',
+    '{"type":"unsubscribed","server":true}', // a server change without its topic
     '{"type":"acked","id":1}',
     '{"type":"acked","notificationIds":"n1"}',
     '{"type":"acked","notificationIds":[1]}',
