@@ -149,8 +149,9 @@ export const Close = {
   Abnormal: 1006,
   /** Policy: `rate_limited` (come back after a pause), or `token_expired` (come back with a fresh token). */
   PolicyViolation: ServerClose.TokenExpired.code,
-  /** Sent by the client when it gives up on a socket (no pong, slow open); 4000-4999 is for applications. */
-  ClientGaveUp: 4000,
+  /** Sent by the client when it gives up on a socket (no pong, slow open); 4000-4999 is for applications,
+   *  and 4000-4099 are the gateway's (4000 `disconnected`, 4001 `reconnect`). */
+  ClientGaveUp: 4100,
 } as const;
 
 type Obj = Record<string, unknown>;

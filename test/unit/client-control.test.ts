@@ -350,7 +350,7 @@ t.test('a refused upgrade: 401 (token_revoked among others) retries at once with
 });
 
 t.test(
-  'only the control closes are serverDisconnect events: not the network, a shutdown, an expiry or a 4000 the client sent',
+  'only the control closes are serverDisconnect events: not the network, a shutdown, an expiry or a close the client sent',
   async (t) => {
     const rows: Array<[code: number, reason: string]> = [
       [1006, ''],
@@ -369,12 +369,12 @@ t.test(
       t.same(h.disconnects, [], `${code} ${reason}`);
       h.client.close();
     }
-    // A pong that never comes: the client gives the socket up itself, sending 4000 (Close.ClientGaveUp).
+    // A pong that never comes: the client gives the socket up itself, sending 4100 (Close.ClientGaveUp).
     const h = harness(t, { pongTimeoutMs: 1000 });
     ScriptedSocket.autoPong = false;
     const s = await open(h);
     await step(h, 1000);
-    t.same(s.closedWith, { code: 4000, reason: 'pong_timeout' });
+    t.same(s.closedWith, { code: 4100, reason: 'pong_timeout' });
     t.same(h.disconnects, []);
   },
 );

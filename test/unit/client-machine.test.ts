@@ -101,7 +101,7 @@ t.test('a socket slow to open is never doubled: it is given up after connectTime
   t.equal(ScriptedSocket.all.length, 1, 'still waiting on the first socket');
   await step(h, 1);
   const first = ScriptedSocket.all[0] as ScriptedSocket;
-  t.same(first.closedWith, { code: 4000, reason: 'connect_timeout' }, 'the slow socket is closed before another is made');
+  t.same(first.closedWith, { code: 4100, reason: 'connect_timeout' }, 'the slow socket is closed before another is made');
   t.same(h.states.map(brief).slice(1), ['reconnecting connect_timeout 500'], 'a slow open is not a refused upgrade: no immediate retry');
   t.equal(ScriptedSocket.all.length, 1, 'and nothing new before the backoff delay');
   await step(h, 500);
@@ -452,7 +452,7 @@ t.test('a missing pong gives the socket up and reconnects (browsers cannot see p
   t.equal(h.client.state, 'open');
   await step(h, 1);
   const dead = ScriptedSocket.all[0] as ScriptedSocket;
-  t.same(dead.closedWith, { code: 4000, reason: 'pong_timeout' });
+  t.same(dead.closedWith, { code: 4100, reason: 'pong_timeout' });
   t.same(brief(h.states.at(-1) as StateChange), 'reconnecting pong_timeout 500');
   t.same(h.qualities.at(-1), { level: 'offline', rttMs: undefined });
   await step(h, 500);

@@ -213,6 +213,8 @@ t.test('every frame the gateway encodes decodes unchanged in the SDK', async (t)
     { type: 'pong', ts: 2 },
     { type: 'subscribed', topic: 'org:rio', id: 1 },
     { type: 'unsubscribed', topic: 'org:rio' },
+    { type: 'subscribed', topic: 'news', server: true },
+    { type: 'unsubscribed', topic: 'news', server: true },
     { type: 'acked', notificationId: 'n1', id: 'a' },
     { type: 'marked_read', notificationId: 'n1', id: 9 },
     { type: 'acked', notificationIds: ['n1', 'n2'], id: 'a' },

@@ -16,7 +16,7 @@ t.test('after a close: the table says, and an unknown policy close is never retr
     [1001, 'token_expired', Retry.Backoff, 'a known reason with another code is not that close'],
     [1006, '', Retry.Backoff, 'no close frame (network, idle timeout)'],
     [1000, '', Retry.Backoff, 'a normal close from the server'],
-    [4000, 'pong_timeout', Retry.Backoff, "the client's own"],
+    [4100, 'pong_timeout', Retry.Backoff, "the client's own"],
     [1008, '__proto__', Retry.Never, 'a prototype name'],
   ];
   for (const [code, reason, want, name] of rows) t.equal(retryAfterClose(code, reason), want, name);
