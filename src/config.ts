@@ -586,7 +586,7 @@ export const CLI_SETTINGS = {
     default: undefined,
     defaultDoc: '`http://127.0.0.1:<HERALD_PORT>`',
     range: '`http://` or `https://` URL',
-    doc: 'Where `herald publish` sends `POST /publish` when `HERALD_REDIS_URL` is unset',
+    doc: 'Where `herald publish` (without `HERALD_REDIS_URL`), `herald presence` and the control commands send their requests',
     parse: (raw) => {
       let url: URL;
       try {

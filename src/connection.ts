@@ -50,7 +50,7 @@ export interface UserData {
    * renewal, a resume: `busy`); and the frames that wait (`waiting`). Subscribes go
    * ahead of each other's answers, so one batch covers a client's many topics.
    */
-  subscribing: Array<{ ready: boolean; complete: () => void }>;
+  subscribing: Array<{ ready: boolean; complete: () => void; topics: readonly string[] }>;
   busy: number;
   waiting: ClientFrame[] | undefined;
   closed: boolean;
@@ -163,6 +163,12 @@ export function createConnections(deps: ConnectionDeps) {
     if (!ud.closed) ws.cork(write);
   }
 
+  /** A topic the control API gave the connection: kept across an `auth` renewal. */
+  function markServerTopic(ud: UserData, topic: string): void {
+    ud.serverTopics ??= new Set();
+    ud.serverTopics.add(topic);
+  }
+
   const withId = (id: RequestId | undefined) => (id !== undefined ? { id } : {});
 
   /**
@@ -205,6 +211,7 @@ export function createConnections(deps: ConnectionDeps) {
     for (const t of topics) subscriptions.hold(t); // reserved while Redis confirms
     const entry = {
       ready: false,
+      topics,
       complete: (): void => {
         if (!ud.closed) {
           for (const t of topics) ws.subscribe(t);
@@ -704,14 +711,19 @@ export function createConnections(deps: ConnectionDeps) {
     serverSubscribe(ws: Socket, topic: string): boolean {
       const ud = ws.getUserData();
       if (ws.isSubscribed(topic)) return false;
+      // A subscribe of it still in flight (the client's, or an earlier control message):
+      // that one answers; the topic is only marked the server's, to outlive a renewal.
+      if (ud.subscribing.some((e) => e.topics.includes(topic))) {
+        if (!isBaseTopic(ud.identity, topic)) markServerTopic(ud, topic);
+        return false;
+      }
       if (!isBaseTopic(ud.identity, topic)) {
         if (ud.grantedTopicCount >= maxTopicsPerConnection) {
           log.warn({ connectionId: ud.connectionId, topic }, 'server-side subscribe skipped: the connection holds the most topics allowed');
           return false;
         }
         ud.grantedTopicCount++;
-        ud.serverTopics ??= new Set();
-        ud.serverTopics.add(topic);
+        markServerTopic(ud, topic);
       }
       subscribeThen(ws, ud, [topic], () => send(ws, { type: 'subscribed', topic, server: true }));
       return true;
