@@ -56,6 +56,9 @@ async function devBanner(env: Env, config: Config, port: number, generated: stri
     `  publish:   npx herald publish --url http://${host}:${port} --topic user:alice --data '{"title":"hi"}'`,
     ...(config.redisUrl !== undefined ? [`             redis-cli PUBLISH ${config.channelPrefix}:user:alice '{"title":"hi"}'`] : []),
     '  tokens:    npx herald token --sub bob --roles ops --ttl 3600',
+    ...(config.controlKey !== undefined
+      ? [`  control:   npx herald presence --url http://${host}:${port} --user alice   (or disconnect, subscribe --topic t, revoke)`]
+      : []),
     `  health:    curl http://${host}:${port}/readyz   metrics: curl http://${host}:${port}/metrics`,
     '=================================================================================',
     '',
