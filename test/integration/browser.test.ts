@@ -27,7 +27,14 @@ const redis = await startRedis();
 t.teardown(() => redis.close());
 const pub = redis.client();
 const port = await freePort();
-const env = baseEnv({ HERALD_REDIS_URL: redis.url, HERALD_PORT: String(port), HERALD_DEMO: 'true', HERALD_LOG_LEVEL: 'info' });
+const CONTROL_KEY = 'browser-test-control-key-0123456789';
+const env = baseEnv({
+  HERALD_REDIS_URL: redis.url,
+  HERALD_PORT: String(port),
+  HERALD_DEMO: 'true',
+  HERALD_LOG_LEVEL: 'info',
+  HERALD_CONTROL_KEY: CONTROL_KEY,
+});
 
 async function gateway(): Promise<GatewayProcess> {
   const gw = await startGateway(env);
@@ -134,7 +141,36 @@ t.test('a topic the token does not grant is refused, and the page says so', asyn
   t.equal(await page.locator('#topics li[data-topic="billing:42"]').count(), 0);
 });
 
+async function control(action: string, body: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`http://127.0.0.1:${port}/control/${action}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${CONTROL_KEY}` },
+    body: JSON.stringify({ user: sub, ...body }),
+  });
+  if (res.status !== 200) throw new Error(`control ${action}: ${res.status} ${await res.text()}`);
+}
+
+t.test('the page shows what a backend does to the connection: a server-side subscribe, unsubscribe and disconnect', async (t) => {
+  await control('subscribe', { topic: 'news:all' }); // not granted by the token: the server's call
+  await page.locator('#events li[data-kind="server-subscribed"][data-topic="news:all"]').waitFor({ timeout: 10_000 });
+  await page.locator('#topics li[data-topic="news:all"]').waitFor({ timeout: 10_000 });
+  t.pass('the event log and the topic list show the server-side subscription');
+  await publish('news:all', 'n-news', 'Server-side news');
+  await notification('n-news').waitFor({ timeout: 10_000 });
+  t.pass("and the topic's notifications arrive");
+  await control('unsubscribe', { topic: 'news:all' });
+  await page.locator('#events li[data-kind="server-unsubscribed"][data-topic="news:all"]').waitFor({ timeout: 10_000 });
+  await page.locator('#topics li[data-topic="news:all"]').waitFor({ state: 'detached', timeout: 10_000 });
+  t.pass('a server-side unsubscribe is shown, and the topic leaves the list');
+  await control('disconnect', { reconnect: true });
+  await page.locator('#events li[data-kind="server-disconnect"][data-code="4001"]').waitFor({ timeout: 10_000 });
+  await state('open');
+  t.pass('a disconnect asking to reconnect is shown, and the page is connected again');
+});
+
 t.test('a gateway restart: the state turns to reconnecting, then open, and new notifications arrive', async (t) => {
+  const recovered = page.locator(`#events li[data-kind="recovery"][data-topic="user:${sub}"][data-recovered="true"]`);
+  const recoveredBefore = await recovered.count(); // earlier reconnects have their own
   await gw.stop();
   await state('reconnecting');
   t.pass('reconnecting while the gateway is down');
@@ -144,7 +180,7 @@ t.test('a gateway restart: the state turns to reconnecting, then open, and new n
   await publish('org:rio', 'n-after', 'After the restart', 'org:rio was re-subscribed by the SDK.');
   await notification('n-after').waitFor({ timeout: 10_000 });
   t.pass('a notification on the re-subscribed topic arrives after the restart');
-  await page.locator(`#events li[data-kind="recovery"][data-topic="user:${sub}"][data-recovered="true"]`).waitFor({ timeout: 10_000 });
+  await recovered.nth(recoveredBefore).waitFor({ timeout: 10_000 });
   t.pass('the page shows the resume of its topics as recovered');
 
   const dir = process.env['HERALD_SCREENSHOT'] !== undefined ? undefined : mkdtempSync(join(tmpdir(), 'herald-shot-'));
