@@ -11,6 +11,8 @@ export const SCALE_GATEWAYS = [1, 2, 4] as const;
 
 export const scaleId = (gateways: number, history: boolean): string => `scale-g${gateways}-history-${history ? 'on' : 'off'}`;
 
+export const presenceId = (presence: boolean): string => `presence-${presence ? 'on' : 'off'}`;
+
 export const RUNS: readonly Run[] = [
   {
     id: 'quick',
@@ -31,6 +33,27 @@ export const RUNS: readonly Run[] = [
     title: 'Full profile: 50,000 connections on 4 gateways, history on, with the baseline',
     args: ['--profile', 'full'],
   },
+  // What presence upkeep costs per connect and per disconnect: the same run with it on
+  // and off. No targeted or broadcast steps, to keep each run short; history off, so
+  // the recorder's lease renewals are not among the commands counted.
+  ...[true, false].map(
+    (presence): Run => ({
+      id: presenceId(presence),
+      title: `Presence ${presence ? 'on' : 'off'}: 8,000 connections on one gateway, history off: connect, idle, churn, disconnect`,
+      args: [
+        '--profile',
+        'scale',
+        '--gateways',
+        '1',
+        '--rates',
+        'none',
+        '--churn',
+        '0.1',
+        '--no-history',
+        ...(presence ? [] : ['--no-presence']),
+      ],
+    }),
+  ),
 ];
 
 /** Where a run's record is kept, from the repository's root. */
