@@ -63,6 +63,16 @@ export function presenceSection(records: ReadonlyMap<string, RunRecord>): string
           'limited by (gateway CPU against load + redis-server CPU)',
           ...w.flatMap(([a, b]) => [a === undefined ? '–' : upkeepLimitedBy(a), b === undefined ? '–' : upkeepLimitedBy(b), '–']),
         ],
+        // The gateway's CPU per connect falls as the rate rises (bigger batches, fewer
+        // wakeups), and the load side sets the rate: compare like with like.
+        [
+          'upgrades/s reached (the load side sets it; gateway CPU per connect moves with it)',
+          ...[ron, roff].map((r) => fmt(herald(r)?.connect.upgradesPerSec ?? NaN)),
+          '–',
+          '–',
+          '–',
+          '–',
+        ],
         [
           'connections; window s',
           ...w.flatMap(([a, b]) => [a, b].map((u) => (u === undefined ? '–' : `${fmt(u.connections)}; ${fmt(u.seconds)}`)).concat('–')),
