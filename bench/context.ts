@@ -24,6 +24,8 @@ export interface Options {
   cpuProfDir: string | undefined;
   /** Herald's per-topic history (on by default in Redis mode); off = HERALD_HISTORY_SIZE=0. */
   history: boolean;
+  /** Herald's presence upkeep in Redis (on by default); off = HERALD_PRESENCE=false. */
+  presence: boolean;
 }
 
 export interface Context {

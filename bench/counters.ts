@@ -19,9 +19,20 @@ export interface Counters {
   found: number;
   failed: number;
   dropped: number;
-  /** Gauges: channels held, and 1 while it holds a recorder slot. */
+  /** Gauges: channels held for topics, and 1 while it holds a recorder slot. */
   subscriptions: number;
   recorder: number;
+  /** What connects and disconnects leave for the gateway to do in batches (upkeep.ts
+   *  waits until these stop moving): open connections, users' control channels held,
+   *  SUBSCRIBE/UNSUBSCRIBE commands sent, per-user admission checks made in Redis,
+   *  presence entries and connection events written. */
+  open: number;
+  controlChannels: number;
+  subscribeCommands: number;
+  unsubscribeCommands: number;
+  admissionChecks: number;
+  presenceWrites: number;
+  eventsWritten: number;
 }
 
 /** The series read, by their exact name and labels as prom-client prints them. */
@@ -35,8 +46,15 @@ const SERIES: Record<string, keyof Counters> = {
   'herald_history_writes_total{result="found"}': 'found',
   'herald_history_writes_total{result="failed"}': 'failed',
   'herald_history_writes_total{result="dropped"}': 'dropped',
-  herald_redis_subscriptions: 'subscriptions',
+  'herald_redis_subscriptions{kind="topic"}': 'subscriptions',
   herald_recorder: 'recorder',
+  herald_connections: 'open',
+  'herald_redis_subscriptions{kind="control"}': 'controlChannels',
+  'herald_redis_subscription_commands_total{command="subscribe"}': 'subscribeCommands',
+  'herald_redis_subscription_commands_total{command="unsubscribe"}': 'unsubscribeCommands',
+  'herald_admission_checks_total{where="redis"}': 'admissionChecks',
+  herald_presence_writes_total: 'presenceWrites',
+  'herald_connection_events_total{outcome="written"}': 'eventsWritten',
 };
 
 /** Counters from a /metrics text; a series the gateway does not export reads 0. */
@@ -53,6 +71,13 @@ export function parseCounters(text: string): Counters {
     dropped: 0,
     subscriptions: 0,
     recorder: 0,
+    open: 0,
+    controlChannels: 0,
+    subscribeCommands: 0,
+    unsubscribeCommands: 0,
+    admissionChecks: 0,
+    presenceWrites: 0,
+    eventsWritten: 0,
   };
   for (const line of text.split('\n')) {
     if (line.startsWith('#')) continue;
@@ -85,13 +110,13 @@ const same = (a: Counters[], b: Counters[]): boolean =>
  * deliveries it announced arrived; and after an overloaded step the gateways work
  * through what Redis already sent them (recording, announcing) for a while. The next
  * step must not start, nor this one be counted, before that ends: readings 250 ms
- * apart, equal for a second, within SETTLE_MAX_MS.
+ * apart, equal for `quietMs` (a second unless told), within SETTLE_MAX_MS.
  */
-export async function settledCounters(ports: number[]): Promise<Counters[]> {
+export async function settledCounters(ports: number[], quietMs = 1000): Promise<Counters[]> {
   const started = Date.now();
   let prev = await Promise.all(ports.map(scrape));
   let stable = 0;
-  while (stable < 4 && Date.now() - started < SETTLE_MAX_MS) {
+  while (stable < quietMs / 250 && Date.now() - started < SETTLE_MAX_MS) {
     await sleep(250);
     const next = await Promise.all(ports.map(scrape));
     stable = same(prev, next) ? stable + 1 : 0;

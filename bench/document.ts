@@ -4,6 +4,7 @@
 // notes, verbatim. No figure in it is typed by hand.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { presenceSection } from './presence-upkeep.js';
 import { type RunRecord, readRecord } from './record.js';
 import { fmt, runReport, table } from './report.js';
 import { commandOf, dataFile, RUNS } from './runs.js';
@@ -103,6 +104,10 @@ export function document(records: ReadonlyMap<string, RunRecord>, notes: string)
     'While idle (every client connected, nothing published), CPU per second of wall time:',
     '',
     ...idleTable(records),
+    '',
+    '## Presence upkeep (per connect and per disconnect, presence on and off)',
+    '',
+    ...presenceSection(records),
   ];
   for (const run of RUNS) {
     const r = records.get(run.id);

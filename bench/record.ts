@@ -12,6 +12,7 @@ import type { ConnectResult } from './scenarios/connect.js';
 import type { IdleResult } from './scenarios/idle.js';
 import type { RateStep } from './scenarios/targeted.js';
 import { ROOT } from './services.js';
+import type { Upkeep } from './upkeep.js';
 import type { Target } from './worker.js';
 
 /** Bumped when the record's shape changes; the report refuses other formats. */
@@ -37,11 +38,15 @@ export interface TargetResult {
   /** Absent when the run had no churn scenario (--churn 0). */
   churn?: ChurnResult;
   gatewayRssEndKiB: number[];
+  /** Every client dropped at the end (absent in records made before it was measured). */
+  disconnect?: Upkeep;
 }
 
-export type RecordedOptions = Omit<Options, 'targetedRates' | 'broadcastRates' | 'out' | 'cpuProfDir'> & {
+export type RecordedOptions = Omit<Options, 'targetedRates' | 'broadcastRates' | 'out' | 'cpuProfDir' | 'presence'> & {
   targetedRates: (number | 'max')[];
   broadcastRates: (number | 'max')[];
+  /** HERALD_PRESENCE; absent in records made before `--no-presence` existed (presence was on). */
+  presence?: boolean;
   /** Pinning actually applied (asked, taskset present, two cores or more). */
   pinned: boolean;
 };

@@ -3,11 +3,22 @@
 import type { RunRecord, TargetResult } from './record.js';
 import type { StepRouting } from './routing.js';
 import type { RateStep } from './scenarios/targeted.js';
+import { scriptCalls, totalCommands, type Upkeep } from './upkeep.js';
 
 /** A figure for a table; NaN (recorded as null: JSON has no NaN) reads "–". */
 export const fmt = (x: number | string | null): string =>
   typeof x === 'string' ? x : x !== null && Number.isFinite(x) ? x.toLocaleString('en-US') : '–';
 export const times = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
+/** A figure per connection: whole under 100 and up, else three significant digits (a
+ *  script call per thousand connects reads 0.001, not 0). */
+export const perConn = (x: number): string =>
+  !Number.isFinite(x)
+    ? '–'
+    : Math.abs(x) >= 100
+      ? fmt(Math.round(x))
+      : x === 0
+        ? '0'
+        : x.toLocaleString('en-US', { maximumSignificantDigits: 3 });
 const ratio = (h: number, b: number | undefined): string =>
   b === undefined || !Number.isFinite(b) || b === 0 || !Number.isFinite(h) ? '' : ` (${times(h / b)})`;
 
@@ -23,6 +34,23 @@ export function table(headers: string[], rows: string[][]): string[] {
  */
 export function limitedBy(s: RateStep): 'gateway' | 'load' {
   return s.loadCpuMicrosPerDelivery + s.redisCpuMicrosPerDelivery > s.gatewayCpuMicrosPerDelivery ? 'load' : 'gateway';
+}
+
+/** The side spending more CPU per connection in a connect or disconnect window (as limitedBy). */
+export function upkeepLimitedBy(u: Upkeep): 'gateway' | 'load' {
+  return u.loadCpuMicros + u.redisCpuMicros > u.gatewayCpuMicros ? 'load' : 'gateway';
+}
+
+/** An upkeep window's figures per connection, by name. */
+export function upkeepPerConn(u: Upkeep): { gateway: number; load: number; redis: number; commands: number; scripts: number } {
+  const n = Math.max(1, u.connections);
+  return {
+    gateway: u.gatewayCpuMicros / n,
+    load: u.loadCpuMicros / n,
+    redis: u.redisCpuMicros / n,
+    commands: totalCommands(u) / n,
+    scripts: scriptCalls(u) / n,
+  };
 }
 
 /** The step that meets the latency target with nothing lost or misrouted, at the highest delivered rate. */
@@ -42,7 +70,7 @@ export function describeRun(r: RunRecord): string[] {
     '',
     `Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, commit ${m.commit}, ${m.date}.`,
     `Gateways: ${o.gateways} process(es); client workers: ${o.workers}; pinning: ${o.pinned ? 'gateways CPU 0, load and redis-server CPU 1' : 'off'}; ` +
-      `step ${o.stepSeconds} s; Herald history ${o.history ? 'on' : 'off'}.`,
+      `step ${o.stepSeconds} s; Herald history ${o.history ? 'on' : 'off'}${o.presence === undefined ? '' : `; presence ${o.presence ? 'on' : 'off'}`}.`,
   ];
 }
 
@@ -169,13 +197,62 @@ export function runReport(r: RunRecord, title: string, level = 2): string {
       ),
     );
   }
+  lines.push(...upkeepReport(r.results, h));
   lines.push(...routingReport(herald, h));
+  // A run without targeted steps (--rates none) has no such rate to report.
+  if (herald.targeted.length === 0) return lines.join('\n');
   const best = bestTargeted(herald.targeted);
   lines.push(
     '',
     `Highest targeted rate with nothing lost or misrouted and p99 < 50 ms (Herald): ${best === undefined ? 'none' : `${fmt(best.deliveredPerSec)} delivered/s (step ${rateLabel(best)})`}.`,
   );
   return lines.join('\n');
+}
+
+/** Connect and disconnect windows, until the gateways' batched writes settled (upkeep.ts). */
+function upkeepReport(results: TargetResult[], h: string): string[] {
+  const rows: string[][] = [];
+  for (const t of results) {
+    for (const [phase, u] of [
+      ['connect', t.connect.upkeep],
+      ['disconnect', t.disconnect],
+    ] as const) {
+      if (u === undefined) continue;
+      const p = upkeepPerConn(u);
+      rows.push([
+        phase,
+        t.target,
+        fmt(u.connections),
+        fmt(u.seconds),
+        perConn(p.gateway),
+        perConn(p.load),
+        perConn(p.redis),
+        perConn(p.commands),
+        perConn(p.scripts),
+        upkeepLimitedBy(u),
+      ]);
+    }
+  }
+  if (rows.length === 0) return [];
+  return [
+    '',
+    `${h}# connect and disconnect, until the gateways' batched writes settled`,
+    ...table(
+      [
+        'phase',
+        'target',
+        'connections',
+        'window s',
+        'gateway CPU µs/conn',
+        'load CPU µs/conn',
+        'redis CPU µs/conn',
+        'Redis commands/conn (inside scripts too)',
+        'script calls/conn',
+        'limited by',
+      ],
+      rows,
+    ),
+  ];
 }
 
 /** Herald's per-gateway routing and its counts against redis-server's, per step. */

@@ -17,13 +17,14 @@ import { runReport } from './report.js';
 import { broadcast } from './scenarios/broadcast.js';
 import { churn } from './scenarios/churn.js';
 import { connect } from './scenarios/connect.js';
+import { disconnect } from './scenarios/disconnect.js';
 import { idle } from './scenarios/idle.js';
 import { type RateStep, targeted } from './scenarios/targeted.js';
 import { hasTaskset, killAll, ROOT, startGateway, startRedis, startWorker } from './services.js';
 import { rssKiB } from './stats.js';
 import type { Target } from './worker.js';
 
-const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'out' | 'cpuProfDir' | 'history'>> = {
+const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'out' | 'cpuProfDir' | 'history' | 'presence'>> = {
   // A few seconds: the test suite runs this so the harness cannot rot.
   smoke: {
     connections: 200,
@@ -79,7 +80,8 @@ const PROFILES: Record<string, Omit<Options, 'profile' | 'pin' | 'out' | 'cpuPro
 
 const USAGE = `usage: npm run bench -- [--profile smoke|quick|scale|full] [--connections N] [--gateways N] [--workers N]
        [--concurrency N] [--rates 2000,5000,max] [--broadcast-rates 1,2,5|none] [--step-seconds S]
-       [--churn 0.1|0] [--baseline | --no-baseline] [--no-pin] [--no-history] [--out FILE.json] [--cpu-prof DIR]
+       [--churn 0.1|0] [--baseline | --no-baseline] [--no-pin] [--no-history] [--no-presence] [--out FILE.json]
+       [--cpu-prof DIR]
    or: node dist-bench/run.js --report [--data DIR] [--out FILE.md]   (RESULTS.md from the run records)`;
 
 function parseOptions(argv: string[]): Options {
@@ -99,6 +101,7 @@ function parseOptions(argv: string[]): Options {
       'no-baseline': { type: 'boolean', default: false },
       'no-pin': { type: 'boolean', default: false },
       'no-history': { type: 'boolean', default: false },
+      'no-presence': { type: 'boolean', default: false },
       out: { type: 'string' },
       'cpu-prof': { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -139,6 +142,7 @@ function parseOptions(argv: string[]): Options {
     out: values.out,
     cpuProfDir: values['cpu-prof'],
     history: !values['no-history'],
+    presence: !values['no-presence'],
   };
   // One process holds at most ~19,500 sockets here (open-files hard limit 20,000).
   const perProcess = 19_000;
@@ -160,7 +164,14 @@ async function runTarget(target: Target, opts: Options, redis: { url: string; pi
   log(`${target}: starting ${opts.gateways} gateway process(es)`);
   const gateways = await Promise.all(
     Array.from({ length: opts.gateways }, () =>
-      startGateway(target, { redisUrl, secret, cpu: gwCpu, cpuProfDir: opts.cpuProfDir, history: opts.history }),
+      startGateway(target, {
+        redisUrl,
+        secret,
+        cpu: gwCpu,
+        cpuProfDir: opts.cpuProfDir,
+        history: opts.history,
+        presence: opts.presence,
+      }),
     ),
   );
   const workers = Array.from({ length: opts.workers }, () => startWorker(loadCpu));
@@ -200,6 +211,8 @@ async function runTarget(target: Target, opts: Options, redis: { url: string; pi
       log(`${target}: churn -> ${JSON.stringify(result.churn)}`);
     }
     result.gatewayRssEndKiB = gateways.map((g) => rssKiB(g.pid));
+    result.disconnect = await disconnect(ctx);
+    log(`${target}: disconnect -> ${JSON.stringify(result.disconnect)}`);
     return result;
   } finally {
     await Promise.all(workers.map((w) => w.ask({ cmd: 'close' }, 'closed', 30_000).catch(() => undefined)));
@@ -253,6 +266,7 @@ async function main(): Promise<void> {
       pinned: opts.pin && hasTaskset && m.cores >= 2,
       baseline: opts.baseline,
       history: opts.history,
+      presence: opts.presence,
     },
     results,
     failures: failures(results),

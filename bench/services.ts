@@ -109,7 +109,14 @@ export interface GatewayProc {
 
 export async function startGateway(
   target: Target,
-  opts: { redisUrl: string; secret: string; cpu: string | undefined; cpuProfDir: string | undefined; history: boolean },
+  opts: {
+    redisUrl: string;
+    secret: string;
+    cpu: string | undefined;
+    cpuProfDir: string | undefined;
+    history: boolean;
+    presence: boolean;
+  },
 ): Promise<GatewayProc> {
   const port = await freePort();
   const env: Record<string, string> =
@@ -123,6 +130,7 @@ export async function startGateway(
           HERALD_LOG_LEVEL: 'info',
           HERALD_IDLE_TIMEOUT_S: '120',
           ...(opts.history ? {} : { HERALD_HISTORY_SIZE: '0' }),
+          ...(opts.presence ? {} : { HERALD_PRESENCE: 'false' }),
         }
       : { PATH: process.env['PATH'] ?? '', PORT: String(port), REDIS_URL: opts.redisUrl };
   const profile = opts.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfDir}`] : [];

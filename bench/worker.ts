@@ -16,6 +16,8 @@ export type WorkerCommand =
   /** `sent` messages of `kind`: targeted message n went to user n mod `users`; listed ones one each to the churned users. */
   | { cmd: 'report'; step: number; sent: number; kind: 'targeted' | 'broadcast' | 'listed'; users: number }
   | { cmd: 'churn'; fraction: number; concurrency: number }
+  /** Drop every connection (the disconnect scenario); the process stays for `close`. */
+  | { cmd: 'drop' }
   | { cmd: 'close' };
 
 export interface StepReport {
@@ -40,6 +42,7 @@ export type WorkerEvent =
   | { ev: 'connected'; ok: number; failed: number; elapsedMs: number; connectMs: Histogram; cpuMicros: number; errors: string[] }
   | { ev: 'report'; step: number; report: StepReport }
   | { ev: 'churned'; users: number[]; ok: number; failed: number; elapsedMs: number }
+  | { ev: 'dropped'; dropped: number; cpuMicros: number }
   | { ev: 'closed' };
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -278,6 +281,20 @@ async function handle(m: WorkerCommand): Promise<void> {
       churned = new Set(victims.map((v) => v.user));
       const r = await openMany(victims, config, m.concurrency);
       send({ ev: 'churned', users: victims.map((v) => v.user), ok: r.ok, failed: r.failed, elapsedMs: r.elapsedMs });
+      return;
+    }
+    case 'drop': {
+      const cpu = process.cpuUsage();
+      let dropped = 0;
+      for (const c of conns) {
+        const ws = c.ws;
+        if (ws === undefined) continue;
+        c.ws = undefined;
+        ws.terminate(); // abrupt, as in churn
+        dropped++;
+      }
+      const used = process.cpuUsage(cpu);
+      send({ ev: 'dropped', dropped, cpuMicros: used.user + used.system });
       return;
     }
     case 'close':

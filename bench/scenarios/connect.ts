@@ -1,7 +1,9 @@
 // connect: open every client with bounded concurrency; upgrades/s, connect time,
-// failures, and gateway memory per idle connection.
+// failures, gateway memory per idle connection, and what the connects cost until the
+// gateways' batched writes settled (upkeep.ts: Redis commands and CPU included).
 import { type Context, gatewayCpu } from '../context.js';
 import { merge, newHistogram, quantile, round, rssKiB } from '../stats.js';
+import { startUpkeep, type Upkeep } from '../upkeep.js';
 
 export interface ConnectResult {
   connections: number;
@@ -15,12 +17,16 @@ export interface ConnectResult {
   gatewayRssBeforeKiB: number[];
   gatewayRssAfterKiB: number[];
   kibPerConnection: number[];
+  /** Until the last worker is done: the batched writes that follow are in `upkeep`. */
   gatewayCpuMicrosPerConnection: number;
   loadCpuMicrosPerConnection: number;
+  /** Absent in records made before it was measured. */
+  upkeep?: Upkeep;
 }
 
 export async function connect(ctx: Context, localAddress: (worker: number) => string): Promise<ConnectResult> {
   const rssBefore = await settledRss(ctx);
+  const window = await startUpkeep(ctx);
   const gwCpu0 = gatewayCpu(ctx);
   const per = Math.ceil(ctx.users / ctx.workers.length);
   const urls = ctx.gateways.map((g) => `ws://127.0.0.1:${g.port}/ws`);
@@ -58,6 +64,7 @@ export async function connect(ctx: Context, localAddress: (worker: number) => st
     merge(hist, r.connectMs);
     errors.push(...r.errors);
   }
+  const upkeep = await window.finish(ok, loadCpu);
   const rssAfter = await settledRss(ctx);
   const perGateway = ok / ctx.gateways.length;
   return {
@@ -74,6 +81,7 @@ export async function connect(ctx: Context, localAddress: (worker: number) => st
     kibPerConnection: rssAfter.map((a, i) => round((a - (rssBefore[i] ?? 0)) / perGateway, 2)),
     gatewayCpuMicrosPerConnection: round(gwCpu / Math.max(1, ok), 1),
     loadCpuMicrosPerConnection: round(loadCpu / Math.max(1, ok), 1),
+    upkeep,
   };
 }
 
