@@ -703,7 +703,8 @@ export function createConnections(deps: ConnectionDeps) {
      */
     serverSubscribe(ws: Socket, topic: string): boolean {
       const ud = ws.getUserData();
-      if (ws.isSubscribed(topic)) return false;
+      // In serverTopics but not subscribed: an earlier server-side subscribe waits for Redis.
+      if (ws.isSubscribed(topic) || ud.serverTopics?.has(topic) === true) return false;
       if (!isBaseTopic(ud.identity, topic)) {
         if (ud.grantedTopicCount >= maxTopicsPerConnection) {
           log.warn({ connectionId: ud.connectionId, topic }, 'server-side subscribe skipped: the connection holds the most topics allowed');
