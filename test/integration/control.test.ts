@@ -267,6 +267,27 @@ t.test('two gateways, one redis-server', async (t) => {
     );
   });
 
+  t.test('two server-side subscribes at once: one subscribed frame, one topic counted', async (t) => {
+    const u = uid('twice');
+    const c = await connect(t, a, u, ['feed:*']);
+    // A topic no connection holds: the first subscribe waits for Redis while the second comes.
+    const topic = `secret:${uid('tw')}`;
+    const answers = await Promise.all([control(a.http, 'subscribe', { user: u, topic }), control(b.http, 'subscribe', { user: u, topic })]);
+    t.strictSame(
+      answers.map((x) => x.status),
+      [200, 200],
+    );
+    t.strictSame(await c.next('*'), { type: 'subscribed', topic, server: true });
+    await barrier(t, a, [c]);
+    t.pass('told once');
+    t.strictSame((await control(a.http, 'unsubscribe', { user: u, topic })).status, 200);
+    t.strictSame(await c.next('*'), { type: 'unsubscribed', topic, server: true });
+    for (let i = 0; i < MAX_TOPICS; i++) {
+      const res = await c.request({ type: 'subscribe', topic: `feed:tw${i}`, id: i });
+      t.equal(res['type'], 'subscribed', `feed ${i + 1} of ${MAX_TOPICS}: the server topic left no slot taken`);
+    }
+  });
+
   t.test('refusals: key, method, path, body, query', async (t) => {
     const body = { user: 'someone' };
     const wrong = [null, 'not-the-key-0123456789', CONTROL_KEY.slice(0, -1)];
