@@ -2,9 +2,11 @@
 // connections per user and per topic; a connect counts at once (the admission check
 // writes it), a close within the next flush (about a second); a gateway killed with
 // SIGKILL stops counting after HERALD_PRESENCE_TTL_S and a live gateway removes its
-// entries from Redis. HERALD_MAX_CONNECTIONS_PER_USER holds across gateways, and the
-// events stream gets `connected` / `disconnected` entries (unless
-// HERALD_CONNECTION_EVENTS=false). Two gateways and a private redis-server per group.
+// entries from Redis; one stopped with SIGTERM removes its own at once; after Redis
+// loses its data each gateway writes its presence again. HERALD_MAX_CONNECTIONS_PER_USER
+// holds across gateways, and the events stream gets `connected` / `disconnected`
+// entries (unless HERALD_CONNECTION_EVENTS=false). Two gateways and a private
+// redis-server per group.
 import { randomUUID } from 'node:crypto';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
