@@ -165,6 +165,8 @@ export function createPresence(deps: PresenceDeps) {
   const queue: Check[] = [];
   let checking = false;
   let checkScheduled = false;
+  /** Flushes sent so far: one sent while a check is in flight wrote counts without its admissions. */
+  let flushesSent = 0;
 
   function scheduleCheck(): void {
     if (checking || checkScheduled || queue.length === 0) return;
@@ -189,6 +191,7 @@ export function createPresence(deps: PresenceDeps) {
       args.push(c.userId, String(c.issuedAt), String(sent.get(c.userId)));
     }
     checking = true;
+    const flushesBefore = flushesSent;
     call(...args)
       .then(
         (reply) => {
@@ -210,10 +213,13 @@ export function createPresence(deps: PresenceDeps) {
             }
           });
           // The script wrote what this gateway held when the batch left plus what it
-          // admitted; a connection that closed meanwhile is written by the next flush.
-          for (const [userId, n] of admitted) {
-            if ((users.get(userId)?.count ?? 0) === (sent.get(userId) ?? 0) + n) dirtyUsers.delete(userId);
-          }
+          // admitted; a connection that closed meanwhile is written by the next flush, and
+          // so is every count when a flush went out after the batch (Redis ran it after the
+          // script: it wrote the count without the admissions).
+          if (flushesSent === flushesBefore)
+            for (const [userId, n] of admitted) {
+              if ((users.get(userId)?.count ?? 0) === (sent.get(userId) ?? 0) + n) dirtyUsers.delete(userId);
+            }
         },
         (err: Error) => {
           plog.warn({ err, upgrades: batch.length }, 'admission check failed; deciding with what this gateway knows');
@@ -257,6 +263,7 @@ export function createPresence(deps: PresenceDeps) {
     }
     if (!config.presence && batch.length === 0) return;
     flushing = true;
+    flushesSent++;
     call(...args).then(
       (reply) => {
         const [added, reaped, live] = reply as [number, number, number];

@@ -14,12 +14,14 @@ export interface TokenOptions {
   issuer?: string;
   audience?: string | string[];
   kid?: string;
+  /** `iat`, seconds from now (negative = issued in the past); default now. */
+  issuedAt?: number;
 }
 
 export async function token(claims: JWTPayload & { roles?: unknown; topics?: unknown }, opts: TokenOptions = {}): Promise<string> {
   const jwt = new SignJWT(claims)
     .setProtectedHeader({ alg: opts.alg ?? 'HS256', typ: 'JWT', ...(opts.kid ? { kid: opts.kid } : {}) })
-    .setIssuedAt();
+    .setIssuedAt(Math.floor(Date.now() / 1000) + (opts.issuedAt ?? 0));
   if (!opts.noExp) jwt.setExpirationTime(Math.floor(Date.now() / 1000) + (opts.expiresIn ?? 3600));
   if (opts.notBefore !== undefined) jwt.setNotBefore(Math.floor(Date.now() / 1000) + opts.notBefore);
   if (opts.issuer !== undefined) jwt.setIssuer(opts.issuer);
