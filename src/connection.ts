@@ -50,7 +50,7 @@ export interface UserData {
    * renewal, a resume: `busy`); and the frames that wait (`waiting`). Subscribes go
    * ahead of each other's answers, so one batch covers a client's many topics.
    */
-  subscribing: Array<{ ready: boolean; complete: () => void; topics: readonly string[] }>;
+  subscribing: Array<{ ready: boolean; complete: () => void; topics: readonly string[]; dropped?: Set<string> }>;
   busy: number;
   waiting: ClientFrame[] | undefined;
   closed: boolean;
@@ -209,13 +209,15 @@ export function createConnections(deps: ConnectionDeps) {
    */
   function subscribeThen(ws: Socket, ud: UserData, topics: readonly string[], then: () => void): void {
     for (const t of topics) subscriptions.hold(t); // reserved while Redis confirms
-    const entry = {
+    const entry: UserData['subscribing'][number] = {
       ready: false,
       topics,
       complete: (): void => {
         if (!ud.closed) {
           for (const t of topics) ws.subscribe(t);
           then();
+          // The control API took a topic away while it was being set up: it leaves now, said after the answer.
+          for (const t of entry.dropped ?? []) if (leave(ws, ud, t)) send(ws, { type: 'unsubscribed', topic: t, server: true });
         }
         for (const t of topics) subscriptions.release(t);
       },
@@ -732,8 +734,15 @@ export function createConnections(deps: ConnectionDeps) {
     /** The control API unsubscribes the connection from `topic`: an `unsubscribed` frame marked `server`. */
     serverUnsubscribe(ws: Socket, topic: string): boolean {
       const ud = ws.getUserData();
-      if (!leave(ws, ud, topic)) return false;
-      send(ws, { type: 'unsubscribed', topic, server: true });
+      if (leave(ws, ud, topic)) {
+        send(ws, { type: 'unsubscribed', topic, server: true });
+        return true;
+      }
+      // Still being set up (a subscribe waiting for Redis): it is left as soon as it is held.
+      const pending = ud.subscribing.find((e) => e.topics.includes(topic));
+      if (pending === undefined) return false;
+      pending.dropped ??= new Set();
+      pending.dropped.add(topic);
       return true;
     },
 

@@ -84,7 +84,7 @@ const ADMIT_BATCH = 1000;
 /** Events held while Redis is unreachable; past it the oldest are dropped (and counted). */
 const MAX_WAITING_EVENTS = 100_000;
 const FLUSH_EVERY_MS = 1000;
-/** Revocations kept in embedded mode, at most (one process: this map is the only record). */
+/** Revocations kept in memory, at most (embedded mode: the only record). */
 const MAX_LOCAL_REVOCATIONS = 100_000;
 
 interface Check {
@@ -141,6 +141,21 @@ export function createPresence(deps: PresenceDeps) {
     const local = localRevocations.get(userId);
     if (local !== undefined && local[1] < Date.now()) localRevocations.delete(userId);
     return Math.max(users.get(userId)?.revokedAt ?? 0, localRevocations.get(userId)?.[0] ?? 0);
+  }
+
+  /**
+   * Revocations this process made or heard (control messages, admission replies): the only
+   * record in embedded mode, and what a local decision knows while Redis is unreachable.
+   * Bounded: past MAX_LOCAL_REVOCATIONS the oldest is forgotten.
+   */
+  function remember(userId: string, before: number): void {
+    if (before <= (localRevocations.get(userId)?.[0] ?? 0)) return;
+    if (localRevocations.size >= MAX_LOCAL_REVOCATIONS) {
+      const oldest = localRevocations.keys().next().value;
+      if (oldest !== undefined) localRevocations.delete(oldest);
+    }
+    localRevocations.delete(userId);
+    localRevocations.set(userId, [before, Date.now() + config.maxTokenLifetimeS * 1000]);
   }
 
   /** The decision this process can make alone: embedded mode, presence off, or Redis away. */
@@ -200,7 +215,9 @@ export function createPresence(deps: PresenceDeps) {
           metrics.admissionCheck('redis', batch.length);
           batch.forEach((c, i) => {
             const verdict = out[2 * i] as number;
-            c.entry.revokedAt = Math.max(c.entry.revokedAt, out[2 * i + 1] as number);
+            const revoked = out[2 * i + 1] as number;
+            if (revoked > 0) remember(c.userId, revoked);
+            c.entry.revokedAt = Math.max(c.entry.revokedAt, revoked);
             if (verdict === 1 || c.issuedAt < c.entry.revokedAt) {
               // Revoked in Redis, or a revocation heard on the user's channel since.
               if (verdict === 0) changed(c.userId); // the script counted it: count it out again
@@ -393,14 +410,7 @@ export function createPresence(deps: PresenceDeps) {
     noteRevocation(userId: string, before: number): void {
       const e = users.get(userId);
       if (e !== undefined) e.revokedAt = Math.max(e.revokedAt, before);
-      if (commands === undefined) {
-        if (localRevocations.size >= MAX_LOCAL_REVOCATIONS) {
-          const oldest = localRevocations.keys().next().value;
-          if (oldest !== undefined) localRevocations.delete(oldest);
-        }
-        localRevocations.delete(userId);
-        localRevocations.set(userId, [before, Date.now() + config.maxTokenLifetimeS * 1000]);
-      }
+      remember(userId, before);
     },
 
     /** Connections per user and per topic: across live gateways (Redis, presence on), else here. */

@@ -12,11 +12,13 @@ import type { Config } from './config.js';
 import { newUserData } from './connection.js';
 import { chooseSubprotocol, connectionListsUpgrade, findToken, isOriginAllowed, type UpgradeRequest } from './handshake.js';
 import { type Exchange, refuse, track } from './http.js';
+import type { Subscriptions } from './interest.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Presence } from './presence.js';
 import { createRefusalLog, REFUSAL_LOG_INTERVAL_MS } from './refusals.js';
+import { initialTopics } from './topics.js';
 import type { HttpRequest, HttpResponse, us_socket_context_t } from './uws.js';
 
 export interface UpgradeDeps {
@@ -28,6 +30,8 @@ export interface UpgradeDeps {
   lifecycle: Lifecycle;
   /** The per-user checks after the token: revocation and HERALD_MAX_CONNECTIONS_PER_USER. */
   presence: Presence;
+  /** The topic routes (interest.ts), warmed while the checks run. */
+  subscriptions: Subscriptions;
 }
 
 /** The refused upgrade for each token failure: AuthFailure's names are Refusal's (401, or 503 key_unavailable). */
@@ -46,7 +50,7 @@ function remoteAddress(res: HttpResponse): string {
 }
 
 export function createUpgradeHandler(deps: UpgradeDeps) {
-  const { config, verifier, metrics, log, lifecycle, admission, presence } = deps;
+  const { config, verifier, metrics, log, lifecycle, admission, presence, subscriptions } = deps;
   // Request-shape limits, checked before anything else: refusing these costs nothing.
   const maxProtocols = 8;
   const maxQueryBytes = config.jwt.maxTokenBytes + 1024;
@@ -163,7 +167,19 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
           return;
         }
         const { identity } = result;
-        const refusal = await presence.admit(identity);
+        // The connection's topics are asked of Redis now, beside the user's control channel
+        // the check waits for, rather than after it: a new user waits for one SUBSCRIBE, not two.
+        const topics = initialTopics(identity.userId, identity.roles);
+        for (const t of topics) subscriptions.hold(t);
+        let refusal: Awaited<ReturnType<Presence['admit']>>;
+        try {
+          refusal = await presence.admit(identity);
+        } finally {
+          // Held again by the connection, if it opens (uWS runs open() within upgrade()).
+          setImmediate(() => {
+            for (const t of topics) subscriptions.release(t);
+          });
+        }
         if (refusal !== undefined) {
           if (!ex.finished) admission.release(ip);
           if (refusal.reason === AuthFailure.TokenRevoked) {

@@ -288,6 +288,23 @@ t.test('two gateways, one redis-server', async (t) => {
     }
   });
 
+  t.test('an unsubscribe right after a subscribe, while Redis sets the topic up, leaves the connection unsubscribed', async (t) => {
+    const u = uid('race');
+    const c = await connect(t, a, u);
+    const topics = Array.from({ length: 10 }, (_, i) => `secret:${uid(`r${i}`)}`);
+    for (const topic of topics) {
+      // A topic no connection holds: the subscribe waits for Redis while the unsubscribe comes
+      // (one pair at a time: subscribes waiting count against HERALD_MAX_TOPICS_PER_CONNECTION).
+      t.equal((await control(a.http, 'subscribe', { user: u, topic })).status, 200);
+      t.equal((await control(a.http, 'unsubscribe', { user: u, topic })).status, 200);
+      t.strictSame(await c.next('*'), { type: 'subscribed', topic, server: true }, `${topic}: subscribed`);
+      t.strictSame(await c.next('*'), { type: 'unsubscribed', topic, server: true }, `${topic}: then unsubscribed`);
+    }
+    for (const topic of topics) await publish(a, topic, { n: 1 });
+    await barrier(t, a, [c]);
+    t.pass('none of the topics delivers');
+  });
+
   t.test('refusals: key, method, path, body, query', async (t) => {
     const body = { user: 'someone' };
     const wrong = [null, 'not-the-key-0123456789', CONTROL_KEY.slice(0, -1)];
