@@ -70,8 +70,10 @@ export interface Interest extends Subscriptions {
  * everything that arrived meanwhile. A storm of thousands of connects costs a few
  * dozen commands; a lone connect waits for nothing.
  */
-const SUBSCRIBE_BURST = 10;
-const SUBSCRIBE_PER_S = 10;
+const SUBSCRIBE_BURST = 50;
+// Not fewer: a steady stream of new users (each a new channel of each kind) waits for the
+// bucket, up to 1/SUBSCRIBE_PER_S s per connect once the burst is spent.
+const SUBSCRIBE_PER_S = 200;
 /** The bucket's refill period: SUBSCRIBE_BURST tokens per this many ms. */
 const SUBSCRIBE_REFILL_MS = (1000 * SUBSCRIBE_BURST) / SUBSCRIBE_PER_S;
 /** Idle topics are left together in one UNSUBSCRIBE this long after the first of them
