@@ -68,7 +68,7 @@ export interface Interest extends Subscriptions {
  * once (one command in flight; what arrives meanwhile joins the next), and once a
  * connect storm empties it, at most SUBSCRIBE_PER_S commands a second go out, each for
  * everything that arrived meanwhile. A storm of thousands of connects costs a few
- * dozen commands; a lone connect waits for nothing.
+ * hundred commands, not one per connection; a lone connect waits for nothing.
  */
 const SUBSCRIBE_BURST = 50;
 // Not fewer: a steady stream of new users (each a new channel of each kind) waits for the
