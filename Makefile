@@ -126,7 +126,7 @@ format: install
 # The load-heavy tests (hundreds to thousands of sockets, several processes, or CPU
 # measured) run one at a time after the rest: on two cores, two of them side by side
 # starve each other's timing. .ci/run adds up both summaries.
-HEAVY_TESTS = $(addprefix dist-test/integration/,chaos.test.js soak.test.js outage.test.js backpressure.test.js bench.test.js interest-churn.test.js presence-churn.test.js)
+HEAVY_TESTS = $(addprefix dist-test/integration/,chaos.test.js soak.test.js outage.test.js backpressure.test.js bench.test.js interest-churn.test.js presence-churn.test.js fuzz-publish.test.js)
 test: install redis chromium dist-test/.build-stamp dist-bench/.build-stamp
 	HERALD_CHROMIUM=$(CHROMIUM) $(TAP) $(filter-out $(HEAVY_TESTS),$(wildcard dist-test/unit/*.test.js dist-test/integration/*.test.js))
 	@echo "tap: the load-heavy tests, one at a time"
